@@ -1,0 +1,90 @@
+"""openhands-magics: start and watch OpenHands conversations from Jupyter.
+
+``%load_ext openhands_magics`` registers ``%openhands``/``%%openhands``. The Python API (``OpenHandsClient``,
+``AsyncOpenHandsClient``, ``Conversation``, the errors) is importable from here; it is loaded lazily so that loading
+the extension stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .client import AsyncOpenHandsClient, OpenHandsClient
+    from .errors import (
+        AuthenticationError,
+        BadRequestError,
+        ConfigurationError,
+        NotFoundError,
+        OpenHandsError,
+        ProtocolError,
+        RateLimitError,
+        ServerError,
+        TransportError,
+        ValidationError,
+        WaitTimeout,
+    )
+    from .handle import ConversationHandle, history, last
+    from .models import Conversation, ConversationStatus
+
+_LAZY = {
+    "OpenHandsClient": "client",
+    "AsyncOpenHandsClient": "client",
+    "Conversation": "models",
+    "ConversationStatus": "models",
+    "ConversationHandle": "handle",
+    "last": "handle",
+    "history": "handle",
+    **{
+        name: "errors"
+        for name in (
+            "OpenHandsError", "ConfigurationError", "ValidationError", "AuthenticationError", "BadRequestError",
+            "NotFoundError", "RateLimitError", "ServerError", "TransportError", "ProtocolError", "WaitTimeout",
+        )
+    },
+}
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'openhands_magics' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+_magics: Any = None
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%load_ext openhands_magics``."""
+    global _magics
+    from .magics import OpenHandsMagics
+
+    _magics = OpenHandsMagics(ipython)
+    ipython.register_magics(_magics)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%unload_ext openhands_magics``: stop all polling, close connections, remove the magics."""
+    global _magics
+    if _magics is None:
+        return
+    _magics.close()
+    ipython.magics_manager.magics["line"].pop("openhands", None)
+    ipython.magics_manager.magics["cell"].pop("openhands", None)
+    ipython.magics_manager.registry.pop("OpenHandsMagics", None)
+    _magics = None

@@ -1,0 +1,125 @@
+"""Where the base URL and the API key come from, and the rules that keep the key safe.
+
+The key lives in an :class:`ApiKey` whose ``repr``/``str`` are masked, so it cannot leak through a log line, a repr, a
+widget state or a verbose traceback's locals. It is read from ``OPENHANDS_API_KEY`` or from ``%openhands --login``
+(memory only) and revealed in exactly one place: the ``Authorization`` header, added per request by
+:class:`openhands_magics._protocol.BearerAuth`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "ApiKey",
+    "DEFAULT_BASE_URL",
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "resolve_api_key",
+    "resolve_base_url",
+    "set_session_api_key",
+    "clear_session_api_key",
+]
+
+DEFAULT_BASE_URL = "https://app.all-hands.dev"
+API_KEY_ENV = "OPENHANDS_API_KEY"
+BASE_URL_ENV = "OPENHANDS_BASE_URL"
+
+NO_KEY_MESSAGE = (
+    f"No OpenHands API key: set {API_KEY_ENV} in the environment or run `%openhands --login` "
+    "(get a key at https://app.all-hands.dev/settings/api-keys)."
+)
+
+
+class ApiKey:
+    """A secret that refuses to show itself. Use :meth:`reveal` only to build the Authorization header."""
+
+    __slots__ = ("__value",)
+
+    def __init__(self, value: str) -> None:
+        value = value.strip()
+        if not value:
+            raise ConfigurationError(NO_KEY_MESSAGE)
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ConfigurationError("The API key contains spaces or control characters; paste it again.")
+        self.__value = value
+
+    def reveal(self) -> str:
+        return self.__value
+
+    def __repr__(self) -> str:
+        return "ApiKey('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other.__value == self.__value
+
+    def __hash__(self) -> int:
+        return hash(self.__value)
+
+    def __reduce__(self) -> None:  # type: ignore[override]
+        raise TypeError("An ApiKey cannot be pickled; it is kept in memory only.")
+
+
+_session_key: ApiKey | None = None
+
+
+def set_session_api_key(key: str | ApiKey) -> ApiKey:
+    """Keep a key for this process only (what ``%openhands --login`` does); it wins over the environment."""
+    global _session_key
+    _session_key = key if isinstance(key, ApiKey) else ApiKey(key)
+    return _session_key
+
+
+def clear_session_api_key() -> None:
+    global _session_key
+    _session_key = None
+
+
+def resolve_api_key(explicit: str | ApiKey | None = None) -> ApiKey:
+    """Explicit argument, then the ``--login`` key, then ``OPENHANDS_API_KEY``; raise one clear line if none."""
+    if isinstance(explicit, ApiKey):
+        return explicit
+    if explicit is not None:
+        return ApiKey(explicit)
+    if _session_key is not None:
+        return _session_key
+    from_env = os.environ.get(API_KEY_ENV, "").strip()
+    if not from_env:
+        raise ConfigurationError(NO_KEY_MESSAGE)
+    return ApiKey(from_env)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(explicit: str | None = None) -> str:
+    """Explicit argument, then ``OPENHANDS_BASE_URL``, then the Cloud; refuse anything that would leak the key.
+
+    A Bearer key over plain http can be read by anyone on the path, so http is allowed only to this machine
+    (localhost, 127.0.0.0/8, ::1), which is what the local test server and a self-hosted dev instance use.
+    """
+    raw = (explicit or os.environ.get(BASE_URL_ENV, "") or DEFAULT_BASE_URL).strip()
+    url = raw.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"The base URL must look like https://host[:port], got {raw[:80]!r}.")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError("The base URL must not contain a query, a fragment or credentials.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"Refusing to send the API key over plain http to {parts.hostname}: use https:// "
+            "(http is allowed only for localhost)."
+        )
+    return url

@@ -1,0 +1,103 @@
+"""Typed errors, each carrying one line a person can act on.
+
+The magics print ``str(error)`` and nothing else, so every message here is a complete sentence that says what went
+wrong *and what to do*. None of them ever includes the API key: errors are built from status codes, the server's
+own error text and our own words, never from request headers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OpenHandsError",
+    "ConfigurationError",
+    "ValidationError",
+    "AuthenticationError",
+    "BadRequestError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "ProtocolError",
+    "WaitTimeout",
+]
+
+
+class OpenHandsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    #: HTTP status code when the error came from a response.
+    status_code: int | None = None
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying the same read again later may succeed (drives the poller's 'retrying…')."""
+        return False
+
+
+class ConfigurationError(OpenHandsError):
+    """Local set-up is missing or unsafe (no key, bad base URL, key over plain http). Nothing was sent."""
+
+
+class ValidationError(OpenHandsError):
+    """The user's input (message, repository, id, option) was refused before anything was sent."""
+
+
+class AuthenticationError(OpenHandsError):
+    """401/403, or OpenHands' git-provider error: the key is wrong, or it cannot reach the repository."""
+
+
+class BadRequestError(OpenHandsError):
+    """400/422 that is not about authentication, e.g. the account has no LLM settings yet."""
+
+
+class NotFoundError(OpenHandsError):
+    """The conversation does not exist (404, or the ``null`` body OpenHands answers for unknown ids)."""
+
+
+class RateLimitError(OpenHandsError):
+    """429. ``retry_after`` holds the server's ``Retry-After`` in seconds when it sent one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status_code: int | None = 429) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ServerError(OpenHandsError):
+    """5xx: the server failed; reads are retried, conversation creation is not."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class TransportError(OpenHandsError):
+    """No usable answer: connection refused, DNS failure, timeout, broken connection."""
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        #: False only when the request provably never reached the server (so even a POST may be retried).
+        self.request_sent = request_sent
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ProtocolError(OpenHandsError):
+    """The server answered 2xx with a body this client cannot understand (malformed JSON, missing id)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class WaitTimeout(OpenHandsError, TimeoutError):
+    """A blocking wait ran out of time; the conversation itself goes on."""

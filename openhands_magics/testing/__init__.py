@@ -1,0 +1,18 @@
+"""Offline stand-in for OpenHands Cloud: ``LocalOpenHandsServer`` (see :mod:`.server`).
+
+``python -m openhands_magics.testing`` runs one and prints its base URL and demo key.
+"""
+
+from .server import DEFAULT_SCHEDULE, DEMO_API_KEY, Fault, LocalOpenHandsServer, RecordedRequest
+
+__all__ = ["LocalOpenHandsServer", "Fault", "RecordedRequest", "DEFAULT_SCHEDULE", "DEMO_API_KEY", "serve"]
+
+
+def serve(*, set_environ: bool = True, **options: object) -> LocalOpenHandsServer:
+    """Start a server for this process; with ``set_environ`` point ``%openhands`` at it (what the notebooks do)."""
+    import os
+
+    server = LocalOpenHandsServer(**options).start()  # type: ignore[arg-type]
+    if set_environ:
+        os.environ.update(server.environ())
+    return server

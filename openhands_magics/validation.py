@@ -1,0 +1,56 @@
+"""Checks on user input and server ids, done before anything goes on the wire or into a URL path."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import ProtocolError, ValidationError
+
+__all__ = ["validate_message", "validate_repository", "validate_conversation_id", "validate_user_conversation_id"]
+
+# GitHub's rules: owner is alphanumerics and single hyphens; repo names also allow '.', '_' (but not '.' / '..').
+_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+# OpenHands ids are uuid4().hex; V1 ids are hyphenated UUIDs. Anything else must not reach a URL path.
+_CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def validate_message(message: str) -> str:
+    """Drop only leading and trailing blank lines; every other character (indentation included) is sent verbatim."""
+    lines = message.splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    stripped = "\n".join(lines)
+    if not stripped:
+        raise ValidationError(
+            "The message is empty: write the task after the options, e.g. `%openhands Fix the typo in README.md`."
+        )
+    return stripped
+
+
+def validate_repository(repository: str) -> str:
+    repository = repository.strip()
+    if repository.lower().startswith(("https://github.com/", "http://github.com/", "github.com/")):
+        repository = repository.split("github.com/", 1)[1].removesuffix(".git").strip("/")
+    if not _REPOSITORY.match(repository) or repository.split("/")[1] in {".", ".."}:
+        raise ValidationError(f"--repo must look like owner/repo (e.g. octocat/hello-world), got {repository!r}.")
+    return repository
+
+
+def validate_conversation_id(conversation_id: str) -> str:
+    """For ids that came from the server: a bad one is the server's fault, so it is a ProtocolError."""
+    if not isinstance(conversation_id, str) or not _CONVERSATION_ID.match(conversation_id):
+        shown = repr(conversation_id)[:60]
+        raise ProtocolError(f"The server sent an invalid conversation id {shown}; refusing to use it in a URL.")
+    return conversation_id
+
+
+def validate_user_conversation_id(conversation_id: str) -> str:
+    """For ids a person typed (``--watch ID``, ``client.get_conversation(ID)``): their mistake, so ValidationError."""
+    candidate = conversation_id.strip().rstrip("/").rsplit("/", 1)[-1]  # also accept a pasted conversation URL
+    if not _CONVERSATION_ID.match(candidate):
+        raise ValidationError(
+            f"{conversation_id[:60]!r} is not a conversation id (expected letters, digits, '-' or '_')."
+        )
+    return candidate
