@@ -12,6 +12,7 @@ __all__ = ["validate_message", "validate_repository", "validate_conversation_id"
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 # OpenHands ids are uuid4().hex; V1 ids are hyphenated UUIDs. Anything else must not reach a URL path.
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_CONVERSATION_URL = re.compile(r"^https?://[^/\s]+(?:/[^\s]*)?/conversations/([A-Za-z0-9_-]{1,128})/?$")
 
 
 def validate_message(message: str) -> str:
@@ -48,7 +49,10 @@ def validate_conversation_id(conversation_id: str) -> str:
 
 def validate_user_conversation_id(conversation_id: str) -> str:
     """For ids a person typed (``--watch ID``, ``client.get_conversation(ID)``): their mistake, so ValidationError."""
-    candidate = conversation_id.strip().rstrip("/").rsplit("/", 1)[-1]  # also accept a pasted conversation URL
+    candidate = conversation_id.strip()
+    pasted_url = _CONVERSATION_URL.match(candidate)  # a link copied from the panel or the browser works too
+    if pasted_url:
+        candidate = pasted_url.group(1)
     if not _CONVERSATION_ID.match(candidate):
         raise ValidationError(
             f"{conversation_id[:60]!r} is not a conversation id (expected letters, digits, '-' or '_')."

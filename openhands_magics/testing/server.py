@@ -144,7 +144,9 @@ class LocalOpenHandsServer:
 
     def start(self) -> LocalOpenHandsServer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name="openhands-local-server", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), name="openhands-local-server", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -1,0 +1,61 @@
+"""Shared fixtures: a local OpenHands-compatible server on a free port, and clients pointed at it.
+
+Every test talks real HTTP to 127.0.0.1; nothing reaches an outside address.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from openhands_magics import config
+from openhands_magics._protocol import RetryPolicy
+from openhands_magics.client import OpenHandsClient
+from openhands_magics.testing import LocalOpenHandsServer
+
+#: A key that must never show up in any output, state or traceback; tests grep for it.
+SECRET = "sk-oh-test-SECRET-4f1c9a77"
+#: Fast enough for tests, slow enough that a poller sees every status.
+FAST_SCHEDULE = (("STARTING", 0.3), ("RUNNING", 0.6), ("STOPPED", None))
+QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests start with no key and no base URL, whatever the developer's shell has."""
+    monkeypatch.delenv(config.API_KEY_ENV, raising=False)
+    monkeypatch.delenv(config.BASE_URL_ENV, raising=False)
+    config.clear_session_api_key()
+    yield
+    config.clear_session_api_key()
+
+
+@pytest.fixture
+def server() -> Iterator[LocalOpenHandsServer]:
+    with LocalOpenHandsServer(api_key=SECRET, schedule=FAST_SCHEDULE) as running:
+        yield running
+
+
+@pytest.fixture
+def server_env(server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch) -> LocalOpenHandsServer:
+    """The server, with OPENHANDS_BASE_URL / OPENHANDS_API_KEY pointing at it (how users configure the magics)."""
+    for name, value in server.environ().items():
+        monkeypatch.setenv(name, value)
+    return server
+
+
+@pytest.fixture
+def client(server: LocalOpenHandsServer) -> Iterator[OpenHandsClient]:
+    with OpenHandsClient(SECRET, base_url=server.base_url, timeout=2.0, retry=QUICK_RETRY) as opened:
+        yield opened
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL where nothing listens: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
