@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Float, Unicode, validate
+from traitlets import Float, TraitError, Unicode, validate
 
 from .arguments import USAGE, Invocation, parse_invocation
 from .errors import OpenHandsError, WaitTimeout
@@ -65,7 +65,7 @@ class OpenHandsMagics(Magics):
     @validate("poll_interval", "max_poll_interval", "timeout")
     def _positive(self, proposal: Any) -> float:
         if not proposal["value"] > 0:
-            raise ValueError(f"{proposal['trait'].name} must be a positive number of seconds")
+            raise TraitError(f"{proposal['trait'].name} must be a positive number of seconds")
         return proposal["value"]
 
     # ------------------------------------------------------------------ the magic

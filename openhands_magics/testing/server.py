@@ -106,6 +106,19 @@ class _Conversation:
         }
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A client that hangs up (a timeout test, an interrupted poll) is normal here, not a traceback on stderr."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def _iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -131,9 +144,7 @@ class LocalOpenHandsServer:
         self._faults: list[Fault] = []
         self._conversations: dict[str, _Conversation] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False
+        self._httpd = _QuietHTTPServer((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
