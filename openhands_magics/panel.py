@@ -29,16 +29,18 @@ class ConversationPanel(widgets.VBox):
     def __init__(self, handle: ConversationHandle, *, on_stop: Callable[[], None] | None = None, **kwargs: Any) -> None:
         self._handle = handle
         self._on_stop = on_stop
-        self._card = widgets.HTML()
+        self._card = widgets.HTML(html_card(handle))
         self._stop_button = widgets.Button(
             description="Stop watching",
             tooltip="Stop polling this conversation (it keeps running on OpenHands)",
-            layout=widgets.Layout(width="auto", display="none" if on_stop is None else ""),
+            layout=widgets.Layout(width="auto", display="none" if on_stop is None or handle.is_final else ""),
         )
         self._stop_button.on_click(lambda _button: self.stop_watching())
-        super().__init__(children=[self._card, self._stop_button], conversation_id=handle.id, **kwargs)
+        # The initial state goes to the constructor, so the front end's first message (comm_open) is complete.
+        super().__init__(
+            children=[self._card, self._stop_button], conversation_id=handle.id, status=handle.status or "", **kwargs
+        )
         handle.subscribe(self.render)
-        self.render(handle)
 
     def render(self, handle: ConversationHandle) -> None:
         self.status = handle.status or ""
