@@ -6,7 +6,6 @@ IPython); httpx and ipywidgets are imported on first use.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
 import sys
@@ -147,6 +146,8 @@ class OpenHandsMagics(Magics):
 
     # ------------------------------------------------------------------ showing and watching
     def _show(self, handle: ConversationHandle, invocation: Invocation, pool_key: tuple[str, ApiKey]) -> None:
+        import asyncio
+
         from IPython.display import display
 
         from .views import text_summary
@@ -241,6 +242,8 @@ class OpenHandsMagics(Magics):
         for client in self._sync_clients.values():
             client.close()
         self._sync_clients.clear()
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

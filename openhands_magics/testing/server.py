@@ -260,6 +260,8 @@ def _make_handler(server: LocalOpenHandsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "LocalOpenHands/1"
+        # Headers and body go out as two writes; with Nagle on, each keep-alive answer waits ~40 ms for an ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and notebooks read stdout
             pass
