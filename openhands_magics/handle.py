@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import OpenHandsError
 from .models import Conversation
 
 if TYPE_CHECKING:
@@ -125,6 +124,11 @@ class ConversationHandle:
         if shell is not None and self._skip_display_in == shell.execution_count:
             self._skip_display_in = None
             return
+        if getattr(shell, "kernel", None) is not None:  # a notebook: another live view of the same handle
+            from .panel import ConversationPanel
+
+            display(ConversationPanel(self))
+            return
         from .views import text_summary
 
         display({"text/plain": text_summary(self)}, raw=True)
@@ -142,6 +146,3 @@ def history() -> list[ConversationHandle]:
     """Every conversation started or watched in this process, oldest first (a copy)."""
     return list(_history)
 
-
-def describe_failure(handle: ConversationHandle, error: OpenHandsError) -> str:
-    return f"{error} Conversation {handle.id} is still recorded: {handle.url}"

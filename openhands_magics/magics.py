@@ -210,11 +210,8 @@ class OpenHandsMagics(Magics):
 
         return resolve_base_url(base_url or self.base_url), resolve_api_key()
 
-    def client(self, base_url: str | None = None) -> OpenHandsClient:
-        """The shared blocking client for this base URL and the current key (one connection pool across cells)."""
-        return self._sync_client(self._pool_key(base_url))
-
     def _sync_client(self, pool_key: tuple[str, ApiKey]) -> OpenHandsClient:
+        """The shared blocking client for this base URL and key: one connection pool across cells."""
         from .client import OpenHandsClient
 
         if pool_key not in self._sync_clients:

@@ -184,3 +184,13 @@ def test_unload_ext_stops_polling(kernel: KernelSession, kernel_server: LocalOpe
     finally:
         kernel_server.schedule = LIVE_SCHEDULE
         kernel.execute("%load_ext openhands_magics")
+
+
+def test_one_panel_per_call_and_the_handle_shows_a_live_panel_later(kernel: KernelSession) -> None:
+    outputs, _ = kernel.execute("%openhands shown once")  # the magic's value is the cell's last expression
+    assert [m["msg_type"] for m in outputs] == ["display_data"]
+    model_id = _panel_model_id(outputs)
+    later, _ = kernel.execute("import openhands_magics\nopenhands_magics.last()")
+    second_view = _panel_model_id(later)
+    assert second_view != model_id
+    kernel.wait_for_status(second_view, "STOPPED")

@@ -263,3 +263,17 @@ def test_unload_removes_the_magic_and_closes_clients(server_env: LocalOpenHandsS
     assert shell.find_line_magic("openhands") is None
     assert handle._client._http.is_closed
     output.read()
+
+
+def test_debug_logs_of_every_layer_never_contain_the_key(
+    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")  # httpx, httpcore and this package at their most verbose
+    server_env.inject(method="GET", status=503)
+    handle = ip.run_line_magic("openhands", "--wait --timeout 5 log everything")
+    ip.run_line_magic("openhands", "--repo bad")
+    assert handle.status == "STOPPED"
+    assert any(record.name.startswith("httpcore") for record in caplog.records)
+    assert f"conversation {handle.id}" in caplog.text
+    assert SECRET not in caplog.text
+    output.read()
