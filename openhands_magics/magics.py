@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenHandsMagics"]
 
+#: Clients are shared per (base URL, key, HTTP timeout): a new key, server or %config timeout gets its own pool.
+PoolKey = tuple[str, "ApiKey", float]
+
 log = logging.getLogger("openhands_magics")
 
 
@@ -57,8 +60,8 @@ class OpenHandsMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
-        self._sync_clients: dict[tuple[str, ApiKey], OpenHandsClient] = {}
-        self._async_clients: dict[tuple[str, ApiKey], AsyncOpenHandsClient] = {}
+        self._sync_clients: dict[PoolKey, OpenHandsClient] = {}
+        self._async_clients: dict[PoolKey, AsyncOpenHandsClient] = {}
         self._watchers: set[Watcher] = set()
 
     @validate("poll_interval", "max_poll_interval", "timeout")
@@ -145,7 +148,7 @@ class OpenHandsMagics(Magics):
         return handle
 
     # ------------------------------------------------------------------ showing and watching
-    def _show(self, handle: ConversationHandle, invocation: Invocation, pool_key: tuple[str, ApiKey]) -> None:
+    def _show(self, handle: ConversationHandle, invocation: Invocation, pool_key: PoolKey) -> None:
         import asyncio
 
         from IPython.display import display
@@ -173,7 +176,7 @@ class OpenHandsMagics(Magics):
             handle.skip_display_in(self.shell.execution_count)
 
     def _start_watcher(
-        self, handle: ConversationHandle, pool_key: tuple[str, ApiKey], on_end: Callable[[], None] | None
+        self, handle: ConversationHandle, pool_key: PoolKey, on_end: Callable[[], None] | None
     ) -> Watcher:
         from .polling import Watcher
 
@@ -205,30 +208,28 @@ class OpenHandsMagics(Magics):
 
         return PollSchedule(self.poll_interval, max(self.poll_interval, self.max_poll_interval))
 
-    def _pool_key(self, base_url: str | None) -> tuple[str, ApiKey]:
+    def _pool_key(self, base_url: str | None) -> PoolKey:
         from .config import resolve_api_key, resolve_base_url
 
-        return resolve_base_url(base_url or self.base_url), resolve_api_key()
+        return resolve_base_url(base_url or self.base_url), resolve_api_key(), self.timeout
 
-    def _sync_client(self, pool_key: tuple[str, ApiKey]) -> OpenHandsClient:
+    def _sync_client(self, pool_key: PoolKey) -> OpenHandsClient:
         """The shared blocking client for this base URL and key: one connection pool across cells."""
         from .client import OpenHandsClient
 
         if pool_key not in self._sync_clients:
-            base_url, api_key = pool_key
-            self._sync_clients[pool_key] = OpenHandsClient(api_key, base_url=base_url, timeout=self.timeout)
+            base_url, api_key, timeout = pool_key
+            self._sync_clients[pool_key] = OpenHandsClient(api_key, base_url=base_url, timeout=timeout)
         return self._sync_clients[pool_key]
 
-    def _async_client(self, pool_key: tuple[str, ApiKey]) -> AsyncOpenHandsClient:
+    def _async_client(self, pool_key: PoolKey) -> AsyncOpenHandsClient:
         """The pollers' shared client. It does not retry by itself: the poller's backoff does, and shows it."""
         from ._protocol import NO_RETRIES
         from .client import AsyncOpenHandsClient
 
         if pool_key not in self._async_clients:
-            base_url, api_key = pool_key
-            self._async_clients[pool_key] = AsyncOpenHandsClient(
-                api_key, base_url=base_url, timeout=self.timeout, retry=NO_RETRIES
-            )
+            base_url, api_key, timeout = pool_key
+            self._async_clients[pool_key] = AsyncOpenHandsClient(api_key, base_url=base_url, timeout=timeout, retry=NO_RETRIES)
         return self._async_clients[pool_key]
 
     def close(self) -> None:

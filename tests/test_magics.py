@@ -248,11 +248,16 @@ def test_config_traits_are_validated_and_used(ip: InteractiveShell, server: Loca
     output.read()
 
 
-def test_clients_are_shared_across_calls(ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output) -> None:
+def test_clients_are_shared_across_calls_until_the_settings_change(
+    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output
+) -> None:
     first = ip.run_line_magic("openhands", "one")
     second = ip.run_line_magic("openhands", "two")
     assert first._client is second._client
-    output.read()
+    ip.run_line_magic("config", "OpenHandsMagics.timeout = 0.3")
+    server_env.inject(method="POST", delay=1.0)
+    assert ip.run_line_magic("openhands", "three") is None
+    assert "did not answer within 0.3 s" in output.one_error_line()
 
 
 def test_unload_removes_the_magic_and_closes_clients(server_env: LocalOpenHandsServer, output: Output) -> None:
