@@ -48,7 +48,30 @@ _LAZY = {
     },
 }
 
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
+__all__ = [
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "OpenHandsClient",
+    "AsyncOpenHandsClient",
+    "Conversation",
+    "ConversationStatus",
+    "ConversationHandle",
+    "last",
+    "history",
+    "OpenHandsError",
+    "ConfigurationError",
+    "ValidationError",
+    "AuthenticationError",
+    "BadRequestError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "ProtocolError",
+    "WaitTimeout",
+]
+assert set(__all__) >= set(_LAZY), "every lazily exported name must be in __all__"
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import ValidationError
 
-__all__ = ["Invocation", "parse_invocation", "USAGE"]
+__all__ = ["USAGE", "Invocation", "parse_invocation"]
 
 USAGE = """\
 %openhands [options] MESSAGE            start a conversation, show a live panel

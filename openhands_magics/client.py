@@ -18,7 +18,7 @@ from .errors import OpenHandsError
 from .models import Conversation
 from .validation import validate_message, validate_repository, validate_user_conversation_id
 
-__all__ = ["OpenHandsClient", "AsyncOpenHandsClient", "DEFAULT_TIMEOUT"]
+__all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient"]
 
 DEFAULT_TIMEOUT = 30.0
 T = TypeVar("T")

@@ -15,14 +15,14 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 
 __all__ = [
-    "ApiKey",
-    "DEFAULT_BASE_URL",
     "API_KEY_ENV",
     "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "ApiKey",
+    "clear_session_api_key",
     "resolve_api_key",
     "resolve_base_url",
     "set_session_api_key",
-    "clear_session_api_key",
 ]
 
 DEFAULT_BASE_URL = "https://app.all-hands.dev"

@@ -8,16 +8,16 @@ own error text and our own words, never from request headers.
 from __future__ import annotations
 
 __all__ = [
-    "OpenHandsError",
-    "ConfigurationError",
-    "ValidationError",
     "AuthenticationError",
     "BadRequestError",
+    "ConfigurationError",
     "NotFoundError",
+    "OpenHandsError",
+    "ProtocolError",
     "RateLimitError",
     "ServerError",
     "TransportError",
-    "ProtocolError",
+    "ValidationError",
     "WaitTimeout",
 ]
 

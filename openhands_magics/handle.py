@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .client import OpenHandsClient
     from .polling import PollSchedule
 
-__all__ = ["ConversationHandle", "last", "history"]
+__all__ = ["ConversationHandle", "history", "last"]
 
 log = logging.getLogger("openhands_magics")
 Listener = Callable[["ConversationHandle"], None]

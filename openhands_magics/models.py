@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ProtocolError
 from .validation import validate_conversation_id
 
-__all__ = ["Conversation", "ConversationStatus", "FINAL_STATUSES", "is_final_status"]
+__all__ = ["FINAL_STATUSES", "Conversation", "ConversationStatus", "is_final_status"]
 
 
 class ConversationStatus:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .client import AsyncOpenHandsClient
     from .handle import ConversationHandle
 
-__all__ = ["PollSchedule", "PollLoop", "watch", "Watcher", "wait_until_final"]
+__all__ = ["PollLoop", "PollSchedule", "Watcher", "wait_until_final", "watch"]
 
 log = logging.getLogger("openhands_magics")
 

@@ -6,7 +6,7 @@ import re
 
 from .errors import ProtocolError, ValidationError
 
-__all__ = ["validate_message", "validate_repository", "validate_conversation_id", "validate_user_conversation_id"]
+__all__ = ["validate_conversation_id", "validate_message", "validate_repository", "validate_user_conversation_id"]
 
 # GitHub's rules: owner is alphanumerics and single hyphens; repo names also allow '.', '_' (but not '.' / '..').
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")

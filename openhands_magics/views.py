@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .handle import ConversationHandle
 
-__all__ = ["text_summary", "html_card", "format_elapsed", "status_change_line", "BADGE_COLORS"]
+__all__ = ["BADGE_COLORS", "format_elapsed", "html_card", "status_change_line", "text_summary"]
 
 #: background colors of the status badge; an unknown status gets the last one.
 BADGE_COLORS: dict[str, str] = {

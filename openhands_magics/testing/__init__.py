@@ -5,7 +5,7 @@
 
 from .server import DEFAULT_SCHEDULE, DEMO_API_KEY, Fault, LocalOpenHandsServer, RecordedRequest
 
-__all__ = ["LocalOpenHandsServer", "Fault", "RecordedRequest", "DEFAULT_SCHEDULE", "DEMO_API_KEY", "serve"]
+__all__ = ["DEFAULT_SCHEDULE", "DEMO_API_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest", "serve"]
 
 
 def serve(*, set_environ: bool = True, **options: object) -> LocalOpenHandsServer:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["LocalOpenHandsServer", "Fault", "RecordedRequest", "DEFAULT_SCHEDULE", "DEMO_API_KEY"]
+__all__ = ["DEFAULT_SCHEDULE", "DEMO_API_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest"]
 
 DEMO_API_KEY = "oh-demo-key-local-only"
 #: (status, seconds spent in it); the last entry's duration is ignored: it is where the conversation stays.
@@ -150,7 +150,7 @@ class LocalOpenHandsServer:
     # ------------------------------------------------------------------ lifecycle
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._httpd.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> LocalOpenHandsServer:
