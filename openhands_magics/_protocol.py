@@ -195,6 +195,18 @@ def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: floa
     return TransportError(f"The connection to {base_url} failed ({reason}); try again.")
 
 
+def warn_if_maybe_started(error: OpenHandsError, base_url: str) -> None:
+    """A POST that failed *after* reaching the server may still have started the conversation; say so, so the user
+    looks before re-running the cell (which would start a second one)."""
+    uncertain = isinstance(error, (ServerError, ProtocolError)) or (
+        isinstance(error, TransportError) and error.request_sent
+    )
+    if uncertain and error.args:
+        error.args = (
+            f"{error.args[0]} The conversation may have been started anyway: check {base_url} before retrying.",
+        )
+
+
 # ---------------------------------------------------------------------------------------------------- retries
 
 

@@ -104,7 +104,7 @@ class OpenHandsMagics(Magics):
         except OpenHandsError as error:
             _say(str(error))
         except KeyboardInterrupt:
-            _say("Interrupted.")
+            _say("Interrupted. If it was starting a conversation, it may exist anyway: check the OpenHands app.")
         except Exception as error:  # a bug must not look like a crash of the user's kernel
             log.debug("unexpected error in %%openhands", exc_info=True)
             _say(f"Unexpected error ({type(error).__name__}: {error}); please report it with the openhands-magics version.")

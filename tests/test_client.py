@@ -137,7 +137,7 @@ def test_post_is_never_retried_once_it_may_have_reached_the_server(
     server: LocalOpenHandsServer, client: OpenHandsClient, fault: dict[str, object]
 ) -> None:
     server.inject(method="POST", **fault)
-    with pytest.raises(OpenHandsError):
+    with pytest.raises(OpenHandsError, match=f"may have been started anyway: check {server.base_url} before retrying"):
         client.start_conversation("do it once")
     assert len(server.posts()) == 1
     assert server.conversation_ids() == []
@@ -156,6 +156,7 @@ def test_connection_refused_is_one_clear_transport_error(dead_url: str) -> None:
         with pytest.raises(TransportError, match="Could not connect to http://127.0.0.1:.*is the server up") as caught:
             client.start_conversation("hi")
     assert caught.value.request_sent is False
+    assert "may have been started" not in str(caught.value)  # it never reached a server
 
 
 def test_invalid_id_from_the_server_never_reaches_a_url(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
