@@ -77,10 +77,12 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
             value = inline_value
         else:
             value_token = _TOKEN.search(line, position)
-            if value_token is None:
-                raise ValidationError(f"{name} needs a value; see `%openhands --help`.")
-            value, position = value_token.group(), value_token.end()
-        setattr(invocation, _VALUE_OPTIONS[name], _unquote(value))
+            value = value_token.group() if value_token else ""
+            position = value_token.end() if value_token else position
+        value = _unquote(value)
+        if not value or value.startswith("--"):  # `--repo --wait msg` or `--repo=`: a forgotten value
+            raise ValidationError(f"{name} needs a value; see `%openhands --help`.")
+        setattr(invocation, _VALUE_OPTIONS[name], value)
     if invocation.timeout is not None:
         try:
             invocation.timeout = float(invocation.timeout)

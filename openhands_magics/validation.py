@@ -10,20 +10,20 @@ __all__ = ["validate_conversation_id", "validate_message", "validate_repository"
 
 # GitHub's rules: owner is alphanumerics and single hyphens; repo names also allow '.', '_' (but not '.' / '..').
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_GITHUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?github\.com/([^/]+/[^/]+?)(?:\.git)?/?$", re.IGNORECASE)
+# Blank lines at the ends: whitespace up to (and including) the last line break before the text, and from the first
+# line break after it. Line breaks inside the text are not touched.
+_LEADING_BLANK_LINES = re.compile(r"\A\s*(?:\r\n|\n|\r)")
+_TRAILING_BLANK_LINES = re.compile(r"(?:\r\n|\n|\r)\s*\Z")
 # OpenHands ids are uuid4().hex; V1 ids are hyphenated UUIDs. Anything else must not reach a URL path.
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CONVERSATION_URL = re.compile(r"^https?://[^/\s]+(?:/[^\s]*)?/conversations/([A-Za-z0-9_-]{1,128})/?$")
 
 
 def validate_message(message: str) -> str:
-    """Drop only leading and trailing blank lines; every other character (indentation included) is sent verbatim."""
-    lines = message.splitlines()
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    stripped = "\n".join(lines)
-    if not stripped:
+    """Drop only leading and trailing blank lines; every other character (indentation, CRLF, form feeds) is kept."""
+    stripped = _TRAILING_BLANK_LINES.sub("", _LEADING_BLANK_LINES.sub("", message))
+    if not stripped.strip():
         raise ValidationError(
             "The message is empty: write the task after the options, e.g. `%openhands Fix the typo in README.md`."
         )
@@ -32,8 +32,9 @@ def validate_message(message: str) -> str:
 
 def validate_repository(repository: str) -> str:
     repository = repository.strip()
-    if repository.lower().startswith(("https://github.com/", "http://github.com/", "github.com/")):
-        repository = repository.split("github.com/", 1)[1].removesuffix(".git").strip("/")
+    pasted_url = _GITHUB_URL.match(repository)
+    if pasted_url:
+        repository = pasted_url.group(1)
     if not _REPOSITORY.match(repository) or repository.split("/")[1] in {".", ".."}:
         raise ValidationError(f"--repo must look like owner/repo (e.g. octocat/hello-world), got {repository!r}.")
     return repository

@@ -86,7 +86,7 @@ class _Conversation:
 
     def as_json(self, now: float) -> dict[str, Any]:
         status, since = self.status_at(now)
-        title = f"Conversation {self.conversation_id[:5]}" if status == "STARTING" else self.message.splitlines()[0][:60]
+        title = f"Conversation {self.conversation_id[:5]}" if status == "STARTING" else (self.message.strip().splitlines() or ["(empty message)"])[0][:60]
         return {
             "conversation_id": self.conversation_id,
             "title": title,
