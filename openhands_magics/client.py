@@ -29,15 +29,21 @@ class _ClientSettings:
 
     def __init__(
         self,
-        api_key: str | ApiKey | None,
-        base_url: str | None,
-        timeout: float,
-        retry: protocol.RetryPolicy | None,
+        api_key: str | ApiKey | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: protocol.RetryPolicy | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
         self.timeout = float(timeout)
         self.retry = retry or protocol.RetryPolicy()
+        self._http = self._open_http(self._httpx_options())
+
+    def _open_http(self, options: dict[str, Any]) -> Any:
+        """The one pooled httpx client (sync or async) this client sends everything through."""
+        raise NotImplementedError
 
     def _httpx_options(self) -> dict[str, Any]:
         return {
@@ -71,16 +77,10 @@ class OpenHandsClient(_ClientSettings):
     ...     conversation = client.start_conversation("Fix the typo in README.md", repository="octo/demo")
     """
 
-    def __init__(
-        self,
-        api_key: str | ApiKey | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: protocol.RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(api_key, base_url, timeout, retry)
-        self._http = httpx.Client(**self._httpx_options())
+    _http: httpx.Client
+
+    def _open_http(self, options: dict[str, Any]) -> httpx.Client:
+        return httpx.Client(**options)
 
     def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
         try:
@@ -134,16 +134,10 @@ class OpenHandsClient(_ClientSettings):
 class AsyncOpenHandsClient(_ClientSettings):
     """Non-blocking client, used by the panel's poller inside the kernel's event loop."""
 
-    def __init__(
-        self,
-        api_key: str | ApiKey | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: protocol.RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(api_key, base_url, timeout, retry)
-        self._http = httpx.AsyncClient(**self._httpx_options())
+    _http: httpx.AsyncClient
+
+    def _open_http(self, options: dict[str, Any]) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**options)
 
     async def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
         try:

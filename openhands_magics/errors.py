@@ -7,6 +7,8 @@ own error text and our own words, never from request headers.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
@@ -32,10 +34,8 @@ class OpenHandsError(Exception):
         super().__init__(message)
         self.status_code = status_code
 
-    @property
-    def retryable(self) -> bool:
-        """Whether trying the same read again later may succeed (drives the poller's 'retrying…')."""
-        return False
+    #: Whether trying the same read again later may succeed (drives the poller's "retrying…").
+    retryable: ClassVar[bool] = False
 
 
 class ConfigurationError(OpenHandsError):
@@ -65,17 +65,13 @@ class RateLimitError(OpenHandsError):
         super().__init__(message, status_code=status_code)
         self.retry_after = retry_after
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    retryable = True
 
 
 class ServerError(OpenHandsError):
     """5xx: the server failed; reads are retried, conversation creation is not."""
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    retryable = True
 
 
 class TransportError(OpenHandsError):
@@ -86,17 +82,13 @@ class TransportError(OpenHandsError):
         #: False only when the request provably never reached the server (so even a POST may be retried).
         self.request_sent = request_sent
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    retryable = True
 
 
 class ProtocolError(OpenHandsError):
     """The server answered 2xx with a body this client cannot understand (malformed JSON, missing id)."""
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    retryable = True
 
 
 class WaitTimeout(OpenHandsError, TimeoutError):
