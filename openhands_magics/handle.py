@@ -82,7 +82,7 @@ class ConversationHandle:
         """
         from .polling import PollSchedule, wait_until_final
 
-        return wait_until_final(self, self._schedule or PollSchedule(), timeout=timeout, on_change=on_change)
+        return wait_until_final(self, self._client, self._schedule or PollSchedule(), timeout=timeout, on_change=on_change)
 
     # ------------------------------------------------------------------ what pollers and views use
     def subscribe(self, listener: Listener) -> None:
@@ -98,14 +98,15 @@ class ConversationHandle:
             raise ValueError(f"snapshot of {conversation.conversation_id} given to the handle of {self.id}")
         changed = conversation.status != self._conversation.status
         self._conversation, self.note = conversation, note
-        self._notify()
+        self.redraw()
         return changed
 
     def set_note(self, note: str | None) -> None:
         self.note = note
-        self._notify()
+        self.redraw()
 
-    def _notify(self) -> None:
+    def redraw(self) -> None:
+        """Ask every view to draw the handle again (also without news: the elapsed time moves on)."""
         for listener in list(self._listeners):
             try:
                 listener(self)

@@ -166,8 +166,16 @@ class OpenHandsMagics(Magics):
             panel = ConversationPanel(handle, on_stop=watcher.stop if watcher else None)
             display(panel)
         elif loop is not None and _has_widget_frontend(self.shell):  # --no-panel in a kernel: an updating text output
-            shown = display({"text/plain": text_summary(handle)}, raw=True, display_id=True)
-            handle.subscribe(lambda h: shown.update({"text/plain": text_summary(h)}, raw=True))
+            shown_text = text_summary(handle)
+            shown = display({"text/plain": shown_text}, raw=True, display_id=True)
+
+            def update_text(h: ConversationHandle) -> None:
+                nonlocal shown_text
+                if (text := text_summary(h)) != shown_text:  # redraws without news must not flood the front end
+                    shown_text = text
+                    shown.update({"text/plain": text}, raw=True)
+
+            handle.subscribe(update_text)
             if not handle.is_final:
                 self._start_watcher(handle, pool_key, None)
         else:

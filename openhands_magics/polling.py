@@ -21,7 +21,7 @@ from .errors import OpenHandsError, RateLimitError, WaitTimeout
 from .models import Conversation
 
 if TYPE_CHECKING:
-    from .client import AsyncOpenHandsClient
+    from .client import AsyncOpenHandsClient, OpenHandsClient
     from .handle import ConversationHandle
 
 __all__ = ["PollLoop", "PollSchedule", "Watcher", "wait_until_final", "watch"]
@@ -40,10 +40,12 @@ class PollSchedule:
     interval: float = 2.0
     max_interval: float = 30.0
     growth: float = 1.5
+    #: Between polls the views redraw this often, so the elapsed time keeps moving without asking the server.
+    redraw_every: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.interval <= 0 or self.max_interval < self.interval or self.growth < 1:
-            raise ValueError("need 0 < interval <= max_interval and growth >= 1")
+        if self.interval <= 0 or self.max_interval < self.interval or self.growth < 1 or self.redraw_every <= 0:
+            raise ValueError("need 0 < interval <= max_interval, growth >= 1 and redraw_every > 0")
 
 
 class PollLoop:
@@ -81,7 +83,7 @@ async def watch(handle: ConversationHandle, client: AsyncOpenHandsClient, schedu
     loop = PollLoop(handle, schedule)
     try:
         while not loop.done:
-            await asyncio.sleep(loop.pause)
+            await _pause_redrawing(handle, loop.pause, schedule.redraw_every)
             if loop.done:  # a blocking wait may have finished the job while this task slept
                 break
             try:
@@ -94,6 +96,16 @@ async def watch(handle: ConversationHandle, client: AsyncOpenHandsClient, schedu
     except Exception as error:  # a bug here must not become "Task exception was never retrieved"
         log.exception("watching conversation %s failed", handle.id)
         handle.set_note(f"Stopped watching after an internal error ({type(error).__name__}); use conv.refresh().")
+
+
+async def _pause_redrawing(handle: ConversationHandle, seconds: float, redraw_every: float) -> None:
+    """Sleep until the next poll; redraw the views on the way (a redraw that changes no text sends nothing)."""
+    clock = asyncio.get_running_loop()
+    deadline = clock.time() + seconds
+    while (left := deadline - clock.time()) > 0:
+        await asyncio.sleep(min(redraw_every, left))
+        if not handle.is_final:
+            handle.redraw()
 
 
 class Watcher:
@@ -127,6 +139,7 @@ class Watcher:
 
 def wait_until_final(
     handle: ConversationHandle,
+    client: OpenHandsClient,
     schedule: PollSchedule,
     *,
     timeout: float | None = None,
@@ -143,7 +156,7 @@ def wait_until_final(
             )
         time.sleep(loop.pause if remaining is None else min(loop.pause, remaining))
         try:
-            if loop.succeeded(handle._client.get_conversation(handle.id)) and on_change is not None:
+            if loop.succeeded(client.get_conversation(handle.id)) and on_change is not None:
                 on_change(handle)
         except OpenHandsError as error:
             if not loop.failed(error):

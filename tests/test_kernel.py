@@ -153,6 +153,12 @@ def test_no_panel_output_updates_in_place(kernel: KernelSession) -> None:
     ):
         assert time.monotonic() < deadline, "the text output never showed STOPPED"
         kernel.listen(0.2)
+    texts = [
+        m["content"]["data"]["text/plain"]
+        for m in kernel.messages
+        if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id
+    ]
+    assert all(before != after for before, after in zip(texts, texts[1:])), "an update repeated the text already shown"
 
 
 def test_wait_prints_status_changes_in_the_kernel(kernel: KernelSession) -> None:

@@ -107,7 +107,7 @@ def test_poll_loop_backs_off_while_unchanged_and_honours_retry_after(client: Ope
 def test_wait_until_final_returns_the_final_snapshot_and_reports_changes(client: OpenHandsClient) -> None:
     handle = _handle(client)
     seen: list[str | None] = []
-    final = wait_until_final(handle, FAST_POLL, timeout=5, on_change=lambda h: seen.append(h.status))
+    final = wait_until_final(handle, client, FAST_POLL, timeout=5, on_change=lambda h: seen.append(h.status))
     assert final.status == "STOPPED"
     assert seen == ["RUNNING", "STOPPED"]
 
@@ -125,3 +125,43 @@ def test_schedule_rejects_nonsense() -> None:
         PollSchedule(interval=0)
     with pytest.raises(ValueError):
         PollSchedule(interval=5, max_interval=1)
+
+
+def test_views_redraw_between_polls_so_the_elapsed_time_moves(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
+    server.schedule = (("RUNNING", None),)
+    handle = _handle(client)
+    schedule = PollSchedule(interval=0.8, max_interval=0.8, redraw_every=0.1)
+    redraws: list[float] = []
+    handle.subscribe(lambda h: redraws.append(asyncio.get_running_loop().time()))
+
+    async def scenario() -> None:
+        async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=NO_RETRIES) as poll_client:
+            watcher = Watcher(handle, poll_client, schedule)
+            await asyncio.sleep(0.7)  # before the first poll is due
+            watcher.stop()
+
+    asyncio.run(scenario())
+    gets = [r for r in server.requests if r.method == "GET"]
+    assert gets == []  # nothing was asked of the server...
+    assert len(redraws) >= 4  # ...yet the views were redrawn about every 0.1 s
+
+
+def test_no_redraws_once_the_status_is_final(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
+    server.schedule = (("RUNNING", None),)
+    handle = _handle(client)
+    schedule = PollSchedule(interval=0.8, max_interval=0.8, redraw_every=0.05)
+    redraws: list[str | None] = []
+    handle.subscribe(lambda h: redraws.append(h.status))
+
+    async def scenario() -> None:
+        async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=NO_RETRIES) as poll_client:
+            watcher = Watcher(handle, poll_client, schedule)
+            await asyncio.sleep(0.2)
+            server.set_status(handle.id, "STOPPED")
+            handle.refresh()  # e.g. a `conv.wait()` elsewhere saw the end while the poller slept
+            await asyncio.sleep(0.4)
+            watcher.stop()
+
+    asyncio.run(scenario())
+    assert "RUNNING" in redraws  # it was redrawing while running
+    assert redraws.index("STOPPED") == len(redraws) - 1  # and stopped at the final status
