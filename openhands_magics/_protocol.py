@@ -34,6 +34,7 @@ from .errors import (
     TransportError,
 )
 from .models import Conversation, ConversationStatus
+from .validation import validate_conversation_id
 
 CONVERSATIONS_PATH = "/api/conversations"
 USER_AGENT = f"openhands-magics/{__version__}"
@@ -152,18 +153,23 @@ def read_started(response: httpx.Response, *, repository: str | None) -> Convers
     body = _decode_json(response)
     if not isinstance(body, dict) or not isinstance(body.get("conversation_id"), str):
         raise ProtocolError("The server's answer to the new conversation has no conversation_id.")
+    conversation_id = validate_conversation_id(body["conversation_id"])
     if body.get("status", "ok") != "ok":
         said, _ = _server_said(response)
-        raise BadRequestError(f"The server did not start the conversation: {said or body.get('status')}.")
-    status = body.get("conversation_status") or ConversationStatus.STARTING
-    return Conversation.from_json(
-        {
-            "conversation_id": body["conversation_id"],
-            "status": status,
-            "selected_repository": repository,
-            **{k: v for k, v in body.items() if k not in ("conversation_id", "conversation_status", "status")},
-        }
-    )
+        raise BadRequestError(
+            f"The server did not start the conversation: {said or body.get('status')} (it named id {conversation_id})."
+        )
+    minimal = {"conversation_id": conversation_id, "status": ConversationStatus.STARTING, "selected_repository": repository}
+    try:
+        return Conversation.from_json(
+            {
+                **minimal,
+                **{k: v for k, v in body.items() if k not in ("conversation_id", "conversation_status", "status")},
+                "status": body.get("conversation_status") or ConversationStatus.STARTING,
+            }
+        )
+    except ProtocolError:  # an odd extra field must not lose a conversation that exists: the id is what matters
+        return Conversation.from_json(minimal)
 
 
 def read_conversation(response: httpx.Response, conversation_id: str) -> Conversation:

@@ -143,6 +143,18 @@ def test_post_is_never_retried_once_it_may_have_reached_the_server(
     assert server.conversation_ids() == []
 
 
+def test_an_odd_field_in_the_post_answer_does_not_lose_the_started_id(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
+    server.inject(method="POST", status=200, body={"status": "ok", "conversation_id": "abc123", "title": {"not": "text"}})
+    conversation = client.start_conversation("keep my id")
+    assert (conversation.conversation_id, conversation.status) == ("abc123", "STARTING")
+
+
+def test_a_refusal_that_names_an_id_keeps_the_id_in_the_message(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
+    server.inject(method="POST", status=200, body={"status": "error", "conversation_id": "abc123", "message": "no LLM set"})
+    with pytest.raises(BadRequestError, match="did not start the conversation: no LLM set .*abc123"):
+        client.start_conversation("hi")
+
+
 def test_post_timeout_is_a_transport_error_and_not_retried(server: LocalOpenHandsServer) -> None:
     server.inject(method="POST", delay=1.0)
     with OpenHandsClient(SECRET, base_url=server.base_url, timeout=0.2, retry=QUICK_RETRY) as slow:
