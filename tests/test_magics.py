@@ -248,6 +248,29 @@ def test_config_traits_are_validated_and_used(ip: InteractiveShell, server: Loca
     output.read()
 
 
+def test_settings_load_from_an_ipython_config_file(
+    server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from traitlets.config.loader import PyFileConfigLoader
+
+    monkeypatch.setenv("OPENHANDS_API_KEY", SECRET)
+    (tmp_path / "ipython_config.py").write_text(
+        f"c.OpenHandsMagics.base_url = {server.base_url!r}\nc.OpenHandsMagics.max_poll_interval = 12.5\n"
+    )
+    shell = _test_shell()
+    shell.config.merge(PyFileConfigLoader("ipython_config.py", path=str(tmp_path)).load_config())
+    shell.run_line_magic("load_ext", "openhands_magics")
+    try:
+        magics = shell.magics_manager.registry["OpenHandsMagics"]
+        assert (magics.base_url, magics.max_poll_interval) == (server.base_url, 12.5)
+        shell.run_line_magic("openhands", "configured from a file")
+        assert len(server.posts()) == 1
+    finally:
+        shell.run_line_magic("unload_ext", "openhands_magics")
+        shell.config.pop("OpenHandsMagics", None)
+    output.read()
+
+
 def test_clients_are_shared_across_calls_until_the_settings_change(
     ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output
 ) -> None:
