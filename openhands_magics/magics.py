@@ -124,16 +124,13 @@ class OpenHandsMagics(Magics):
 
     def _run(self, invocation: Invocation) -> ConversationHandle:
         from .handle import ConversationHandle
-        from .validation import validate_message, validate_repository
 
         pool_key = self._pool_key(invocation.base_url)  # the no-key / bad-URL line comes before anything is sent
         client = self._sync_client(pool_key)
         if invocation.watch is not None:
             conversation = client.get_conversation(invocation.watch)
-        else:
-            message = validate_message(invocation.message)
-            repository = validate_repository(invocation.repo) if invocation.repo else None
-            conversation = client.start_conversation(message, repository)
+        else:  # the client refuses an empty message or a bad --repo before sending anything
+            conversation = client.start_conversation(invocation.message, invocation.repo)
         # From here on the id exists on the server: record it first, then make sure every path shows it.
         handle = ConversationHandle(conversation, client, schedule=self._schedule())
         try:
