@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,16 +202,21 @@ def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: floa
     return TransportError(f"The connection to {base_url} failed ({reason}); try again.")
 
 
-def warn_if_maybe_started(error: OpenHandsError, base_url: str) -> None:
-    """A POST that failed *after* reaching the server may still have started the conversation; say so, so the user
-    looks before re-running the cell (which would start a second one)."""
-    uncertain = isinstance(error, (ServerError, ProtocolError)) or (
-        isinstance(error, TransportError) and error.request_sent
-    )
-    if uncertain and error.args:
-        error.args = (
-            f"{error.args[0]} The conversation may have been started anyway: check {base_url} before retrying.",
+@contextmanager
+def warning_if_maybe_started(base_url: str) -> Iterator[None]:
+    """Around a POST: one that failed *after* reaching the server may still have started the conversation; say so,
+    so the user looks before re-running the cell (which would start a second one). Serves sync and async callers."""
+    try:
+        yield
+    except OpenHandsError as error:
+        uncertain = isinstance(error, (ServerError, ProtocolError)) or (
+            isinstance(error, TransportError) and error.request_sent
         )
+        if uncertain and error.args:
+            error.args = (
+                f"{error.args[0]} The conversation may have been started anyway: check {base_url} before retrying.",
+            )
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------- retries

@@ -104,14 +104,11 @@ class OpenHandsClient(_ClientSettings):
         """POST a new conversation. Never retried once the request may have reached the server."""
         message, repository = self._start_args(message, repository)
         payload = protocol.start_payload(message, repository)
-        try:
+        with protocol.warning_if_maybe_started(self.base_url):
             return self._with_retries(
                 lambda: protocol.read_started(self._send("POST", protocol.CONVERSATIONS_PATH, payload), repository=repository),
                 idempotent=False,
             )
-        except OpenHandsError as error:
-            protocol.warn_if_maybe_started(error, self.base_url)
-            raise
 
     def get_conversation(self, conversation_id: str) -> Conversation:
         """GET one conversation, retrying transport errors, 429 and 5xx with backoff."""
@@ -164,11 +161,8 @@ class AsyncOpenHandsClient(_ClientSettings):
         async def once() -> Conversation:
             return protocol.read_started(await self._send("POST", protocol.CONVERSATIONS_PATH, payload), repository=repository)
 
-        try:
+        with protocol.warning_if_maybe_started(self.base_url):
             return await self._with_retries(once, idempotent=False)
-        except OpenHandsError as error:
-            protocol.warn_if_maybe_started(error, self.base_url)
-            raise
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
         conversation_id = validate_user_conversation_id(conversation_id)
