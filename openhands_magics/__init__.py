@@ -71,7 +71,6 @@ __all__ = [
     "ProtocolError",
     "WaitTimeout",
 ]
-assert set(__all__) >= set(_LAZY), "every lazily exported name must be in __all__"
 
 
 def __getattr__(name: str) -> Any:
