@@ -25,11 +25,13 @@ if TYPE_CHECKING:
         RateLimitError,
         ServerError,
         TransportError,
+        UnsupportedApiError,
         ValidationError,
         WaitTimeout,
     )
-    from .handle import ConversationHandle, history, last
+    from .handle import ConversationHandle
     from .models import Conversation, ConversationStatus
+    from .session import Endpoint, Session, get_session, history, last
 
 _LAZY = {
     "OpenHandsClient": "client",
@@ -37,13 +39,17 @@ _LAZY = {
     "Conversation": "models",
     "ConversationStatus": "models",
     "ConversationHandle": "handle",
-    "last": "handle",
-    "history": "handle",
+    "Endpoint": "session",
+    "Session": "session",
+    "get_session": "session",
+    "last": "session",
+    "history": "session",
     **{
         name: "errors"
         for name in (
             "OpenHandsError", "ConfigurationError", "ValidationError", "AuthenticationError", "BadRequestError",
             "NotFoundError", "RateLimitError", "ServerError", "TransportError", "ProtocolError", "WaitTimeout",
+            "UnsupportedApiError",
         )
     },
 }
@@ -57,6 +63,9 @@ __all__ = [
     "Conversation",
     "ConversationStatus",
     "ConversationHandle",
+    "Endpoint",
+    "Session",
+    "get_session",
     "last",
     "history",
     "OpenHandsError",
@@ -69,6 +78,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "ProtocolError",
+    "UnsupportedApiError",
     "WaitTimeout",
 ]
 

@@ -18,16 +18,17 @@ USAGE = """\
 %%openhands [options]                   the cell body is the message
   --repo OWNER/REPO    repository the agent works on
   --base-url URL       server (default: %config OpenHandsMagics.base_url, $OPENHANDS_BASE_URL, app.all-hands.dev)
+  --api auto|v1|v0     API the server speaks (default: %config OpenHandsMagics.api, $OPENHANDS_API, auto)
   --wait               block until the status is final, printing each change (for papermill / nbconvert)
   --timeout SECONDS    give up waiting after this long (with --wait); the conversation goes on
   --no-panel           plain text instead of the widget panel
-  --watch ID           show a live panel for an existing conversation (id or URL); nothing is started
+  --watch ID           a live panel for an existing conversation (its id, link or start task id); nothing is started
   --login              ask for the API key (kept in memory only, never in the notebook)
   --help               this text
   --                   end of options: everything after it is the message
-conv = %openhands ...  gives a handle: conv.id, conv.url, conv.status, conv.title, conv.refresh(), conv.wait()"""
+conv = %openhands ...  gives a handle: conv.id, conv.task_id, conv.url, conv.status, conv.refresh(), conv.wait()"""
 
-_VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--timeout": "timeout", "--watch": "watch"}
+_VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch"}
 _FLAG_OPTIONS = {"--wait": "wait", "--no-panel": "no_panel", "--login": "login", "--help": "help", "-h": "help"}
 _TOKEN = re.compile(r"\S+")
 
@@ -37,6 +38,7 @@ class Invocation:
     message: str = ""
     repo: str | None = None
     base_url: str | None = None
+    api: str | None = None
     timeout: float | None = None
     watch: str | None = None
     wait: bool = False
@@ -92,6 +94,10 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
             raise ValidationError("--timeout must be a positive number of seconds.")
         if not invocation.wait:
             raise ValidationError("--timeout only makes sense with --wait.")
+    if invocation.api is not None:
+        invocation.api = invocation.api.lower()
+        if invocation.api not in ("auto", "v1", "v0"):
+            raise ValidationError(f"--api takes auto, v1 or v0, got {invocation.api!r}.")
     if cell is not None:
         if rest.strip():
             raise ValidationError(

@@ -1,31 +1,42 @@
 """``OpenHandsClient`` (sync) and ``AsyncOpenHandsClient``: the two ways to call the API, each on one pooled httpx
-client. Request building, answer reading and the retry policy live in :mod:`._protocol`, so the two classes only
-differ in how they send and how they sleep.
+client. What to send and how to read it lives in :mod:`._protocol` as operations (generators of calls); each client
+is a driver that sends those calls, retries reads and sleeps its own way. Every public method is the same operation
+for both clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import httpx
 
 from . import _protocol as protocol
-from .config import ApiKey, resolve_api_key, resolve_base_url
-from .errors import OpenHandsError
-from .models import Conversation
-from .validation import validate_message, validate_repository, validate_user_conversation_id
+from .config import ApiKey, resolve_api, resolve_api_key, resolve_base_url
+from .errors import OpenHandsError, ValidationError
+from .models import Conversation, not_found
+from .validation import validate_message, validate_repository
 
-__all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient"]
+__all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient", "forget_detected_apis"]
 
 DEFAULT_TIMEOUT = 30.0
+#: Idle connections are kept this long, past the slowest poll, so a poll never pays a new (TLS) handshake.
+KEEPALIVE_SECONDS = 120.0
 T = TypeVar("T")
+
+#: base URL -> "v1" / "v0", once ``api="auto"`` found out which one a server speaks (see ``_protocol.detect``).
+_detected: dict[str, str] = {}
+
+
+def forget_detected_apis() -> None:
+    """Ask every server again which API it speaks (after upgrading a self-hosted server, say)."""
+    _detected.clear()
 
 
 class _ClientSettings:
-    """What both clients share: resolved base URL and key, timeout, retry policy, and the people-facing URL."""
+    """What both clients share: resolved base URL, key and API, timeout, retry policy, the dialect in use."""
 
     def __init__(
         self,
@@ -34,26 +45,46 @@ class _ClientSettings:
         base_url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: protocol.RetryPolicy | None = None,
+        api: str | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
+        #: What was asked for: "auto", "v1" or "v0".
+        self.api_setting = resolve_api(api)
         self.timeout = float(timeout)
         self.retry = retry or protocol.RetryPolicy()
-        self._http = self._open_http(self._httpx_options())
+        known = self.api_setting if self.api_setting != "auto" else _detected.get(self.base_url)
+        self._dialect: protocol.Dialect | None = protocol.dialect_for(known, self.base_url) if known else None
+        self._http = self._open_http(
+            {
+                "base_url": self.base_url,
+                "auth": protocol.KeyAuth(self._api_key, self.base_url),
+                "timeout": httpx.Timeout(self.timeout),
+                "limits": httpx.Limits(max_connections=20, max_keepalive_connections=10,
+                                       keepalive_expiry=KEEPALIVE_SECONDS),
+                "headers": {"User-Agent": protocol.USER_AGENT, "Accept": "application/json"},
+                "follow_redirects": False,  # a redirect could carry the key somewhere else
+                "trust_env": False,  # proxies from the environment must not see the key; also keeps tests local
+            }
+        )
 
     def _open_http(self, options: dict[str, Any]) -> Any:
         """The one pooled httpx client (sync or async) this client sends everything through."""
         raise NotImplementedError
 
-    def _httpx_options(self) -> dict[str, Any]:
-        return {
-            "base_url": self.base_url,
-            "auth": protocol.BearerAuth(self._api_key),
-            "timeout": httpx.Timeout(self.timeout),
-            "headers": {"User-Agent": protocol.USER_AGENT, "Accept": "application/json"},
-            "follow_redirects": False,  # a redirect could carry the Authorization header somewhere else
-            "trust_env": False,  # proxies from the environment must not see the key; also keeps tests local
-        }
+    @property
+    def api(self) -> str | None:
+        """The API in use ("v1" / "v0"), or None while ``auto`` has not asked the server yet."""
+        return self._dialect.name if self._dialect else None
+
+    @property
+    def batch_size(self) -> int:
+        return self._dialect.batch_size if self._dialect else 1
+
+    def _detected(self, dialect: protocol.Dialect) -> protocol.Dialect:
+        _detected[self.base_url] = dialect.name
+        self._dialect = dialect
+        return dialect
 
     def conversation_url(self, conversation_id: str) -> str:
         """The page a person opens: ``{base}/conversations/{id}``."""
@@ -63,11 +94,26 @@ class _ClientSettings:
         return self._api_key == api_key
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api={self.api or self.api_setting!r})"
 
     @staticmethod
     def _start_args(message: str, repository: str | None) -> tuple[str, str | None]:
+        if not isinstance(message, str):
+            raise ValidationError(f"The message must be text, got {type(message).__name__}.")
         return validate_message(message), validate_repository(repository) if repository else None
+
+    def _error_for(self, response: httpx.Response, call: protocol.Call) -> OpenHandsError:
+        return protocol.error_for(response, call, self.base_url)
+
+    @staticmethod
+    def _chunks(snapshots: Sequence[Conversation], size: int) -> list[Sequence[Conversation]]:
+        return [snapshots[i:i + size] for i in range(0, len(snapshots), size)]
+
+    @staticmethod
+    def _found(snapshot: Conversation | None, previous: Conversation) -> Conversation:
+        if snapshot is None:
+            raise not_found(previous)
+        return snapshot
 
 
 class OpenHandsClient(_ClientSettings):
@@ -82,41 +128,66 @@ class OpenHandsClient(_ClientSettings):
     def _open_http(self, options: dict[str, Any]) -> httpx.Client:
         return httpx.Client(**options)
 
-    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        try:
-            return self._http.request(method, path, json=json)
-        except httpx.HTTPError as exc:
-            raise protocol.translate_transport_error(exc, self.base_url, self.timeout) from None
-
-    def _with_retries(self, call: Callable[[], T], *, idempotent: bool) -> T:
+    def _send(self, call: protocol.Call) -> httpx.Response:
+        """One call, retried by the policy: reads on 429, 5xx and transport errors; a start only if never sent."""
         attempt = 0
         while True:
             try:
-                return call()
-            except OpenHandsError as error:
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent)
+                response = self._http.request(call.method, call.path, params=call.params, json=call.json)
+            except httpx.HTTPError as exc:
+                error = protocol.translate_transport_error(exc, self.base_url, self.timeout)
+                pause = self.retry.pause_before_retry(attempt, error, idempotent=call.idempotent)
                 if pause is None:
-                    raise
+                    raise error from None
+            else:
+                if not protocol.retryable_answer(response):
+                    return response
+                pause = self.retry.pause_before_retry(attempt, self._error_for(response, call), idempotent=call.idempotent)
+                if pause is None:
+                    return response  # the operation maps it to its typed error, knowing what the call was for
             time.sleep(pause)
             attempt += 1
 
-    def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
-        """POST a new conversation. Never retried once the request may have reached the server."""
-        message, repository = self._start_args(message, repository)
-        payload = protocol.start_payload(message, repository)
-        with protocol.warning_if_maybe_started(self.base_url):
-            return self._with_retries(
-                lambda: protocol.read_started(self._send("POST", protocol.CONVERSATIONS_PATH, payload), repository=repository),
-                idempotent=False,
-            )
+    def _drive(self, operation: protocol.Operation[T]) -> T:
+        try:
+            call = next(operation)
+            while True:
+                call = operation.send(self._send(call))
+        except StopIteration as done:
+            return done.value
 
-    def get_conversation(self, conversation_id: str) -> Conversation:
-        """GET one conversation, retrying transport errors, 429 and 5xx with backoff."""
-        conversation_id = validate_user_conversation_id(conversation_id)
-        path = protocol.conversation_path(conversation_id)
-        return self._with_retries(
-            lambda: protocol.read_conversation(self._send("GET", path), conversation_id), idempotent=True
-        )
+    def dialect(self) -> protocol.Dialect:
+        """The API dialect for this server: the one set, or (``auto``) asked once and remembered."""
+        return self._dialect or self._detected(self._drive(protocol.detect(self.base_url)))
+
+    def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
+        """Start a conversation; returns at once with its first snapshot (V1: the start task, STARTING).
+
+        Never retried once the request may have reached the server, so a flaky network cannot start it twice.
+        """
+        message, repository = self._start_args(message, repository)
+        dialect = self.dialect()  # asked with reads before anything is posted
+        with protocol.warning_if_maybe_started(self.base_url):
+            return self._drive(dialect.start(message, repository))
+
+    def get_conversation(self, reference: str) -> Conversation:
+        """A conversation by id or link (on V1 a start task id works too)."""
+        if not isinstance(reference, str):
+            raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
+        return self._drive(self.dialect().find(reference))
+
+    def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:
+        """Fresh snapshots of these, in as few requests as the API allows; None for any the server lost."""
+        dialect = self.dialect()
+        results: list[Conversation | None] = []
+        for chunk in self._chunks(snapshots, dialect.batch_size):
+            results.extend(self._drive(dialect.read(chunk)))
+        return results
+
+    def refresh(self, snapshot: Conversation) -> Conversation:
+        """A fresh snapshot of one conversation (following its start task until the conversation exists)."""
+        (fresh,) = self.read([snapshot])
+        return self._found(fresh, snapshot)
 
     def close(self) -> None:
         self._http.close()
@@ -129,49 +200,64 @@ class OpenHandsClient(_ClientSettings):
 
 
 class AsyncOpenHandsClient(_ClientSettings):
-    """Non-blocking client, used by the panel's poller inside the kernel's event loop."""
+    """Non-blocking client, used by the poller inside the kernel's event loop."""
 
     _http: httpx.AsyncClient
 
     def _open_http(self, options: dict[str, Any]) -> httpx.AsyncClient:
         return httpx.AsyncClient(**options)
 
-    async def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, json=json)
-        except httpx.HTTPError as exc:
-            raise protocol.translate_transport_error(exc, self.base_url, self.timeout) from None
-
-    async def _with_retries(self, call: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+    async def _send(self, call: protocol.Call) -> httpx.Response:
         attempt = 0
         while True:
             try:
-                return await call()
-            except OpenHandsError as error:
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent)
+                response = await self._http.request(call.method, call.path, params=call.params, json=call.json)
+            except httpx.HTTPError as exc:
+                error = protocol.translate_transport_error(exc, self.base_url, self.timeout)
+                pause = self.retry.pause_before_retry(attempt, error, idempotent=call.idempotent)
                 if pause is None:
-                    raise
+                    raise error from None
+            else:
+                if not protocol.retryable_answer(response):
+                    return response
+                pause = self.retry.pause_before_retry(attempt, self._error_for(response, call), idempotent=call.idempotent)
+                if pause is None:
+                    return response
             await asyncio.sleep(pause)
             attempt += 1
 
+    async def _drive(self, operation: protocol.Operation[T]) -> T:
+        try:
+            call = next(operation)
+            while True:
+                call = operation.send(await self._send(call))
+        except StopIteration as done:
+            return done.value
+
+    async def dialect(self) -> protocol.Dialect:
+        return self._dialect or self._detected(await self._drive(protocol.detect(self.base_url)))
+
     async def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
         message, repository = self._start_args(message, repository)
-        payload = protocol.start_payload(message, repository)
-
-        async def once() -> Conversation:
-            return protocol.read_started(await self._send("POST", protocol.CONVERSATIONS_PATH, payload), repository=repository)
-
+        dialect = await self.dialect()
         with protocol.warning_if_maybe_started(self.base_url):
-            return await self._with_retries(once, idempotent=False)
+            return await self._drive(dialect.start(message, repository))
 
-    async def get_conversation(self, conversation_id: str) -> Conversation:
-        conversation_id = validate_user_conversation_id(conversation_id)
-        path = protocol.conversation_path(conversation_id)
+    async def get_conversation(self, reference: str) -> Conversation:
+        if not isinstance(reference, str):
+            raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
+        return await self._drive((await self.dialect()).find(reference))
 
-        async def once() -> Conversation:
-            return protocol.read_conversation(await self._send("GET", path), conversation_id)
+    async def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:
+        dialect = await self.dialect()
+        results: list[Conversation | None] = []
+        for chunk in self._chunks(snapshots, dialect.batch_size):
+            results.extend(await self._drive(dialect.read(chunk)))
+        return results
 
-        return await self._with_retries(once, idempotent=True)
+    async def refresh(self, snapshot: Conversation) -> Conversation:
+        (fresh,) = await self.read([snapshot])
+        return self._found(fresh, snapshot)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 
 __all__ = [
+    "API_ENV",
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
     "ApiKey",
     "clear_session_api_key",
+    "resolve_api",
     "resolve_api_key",
     "resolve_base_url",
     "set_session_api_key",
@@ -28,6 +30,8 @@ __all__ = [
 DEFAULT_BASE_URL = "https://app.all-hands.dev"
 API_KEY_ENV = "OPENHANDS_API_KEY"
 BASE_URL_ENV = "OPENHANDS_BASE_URL"
+API_ENV = "OPENHANDS_API"
+API_CHOICES = ("auto", "v1", "v0")
 
 NO_KEY_MESSAGE = (
     f"No OpenHands API key: set {API_KEY_ENV} in the environment or run `%openhands --login` "
@@ -123,3 +127,15 @@ def resolve_base_url(explicit: str | None = None) -> str:
             "(http is allowed only for localhost)."
         )
     return url
+
+
+def resolve_api(explicit: str | None = None) -> str:
+    """Explicit argument, then ``OPENHANDS_API``, then ``auto`` (ask the server once which API it speaks)."""
+    source = "api" if explicit is not None else API_ENV
+    raw = explicit if explicit is not None else os.environ.get(API_ENV, "")
+    if not isinstance(raw, str):
+        raise ConfigurationError(f"api must be one of {', '.join(API_CHOICES)}, got {type(raw).__name__}.")
+    value = raw.strip().lower() or "auto"
+    if value not in API_CHOICES:
+        raise ConfigurationError(f"{source} must be one of {', '.join(API_CHOICES)}, got {raw[:20]!r}.")
+    return value

@@ -3,6 +3,21 @@
 The magics print ``str(error)`` and nothing else, so every message here is a complete sentence that says what went
 wrong *and what to do*. None of them ever includes the API key: errors are built from status codes, the server's
 own error text and our own words, never from request headers.
+
+The tree::
+
+    OpenHandsError                  .status_code, .maybe_started_at (a POST that may have started a conversation)
+      ConfigurationError            nothing was sent: no key, unsafe URL
+        UnsupportedApiError         the server does not speak the API asked for (or neither)
+      ValidationError               the user's input, refused before sending
+      AuthenticationError           401/403, no access to the repository
+      BadRequestError               400/422
+      NotFoundError                 no such conversation
+      RateLimitError                429, .retry_after
+      ServerError                   5xx
+      TransportError                no usable answer, .request_sent
+      ProtocolError                 an answer this client cannot read
+      WaitTimeout                   a blocking wait ran out (also a TimeoutError)
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "TransportError",
+    "UnsupportedApiError",
     "ValidationError",
     "WaitTimeout",
 ]
@@ -33,6 +49,14 @@ class OpenHandsError(Exception):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        #: Set on a failed POST that may still have started a conversation: where to look before trying again.
+        self.maybe_started_at: str | None = None
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.maybe_started_at:
+            message += f" The conversation may have been started anyway: check {self.maybe_started_at} before retrying."
+        return message
 
     #: Whether trying the same read again later may succeed (drives the poller's "retrying…").
     retryable: ClassVar[bool] = False
@@ -40,6 +64,10 @@ class OpenHandsError(Exception):
 
 class ConfigurationError(OpenHandsError):
     """Local set-up is missing or unsafe (no key, bad base URL, key over plain http). Nothing was sent."""
+
+
+class UnsupportedApiError(ConfigurationError):
+    """The server answered, but not with the OpenHands API asked for (``api`` = v1 / v0), or with neither."""
 
 
 class ValidationError(OpenHandsError):

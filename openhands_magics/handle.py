@@ -1,57 +1,65 @@
-"""``ConversationHandle``: what ``conv = %openhands ...`` returns, and the session's record of started conversations.
+"""``ConversationHandle``: what ``conv = %openhands ...`` returns.
 
-The handle is the single source of truth for one conversation in this kernel: the poller writes fresh snapshots
-into it, and views (the widget panel, a text line) subscribe to it. Every handle is recorded in :func:`history` the
-moment the server gives an id, so the id survives a display failure, an interrupt or a lost output.
+A passive record of one conversation: the poller writes fresh snapshots into it and views subscribe to it. It
+imports neither the poller nor any view; its verbs (``refresh``, ``wait``, ``stop_watching``) are carried out by the
+session that owns it (:mod:`.session`). It knows both ids: the start task's from the moment the server answered the
+start, the conversation's from the moment the start task is ready.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .models import Conversation
 
 if TYPE_CHECKING:
-    from .client import OpenHandsClient
-    from .polling import PollSchedule
+    from .session import Endpoint, Session
 
-__all__ = ["ConversationHandle", "history", "last"]
+__all__ = ["ConversationHandle"]
 
 log = logging.getLogger("openhands_magics")
 Listener = Callable[["ConversationHandle"], None]
 
-_history: list[ConversationHandle] = []
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class ConversationHandle:
-    """A live reference to one conversation: ``.id``, ``.url``, ``.status``, ``.title``, ``.refresh()``, ``.wait()``."""
+    """A live reference to one conversation: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``,
+    ``.refresh()``, ``.wait()``, ``.stop_watching()``."""
 
-    def __init__(
-        self,
-        conversation: Conversation,
-        client: OpenHandsClient,
-        *,
-        schedule: PollSchedule | None = None,
-        record: bool = True,
-    ) -> None:
+    def __init__(self, conversation: Conversation, session: Session, endpoint: Endpoint) -> None:
         self._conversation = conversation
-        self._client = client
-        self._schedule = schedule
+        self._session = session
+        self.endpoint = endpoint
         self._listeners: list[Listener] = []
         #: A short remark shown beside the status ("retrying…", why watching stopped); None when all is well.
         self.note: str | None = None
+        #: Whether a poller is watching it right now (the panel's "Stop watching" button follows this).
+        self.watching = False
+        #: When this kernel first saw it final, if it saw it get there (the end of its elapsed time).
+        self.seen_final_at: dt.datetime | None = None
         self._skip_display_in: int | None = None
-        self.url = client.conversation_url(conversation.conversation_id)
-        if record:
-            _history.append(self)
-            log.info("conversation %s: %s", conversation.conversation_id, self.url)
 
     # ------------------------------------------------------------------ what users read
     @property
-    def id(self) -> str:
+    def id(self) -> str | None:
+        """The conversation's id; None while its start task is still preparing it (see ``task_id``)."""
         return self._conversation.conversation_id
+
+    @property
+    def task_id(self) -> str | None:
+        """The start task's id (V1), known from the moment the server answered the start."""
+        return self._conversation.start_task_id
+
+    @property
+    def url(self) -> str | None:
+        """The conversation's page, as soon as its id exists."""
+        return f"{self.endpoint.base_url}/conversations/{self.id}" if self.id else None
 
     @property
     def conversation(self) -> Conversation:
@@ -70,19 +78,38 @@ class ConversationHandle:
     def is_final(self) -> bool:
         return self._conversation.is_final
 
+    @property
+    def reference(self) -> str:
+        """The best id to name it by: the conversation's, else the start task's."""
+        return self.id or f"task {self.task_id}"
+
+    def elapsed(self, now: dt.datetime | None = None) -> float | None:
+        """Seconds from creation until now, or until it was seen final. None when unknown: no creation time, or
+        final before this kernel ever saw it running (V0 then ends it at its last activity)."""
+        created = self._conversation.started_at
+        if created is None:
+            return None
+        end = now or _now()
+        if self.is_final:
+            end = self.seen_final_at or (self._conversation.updated_at if self._conversation.api == "v0" else None)
+            if end is None:
+                return None
+        return max(0.0, (end - created).total_seconds())
+
     def refresh(self) -> Conversation:
         """Fetch the conversation now (blocking) and update every view of it."""
-        self.update(self._client.get_conversation(self.id))
-        return self._conversation
+        return self._session.refresh(self)
 
     def wait(self, timeout: float | None = None, *, on_change: Listener | None = None) -> Conversation:
-        """Block until the status is final (STOPPED, ARCHIVED, ERROR); raises WaitTimeout after ``timeout`` s.
+        """Block until the agent is done or cannot go on (see ``FINAL_STATUSES``); WaitTimeout after ``timeout`` s.
 
         Interrupting (Ctrl-C / the kernel's stop button) stops the waiting, not the conversation.
         """
-        from .polling import PollSchedule, wait_until_final
+        return self._session.wait(self, timeout=timeout, on_change=on_change)
 
-        return wait_until_final(self, self._client, self._schedule or PollSchedule(), timeout=timeout, on_change=on_change)
+    def stop_watching(self) -> None:
+        """Stop polling it (the conversation goes on)."""
+        self._session.unwatch(self)
 
     # ------------------------------------------------------------------ what pollers and views use
     def subscribe(self, listener: Listener) -> None:
@@ -92,26 +119,41 @@ class ConversationHandle:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def is_same(self, conversation: Conversation) -> bool:
+        mine = self._conversation
+        return bool(
+            (mine.start_task_id and mine.start_task_id == conversation.start_task_id)
+            or (mine.conversation_id and mine.conversation_id == conversation.conversation_id)
+        )
+
     def update(self, conversation: Conversation, note: str | None = None) -> bool:
-        """Store a fresh snapshot; returns whether the status changed (the poller slows down while it doesn't)."""
-        if conversation.conversation_id != self.id:
-            raise ValueError(f"snapshot of {conversation.conversation_id} given to the handle of {self.id}")
-        changed = conversation.status != self._conversation.status
+        """Store a fresh snapshot; returns whether its status line changed (the poller slows down while it doesn't)."""
+        if not self.is_same(conversation):
+            raise ValueError(f"a snapshot of {conversation.conversation_id} given to the handle of {self.reference}")
+        before = self._conversation
+        changed = conversation.status_line != before.status_line
+        if conversation.is_final and not before.is_final:
+            self.seen_final_at = _now()
         self._conversation, self.note = conversation, note
-        self.redraw()
+        self._notify()
         return changed
 
     def set_note(self, note: str | None) -> None:
-        self.note = note
-        self.redraw()
+        if note != self.note:
+            self.note = note
+            self._notify()
 
-    def redraw(self) -> None:
-        """Ask every view to draw the handle again (also without news: the elapsed time moves on)."""
+    def set_watching(self, watching: bool) -> None:
+        if watching != self.watching:
+            self.watching = watching
+            self._notify()
+
+    def _notify(self) -> None:
         for listener in list(self._listeners):
             try:
                 listener(self)
             except Exception:  # a broken view must not stop the poller or the other views
-                log.exception("a view of conversation %s failed to update", self.id)
+                log.exception("a view of conversation %s failed to update", self.reference)
 
     def skip_display_in(self, execution_count: int) -> None:
         """The magic already displayed this handle; don't show it again as the same cell's ``Out[]``."""
@@ -119,31 +161,16 @@ class ConversationHandle:
 
     def _ipython_display_(self) -> None:
         from IPython import get_ipython
-        from IPython.display import display
 
         shell = get_ipython()
         if shell is not None and self._skip_display_in == shell.execution_count:
             self._skip_display_in = None
             return
-        if getattr(shell, "kernel", None) is not None:  # a notebook: another live view of the same handle
-            from .panel import ConversationPanel
-
-            display(ConversationPanel(self))
-            return
-        from .views import text_summary
-
-        display({"text/plain": text_summary(self)}, raw=True)
+        self._session.show(self)
 
     def __repr__(self) -> str:
-        return f"<ConversationHandle {self.id} {self.status or '?'} {self.url}>"
+        task = f" task={self.task_id}" if self.task_id else ""
+        return f"<ConversationHandle {self.id or '(starting)'}{task} {self.conversation.status_line} {self.url or ''}>"
 
-
-def last() -> ConversationHandle | None:
-    """The most recent conversation started or watched in this process (None before the first)."""
-    return _history[-1] if _history else None
-
-
-def history() -> list[ConversationHandle]:
-    """Every conversation started or watched in this process, oldest first (a copy)."""
-    return list(_history)
-
+    def __getstate__(self) -> Any:
+        raise TypeError("A ConversationHandle is live and cannot be pickled; keep its .id and .task_id instead.")

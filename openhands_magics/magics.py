@@ -13,21 +13,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Float, TraitError, Unicode, validate
+from traitlets import CaselessStrEnum, Float, TraitError, Unicode, validate
 
 from .arguments import USAGE, Invocation, parse_invocation
 from .errors import OpenHandsError, WaitTimeout
 
 if TYPE_CHECKING:
-    from .client import AsyncOpenHandsClient, OpenHandsClient
-    from .config import ApiKey
     from .handle import ConversationHandle
-    from .polling import PollSchedule, Watcher
+    from .polling import PollSchedule
 
 __all__ = ["OpenHandsMagics"]
-
-#: Clients are shared per (base URL, key, HTTP timeout): a new key, server or %config timeout gets its own pool.
-PoolKey = tuple[str, "ApiKey", float]
 
 log = logging.getLogger("openhands_magics")
 
@@ -37,16 +32,12 @@ def _say(line: str) -> None:
     print(f"openhands: {line}", file=sys.stderr)
 
 
-def _has_widget_frontend(shell: Any) -> bool:
-    """Only a kernel can show widgets; the terminal IPython gets text."""
-    return getattr(shell, "kernel", None) is not None
-
-
 @magics_class
 class OpenHandsMagics(Magics):
     """Configure with ``%config OpenHandsMagics.<name> = value`` or in ``ipython_config.py``.
 
-    The API key is deliberately not a trait: config values are printed by ``%config`` and saved in files.
+    A thin front: it parses the line, calls the process's :class:`~openhands_magics.session.Session` and displays
+    the result. The API key is deliberately not a trait: config values are printed by ``%config`` and saved in files.
     """
 
     base_url = Unicode(
@@ -54,15 +45,16 @@ class OpenHandsMagics(Magics):
         allow_none=True,
         help="OpenHands server; default: $OPENHANDS_BASE_URL, else https://app.all-hands.dev",
     ).tag(config=True)
+    api = CaselessStrEnum(
+        ["auto", "v1", "v0"],
+        default_value=None,
+        allow_none=True,
+        help="OpenHands API: auto (ask the server once), v1 (OpenHands 1.7+, Cloud) or v0 (up to 1.6); "
+        "default: $OPENHANDS_API, else auto",
+    ).tag(config=True)
     poll_interval = Float(2.0, help="seconds between status polls while the status changes").tag(config=True)
     max_poll_interval = Float(30.0, help="polls slow down to this many seconds while nothing changes").tag(config=True)
     timeout = Float(30.0, help="seconds to wait for one HTTP answer").tag(config=True)
-
-    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell, **kwargs)
-        self._sync_clients: dict[PoolKey, OpenHandsClient] = {}
-        self._async_clients: dict[PoolKey, AsyncOpenHandsClient] = {}
-        self._watchers: set[Watcher] = set()
 
     @validate("poll_interval", "max_poll_interval", "timeout")
     def _positive(self, proposal: Any) -> float:
@@ -84,11 +76,11 @@ class OpenHandsMagics(Magics):
 
         Options (before the message; `--` ends them):
 
-          --repo OWNER/REPO, --base-url URL, --wait, --timeout SECONDS (with --wait),
-          --no-panel, --watch ID, --login, --help
+          --repo OWNER/REPO, --base-url URL, --api auto|v1|v0, --wait, --timeout SECONDS (with --wait),
+          --no-panel, --watch ID (conversation id, start task id or link), --login, --help
 
         Set the key with the OPENHANDS_API_KEY environment variable or `%openhands --login`.
-        `conv = %openhands ...` returns a handle (.id .url .status .title .refresh() .wait());
+        `conv = %openhands ...` returns a handle (.id .task_id .url .status .title .refresh() .wait());
         `openhands_magics.last()` is the latest one.
         """
         try:
@@ -123,76 +115,31 @@ class OpenHandsMagics(Magics):
         return True
 
     def _run(self, invocation: Invocation) -> ConversationHandle:
-        from .handle import ConversationHandle
+        from .session import Endpoint, get_session
 
-        pool_key = self._pool_key(invocation.base_url)  # the no-key / bad-URL line comes before anything is sent
-        client = self._sync_client(pool_key)
+        session = get_session()
+        session.schedule = self._schedule()
+        # The no-key / bad-URL line comes before anything is sent.
+        endpoint = Endpoint.resolve(invocation.base_url or self.base_url, api=invocation.api or self.api,
+                                    timeout=self.timeout)
         if invocation.watch is not None:
-            conversation = client.get_conversation(invocation.watch)
+            handle = session.attach(invocation.watch, endpoint=endpoint)
         else:  # the client refuses an empty message or a bad --repo before sending anything
-            conversation = client.start_conversation(invocation.message, invocation.repo)
-        # From here on the id exists on the server: record it first, then make sure every path shows it.
-        handle = ConversationHandle(conversation, client, schedule=self._schedule())
+            handle = session.start(invocation.message, invocation.repo, endpoint=endpoint)
+        # From here on it exists on the server and is recorded: make sure every path shows its ids.
         try:
-            self._show(handle, invocation, pool_key)
+            session.show(handle, panel=not invocation.no_panel)
         except Exception as error:
-            log.debug("showing conversation %s failed", handle.id, exc_info=True)
-            print(f"OpenHands conversation {handle.id}: {handle.url}")
+            log.debug("showing conversation %s failed", handle.reference, exc_info=True)
+            print(f"OpenHands conversation {handle.id or '(not created yet)'} · start task {handle.task_id}: "
+                  f"{handle.url or endpoint.base_url}")
             _say(f"Could not display the panel ({type(error).__name__}: {error}); the conversation is recorded "
                  "in openhands_magics.last().")
+        if self.shell is not None:
+            handle.skip_display_in(self.shell.execution_count)
         if invocation.wait:
             self._wait(handle, invocation.timeout)
         return handle
-
-    # ------------------------------------------------------------------ showing and watching
-    def _show(self, handle: ConversationHandle, invocation: Invocation, pool_key: PoolKey) -> None:
-        import asyncio
-
-        from IPython.display import display
-
-        from .views import text_summary
-
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # terminal IPython: nothing runs between cells, so there is nothing to poll with
-            loop = None
-        if loop is not None and _has_widget_frontend(self.shell) and not invocation.no_panel:
-            from .panel import ConversationPanel
-
-            watcher = None if handle.is_final else self._start_watcher(handle, pool_key, lambda: panel.watching_ended())
-            panel = ConversationPanel(handle, on_stop=watcher.stop if watcher else None)
-            display(panel)
-        elif loop is not None and _has_widget_frontend(self.shell):  # --no-panel in a kernel: an updating text output
-            shown_text = text_summary(handle)
-            shown = display({"text/plain": shown_text}, raw=True, display_id=True)
-
-            def update_text(h: ConversationHandle) -> None:
-                nonlocal shown_text
-                if (text := text_summary(h)) != shown_text:  # redraws without news must not flood the front end
-                    shown_text = text
-                    shown.update({"text/plain": text}, raw=True)
-
-            handle.subscribe(update_text)
-            if not handle.is_final:
-                self._start_watcher(handle, pool_key, None)
-        else:
-            print(text_summary(handle))
-        if self.shell is not None:
-            handle.skip_display_in(self.shell.execution_count)
-
-    def _start_watcher(
-        self, handle: ConversationHandle, pool_key: PoolKey, on_end: Callable[[], None] | None
-    ) -> Watcher:
-        from .polling import Watcher
-
-        def finished(watcher: Watcher) -> None:
-            self._watchers.discard(watcher)
-            if on_end is not None:
-                on_end()
-
-        watcher = Watcher(handle, self._async_client(pool_key), self._schedule(), on_done=finished)
-        self._watchers.add(watcher)
-        return watcher
 
     def _wait(self, handle: ConversationHandle, timeout: float | None) -> None:
         from .views import status_change_line
@@ -201,57 +148,19 @@ class OpenHandsMagics(Magics):
         try:
             handle.wait(timeout, on_change=lambda h: print(status_change_line(h), flush=True))
         except KeyboardInterrupt:
-            _say(f"Stopped waiting; conversation {handle.id} goes on: {handle.url}")
+            _say(f"Stopped waiting; {handle.reference} goes on: {handle.url or handle.endpoint.base_url}")
         except WaitTimeout as error:
             _say(str(error))
         except OpenHandsError as error:
-            _say(f"{error} Conversation {handle.id}: {handle.url}")
+            _say(f"{error} Conversation {handle.reference}: {handle.url or handle.endpoint.base_url}")
 
-    # ------------------------------------------------------------------ shared clients
     def _schedule(self) -> PollSchedule:
         from .polling import PollSchedule
 
         return PollSchedule(self.poll_interval, max(self.poll_interval, self.max_poll_interval))
 
-    def _pool_key(self, base_url: str | None) -> PoolKey:
-        from .config import resolve_api_key, resolve_base_url
-
-        return resolve_base_url(base_url or self.base_url), resolve_api_key(), self.timeout
-
-    def _sync_client(self, pool_key: PoolKey) -> OpenHandsClient:
-        """The shared blocking client for this base URL and key: one connection pool across cells."""
-        from .client import OpenHandsClient
-
-        if pool_key not in self._sync_clients:
-            base_url, api_key, timeout = pool_key
-            self._sync_clients[pool_key] = OpenHandsClient(api_key, base_url=base_url, timeout=timeout)
-        return self._sync_clients[pool_key]
-
-    def _async_client(self, pool_key: PoolKey) -> AsyncOpenHandsClient:
-        """The pollers' shared client. It does not retry by itself: the poller's backoff does, and shows it."""
-        from ._protocol import NO_RETRIES
-        from .client import AsyncOpenHandsClient
-
-        if pool_key not in self._async_clients:
-            base_url, api_key, timeout = pool_key
-            self._async_clients[pool_key] = AsyncOpenHandsClient(api_key, base_url=base_url, timeout=timeout, retry=NO_RETRIES)
-        return self._async_clients[pool_key]
-
     def close(self) -> None:
-        """Stop every poller and close every connection pool (``%unload_ext``)."""
-        for watcher in list(self._watchers):
-            watcher.stop()
-        self._watchers.clear()
-        for client in self._sync_clients.values():
-            client.close()
-        self._sync_clients.clear()
-        import asyncio
+        """Stop every poller and close every connection (``%unload_ext``); the record of conversations stays."""
+        from .session import get_session
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        for async_client in self._async_clients.values():
-            if loop is not None:
-                loop.create_task(async_client.aclose())
-        self._async_clients.clear()
+        get_session().close()

@@ -1,6 +1,11 @@
-"""Watching a conversation until its status is final: an async poller for the kernel's event loop, and a blocking
-wait for ``--wait``/``handle.wait()``. Both run the same :class:`PollLoop` state machine, so their backoff,
-``Retry-After`` handling and error notes cannot drift apart.
+"""Watching conversations until they are final: one :class:`Poller` per server and key for the whole kernel, and a
+blocking wait for ``--wait`` / ``handle.wait()``. Both keep each conversation's pace in the same :class:`Watch`, so
+their backoff, ``Retry-After`` handling and notes cannot drift apart.
+
+Why one poller: OpenHands Cloud allows about 100 requests a minute per user, and conversations started together
+would otherwise poll in bursts. The poller reads every due conversation (and start task) in one batched request per
+tick on V1 (``?ids=``, up to 99), and spreads V0's one-by-one reads over the interval. Each conversation keeps its
+own pace: fast while it changes, slower (up to ``max_interval``) while it doesn't.
 
 Why the blocking wait polls with the *sync* client instead of re-entering the kernel's running loop with
 nest-asyncio: patching the kernel's loop is global and fragile, and a plain blocking loop is interruptible by the
@@ -18,123 +23,173 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import OpenHandsError, RateLimitError, WaitTimeout
-from .models import Conversation
+from .models import Conversation, not_found
 
 if TYPE_CHECKING:
     from .client import AsyncOpenHandsClient, OpenHandsClient
     from .handle import ConversationHandle
 
-__all__ = ["PollLoop", "PollSchedule", "Watcher", "wait_until_final", "watch"]
+__all__ = ["PollSchedule", "Poller", "Watch", "wait_until_final"]
 
 log = logging.getLogger("openhands_magics")
 
 
 @dataclass(frozen=True)
 class PollSchedule:
-    """Poll fast while things change, slow down (up to ``max_interval``) while they don't.
-
-    OpenHands Cloud rate-limits each user (about 100 requests a minute), and a conversation often runs for many
-    minutes, so a fixed 1-second poll of a few conversations would trip 429s.
-    """
+    """Poll fast while things change, slow down (up to ``max_interval``) while they don't."""
 
     interval: float = 2.0
     max_interval: float = 30.0
     growth: float = 1.5
-    #: Between polls the views redraw this often, so the elapsed time keeps moving without asking the server.
-    redraw_every: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.interval <= 0 or self.max_interval < self.interval or self.growth < 1 or self.redraw_every <= 0:
-            raise ValueError("need 0 < interval <= max_interval, growth >= 1 and redraw_every > 0")
+        if self.interval <= 0 or self.max_interval < self.interval or self.growth < 1:
+            raise ValueError("need 0 < interval <= max_interval and growth >= 1")
 
 
-class PollLoop:
-    """One watch's state: the next pause, and what one fetch's outcome does to the handle."""
+class Watch:
+    """One conversation's pace, and what one read's outcome does to its handle."""
 
-    def __init__(self, handle: ConversationHandle, schedule: PollSchedule) -> None:
+    def __init__(self, handle: ConversationHandle, schedule: PollSchedule, now: float) -> None:
         self.handle = handle
         self.schedule = schedule
         self.pause = schedule.interval
+        self.next_due = now + schedule.interval
 
-    @property
-    def done(self) -> bool:
-        return self.handle.is_final
-
-    def succeeded(self, conversation: Conversation) -> bool:
-        """Store the snapshot; returns whether the status changed."""
+    def succeeded(self, conversation: Conversation | None, now: float) -> bool:
+        """Store the snapshot; returns whether to go on watching."""
+        if conversation is None:
+            self.handle.set_note("Stopped watching: the server no longer knows this conversation.")
+            return False
         changed = self.handle.update(conversation)
-        self.pause = self.schedule.interval if changed else min(self.schedule.max_interval, self.pause * self.schedule.growth)
-        return changed
+        self._again(now, self.schedule.interval if changed else self.pause * self.schedule.growth)
+        return not self.handle.is_final
 
-    def failed(self, error: OpenHandsError) -> bool:
-        """Show the failure; returns whether polling should go on (only for errors a later try may fix)."""
+    def failed(self, error: OpenHandsError, now: float) -> bool:
+        """Show the failure; returns whether to go on (only for errors a later try may fix)."""
         if not error.retryable:
             self.handle.set_note(f"Stopped watching: {error}")
             return False
-        self.pause = min(self.schedule.max_interval, self.pause * 2)
+        pause = self.pause * 2
         if isinstance(error, RateLimitError) and error.retry_after is not None:
-            self.pause = max(self.pause, error.retry_after)
+            pause = max(pause, error.retry_after)
+        self._again(now, pause)
         self.handle.set_note(f"retrying in {self.pause:.0f} s… ({error})")
         return True
 
-
-async def watch(handle: ConversationHandle, client: AsyncOpenHandsClient, schedule: PollSchedule) -> None:
-    """Poll until final. Never raises (bar cancellation): a task error would only surface as a log line later."""
-    loop = PollLoop(handle, schedule)
-    try:
-        while not loop.done:
-            await _pause_redrawing(handle, loop.pause, schedule.redraw_every)
-            if loop.done:  # a blocking wait may have finished the job while this task slept
-                break
-            try:
-                loop.succeeded(await client.get_conversation(handle.id))
-            except OpenHandsError as error:
-                if not loop.failed(error):
-                    return
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:  # a bug here must not become "Task exception was never retrieved"
-        log.exception("watching conversation %s failed", handle.id)
-        handle.set_note(f"Stopped watching after an internal error ({type(error).__name__}); use conv.refresh().")
+    def _again(self, now: float, pause: float) -> None:
+        self.pause = min(self.schedule.max_interval, max(self.schedule.interval, pause))
+        self.next_due = now + self.pause
 
 
-async def _pause_redrawing(handle: ConversationHandle, seconds: float, redraw_every: float) -> None:
-    """Sleep until the next poll; redraw the views on the way (a redraw that changes no text sends nothing)."""
-    clock = asyncio.get_running_loop()
-    deadline = clock.time() + seconds
-    while (left := deadline - clock.time()) > 0:
-        await asyncio.sleep(min(redraw_every, left))
-        if not handle.is_final:
-            handle.redraw()
+class Poller:
+    """Watches every tracked handle of one server and key with one asyncio task in the kernel's loop.
 
+    ``track`` / ``untrack`` are all callers need; the task starts with the first handle and ends with the last.
+    """
 
-class Watcher:
-    """An asyncio task running :func:`watch`, with the stop handle the panel and ``%unload_ext`` need."""
+    def __init__(self, client: AsyncOpenHandsClient, schedule: PollSchedule) -> None:
+        self.client = client
+        self.schedule = schedule
+        self._watches: dict[int, Watch] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._not_before = 0.0
+        self.requests_sent = 0
 
-    def __init__(
-        self,
-        handle: ConversationHandle,
-        client: AsyncOpenHandsClient,
-        schedule: PollSchedule,
-        on_done: Callable[[Watcher], None] | None = None,
-    ) -> None:
-        self.handle = handle
-        self._on_done = on_done
-        self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-            watch(handle, client, schedule), name=f"openhands-watch-{handle.id}"
-        )
-        self.task.add_done_callback(self._finished)
+    @property
+    def handles(self) -> list[ConversationHandle]:
+        return [watch.handle for watch in self._watches.values()]
 
     @property
     def running(self) -> bool:
-        return not self.task.done()
+        return self._task is not None and not self._task.done()
 
-    def stop(self) -> None:
-        self.task.cancel()
+    def track(self, handle: ConversationHandle) -> None:
+        """Watch ``handle`` until it is final, untracked, or the poller closes. Needs a running event loop."""
+        loop = asyncio.get_running_loop()
+        if handle.is_final or id(handle) in self._watches:
+            return
+        self._watches[id(handle)] = Watch(handle, self.schedule, loop.time())
+        handle.set_watching(True)
+        if not self.running:
+            self._task = loop.create_task(self._run(), name="openhands-poller")
+        self._wakeup.set()
 
-    def _finished(self, _task: asyncio.Task[None]) -> None:
-        if self._on_done is not None:
-            self._on_done(self)
+    def untrack(self, handle: ConversationHandle) -> None:
+        if self._watches.pop(id(handle), None) is not None:
+            handle.set_watching(False)
+
+    def close(self) -> None:
+        """Stop the task and every watch (``%unload_ext``); the async client is closed by its owner."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for watch in list(self._watches.values()):
+            self.untrack(watch.handle)
+
+    async def _run(self) -> None:
+        """Never raises (bar cancellation): a task error would only surface as a log line later."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._watches:
+                wake = max(self._not_before, min(w.next_due for w in self._watches.values()))
+                if wake > loop.time():
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), wake - loop.time())
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                await self._tick(loop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug here must not become "Task exception was never retrieved"
+            log.exception("the poller failed")
+            for watch in list(self._watches.values()):
+                watch.handle.set_note(f"Stopped watching after an internal error ({type(error).__name__}); use .refresh().")
+                self.untrack(watch.handle)
+
+    async def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One read: the most overdue conversations (and those due within half an interval, to batch them)."""
+        for watch in [w for w in self._watches.values() if w.handle.is_final]:  # a blocking wait got there first
+            self.untrack(watch.handle)
+        horizon = loop.time() + self.schedule.interval / 2
+        due = sorted((w for w in self._watches.values() if w.next_due <= horizon), key=lambda w: w.next_due)
+        if not due:
+            return
+        try:
+            await self.client.dialect()
+        except OpenHandsError as error:
+            self._settle(due, loop, error=error)
+            return
+        batch = due[: self.client.batch_size]
+        self.requests_sent += 1
+        try:
+            snapshots = await self.client.read([w.handle.conversation for w in batch])
+        except OpenHandsError as error:
+            self._settle(batch, loop, error=error)
+        else:
+            self._settle(batch, loop, snapshots=snapshots)
+        # A batched API reads at most once an interval; V0's single reads are spread evenly over it.
+        gap = self.schedule.interval if self.client.batch_size > 1 else self.schedule.interval / len(due)
+        self._not_before = loop.time() + gap
+
+    def _settle(
+        self,
+        watches: list[Watch],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        snapshots: list[Conversation | None] | None = None,
+        error: OpenHandsError | None = None,
+    ) -> None:
+        now = loop.time()
+        for i, watch in enumerate(watches):
+            if id(watch.handle) not in self._watches:  # untracked while the read was on its way
+                continue
+            go_on = watch.failed(error, now) if error is not None else watch.succeeded(snapshots[i], now)  # type: ignore[index]
+            if not go_on:
+                self.untrack(watch.handle)
 
 
 def wait_until_final(
@@ -146,19 +201,27 @@ def wait_until_final(
     on_change: Callable[[ConversationHandle], None] | None = None,
 ) -> Conversation:
     """Block until the status is final. Retryable errors are shown on the handle and retried; others raise."""
-    loop = PollLoop(handle, schedule)
     deadline = None if timeout is None else time.monotonic() + timeout
-    while not loop.done:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise WaitTimeout(
-                f"Still {handle.status} after {timeout:g} s; the conversation goes on: {handle.url}"
-            )
-        time.sleep(loop.pause if remaining is None else min(loop.pause, remaining))
+    watch = Watch(handle, schedule, time.monotonic())
+    while not handle.is_final:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            where = handle.url or f"start task {handle.task_id}"
+            raise WaitTimeout(f"Still {handle.conversation.status_line} after {timeout:g} s; it goes on: {where}")
+        time.sleep(max(0.0, (watch.next_due if deadline is None else min(watch.next_due, deadline)) - now))
+        if time.monotonic() < watch.next_due:  # woke for the deadline
+            continue
+        before = handle.conversation.status_line
         try:
-            if loop.succeeded(client.get_conversation(handle.id)) and on_change is not None:
-                on_change(handle)
+            (snapshot,) = client.read([handle.conversation])
         except OpenHandsError as error:
-            if not loop.failed(error):
+            if not watch.failed(error, time.monotonic()):
                 raise
+            continue
+        if snapshot is None:
+            watch.succeeded(None, time.monotonic())
+            raise not_found(handle.conversation)
+        watch.succeeded(snapshot, time.monotonic())
+        if handle.conversation.status_line != before and on_change is not None:
+            on_change(handle)
     return handle.conversation

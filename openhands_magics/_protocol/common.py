@@ -1,14 +1,10 @@
-"""The sans-IO half of the client: building requests, reading answers, mapping failures to typed errors.
+"""What both API dialects share: the request value, auth, reading answers, mapping failures to typed errors, and
+the retry policy. No I/O happens here: the clients move the bytes and sleep.
 
-Both :class:`~openhands_magics.client.OpenHandsClient` and :class:`~openhands_magics.client.AsyncOpenHandsClient`
-call these functions, so sync and async differ only in how bytes move and how they sleep. What the real server
-answers was read from OpenHands' source (``openhands/server/routes/manage_conversations.py``, ``enterprise/server``):
-
-* ``POST /api/conversations`` -> ``{"status": "ok", "conversation_id": ..., "conversation_status"?: ...}``
-* ``GET /api/conversations/{id}`` -> a ConversationInfo object, or ``null`` (with 200!) for an unknown id
-* bad key -> 401 ``{"error": "NoCredentialsError"}``; no access to the repository -> 401 with a bare JSON string
-  (newer servers) or 400 with ``msg_id: STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR`` (older ones)
-* 429 ``{"error": "Rate limit exceeded: ..."}`` or ``{"message": "Too many requests"}`` with ``Retry-After``.
+How the real server answers failures (recorded in ``shared/openhands-api.md``): a bad key is 401
+(``{"error": "NoCredentialsError"}`` on Cloud, ``{"detail": "Unauthorized"}`` self-hosted); no access to a repository
+is 401 with a bare JSON string, or 400 ``msg_id: STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR`` on older servers; a route
+the server does not have is ``404 {"detail": "Not Found"}`` (FastAPI), ``405`` for the wrong method.
 """
 
 from __future__ import annotations
@@ -18,13 +14,13 @@ import random
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from . import __version__
-from .config import ApiKey
-from .errors import (
+from .. import __version__
+from ..config import ApiKey
+from ..errors import (
     AuthenticationError,
     BadRequestError,
     NotFoundError,
@@ -33,45 +29,89 @@ from .errors import (
     RateLimitError,
     ServerError,
     TransportError,
+    UnsupportedApiError,
 )
-from .models import Conversation, ConversationStatus
-from .validation import validate_conversation_id
 
-CONVERSATIONS_PATH = "/api/conversations"
 USER_AGENT = f"openhands-magics/{__version__}"
 MAX_CONCURRENT_CONVERSATIONS = 10
 _GIT_AUTH_MSG_ID = "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"
 
+T = TypeVar("T")
 
-class BearerAuth(httpx.Auth):
-    """Adds the key per request, so it never sits in a client's default headers or in a repr."""
 
-    def __init__(self, api_key: ApiKey) -> None:
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request an operation needs. ``route`` names what the path is for, so a 404 can say the right thing:
+    on a ``read`` of one conversation it is an unknown id; on any other route the server lacks the API."""
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    json: Any = None
+    route: str = "read"  # "read" | "batch" | "start" | "probe"
+    api: str = "v1"
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method == "GET"
+
+
+#: An operation: a generator that yields the calls it needs and receives their responses, then returns its value.
+#: The sync and async clients each drive it (``client._drive``); so every operation is written once.
+Operation = Generator[Call, httpx.Response, T]
+
+
+# ---------------------------------------------------------------------------------------------------- auth
+
+_SESSION_HEADER = "X-Session-API-Key"
+#: Per server: "bearer" (Cloud) or "session" (self-hosted with SESSION_API_KEY), once an answer other than 401 showed
+#: which one the server takes. Shared by every client of the process, so each server is learnt once.
+_auth_styles: dict[str, str] = {}
+
+
+class KeyAuth(httpx.Auth):
+    """Adds the key per request, so it never sits in a client's default headers or in a repr.
+
+    OpenHands Cloud wants ``Authorization: Bearer KEY``; a self-hosted server started with ``SESSION_API_KEY`` wants
+    ``X-Session-API-Key: KEY`` and refuses the Bearer header with 401. The first 401 with one header is retried once
+    with the other (a 401 started nothing, so even a POST is safe to resend) and the one that works is remembered
+    for that server: users never need to know which kind of server they talk to.
+    """
+
+    requires_request_body = True
+
+    def __init__(self, api_key: ApiKey, base_url: str) -> None:
         self._api_key = api_key
+        self._base_url = base_url
 
     def __repr__(self) -> str:
-        return "BearerAuth(ApiKey('********'))"
+        return "KeyAuth(ApiKey('********'))"
+
+    def _apply(self, request: httpx.Request, style: str) -> None:
+        request.headers.pop("Authorization", None)
+        request.headers.pop(_SESSION_HEADER, None)
+        if style == "session":
+            request.headers[_SESSION_HEADER] = self._api_key.reveal()
+        else:
+            request.headers["Authorization"] = "Bearer " + self._api_key.reveal()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = "Bearer " + self._api_key.reveal()
-        yield request
-
-
-def conversation_path(conversation_id: str) -> str:
-    return f"{CONVERSATIONS_PATH}/{conversation_id}"
-
-
-def start_payload(message: str, repository: str | None) -> dict[str, str]:
-    payload = {"initial_user_msg": message}
-    if repository:
-        payload["repository"] = repository
-    return payload
+        known = _auth_styles.get(self._base_url)
+        style = known or "bearer"
+        self._apply(request, style)
+        response = yield request
+        if response.status_code == 401 and known is None:
+            style = "session"
+            self._apply(request, style)
+            response = yield request
+        if response.status_code != 401:
+            _auth_styles[self._base_url] = style
 
 
 # ---------------------------------------------------------------------------------------------------- answers
 
 
-def _decode_json(response: httpx.Response) -> Any:
+def decode_json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
@@ -82,7 +122,7 @@ def _decode_json(response: httpx.Response) -> Any:
         ) from None
 
 
-def _server_said(response: httpx.Response) -> tuple[str, str | None]:
+def server_said(response: httpx.Response) -> tuple[str, str | None]:
     """The server's own error text (one line, bounded) and its ``msg_id`` if any."""
     try:
         body: Any = json.loads(response.content)
@@ -98,7 +138,7 @@ def _server_said(response: httpx.Response) -> tuple[str, str | None]:
     return (text[:200] + "…" if len(text) > 200 else text), msg_id
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     try:
         seconds = float(value)
@@ -107,10 +147,20 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, min(seconds, 3600.0))
 
 
-def error_for(response: httpx.Response, *, repository: str | None = None) -> OpenHandsError:
+def missing_route(call: Call, base_url: str, status: int | None = None) -> UnsupportedApiError:
+    other = "v0" if call.api == "v1" else "v1"
+    return UnsupportedApiError(
+        f"The server at {base_url} does not speak the OpenHands {call.api.upper()} API ({call.method} {call.path} "
+        f"answered {status or 'nothing usable'}): set the API to auto or {other} (`--api`, "
+        "`%config OpenHandsMagics.api`, OPENHANDS_API), or check the base URL.",
+        status_code=status,
+    )
+
+
+def error_for(response: httpx.Response, call: Call, base_url: str, *, repository: str | None = None) -> OpenHandsError:
     """Map a non-2xx answer to the typed error whose message tells the user what to do next."""
     status = response.status_code
-    said, msg_id = _server_said(response)
+    said, msg_id = server_said(response)
     suffix = f" (server said: {said})" if said else ""
     repo_problem = msg_id == _GIT_AUTH_MSG_ID or (status in (401, 403) and response.text.lstrip().startswith('"'))
     if repo_problem or (status == 403 and repository):
@@ -125,18 +175,20 @@ def error_for(response: httpx.Response, *, repository: str | None = None) -> Ope
             f"The API key was rejected (HTTP {status}): check OPENHANDS_API_KEY or run `%openhands --login`{suffix}.",
             status_code=status,
         )
-    if status == 404:
-        return NotFoundError(
-            f"Not found (HTTP 404) at {response.request.url.path}: check the conversation id and the base URL{suffix}.",
-            status_code=status,
-        )
+    if status in (404, 405):
+        if call.route == "read" and status == 404:
+            return NotFoundError(
+                f"Not found (HTTP 404) at {call.path}: check the conversation id and the base URL{suffix}.",
+                status_code=status,
+            )
+        return missing_route(call, base_url, status)
     if status == 429:
-        retry_after = _retry_after(response)
-        when = f"; the server asks to retry in {retry_after:g} s" if retry_after is not None else ""
+        wait = retry_after(response)
+        when = f"; the server asks to retry in {wait:g} s" if wait is not None else ""
         return RateLimitError(
             f"Too many requests (HTTP 429): an account may run {MAX_CONCURRENT_CONVERSATIONS} conversations at once "
             f"and polls are rate-limited; wait for one to stop, then try again{when}{suffix}.",
-            retry_after=retry_after,
+            retry_after=wait,
         )
     if status >= 500:
         return ServerError(
@@ -147,44 +199,22 @@ def error_for(response: httpx.Response, *, repository: str | None = None) -> Ope
     return OpenHandsError(f"Unexpected answer from the server (HTTP {status}){suffix}.", status_code=status)
 
 
-def read_started(response: httpx.Response, *, repository: str | None) -> Conversation:
-    """Read the POST answer. The id is validated here, before it can reach a URL path."""
+def expect_json(response: httpx.Response, call: Call, base_url: str, *, repository: str | None = None) -> Any:
+    """The decoded body of a 2xx answer; the typed error for anything else."""
     if not response.is_success:
-        raise error_for(response, repository=repository)
-    body = _decode_json(response)
-    if not isinstance(body, dict) or not isinstance(body.get("conversation_id"), str):
-        raise ProtocolError("The server's answer to the new conversation has no conversation_id.")
-    conversation_id = validate_conversation_id(body["conversation_id"])
-    if body.get("status", "ok") != "ok":
-        said, _ = _server_said(response)
-        raise BadRequestError(
-            f"The server did not start the conversation: {said or body.get('status')} (it named id {conversation_id})."
-        )
-    minimal = {"conversation_id": conversation_id, "status": ConversationStatus.STARTING, "selected_repository": repository}
-    try:
-        return Conversation.from_json(
-            {
-                **minimal,
-                **{k: v for k, v in body.items() if k not in ("conversation_id", "conversation_status", "status")},
-                "status": body.get("conversation_status") or ConversationStatus.STARTING,
-            }
-        )
-    except ProtocolError:  # an odd extra field must not lose a conversation that exists: the id is what matters
-        return Conversation.from_json(minimal)
+        raise error_for(response, call, base_url, repository=repository)
+    return decode_json(response)
 
 
-def read_conversation(response: httpx.Response, conversation_id: str) -> Conversation:
-    if not response.is_success:
-        raise error_for(response)
-    body = _decode_json(response)
-    if body is None:  # what OpenHands answers (HTTP 200) for an id it does not know
-        raise NotFoundError(f"Conversation {conversation_id} was not found: check the id and the base URL.")
-    conversation = Conversation.from_json(body)
-    if conversation.conversation_id != conversation_id:
+def expect_list(response: httpx.Response, call: Call, base_url: str, length: int) -> list[Any]:
+    """A batched read's answer: one entry (or ``null``) per id asked, in order."""
+    body = expect_json(response, call, base_url)
+    if not isinstance(body, list) or len(body) != length:
         raise ProtocolError(
-            f"Asked for conversation {conversation_id} but the server answered about {conversation.conversation_id}."
+            f"The server answered {call.path} with {type(body).__name__} of the wrong shape; expected a list of "
+            f"{length}: is the base URL an OpenHands server?"
         )
-    return conversation
+    return body
 
 
 def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: float) -> TransportError:
@@ -203,19 +233,17 @@ def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: floa
 
 
 @contextmanager
-def warning_if_maybe_started(base_url: str) -> Iterator[None]:
-    """Around a POST: one that failed *after* reaching the server may still have started the conversation; say so,
-    so the user looks before re-running the cell (which would start a second one). Serves sync and async callers."""
+def warning_if_maybe_started(where: str) -> Iterator[None]:
+    """Around a start: one that failed *after* reaching the server may still have started the conversation; mark the
+    error, so the user looks before re-running the cell (which would start a second one)."""
     try:
         yield
     except OpenHandsError as error:
         uncertain = isinstance(error, (ServerError, ProtocolError)) or (
             isinstance(error, TransportError) and error.request_sent
         )
-        if uncertain and error.args:
-            error.args = (
-                f"{error.args[0]} The conversation may have been started anyway: check {base_url} before retrying.",
-            )
+        if uncertain:
+            error.maybe_started_at = where
         raise
 
 
@@ -251,3 +279,8 @@ class RetryPolicy:
 
 
 NO_RETRIES = RetryPolicy(attempts=1)
+
+
+def retryable_answer(response: httpx.Response) -> bool:
+    """A 429 or 5xx: worth another try for a read (the operation maps every other answer itself)."""
+    return response.status_code == 429 or response.status_code >= 500

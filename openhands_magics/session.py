@@ -1,0 +1,185 @@
+"""The kernel-wide state, usable without IPython: clients per server, one poller per server, and the record of
+every conversation started or watched in this process.
+
+The magics are a thin front over one :class:`Session` (``get_session()``), as jupysql keeps its connections apart
+from ``SqlMagic``; a script can use the same object::
+
+    from openhands_magics.session import get_session, Endpoint
+    conv = get_session().start("Fix the typo in README.md", repository="octo/demo")
+    conv.wait()
+
+A conversation is recorded the moment the server answers the start (with its start task's id), before anything is
+displayed, so neither of its ids is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from .client import DEFAULT_TIMEOUT, AsyncOpenHandsClient, OpenHandsClient
+from .config import ApiKey, resolve_api, resolve_api_key, resolve_base_url
+from .handle import ConversationHandle, Listener
+from .models import Conversation
+from .polling import Poller, PollSchedule, wait_until_final
+
+__all__ = ["Endpoint", "Session", "get_session", "history", "last"]
+
+log = logging.getLogger("openhands_magics")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to talk to a server: one client and one poller per endpoint."""
+
+    base_url: str
+    api_key: ApiKey = field(repr=False)
+    api: str = "auto"
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def resolve(
+        cls,
+        base_url: str | None = None,
+        *,
+        api: str | None = None,
+        api_key: str | ApiKey | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Endpoint:
+        """Fill in from the environment (``OPENHANDS_BASE_URL``, ``OPENHANDS_API_KEY`` or the ``--login`` key,
+        ``OPENHANDS_API``); raises the one-line ConfigurationError when the key is missing or the URL unsafe."""
+        return cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), float(timeout))
+
+
+class Session:
+    """Everything in flight in this process, with one owner."""
+
+    def __init__(self, schedule: PollSchedule | None = None) -> None:
+        #: How fast pollers made from now on poll (``%config OpenHandsMagics.poll_interval`` sets it).
+        self.schedule = schedule or PollSchedule()
+        self._clients: dict[Endpoint, OpenHandsClient] = {}
+        self._pollers: dict[Endpoint, Poller] = {}
+        self._history: list[ConversationHandle] = []
+
+    # ------------------------------------------------------------------ clients and pollers
+    def client(self, endpoint: Endpoint) -> OpenHandsClient:
+        """The shared blocking client for this endpoint: one connection pool across cells."""
+        if endpoint not in self._clients:
+            self._clients[endpoint] = OpenHandsClient(
+                endpoint.api_key, base_url=endpoint.base_url, timeout=endpoint.timeout, api=endpoint.api
+            )
+        return self._clients[endpoint]
+
+    def poller(self, endpoint: Endpoint) -> Poller:
+        """The one poller of this endpoint. Its async client does not retry by itself: the poller's backoff does,
+        and shows it."""
+        if endpoint not in self._pollers:
+            from ._protocol import NO_RETRIES
+
+            client = AsyncOpenHandsClient(
+                endpoint.api_key, base_url=endpoint.base_url, timeout=endpoint.timeout, api=endpoint.api,
+                retry=NO_RETRIES,
+            )
+            self._pollers[endpoint] = Poller(client, self.schedule)
+        return self._pollers[endpoint]
+
+    @property
+    def pollers(self) -> list[Poller]:
+        return list(self._pollers.values())
+
+    # ------------------------------------------------------------------ conversations
+    def start(
+        self, message: str, repository: str | None = None, *, endpoint: Endpoint | None = None
+    ) -> ConversationHandle:
+        """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``)."""
+        endpoint = endpoint or Endpoint.resolve()
+        return self.record(self.client(endpoint).start_conversation(message, repository), endpoint)
+
+    def attach(self, reference: str, *, endpoint: Endpoint | None = None) -> ConversationHandle:
+        """A handle for an existing conversation: its id, its link, or (V1) its start task's id."""
+        endpoint = endpoint or Endpoint.resolve()
+        return self.record(self.client(endpoint).get_conversation(reference), endpoint)
+
+    def record(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle:
+        handle = ConversationHandle(conversation, self, endpoint)
+        self._history.append(handle)
+        log.info("conversation %s (start task %s)", handle.id, handle.task_id)
+        return handle
+
+    def watch(self, handle: ConversationHandle) -> bool:
+        """Poll it from the running event loop (a kernel's); False where there is none (terminal IPython)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        poller = self.poller(handle.endpoint)
+        poller.schedule = self.schedule
+        poller.track(handle)
+        return True
+
+    def unwatch(self, handle: ConversationHandle) -> None:
+        poller = self._pollers.get(handle.endpoint)
+        if poller is not None:
+            poller.untrack(handle)
+
+    def refresh(self, handle: ConversationHandle) -> Conversation:
+        handle.update(self.client(handle.endpoint).refresh(handle.conversation))
+        return handle.conversation
+
+    def wait(
+        self, handle: ConversationHandle, *, timeout: float | None = None, on_change: Listener | None = None
+    ) -> Conversation:
+        return wait_until_final(handle, self.client(handle.endpoint), self.schedule, timeout=timeout, on_change=on_change)
+
+    def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
+        """Display it the best way the front end allows, watched live where a loop runs."""
+        from .display import show
+
+        show(self, handle, panel=panel)
+
+    def history(self) -> list[ConversationHandle]:
+        """Every conversation started or watched in this process, oldest first (a copy)."""
+        return list(self._history)
+
+    def last(self) -> ConversationHandle | None:
+        return self._history[-1] if self._history else None
+
+    # ------------------------------------------------------------------ shutting down
+    def close(self) -> None:
+        """Stop every poller and close every connection (``%unload_ext``). The record of conversations stays, and
+        its handles keep working: clients are opened again on demand."""
+        for poller in self._pollers.values():
+            poller.close()
+            _close_async(poller.client)
+        self._pollers.clear()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def _close_async(client: AsyncOpenHandsClient) -> None:
+    try:
+        asyncio.get_running_loop().create_task(client.aclose())
+    except RuntimeError:  # no loop runs: nothing is in flight, close it on a loop of its own
+        asyncio.run(client.aclose())
+
+
+_session: Session | None = None
+
+
+def get_session() -> Session:
+    """The process's session (made on first use)."""
+    global _session
+    if _session is None:
+        _session = Session()
+    return _session
+
+
+def history() -> list[ConversationHandle]:
+    """Every conversation started or watched in this process, oldest first."""
+    return get_session().history()
+
+
+def last() -> ConversationHandle | None:
+    """The most recent conversation started or watched in this process (None before the first)."""
+    return get_session().last()
