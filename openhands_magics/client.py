@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -31,8 +32,9 @@ _detected: dict[str, str] = {}
 
 
 def forget_detected_apis() -> None:
-    """Ask every server again which API it speaks (after upgrading a self-hosted server, say)."""
+    """Ask every server again which API it speaks and which auth header it takes (after an upgrade, say)."""
     _detected.clear()
+    protocol.forget_auth_styles()
 
 
 class _ClientSettings:
@@ -102,9 +104,6 @@ class _ClientSettings:
             raise ValidationError(f"The message must be text, got {type(message).__name__}.")
         return validate_message(message), validate_repository(repository) if repository else None
 
-    def _error_for(self, response: httpx.Response, call: protocol.Call) -> OpenHandsError:
-        return protocol.error_for(response, call, self.base_url)
-
     @staticmethod
     def _chunks(snapshots: Sequence[Conversation], size: int) -> list[Sequence[Conversation]]:
         return [snapshots[i:i + size] for i in range(0, len(snapshots), size)]
@@ -129,36 +128,34 @@ class OpenHandsClient(_ClientSettings):
         return httpx.Client(**options)
 
     def _send(self, call: protocol.Call) -> httpx.Response:
-        """One call, retried by the policy: reads on 429, 5xx and transport errors; a start only if never sent."""
+        try:
+            return self._http.request(call.method, call.path, params=call.params, json=call.json)
+        except httpx.HTTPError as exc:
+            raise protocol.translate_transport_error(exc, self.base_url, self.timeout) from None
+
+    def _drive(self, make: Callable[[], protocol.Operation[T]]) -> T:
+        """Run an operation, retrying it whole as the policy says: an operation of reads on 429, 5xx, transport
+        errors and unreadable answers; one that posts only when its request provably never left."""
         attempt = 0
         while True:
+            operation, idempotent = make(), True
             try:
-                response = self._http.request(call.method, call.path, params=call.params, json=call.json)
-            except httpx.HTTPError as exc:
-                error = protocol.translate_transport_error(exc, self.base_url, self.timeout)
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=call.idempotent)
+                call = next(operation)
+                while True:
+                    idempotent = idempotent and call.idempotent
+                    call = operation.send(self._send(call))
+            except StopIteration as done:
+                return done.value
+            except OpenHandsError as error:
+                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent)
                 if pause is None:
-                    raise error from None
-            else:
-                if not protocol.retryable_answer(response):
-                    return response
-                pause = self.retry.pause_before_retry(attempt, self._error_for(response, call), idempotent=call.idempotent)
-                if pause is None:
-                    return response  # the operation maps it to its typed error, knowing what the call was for
+                    raise
             time.sleep(pause)
             attempt += 1
 
-    def _drive(self, operation: protocol.Operation[T]) -> T:
-        try:
-            call = next(operation)
-            while True:
-                call = operation.send(self._send(call))
-        except StopIteration as done:
-            return done.value
-
     def dialect(self) -> protocol.Dialect:
         """The API dialect for this server: the one set, or (``auto``) asked once and remembered."""
-        return self._dialect or self._detected(self._drive(protocol.detect(self.base_url)))
+        return self._dialect or self._detected(self._drive(lambda: protocol.detect(self.base_url)))
 
     def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
         """Start a conversation; returns at once with its first snapshot (V1: the start task, STARTING).
@@ -168,20 +165,20 @@ class OpenHandsClient(_ClientSettings):
         message, repository = self._start_args(message, repository)
         dialect = self.dialect()  # asked with reads before anything is posted
         with protocol.warning_if_maybe_started(self.base_url):
-            return self._drive(dialect.start(message, repository))
+            return self._drive(lambda: dialect.start(message, repository))
 
     def get_conversation(self, reference: str) -> Conversation:
         """A conversation by id or link (on V1 a start task id works too)."""
         if not isinstance(reference, str):
             raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
-        return self._drive(self.dialect().find(reference))
+        return self._drive(partial(self.dialect().find, reference))
 
     def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:
         """Fresh snapshots of these, in as few requests as the API allows; None for any the server lost."""
         dialect = self.dialect()
         results: list[Conversation | None] = []
         for chunk in self._chunks(snapshots, dialect.batch_size):
-            results.extend(self._drive(dialect.read(chunk)))
+            results.extend(self._drive(partial(dialect.read, chunk)))
         return results
 
     def refresh(self, snapshot: Conversation) -> Conversation:
@@ -208,51 +205,48 @@ class AsyncOpenHandsClient(_ClientSettings):
         return httpx.AsyncClient(**options)
 
     async def _send(self, call: protocol.Call) -> httpx.Response:
+        try:
+            return await self._http.request(call.method, call.path, params=call.params, json=call.json)
+        except httpx.HTTPError as exc:
+            raise protocol.translate_transport_error(exc, self.base_url, self.timeout) from None
+
+    async def _drive(self, make: Callable[[], protocol.Operation[T]]) -> T:
         attempt = 0
         while True:
+            operation, idempotent = make(), True
             try:
-                response = await self._http.request(call.method, call.path, params=call.params, json=call.json)
-            except httpx.HTTPError as exc:
-                error = protocol.translate_transport_error(exc, self.base_url, self.timeout)
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=call.idempotent)
+                call = next(operation)
+                while True:
+                    idempotent = idempotent and call.idempotent
+                    call = operation.send(await self._send(call))
+            except StopIteration as done:
+                return done.value
+            except OpenHandsError as error:
+                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent)
                 if pause is None:
-                    raise error from None
-            else:
-                if not protocol.retryable_answer(response):
-                    return response
-                pause = self.retry.pause_before_retry(attempt, self._error_for(response, call), idempotent=call.idempotent)
-                if pause is None:
-                    return response
+                    raise
             await asyncio.sleep(pause)
             attempt += 1
 
-    async def _drive(self, operation: protocol.Operation[T]) -> T:
-        try:
-            call = next(operation)
-            while True:
-                call = operation.send(await self._send(call))
-        except StopIteration as done:
-            return done.value
-
     async def dialect(self) -> protocol.Dialect:
-        return self._dialect or self._detected(await self._drive(protocol.detect(self.base_url)))
+        return self._dialect or self._detected(await self._drive(lambda: protocol.detect(self.base_url)))
 
     async def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
         message, repository = self._start_args(message, repository)
         dialect = await self.dialect()
         with protocol.warning_if_maybe_started(self.base_url):
-            return await self._drive(dialect.start(message, repository))
+            return await self._drive(lambda: dialect.start(message, repository))
 
     async def get_conversation(self, reference: str) -> Conversation:
         if not isinstance(reference, str):
             raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
-        return await self._drive((await self.dialect()).find(reference))
+        return await self._drive(partial((await self.dialect()).find, reference))
 
     async def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:
         dialect = await self.dialect()
         results: list[Conversation | None] = []
         for chunk in self._chunks(snapshots, dialect.batch_size):
-            results.extend(await self._drive(dialect.read(chunk)))
+            results.extend(await self._drive(partial(dialect.read, chunk)))
         return results
 
     async def refresh(self, snapshot: Conversation) -> Conversation:

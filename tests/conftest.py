@@ -10,15 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from openhands_magics import config
+from openhands_magics import config, session
 from openhands_magics._protocol import RetryPolicy
-from openhands_magics.client import OpenHandsClient
-from openhands_magics.testing import LocalOpenHandsServer
+from openhands_magics.client import OpenHandsClient, forget_detected_apis
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
 #: A key that must never show up in any output, state or traceback; tests grep for it.
 SECRET = "sk-oh-test-SECRET-4f1c9a77"
 #: Fast enough for tests, slow enough that a poller sees every status.
-FAST_SCHEDULE = (("STARTING", 0.3), ("RUNNING", 0.6), ("STOPPED", None))
+FAST = Timeline(starting=0.3, running=0.6)
 QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
 
 
@@ -27,14 +27,35 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests start with no key and no base URL, whatever the developer's shell has."""
     monkeypatch.delenv(config.API_KEY_ENV, raising=False)
     monkeypatch.delenv(config.BASE_URL_ENV, raising=False)
+    monkeypatch.delenv(config.API_ENV, raising=False)
     config.clear_session_api_key()
+    forget_detected_apis()
     yield
     config.clear_session_api_key()
+    forget_detected_apis()
+
+
+@pytest.fixture(autouse=True)
+def fresh_session() -> Iterator[None]:
+    """Each test gets its own process-wide session (record, clients, pollers), closed afterwards."""
+    session._session = None
+    yield
+    if session._session is not None:
+        session._session.close()
+    session._session = None
 
 
 @pytest.fixture
 def server() -> Iterator[LocalOpenHandsServer]:
-    with LocalOpenHandsServer(api_key=SECRET, schedule=FAST_SCHEDULE) as running:
+    """A V1 server (what OpenHands 1.7+ and Cloud speak) with Cloud's Bearer auth."""
+    with LocalOpenHandsServer(api_key=SECRET, timeline=FAST) as running:
+        yield running
+
+
+@pytest.fixture
+def v0_server() -> Iterator[LocalOpenHandsServer]:
+    """A server like OpenHands 1.6: V0 (and an early V1 that knows none of its conversations)."""
+    with LocalOpenHandsServer(api_key=SECRET, api="v0", timeline=FAST) as running:
         yield running
 
 

@@ -18,7 +18,7 @@ from .common import (
     Operation,
     RetryPolicy,
     error_for,
-    retryable_answer,
+    forget_auth_styles,
     translate_transport_error,
     warning_if_maybe_started,
 )
@@ -40,7 +40,7 @@ __all__ = [
     "detect",
     "dialect_for",
     "error_for",
-    "retryable_answer",
+    "forget_auth_styles",
     "translate_transport_error",
     "warning_if_maybe_started",
 ]

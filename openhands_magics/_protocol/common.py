@@ -69,6 +69,10 @@ _SESSION_HEADER = "X-Session-API-Key"
 _auth_styles: dict[str, str] = {}
 
 
+def forget_auth_styles() -> None:
+    _auth_styles.clear()
+
+
 class KeyAuth(httpx.Auth):
     """Adds the key per request, so it never sits in a client's default headers or in a repr.
 
@@ -280,7 +284,3 @@ class RetryPolicy:
 
 NO_RETRIES = RetryPolicy(attempts=1)
 
-
-def retryable_answer(response: httpx.Response) -> bool:
-    """A 429 or 5xx: worth another try for a read (the operation maps every other answer itself)."""
-    return response.status_code == 429 or response.status_code >= 500
