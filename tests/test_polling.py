@@ -1,167 +1,195 @@
-"""The poller and the blocking wait, against the local server: live updates, backoff, retrying…, final errors."""
+"""The one poller per server and the blocking wait, against the local server: batched reads, spreading, backoff,
+retrying…, final errors, and a wait that ends when the agent does."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
-from openhands_magics import AsyncOpenHandsClient, OpenHandsClient
-from openhands_magics._protocol import NO_RETRIES
-from openhands_magics.errors import AuthenticationError, RateLimitError, ServerError, WaitTimeout
+from openhands_magics.errors import RateLimitError, ServerError, WaitTimeout
 from openhands_magics.handle import ConversationHandle
-from openhands_magics.polling import PollLoop, PollSchedule, Watcher, wait_until_final
-from openhands_magics.testing import LocalOpenHandsServer
+from openhands_magics.polling import PollSchedule, Watch
+from openhands_magics.session import Endpoint, Session
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
 from .conftest import SECRET
 
-FAST_POLL = PollSchedule(interval=0.05, max_interval=0.1)
+FAST_POLL = PollSchedule(interval=0.1, max_interval=0.2)
 
 
-def _handle(client: OpenHandsClient, message: str = "watch me") -> ConversationHandle:
-    return ConversationHandle(client.start_conversation(message), client, schedule=FAST_POLL, record=False)
+def _session(server: LocalOpenHandsServer, schedule: PollSchedule = FAST_POLL) -> tuple[Session, Endpoint]:
+    return Session(schedule), Endpoint.resolve(server.base_url, api_key=SECRET)
 
 
-def _watch_and_record(server: LocalOpenHandsServer, handle: ConversationHandle, seconds: float) -> tuple[list[str], list[str | None]]:
-    """Run a Watcher in a fresh loop for ``seconds`` (or until it ends); return statuses and notes seen."""
-    statuses: list[str] = []
-    notes: list[str | None] = []
-
-    def record(h: ConversationHandle) -> None:
-        if not statuses or statuses[-1] != h.status:
-            statuses.append(h.status or "")
-        notes.append(h.note)
-
-    handle.subscribe(record)
+def _run_watching(session: Session, handles: list[ConversationHandle], seconds: float,
+                  until: Callable[[], bool] | None = None) -> None:
+    """Watch ``handles`` in a fresh event loop until ``until()`` (default: all final) or ``seconds`` pass."""
+    until = until or (lambda: all(h.is_final for h in handles))
 
     async def scenario() -> None:
-        async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=NO_RETRIES) as poll_client:
-            watcher = Watcher(handle, poll_client, FAST_POLL)
-            try:
-                await asyncio.wait_for(asyncio.shield(watcher.task), seconds)
-            except asyncio.TimeoutError:
-                watcher.stop()
+        for handle in handles:
+            assert session.watch(handle)
+        deadline = time.monotonic() + seconds
+        while not until() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        session.close()
+        await asyncio.sleep(0)  # let the async clients close
 
     asyncio.run(scenario())
-    return statuses, notes
 
 
-def test_watcher_follows_starting_running_stopped_and_ends(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    handle = _handle(client)
-    statuses, notes = _watch_and_record(server, handle, seconds=5)
-    assert statuses == ["STARTING", "RUNNING", "STOPPED"]  # polls every 0.05 s; STARTING lasts 0.3 s
-    assert handle.is_final and handle.title == "watch me"
-    assert set(notes) == {None}
+def _statuses(handle: ConversationHandle) -> list[str]:
+    seen: list[str] = []
+    handle.subscribe(lambda h: seen.append(h.conversation.status_line) if not seen or seen[-1] != h.conversation.status_line else None)
+    return seen
 
 
-def test_watcher_shows_retrying_on_5xx_and_keeps_polling(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    handle = _handle(client)
+def test_one_poller_follows_many_conversations_to_finished_with_one_read_a_tick(server: LocalOpenHandsServer) -> None:
+    session, endpoint = _session(server)
+    handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(5)]
+    seen = [_statuses(h) for h in handles]
+    server.requests.clear()
+
+    _run_watching(session, handles, seconds=10)
+
+    assert all(h.status == "FINISHED" and h.id and h.task_id for h in handles)
+    assert all(s[-1] == "FINISHED" and "RUNNING" in s for s in seen)
+    reads = [r for r in server.requests if r.method == "GET"]
+    assert {r.path for r in reads} == {"/api/v1/app-conversations/start-tasks", "/api/v1/app-conversations"}
+    assert max(len(r.query["ids"]) for r in reads) == 5  # all five in one request
+    assert len(session.pollers) == 0 or not any(p.running for p in session.pollers)
+    assert not any(h.watching for h in handles)
+
+
+def test_a_hundred_and_twenty_conversations_cost_one_request_a_tick_never_more_than_99_ids() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=60), max_running=500) as server:
+        session, endpoint = _session(server, PollSchedule(interval=0.2, max_interval=0.2))
+        handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(120)]
+        time.sleep(0.2)
+        session.client(endpoint).read([h.conversation for h in handles])  # (tasks turn READY: not what we count)
+        for handle, fresh in zip(handles, session.client(endpoint).read([h.conversation for h in handles])):
+            handle.update(fresh)
+        server.requests.clear()
+        started = time.monotonic()
+
+        _run_watching(session, handles, seconds=2.1, until=lambda: False)
+
+        elapsed = time.monotonic() - started
+        reads = [r for r in server.requests if r.path == "/api/v1/app-conversations"]
+        assert all(len(r.query["ids"]) <= 99 for r in reads)
+        assert len(server.requests) == len(reads) <= elapsed / 0.2 + 1  # one request a tick, for all 120
+        assert len({i for r in reads for i in r.query["ids"]}) == 120  # and every one of them is read
+
+
+def test_v0_reads_are_spread_over_the_interval(v0_server: LocalOpenHandsServer) -> None:
+    v0_server.inject(status=200, body=b"{}", path_prefix="/never")  # (keep the fault list in use: no effect)
+    session, endpoint = _session(v0_server, PollSchedule(interval=0.4, max_interval=0.4))
+    handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(4)]
+    v0_server.requests.clear()
+
+    _run_watching(session, handles, seconds=1.3, until=lambda: False)
+
+    reads = [r for r in v0_server.requests if r.method == "GET" and not r.path.endswith("/events")]
+    times = [r.received for r in reads]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(reads) >= 4
+    assert min(gaps) >= 0.4 / 4 * 0.8  # evenly apart, not a burst of four
+
+
+def test_v0_finishes_when_the_agent_does(v0_server: LocalOpenHandsServer) -> None:
+    session, endpoint = _session(v0_server)
+    handle = session.start("hi", endpoint=endpoint)
+    seen = _statuses(handle)
+    _run_watching(session, [handle], seconds=10)
+    assert seen[-1] == "FINISHED" and handle.conversation.server_status == "RUNNING"
+
+
+def test_failed_polls_show_retrying_and_go_on(server: LocalOpenHandsServer) -> None:
+    session, endpoint = _session(server)
+    handle = session.start("hi", endpoint=endpoint)
+    notes: list[str | None] = []
+    handle.subscribe(lambda h: notes.append(h.note))
     server.inject(status=503, method="GET", times=2)
-    statuses, notes = _watch_and_record(server, handle, seconds=5)
-    assert any(note and note.startswith("retrying in") and "HTTP 503" in note for note in notes)
-    assert statuses[-1] == "STOPPED" and handle.note is None  # recovered: the note is cleared
+
+    _run_watching(session, [handle], seconds=10)
+
+    assert handle.status == "FINISHED" and handle.note is None
+    assert any(n and n.startswith("retrying in") and "HTTP 503" in n for n in notes)
 
 
-def test_watcher_stops_on_a_final_error_and_says_why(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    handle = _handle(client)
-    server.inject(status=401, body={"error": "NoCredentialsError"}, method="GET")
-    _watch_and_record(server, handle, seconds=5)
+def test_an_error_retrying_cannot_fix_stops_watching_and_says_why(server: LocalOpenHandsServer) -> None:
+    session, endpoint = _session(server)
+    session.client(endpoint).dialect()  # learnt: Bearer works here
+    handle = session.start("hi", endpoint=endpoint)
+    server.inject(status=401, method="GET", body={"error": "NoCredentialsError"}, times=5)
+
+    _run_watching(session, [handle], seconds=3, until=lambda: not handle.watching)
+
     assert handle.note is not None and handle.note.startswith("Stopped watching: The API key was rejected")
-    assert handle.status == "STARTING"
-    assert sum(r.method == "GET" for r in server.requests) == 1
+    assert not handle.watching and not handle.is_final
 
 
-def test_watcher_stop_cancels_polling(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    server.schedule = (("RUNNING", None),)
-    handle = _handle(client)
+def test_stop_watching_stops_requests_for_that_conversation_only(server: LocalOpenHandsServer) -> None:
+    session, endpoint = _session(server)
+    kept, stopped = session.start("kept", endpoint=endpoint), session.start("stopped", endpoint=endpoint)
 
-    async def scenario() -> int:
-        async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=NO_RETRIES) as poll_client:
-            watcher = Watcher(handle, poll_client, FAST_POLL)
-            await asyncio.sleep(0.3)
-            watcher.stop()
-            await asyncio.sleep(0.05)
-            assert not watcher.running
-            polled = len(server.requests)
-            await asyncio.sleep(0.3)
-            return len(server.requests) - polled
+    async def scenario() -> None:
+        session.watch(kept)
+        session.watch(stopped)
+        stopped.stop_watching()
+        while not kept.is_final:
+            await asyncio.sleep(0.02)
+        session.close()
 
-    assert asyncio.run(scenario()) == 0
-
-
-def test_poll_loop_backs_off_while_unchanged_and_honours_retry_after(client: OpenHandsClient) -> None:
-    handle = _handle(client)
-    loop = PollLoop(handle, PollSchedule(interval=1, max_interval=4, growth=2))
-    same = handle.conversation
-    loop.succeeded(same)
-    assert loop.pause == 2
-    loop.succeeded(same)
-    loop.succeeded(same)
-    assert loop.pause == 4  # capped
-    assert loop.failed(RateLimitError("slow down", retry_after=20)) is True
-    assert loop.pause == 20
-    assert loop.failed(ServerError("boom")) is True
-    assert loop.failed(AuthenticationError("bad key")) is False
+    asyncio.run(scenario())
+    asked = {i for r in server.requests if r.method == "GET" for i in r.query.get("ids", [])}
+    assert stopped.task_id not in asked and kept.task_id in asked
+    assert stopped.status == "STARTING" and not stopped.watching
 
 
-def test_wait_until_final_returns_the_final_snapshot_and_reports_changes(client: OpenHandsClient) -> None:
-    handle = _handle(client)
-    seen: list[str | None] = []
-    final = wait_until_final(handle, client, FAST_POLL, timeout=5, on_change=lambda h: seen.append(h.status))
-    assert final.status == "STOPPED"
-    assert seen == ["RUNNING", "STOPPED"]
+def test_watch_backs_off_while_unchanged_and_honours_retry_after(server: LocalOpenHandsServer) -> None:
+    session, endpoint = _session(server)
+    watch = Watch(session.start("hi", endpoint=endpoint), PollSchedule(interval=1, max_interval=30, growth=2), now=0)
+    snapshot = watch.handle.conversation
+    watch.succeeded(snapshot, now=0)
+    watch.succeeded(snapshot, now=0)
+    assert watch.pause == 4 and watch.next_due == 4
+    assert watch.failed(RateLimitError("slow down", retry_after=20), now=10) and watch.next_due == 30
+    assert watch.failed(ServerError("boom"), now=30) and watch.pause == 30  # doubled, capped at max_interval
+    assert watch.handle.note == "retrying in 30 s… (boom)"
 
 
-def test_wait_times_out_with_the_url_and_the_conversation_untouched(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    server.schedule = (("RUNNING", None),)
-    handle = _handle(client)
-    with pytest.raises(WaitTimeout, match=f"Still .* after 0.3 s; the conversation goes on: {handle.url}"):
-        handle.wait(timeout=0.3)
-    assert server.status_of(handle.id) == "RUNNING"
+def test_wait_returns_within_one_poll_of_the_agent_finishing_with_a_true_elapsed_time() -> None:
+    timeline = Timeline(starting=0.3, running=0.8)
+    with LocalOpenHandsServer(SECRET, timeline=timeline) as server:
+        session, endpoint = _session(server)
+        posted = time.monotonic()
+        handle = session.start("hi", endpoint=endpoint)
+        changes: list[str] = []
+        final = handle.wait(timeout=10, on_change=lambda h: changes.append(h.conversation.status_line))
+        returned = time.monotonic()
+
+    assert final.status == "FINISHED" and changes[-1] == "FINISHED"
+    assert returned - (posted + timeline.starting + timeline.running) < 2 * FAST_POLL.max_interval + 0.3
+    elapsed = handle.elapsed()
+    assert elapsed is not None and timeline.starting + timeline.running - 0.2 < elapsed < returned - posted + 0.5
+    time.sleep(0.3)
+    assert handle.elapsed() == elapsed  # it stopped at the end, it does not grow
+
+
+def test_wait_times_out_with_the_link_and_the_conversation_untouched() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=60)) as server:
+        session, endpoint = _session(server)
+        handle = session.start("hi", endpoint=endpoint)
+        with pytest.raises(WaitTimeout, match=r"Still .* after 0.5 s; it goes on"):
+            handle.wait(timeout=0.5)
+        assert server.running_count() == 1
 
 
 def test_schedule_rejects_nonsense() -> None:
-    with pytest.raises(ValueError):
-        PollSchedule(interval=0)
-    with pytest.raises(ValueError):
-        PollSchedule(interval=5, max_interval=1)
-
-
-def test_views_redraw_between_polls_so_the_elapsed_time_moves(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    server.schedule = (("RUNNING", None),)
-    handle = _handle(client)
-    schedule = PollSchedule(interval=0.8, max_interval=0.8, redraw_every=0.1)
-    redraws: list[float] = []
-    handle.subscribe(lambda h: redraws.append(asyncio.get_running_loop().time()))
-
-    async def scenario() -> None:
-        async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=NO_RETRIES) as poll_client:
-            watcher = Watcher(handle, poll_client, schedule)
-            await asyncio.sleep(0.7)  # before the first poll is due
-            watcher.stop()
-
-    asyncio.run(scenario())
-    gets = [r for r in server.requests if r.method == "GET"]
-    assert gets == []  # nothing was asked of the server...
-    assert len(redraws) >= 4  # ...yet the views were redrawn about every 0.1 s
-
-
-def test_no_redraws_once_the_status_is_final(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    server.schedule = (("RUNNING", None),)
-    handle = _handle(client)
-    schedule = PollSchedule(interval=0.8, max_interval=0.8, redraw_every=0.05)
-    redraws: list[str | None] = []
-    handle.subscribe(lambda h: redraws.append(h.status))
-
-    async def scenario() -> None:
-        async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=NO_RETRIES) as poll_client:
-            watcher = Watcher(handle, poll_client, schedule)
-            await asyncio.sleep(0.2)
-            server.set_status(handle.id, "STOPPED")
-            handle.refresh()  # e.g. a `conv.wait()` elsewhere saw the end while the poller slept
-            await asyncio.sleep(0.4)
-            watcher.stop()
-
-    asyncio.run(scenario())
-    assert "RUNNING" in redraws  # it was redrawing while running
-    assert redraws.index("STOPPED") == len(redraws) - 1  # and stopped at the final status
+    for bad in ({"interval": 0}, {"interval": 5, "max_interval": 1}, {"growth": 0.5}):
+        with pytest.raises(ValueError):
+            PollSchedule(**bad)  # type: ignore[arg-type]
