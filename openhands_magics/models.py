@@ -13,9 +13,8 @@ before a model is built: they never reach ``extra``, a repr or a view.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from .errors import NotFoundError, ProtocolError
@@ -25,6 +24,7 @@ __all__ = [
     "SECRET_FIELDS",
     "Conversation",
     "ConversationStatus",
+    "Extra",
     "is_final_status",
     "not_found",
     "parse_time",
@@ -90,9 +90,34 @@ def optional_str(value: Any, name: str) -> str | None:
     raise ProtocolError(f"The server sent {name} as {type(value).__name__}, expected a string.")
 
 
-def public_fields(payload: Mapping[str, Any], known: frozenset[str] | set[str]) -> Mapping[str, Any]:
+class Extra(Mapping[str, Any]):
+    """A read-only mapping of the server's other fields; unlike ``MappingProxyType`` it copies and pickles, so a
+    snapshot works with ``copy``, ``dataclasses.asdict`` and ``%store``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Extra({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Extra, (self._data,))
+
+
+def public_fields(payload: Mapping[str, Any], known: frozenset[str] | set[str]) -> Extra:
     """What goes into ``extra``: the fields no dialect reads, minus the secrets."""
-    return MappingProxyType({k: v for k, v in payload.items() if k not in known and k not in SECRET_FIELDS})
+    return Extra({k: v for k, v in payload.items() if k not in known and k not in SECRET_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -123,7 +148,7 @@ class Conversation:
     # raw fields, V0
     server_status: str | None = None
     agent_state: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=Extra, compare=False, repr=False)
 
     @property
     def id(self) -> str | None:

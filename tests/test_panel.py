@@ -1,101 +1,182 @@
-"""The widget panel and the text views: content, escaping, widget state, closing."""
+"""The widget panel and the text views: content, both ids, escaping, what reaches the browser and how often."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
+import re
 
 import pytest
 
-from openhands_magics import OpenHandsClient
+from openhands_magics import handle as handle_module
+from openhands_magics import views
+from openhands_magics._protocol.v1 import V1
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.models import Conversation
 from openhands_magics.panel import ConversationPanel
-from openhands_magics.testing import LocalOpenHandsServer
-from openhands_magics.views import format_elapsed, html_card, text_summary
+from openhands_magics.session import Endpoint, Session
+from openhands_magics.testing import PLANTED_SESSION_KEY
+from openhands_magics.views import format_elapsed, html_card, plain, status_change_line, text_summary
 
 from .conftest import SECRET
 
 EVIL_TITLE = '<img src=x onerror="alert(1)"> & </b>'
+BASE = "https://openhands.example"
+TASK, CONV = "1" * 32, "2" * 32
+CREATED = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=75)
 
 
 @pytest.fixture
-def handle(client: OpenHandsClient) -> ConversationHandle:
-    return ConversationHandle(client.start_conversation("panel"), client, record=False)
+def session() -> Session:
+    return Session()
+
+
+@pytest.fixture
+def handle(session: Session) -> ConversationHandle:
+    starting = Conversation(None, status="STARTING", phase="waiting for sandbox", start_task_id=TASK, requested_at=CREATED)
+    return session.record(starting, Endpoint.resolve(BASE, api_key=SECRET))
+
+
+def _running(handle: ConversationHandle, **fields: object) -> Conversation:
+    base = dict(conversation_id=CONV, status="RUNNING", start_task_id=TASK, requested_at=CREATED, title="Speed up load.py")
+    return Conversation(**{**base, **fields})  # type: ignore[arg-type]
 
 
 def _all_widget_state(panel: ConversationPanel) -> str:
     return json.dumps([panel.get_state(), *(child.get_state() for child in panel.children)], default=str)
 
 
-def test_panel_shows_link_badge_and_follows_the_handle(handle: ConversationHandle) -> None:
+def test_a_starting_panel_shows_the_phase_and_the_task_then_the_link_as_soon_as_the_conversation_exists(
+    handle: ConversationHandle,
+) -> None:
     panel = ConversationPanel(handle)
-    assert panel.status == "STARTING" and panel.conversation_id == handle.id
     card = panel.children[0].value
-    assert f'<a href="{handle.url}" target="_blank" rel="noopener noreferrer">' in card
-    assert ">STARTING</span>" in card
+    assert (panel.status, panel.task_id, panel.conversation_id) == ("STARTING", TASK, "")
+    assert ">STARTING</span>" in card and "waiting for sandbox" in card and f"start task {TASK}" in card
+    assert "<a href" not in card and "the link appears when the conversation is created" in card
 
-    handle.update(Conversation.from_json({**_payload(handle), "status": "RUNNING", "title": "Speed up load.py"}))
-    assert panel.status == "RUNNING"
-    assert "Speed up load.py" in panel.children[0].value and ">RUNNING</span>" in panel.children[0].value
+    handle.update(_running(handle))
+
+    card = panel.children[0].value
+    assert (panel.status, panel.conversation_id) == ("RUNNING", CONV)
+    assert f'<a href="{BASE}/conversations/{CONV}" target="_blank" rel="noopener noreferrer">' in card
+    assert "Speed up load.py" in card and ">RUNNING</span>" in card
+
+
+def test_the_card_is_sent_on_changes_only_plus_one_resync_a_minute(
+    handle: ConversationHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]  # the monotonic clock and the wall clock move together
+    monkeypatch.setattr(views.time, "monotonic", lambda: clock[0])
+    wall = dt.datetime.now(dt.timezone.utc)
+    monkeypatch.setattr(handle_module, "_now", lambda: wall + dt.timedelta(seconds=clock[0] - 1000))
+    panel = ConversationPanel(handle)
+    sent: list[str] = []
+    panel.children[0].observe(lambda change: sent.append(change["new"]), "value")
+
+    for _ in range(30):  # thirty polls that bring nothing new
+        clock[0] += 1
+        handle.update(handle.conversation)
+    assert sent == []
+    handle.update(_running(handle))
+    assert len(sent) == 1
+    clock[0] += 61
+    handle.update(handle.conversation)
+    assert len(sent) == 2  # the clock's resync
+    handle.update(_running(handle, status="FINISHED"))
+    clock[0] += 600
+    handle.update(handle.conversation)
+    assert len(sent) == 3  # final: the clock stopped, nothing to resync
+
+
+def test_the_live_card_draws_its_clock_in_the_browser_and_the_saved_card_writes_it_out(
+    handle: ConversationHandle,
+) -> None:
+    handle.update(_running(handle))
+    live = ConversationPanel(handle).children[0].value
+    delay = re.search(r'class="oh-ms" style="animation-delay:-(\d+)s,-\1s"', live)
+    assert delay and 74 <= int(delay.group(1)) <= 80
+    assert "@keyframes oh-s" in live
+    saved = html_card(handle)
+    assert "<style>" not in saved and re.search(r"elapsed 1m 1[5-9]s", saved)
+
+
+def test_a_finished_conversation_keeps_the_elapsed_time_it_was_seen_finishing_at(handle: ConversationHandle) -> None:
+    handle.update(_running(handle))
+    handle.update(_running(handle, status="FINISHED"))
+    assert handle.seen_final_at is not None
+    first = handle.elapsed()
+    assert first is not None and 74 <= first <= 80
+    assert handle.elapsed(now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)) == first
+    assert "oh-ms" not in ConversationPanel(handle).children[0].value
+
+
+def test_a_conversation_first_seen_finished_on_v1_has_no_made_up_elapsed_time(session: Session) -> None:
+    done = Conversation(CONV, status="FINISHED", created_at=CREATED, updated_at=CREATED)
+    handle = session.record(done, Endpoint.resolve(BASE, api_key=SECRET))
+    assert handle.elapsed() is None and "elapsed" not in html_card(handle)
 
 
 def test_server_text_is_escaped_in_every_html_output(handle: ConversationHandle) -> None:
-    handle.update(Conversation.from_json({**_payload(handle), "status": "<b>RUN</b>", "title": EVIL_TITLE, "selected_repository": "o/<r>"}))
+    handle.update(_running(handle, status="<b>RUN</b>", phase="<script>x</script>", title=EVIL_TITLE,
+                           selected_repository="o/<r>"))
     panel = ConversationPanel(handle)
     for markup in (panel.children[0].value, html_card(handle), panel._repr_mimebundle_()["text/html"]):
-        assert "<img" not in markup and "<b>RUN" not in markup and "o/<r>" not in markup
+        assert "<img" not in markup and "<b>RUN" not in markup and "o/<r>" not in markup and "<script>" not in markup
         assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;/b&gt;" in markup
 
 
-def test_widget_state_holds_no_key_even_after_updates(handle: ConversationHandle) -> None:
-    panel = ConversationPanel(handle, on_stop=lambda: None)
+def test_server_text_cannot_forge_lines_or_escape_sequences_in_text_output(handle: ConversationHandle) -> None:
+    handle.update(_running(handle, title="ok\nopenhands: fake line\x1b[31m", phase="step\r\x07"))
+    for line in (text_summary(handle), status_change_line(handle)):
+        assert "\n" not in line and "\x1b" not in line and "\r" not in line and "\x07" not in line
+    assert plain("a\x1b[2Jb") == "a\N{REPLACEMENT CHARACTER}[2Jb"
+
+
+def test_widget_state_holds_neither_key_nor_the_servers_session_key(handle: ConversationHandle) -> None:
+    answer = {"id": CONV, "title": "t", "sandbox_status": "RUNNING", "execution_status": "running",
+              "session_api_key": PLANTED_SESSION_KEY, "conversation_url": "http://localhost:8000/api/conversations/x"}
+    handle.update(V1(BASE).from_conversation(answer, previous=handle.conversation))
+    panel = ConversationPanel(handle)
     handle.set_note("retrying in 4 s… (HTTP 503)")
-    state = _all_widget_state(panel)
-    assert SECRET not in state
-    assert handle.id in state and "retrying in 4 s" in state
+    state = _all_widget_state(panel) + json.dumps(panel._repr_mimebundle_())
+    assert SECRET not in state and PLANTED_SESSION_KEY not in state
+    assert CONV in state and TASK in state and "retrying in 4 s" in state
 
 
-def test_mimebundle_has_text_fallbacks_for_nbconvert_and_papermill(handle: ConversationHandle) -> None:
+def test_mimebundle_has_text_fallbacks_with_both_ids(handle: ConversationHandle) -> None:
+    handle.update(_running(handle))
     bundle = ConversationPanel(handle)._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"] == text_summary(handle)
-    assert handle.url in bundle["text/plain"] and "STARTING" in bundle["text/plain"]
-    assert handle.url in bundle["text/html"]
+    assert f"{BASE}/conversations/{CONV}" in bundle["text/plain"] and f"start task {TASK}" in bundle["text/plain"]
+    assert handle.url in bundle["text/html"] and TASK in bundle["text/html"]
 
 
-def test_stop_button_and_close_stop_the_watch_once(handle: ConversationHandle) -> None:
-    stops: list[int] = []
-    panel = ConversationPanel(handle, on_stop=lambda: stops.append(1))
-    button = panel.children[1]
-    assert button.layout.display != "none"
-    button.click()
-    assert stops == [1] and button.layout.display == "none"
-    panel.close()
-    assert stops == [1]  # already stopped: not called twice
-    handle.set_note("after close")  # a closed panel no longer listens, and does not raise
-    assert panel.comm is None
+def test_the_stop_button_follows_watching_and_stops_it(session: Session, handle: ConversationHandle) -> None:
+    async def scenario() -> None:
+        assert session.watch(handle)
+        panel = ConversationPanel(handle)
+        button = panel.children[1]
+        assert button.layout.display == ""
+        button.click()
+        assert not handle.watching and button.layout.display == "none"
+        assert session.watch(handle) and button.layout.display == ""  # watched again: the button is back
+        panel.close()
+        assert not handle.watching and panel.comm is None
+        handle.set_note("after close")  # a closed panel no longer listens, and does not raise
+        session.close()
+
+    asyncio.run(scenario())
 
 
-def test_closing_the_panel_stops_the_watch(handle: ConversationHandle) -> None:
-    stops: list[int] = []
-    ConversationPanel(handle, on_stop=lambda: stops.append(1)).close()
-    assert stops == [1]
-
-
-def test_final_status_hides_the_stop_button(handle: ConversationHandle) -> None:
-    panel = ConversationPanel(handle, on_stop=lambda: None)
-    handle.update(Conversation.from_json({**_payload(handle), "status": "STOPPED"}))
-    assert panel.children[1].layout.display == "none"
-
-
-def test_text_summary_and_elapsed(server: LocalOpenHandsServer, handle: ConversationHandle) -> None:
-    server.set_status(handle.id, "RUNNING")
-    handle.refresh()
+def test_text_summary_status_lines_and_elapsed_format(handle: ConversationHandle) -> None:
+    assert text_summary(handle).startswith("OpenHands conversation (not created yet) STARTING · waiting for sandbox (1m")
+    assert status_change_line(handle).startswith(f"task {TASK}: STARTING · waiting for sandbox after 1m")
+    handle.update(_running(handle, status="FINISHED"))
     line = text_summary(handle)
-    assert line.startswith(f"OpenHands conversation {handle.id} RUNNING 'panel' (")
-    assert line.endswith(handle.url)
+    assert line.startswith(f"OpenHands conversation {CONV} FINISHED 'Speed up load.py' (1m")
+    assert line.endswith(f"{BASE}/conversations/{CONV} · start task {TASK}")
+    assert status_change_line(handle).endswith(f"{BASE}/conversations/{CONV}")
     assert [format_elapsed(s) for s in (0, 59, 61, 3600 + 120)] == ["0s", "59s", "1m 01s", "1h 02m"]
-
-
-def _payload(handle: ConversationHandle) -> dict[str, object]:
-    return {"conversation_id": handle.id, "status": handle.status, "created_at": "2026-01-01T00:00:00Z"}

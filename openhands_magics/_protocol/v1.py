@@ -8,12 +8,14 @@ for unknown ids; there is no single GET (405). The agent's progress is ``executi
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import NotFoundError, ProtocolError, ValidationError
 from ..models import Conversation, ConversationStatus, optional_str, parse_time, public_fields
+from ..validation import validate_user_conversation_id
 from .common import Call, Operation, expect_json, expect_list
 from .dialect import Dialect
 
@@ -88,12 +90,20 @@ def _text(value: Any, name: str) -> str | None:
     return " ".join(text.split()) if text else text
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def as_uuid(value: Any) -> str | None:
+    """The hex form of a UUID written either way, or None. ``uuid.UUID`` alone would take ``_`` and ``+`` too."""
+    return uuid.UUID(value).hex if isinstance(value, str) and _UUID.fullmatch(value) else None
+
+
 def server_id(value: Any, what: str) -> str:
     """An id the server sent, as the hex UUID every V1 route accepts; anything else must not reach a URL."""
-    try:
-        return uuid.UUID(value).hex
-    except (TypeError, ValueError, AttributeError):
-        raise ProtocolError(f"The server sent an invalid {what} {str(value)[:60]!r}; refusing to use it.") from None
+    hex_id = as_uuid(value)
+    if hex_id is None:
+        raise ProtocolError(f"The server sent an invalid {what} {str(value)[:60]!r}; refusing to use it.")
+    return hex_id
 
 
 class V1(Dialect):
@@ -102,11 +112,14 @@ class V1(Dialect):
 
     def normalize_id(self, reference: str) -> str:
         try:
-            return uuid.UUID(reference).hex
-        except ValueError:
+            hex_id = as_uuid(validate_user_conversation_id(reference))  # a pasted link gives its id
+        except ValidationError:
+            hex_id = None
+        if hex_id is None:
             raise ValidationError(
                 f"{reference[:60]!r} is not a conversation or start task id (expected 32 hex digits, as in the link)."
-            ) from None
+            )
+        return hex_id
 
     def start(self, message: str, repository: str | None) -> Operation[Conversation]:
         payload: dict[str, Any] = {"initial_message": {"content": [{"type": "text", "text": message}]}}
