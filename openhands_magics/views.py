@@ -162,7 +162,9 @@ def html_card(handle: ConversationHandle, *, live: bool = False) -> str:
     ]
     details = " · ".join(f"{name} {value}".strip() for name, value in rows if value)
     link = (
-        f'<a href="{e(handle.url, quote=True)}" target="_blank" rel="noopener noreferrer">{e(handle.url)}</a>'
+        f'<a href="{e(handle.url, quote=True)}" target="_blank" rel="noopener noreferrer" '
+        'style="color:var(--jp-content-link-color,#1a73e8);text-decoration:underline">'
+        f"{e(handle.url)}</a>"
         if handle.url
         else '<span style="color:#718096">the link appears when the conversation is created</span>'
     )

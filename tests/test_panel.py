@@ -60,7 +60,7 @@ def test_a_starting_panel_shows_the_phase_and_the_task_then_the_link_as_soon_as_
 
     card = panel.children[0].value
     assert (panel.status, panel.conversation_id) == ("RUNNING", CONV)
-    assert f'<a href="{BASE}/conversations/{CONV}" target="_blank" rel="noopener noreferrer">' in card
+    assert f'<a href="{BASE}/conversations/{CONV}" target="_blank" rel="noopener noreferrer" ' in card
     assert "Speed up load.py" in card and ">RUNNING</span>" in card
 
 

@@ -64,7 +64,7 @@ Operation = Generator[Call, httpx.Response, T]
 # ---------------------------------------------------------------------------------------------------- auth
 
 _SESSION_HEADER = "X-Session-API-Key"
-#: Per server: "bearer" (Cloud) or "session" (self-hosted with SESSION_API_KEY), once an answer other than 401 showed
+#: Per server: "bearer" (Cloud) or "session" (self-hosted with SESSION_API_KEY), once a successful answer showed
 #: which one the server takes. Shared by every client of the process, so each server is learnt once.
 _auth_styles: dict[str, str] = {}
 
@@ -79,7 +79,7 @@ class KeyAuth(httpx.Auth):
     OpenHands Cloud wants ``Authorization: Bearer KEY``; a self-hosted server started with ``SESSION_API_KEY`` wants
     ``X-Session-API-Key: KEY`` and refuses the Bearer header with 401. The first 401 with one header is retried once
     with the other (a 401 started nothing, so even a POST is safe to resend) and the one that works is remembered
-    for that server: users never need to know which kind of server they talk to.
+    for that server once a request with it succeeds: users never need to know which kind of server they talk to.
     """
 
     requires_request_body = True
@@ -108,7 +108,7 @@ class KeyAuth(httpx.Auth):
             style = "session"
             self._apply(request, style)
             response = yield request
-        if response.status_code != 401:
+        if response.is_success:  # only a success proves the header was taken (a missing route 404s either way)
             _auth_styles[self._base_url] = style
 
 

@@ -1,0 +1,541 @@
+"""A real-browser harness: a local OpenHands server, JupyterLab on 127.0.0.1, and headless Chromium (Playwright).
+
+Used by ``conftest.py`` (pytest fixtures) and ``screenshot.py`` (a script for a person who wants to look), so both
+drive JupyterLab the same way: write a notebook into the server's root dir, open it, run its cells through the UI
+(click a cell, press Shift+Enter) and read what the page shows.
+
+Nothing here talks to an outside host: the OpenHands server, JupyterLab and its kernels are on 127.0.0.1, and
+Chromium runs with its background networking off. Every wait waits on a real condition and is bounded; the only
+sleeps are short polls. Playwright is imported lazily, so this module imports on a machine without it (the tests
+are then skipped with the reason :func:`missing_requirements` gives).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Locator, Page
+
+    from openhands_magics.testing import LocalOpenHandsServer
+
+__all__ = [
+    "ARTIFACTS",
+    "CHROMIUM_ARGS",
+    "JupyterLab",
+    "NotebookPage",
+    "PanelObservation",
+    "find_chromium",
+    "launch_chromium",
+    "missing_requirements",
+    "run_panel_notebook",
+    "start_openhands_server",
+]
+
+#: Where screenshots (always, from the panel test) and failure evidence (screenshot, console, JupyterLab log) go.
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+#: Without the background-networking flags Chromium tries outside hosts (updates, sync, field trials) and is refused.
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+#: Environment variable naming a Chromium binary, if it is not ``chromium`` on PATH.
+CHROMIUM_ENV = "OPENHANDS_TEST_CHROMIUM"
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------------- requirements
+def find_chromium() -> str | None:
+    explicit = os.environ.get(CHROMIUM_ENV)
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def missing_requirements() -> list[str]:
+    """Why the browser tests cannot run here (empty when they can)."""
+    missing = []
+    if find_chromium() is None:
+        missing.append(f"no Chromium (apt-get install -y chromium, or set {CHROMIUM_ENV})")
+    if importlib.util.find_spec("jupyterlab") is None:
+        missing.append("jupyterlab is not installed (pip install jupyterlab)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("playwright is not installed (pip install playwright; its own browser download is not needed)")
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------------- small helpers
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float, what: str, poll: float = 0.1) -> T:
+    """Call ``probe`` until it returns something truthy; raise TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(poll)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (JupyterLab's kernels run in sessions of their own, so not in its group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------- OpenHands
+def start_openhands_server(api_key: str, seconds: float) -> LocalOpenHandsServer:
+    """A started local OpenHands server whose conversations spend ``seconds`` starting and ``seconds`` running.
+
+    Works with both server APIs: ``Timeline`` (newer: ``api="v1", timeline=Timeline(...)``) when the package has it,
+    else the ``schedule`` of (status, seconds) pairs.
+    """
+    from openhands_magics.testing import LocalOpenHandsServer
+
+    try:
+        from openhands_magics.testing import Timeline  # type: ignore[attr-defined]
+    except ImportError:
+        server = LocalOpenHandsServer(api_key, schedule=(("STARTING", seconds), ("RUNNING", seconds), ("STOPPED", None)))
+    else:
+        server = LocalOpenHandsServer(api_key, api="v1", timeline=Timeline(starting=seconds, running=seconds))  # type: ignore[call-arg]
+    return server.start()
+
+
+# ---------------------------------------------------------------------------------------------------- JupyterLab
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+class JupyterLab:
+    """``python -m jupyterlab`` on 127.0.0.1 with a random token, in a directory of its own.
+
+    Its config, data, runtime, settings and workspace dirs are all inside ``base_dir``, so a developer's own Jupyter
+    setup (themes, open tabs, kernels) does not leak in; ``environ`` is added to its environment, and so to every
+    kernel it starts (that is how ``%openhands`` finds the local server). ``dark=True`` selects JupyterLab Dark.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        *,
+        environ: dict[str, str] | None = None,
+        dark: bool = False,
+        startup_timeout: float = 90.0,
+    ) -> None:
+        self._own_base = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="openhands-jupyterlab-")) if base_dir is None else Path(base_dir)
+        self.root_dir = self.base_dir / "root"
+        self.settings_dir = self.base_dir / "settings"
+        self.log_path = self.base_dir / "jupyterlab.log"
+        self.environ = dict(environ or {})
+        self.dark = dark
+        self.startup_timeout = startup_timeout
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    # -------------------------------------------------------------------------------- lifecycle
+    def start(self) -> JupyterLab:
+        for sub in ("root", "settings", "workspaces", "config", "data", "runtime", "ipython"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._write_user_settings()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENHANDS_", "JUPYTER", "IPYTHON"))}
+        env.update(
+            JUPYTER_CONFIG_DIR=str(self.base_dir / "config"),
+            JUPYTER_DATA_DIR=str(self.base_dir / "data"),
+            JUPYTER_RUNTIME_DIR=str(self.base_dir / "runtime"),
+            JUPYTERLAB_SETTINGS_DIR=str(self.settings_dir),
+            JUPYTERLAB_WORKSPACES_DIR=str(self.base_dir / "workspaces"),
+            IPYTHONDIR=str(self.base_dir / "ipython"),
+            JUPYTER_PLATFORM_DIRS="1",
+            PYTHONUNBUFFERED="1",
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        )
+        env.update(self.environ)
+        command = [
+            sys.executable, "-m", "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root_dir}",
+            # window.jupyterapp, as JupyterLab's own UI tests (galata) use it: the only sure sign a kernel is connected
+            "--LabApp.expose_app_in_browser=True",
+        ]  # fmt: skip
+        if os.geteuid() == 0:  # CI and containers run as root, which JupyterLab refuses unless told
+            command.append("--allow-root")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            command, cwd=self.root_dir, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until(self._answers, self.startup_timeout, f"JupyterLab to answer on {self.url}", poll=0.2)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        assert self._proc is not None
+        if self._proc.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with code {self._proc.returncode} at start:\n{self.log_tail()}")
+        try:
+            with self._request("/api/status", timeout=2) as answer:
+                return answer.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _request(self, path: str, *, method: str = "GET", timeout: float = 5.0) -> Any:
+        request = urllib.request.Request(
+            self.url + path, method=method, data=b"" if method == "POST" else None,
+            headers={"Authorization": f"token {self.token}"},
+        )  # fmt: skip
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - our own 127.0.0.1 server
+
+    def stop(self) -> None:
+        """Shut JupyterLab down through its API (which shuts its kernels down), then make sure nothing is left."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            leftovers = _descendants(proc.pid)
+            if proc.poll() is None:
+                with contextlib.suppress(OSError, urllib.error.URLError):
+                    self._request("/api/shutdown", method="POST", timeout=10).close()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=10)
+            for pid in leftovers:  # kernels that outlived the server
+                if _alive(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_base:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> JupyterLab:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no JupyterLab log)"
+
+    def _write_user_settings(self) -> None:
+        """User settings: never ask about or fetch Jupyter news (a toast over the page, and an outside request)."""
+        settings = {
+            "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+                "fetchNews": "false", "checkForUpdates": False,
+            },
+            "@jupyterlab/apputils-extension/themes.jupyterlab-settings": {
+                "theme": "JupyterLab Dark" if self.dark else "JupyterLab Light", "adaptive-theme": False,
+            },
+        }  # fmt: skip
+        for relative, values in settings.items():
+            path = self.settings_dir / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2))
+
+    # -------------------------------------------------------------------------------- notebooks
+    def write_notebook(self, name: str, cells: Sequence[str]) -> Path:
+        """Write ``name`` (e.g. ``panel.ipynb``) into the root dir: one code cell per source, Python 3 kernel."""
+        import nbformat
+
+        notebook = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(source) for source in cells],
+            metadata={"kernelspec": KERNELSPEC, "language_info": {"name": "python"}},
+        )
+        path = self.root_dir / name
+        nbformat.write(notebook, path)
+        return path
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{urllib.request.pathname2url(name)}?token={self.token}"
+
+
+# ---------------------------------------------------------------------------------------------------- Chromium
+@contextlib.contextmanager
+def launch_chromium(
+    *, dark: bool = False, viewport: tuple[int, int] = (1280, 800)
+) -> Iterator[BrowserContext]:
+    """Debian's Chromium through Playwright, headless, with a fresh user-data dir removed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    executable = find_chromium()
+    if executable is None:
+        raise RuntimeError(f"no Chromium found (apt-get install -y chromium, or set {CHROMIUM_ENV})")
+    with (
+        tempfile.TemporaryDirectory(prefix="openhands-chromium-", ignore_cleanup_errors=True) as profile,
+        sync_playwright() as playwright,
+    ):
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=executable,
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            viewport={"width": viewport[0], "height": viewport[1]},
+            color_scheme="dark" if dark else "light",
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@dataclass
+class ConsoleLog:
+    """What the page said on its console and which errors it threw: evidence for a failing test."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> ConsoleLog:
+        page.on("console", lambda message: self.lines.append(f"console.{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.lines.append(f"pageerror: {error}"))
+        return self
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+# ---------------------------------------------------------------------------------------------------- notebook UI
+_EXECUTED_PROMPT = re.compile(r"^\s*\[\d+\]:?\s*$")
+
+#: True once the current notebook's kernel is connected and idle (needs ``--LabApp.expose_app_in_browser``).
+_KERNEL_READY_JS = """() => {
+  const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const kernel = widget && widget.sessionContext && widget.sessionContext.session && widget.sessionContext.session.kernel;
+  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+}"""
+
+#: The status badge inside a card: ``.openhands-status``, else an element naming itself a status/badge, else a span.
+_BADGE_TEXT_JS = """card => {
+  const badge = card.querySelector('.openhands-status')
+    || card.querySelector('[class*="status"], [class*="badge"], [data-status]') || card.querySelector('span');
+  return badge ? badge.textContent.trim() : '';
+}"""
+
+
+class NotebookPage:
+    """One notebook open in JupyterLab, driven through the UI."""
+
+    def __init__(self, page: Page, lab: JupyterLab, name: str) -> None:
+        self.page = page
+        self.lab = lab
+        self.name = name
+        self.panel = page.locator(".jp-NotebookPanel").first
+        self.cells = self.panel.locator(".jp-Notebook .jp-Cell")
+
+    def open(self, cell_count: int, timeout: float = 90.0) -> NotebookPage:
+        """Go to ``/lab/tree/NAME``, wait for its cells and for its kernel to be idle."""
+        from playwright.sync_api import expect
+
+        self.page.goto(self.lab.notebook_url(self.name), wait_until="domcontentloaded", timeout=timeout * 1000)
+        expect(self.cells).to_have_count(cell_count, timeout=timeout * 1000)
+        # Not the toolbar's "idle" indicator: it says idle before any kernel exists, and a cell run then is dropped.
+        self.page.wait_for_function(_KERNEL_READY_JS, timeout=timeout * 1000, polling=100)
+        return self
+
+    def cell(self, index: int) -> Locator:
+        return self.cells.nth(index)
+
+    def output(self, index: int) -> Locator:
+        return self.cell(index).locator(".jp-Cell-outputArea")
+
+    def output_text(self, index: int) -> str:
+        return self.output(index).inner_text(timeout=5000)
+
+    def run_cell(self, index: int, timeout: float = 60.0) -> str:
+        """Select cell ``index``, press Shift+Enter, wait until its prompt shows an execution count; its output text."""
+        from playwright.sync_api import expect
+
+        cell = self.cell(index)
+        prompt = cell.locator(".jp-InputArea-prompt")
+        before = prompt.inner_text(timeout=timeout * 1000)
+        cell.locator(".jp-InputArea-editor").click(timeout=timeout * 1000)
+        self.page.keyboard.press("Shift+Enter")
+        expect(prompt).not_to_have_text(before, timeout=timeout * 1000)
+        expect(prompt).to_have_text(_EXECUTED_PROMPT, timeout=timeout * 1000)
+        return self.output_text(index)
+
+    # -------------------------------------------------------------------------------- the %openhands panel
+    def card(self, index: int) -> Locator:
+        """The conversation card in cell ``index``'s output (class ``openhands-conversation``)."""
+        return self.output(index).locator(".openhands-conversation").first
+
+    def badge_text(self, index: int) -> str:
+        return str(self.card(index).evaluate(_BADGE_TEXT_JS, timeout=5000))
+
+    def card_in_widget(self, index: int) -> bool:
+        """True when the card is drawn by the ipywidgets view, not the static text/html fallback."""
+        return bool(self.card(index).evaluate("card => card.closest('.jupyter-widgets') !== null", timeout=5000))
+
+
+# ---------------------------------------------------------------------------------------------------- the panel run
+PANEL_NOTEBOOK_CELLS = (
+    "%load_ext openhands_magics",
+    "%openhands say hello",
+    "print('another cell ran while the panel kept polling')",
+)
+
+
+@dataclass
+class PanelObservation:
+    """What :func:`run_panel_notebook` saw; the test asserts on it, the script prints it."""
+
+    first_status: str
+    later_status: str
+    seconds_to_change: float
+    rendered_by_widget: bool
+    href: str | None
+    target: str | None
+    card_text: str
+    load_ext_output: str
+    other_cell_output: str
+    screenshots: dict[str, Path]
+
+
+def run_panel_notebook(
+    page: Page,
+    lab: JupyterLab,
+    out_dir: Path,
+    *,
+    prefix: str = "panel",
+    name: str = "panel.ipynb",
+    status_timeout: float = 45.0,
+) -> PanelObservation:
+    """Run ``%load_ext`` + ``%openhands say hello`` in JupyterLab, then another cell, and watch the panel change.
+
+    Saves, in ``out_dir``: ``PREFIX-output-first.png`` (the panel's output area as it first appears),
+    ``PREFIX-output.png`` (after its status changed) and ``PREFIX-page.png`` (the whole JupyterLab page then).
+    """
+    from playwright.sync_api import expect
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lab.write_notebook(name, PANEL_NOTEBOOK_CELLS)
+    notebook = NotebookPage(page, lab, name).open(len(PANEL_NOTEBOOK_CELLS))
+
+    load_ext_output = notebook.run_cell(0)
+    notebook.run_cell(1)
+    card = notebook.card(1)
+    try:
+        expect(card).to_be_visible(timeout=30_000)
+    except AssertionError as error:
+        raise AssertionError(
+            f"no visible .openhands-conversation card after %openhands; the cell's output was:\n"
+            f"{notebook.output_text(1)!r}\n(%load_ext printed {load_ext_output!r})"
+        ) from error
+    first_status = wait_until(lambda: notebook.badge_text(1), 10, "the card's status badge to have text")
+    shown_at = time.monotonic()
+    screenshots = {"output-first": out_dir / f"{prefix}-output-first.png"}
+    notebook.output(1).screenshot(path=screenshots["output-first"])
+
+    # The kernel is free: another cell runs at once, and meanwhile the panel keeps polling and redrawing.
+    other_cell_output = notebook.run_cell(2)
+    later_status = wait_until(
+        lambda: (text if (text := notebook.badge_text(1)) and text != first_status else None),
+        status_timeout,
+        f"the panel's status to change from {first_status!r} (it is {notebook.badge_text(1)!r})",
+    )
+    seconds_to_change = time.monotonic() - shown_at
+    # A card may show its link only once the server has created the conversation (not while it is starting).
+    link = card.locator("a[href]").first
+    try:
+        expect(link).to_be_visible(timeout=status_timeout * 1000)
+    except AssertionError as error:
+        raise AssertionError(f"the card never showed a link; its text: {card.inner_text()!r}") from error
+    observation = PanelObservation(
+        first_status=first_status,
+        later_status=later_status,
+        seconds_to_change=seconds_to_change,
+        rendered_by_widget=notebook.card_in_widget(1),
+        href=link.get_attribute("href", timeout=5000),
+        target=link.get_attribute("target", timeout=5000),
+        card_text=card.inner_text(timeout=5000),
+        load_ext_output=load_ext_output,
+        other_cell_output=other_cell_output,
+        screenshots=screenshots,
+    )
+    page.mouse.move(0, 0)  # no hover highlight in the pictures
+    screenshots["output"] = out_dir / f"{prefix}-output.png"
+    notebook.output(1).screenshot(path=screenshots["output"])
+    screenshots["page"] = out_dir / f"{prefix}-page.png"
+    page.screenshot(path=screenshots["page"])
+    return observation
