@@ -24,7 +24,10 @@ from .conftest import SECRET
 EVIL_TITLE = '<img src=x onerror="alert(1)"> & </b>'
 BASE = "https://openhands.example"
 TASK, CONV = "1" * 32, "2" * 32
-CREATED = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=75)
+
+
+def _75_seconds_ago() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=75)
 
 
 @pytest.fixture
@@ -34,12 +37,14 @@ def session() -> Session:
 
 @pytest.fixture
 def handle(session: Session) -> ConversationHandle:
-    starting = Conversation(None, status="STARTING", phase="waiting for sandbox", start_task_id=TASK, requested_at=CREATED)
+    starting = Conversation(None, status="STARTING", phase="waiting for sandbox", start_task_id=TASK,
+                            requested_at=_75_seconds_ago())
     return session.record(starting, Endpoint.resolve(BASE, api_key=SECRET))
 
 
 def _running(handle: ConversationHandle, **fields: object) -> Conversation:
-    base = dict(conversation_id=CONV, status="RUNNING", start_task_id=TASK, requested_at=CREATED, title="Speed up load.py")
+    base = dict(conversation_id=CONV, status="RUNNING", start_task_id=TASK, requested_at=handle.conversation.requested_at,
+                title="Speed up load.py")
     return Conversation(**{**base, **fields})  # type: ignore[arg-type]
 
 
@@ -113,7 +118,7 @@ def test_a_finished_conversation_keeps_the_elapsed_time_it_was_seen_finishing_at
 
 
 def test_a_conversation_first_seen_finished_on_v1_has_no_made_up_elapsed_time(session: Session) -> None:
-    done = Conversation(CONV, status="FINISHED", created_at=CREATED, updated_at=CREATED)
+    done = Conversation(CONV, status="FINISHED", created_at=_75_seconds_ago(), updated_at=_75_seconds_ago())
     handle = session.record(done, Endpoint.resolve(BASE, api_key=SECRET))
     assert handle.elapsed() is None and "elapsed" not in html_card(handle)
 

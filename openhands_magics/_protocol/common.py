@@ -104,11 +104,14 @@ class KeyAuth(httpx.Auth):
         style = known or "bearer"
         self._apply(request, style)
         response = yield request
-        if response.status_code == 401 and known is None:
+        switched = response.status_code == 401 and known is None
+        if switched:
             style = "session"
             self._apply(request, style)
             response = yield request
-        if response.is_success:  # only a success proves the header was taken (a missing route 404s either way)
+        # Proof of which header the server takes: a success, or a 401 that the other header turned into anything
+        # else. A 404 alone proves nothing: a missing route answers it whatever the header.
+        if response.is_success or (switched and response.status_code != 401):
             _auth_styles[self._base_url] = style
 
 

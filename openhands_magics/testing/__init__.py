@@ -1,11 +1,15 @@
-"""Offline stand-in for OpenHands Cloud: ``LocalOpenHandsServer`` (see :mod:`.server`).
+"""Offline stand-in for OpenHands (Cloud or self-hosted): ``LocalOpenHandsServer`` (see :mod:`.server`).
 
 ``python -m openhands_magics.testing`` runs one and prints its base URL and demo key.
 """
 
-from .server import DEFAULT_SCHEDULE, DEMO_API_KEY, Fault, LocalOpenHandsServer, RecordedRequest
+from ._http import Fault, RecordedRequest
+from .server import DEFAULT_TIMELINE, DEMO_API_KEY, PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
 
-__all__ = ["DEFAULT_SCHEDULE", "DEMO_API_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest", "serve"]
+__all__ = [
+    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest",
+    "Timeline", "serve",
+]
 
 
 def serve(*, set_environ: bool = True, **options: object) -> LocalOpenHandsServer:

@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import time
 
-from .server import DEMO_API_KEY, LocalOpenHandsServer
+from .server import DEMO_API_KEY, LocalOpenHandsServer, Timeline
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openhands_magics.testing", description=__doc__)
+    parser.add_argument("--api", choices=("v1", "v0"), default="v1", help="OpenHands API to speak (default: v1)")
+    parser.add_argument(
+        "--auth", choices=("bearer", "session-key", "none"), default="bearer",
+        help="bearer: Cloud's Authorization header; session-key: X-Session-API-Key; none: no auth",
+    )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--key", default=DEMO_API_KEY, help="the API key the server accepts")
-    parser.add_argument("--starting", type=float, default=2.0, help="seconds a conversation stays STARTING")
-    parser.add_argument("--running", type=float, default=20.0, help="seconds a conversation stays RUNNING")
+    parser.add_argument("--starting", type=float, default=2.0, help="seconds a conversation takes to start")
+    parser.add_argument("--running", type=float, default=20.0, help="seconds the agent then works")
     args = parser.parse_args(argv)
-    schedule = (("STARTING", args.starting), ("RUNNING", args.running), ("STOPPED", None))
-    with LocalOpenHandsServer(args.key, schedule=schedule, port=args.port) as server:
-        print(f"Local OpenHands server at {server.base_url} (demo key: {server.api_key})")
+    timeline = Timeline(starting=args.starting, running=args.running)
+    with LocalOpenHandsServer(args.key, api=args.api, auth=args.auth, timeline=timeline, port=args.port) as server:
+        print(f"Local OpenHands server ({args.api}) at {server.base_url} (demo key: {server.api_key})")
         print(f"  export OPENHANDS_BASE_URL={server.base_url}")
         print(f"  export OPENHANDS_API_KEY={server.api_key}")
         print("Ctrl-C stops it.", flush=True)

@@ -1,159 +1,129 @@
 """A small OpenHands-compatible HTTP server on 127.0.0.1, for tests and for trying notebooks offline.
 
-It speaks the same contract as the Cloud (Bearer key, JSON shapes, 401/404/422/429) over real sockets, moves each
-conversation through the statuses of a schedule the caller chooses, and lets a test inject faults (5xx, malformed
-JSON, slow answers, dropped connections) on the next matching requests. Standard library only, so it costs nothing
-to import and runs wherever the package runs.
+It answers like the real OpenHands server (recorded in the project's API notes): the current API **V1** by default,
+the old **V0** on request, with Cloud's or a self-hosted server's auth, over real sockets. Each conversation goes
+through a :class:`Timeline` the caller chooses (starting, agent working, outcome), a test can force raw status
+fields at any time and inject faults (5xx, malformed JSON, slow answers, dropped connections) on the next matching
+requests. Standard library only, so it costs nothing to import and runs wherever the package runs.
+
+Layout: :mod:`._http` (sockets, recording, faults, auth), :mod:`._fastapi` (how the real server's framework
+answers), :mod:`.v1` and :mod:`.v0` (routes and JSON per API), this module (the public server, timeline, state).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import html
-import json
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["DEFAULT_SCHEDULE", "DEMO_API_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest"]
+from . import v0, v1
+from ._http import AUTH_STYLES, Fault, HttpServer, RecordedRequest, Reply
+
+__all__ = [
+    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest",
+    "Timeline",
+]
 
 DEMO_API_KEY = "oh-demo-key-local-only"
-#: (status, seconds spent in it); the last entry's duration is ignored: it is where the conversation stays.
-DEFAULT_SCHEDULE: tuple[tuple[str, float | None], ...] = (("STARTING", 1.0), ("RUNNING", 3.0), ("STOPPED", None))
-_ACTIVE = ("STARTING", "RUNNING")
-_ALLOWED_FIELDS = {  # OpenHands' InitSessionRequest has extra='forbid': anything else is a 422
-    "initial_user_msg", "repository", "git_provider", "selected_branch", "image_urls", "replay_json",
-    "suggested_task", "create_microagent", "conversation_instructions", "mcp_config",
-}
-_CONVERSATION_PATH = re.compile(r"^/api/conversations/([^/]+)$")
-_PAGE_PATH = re.compile(r"^/conversations/([^/]+)$")
-
-
-@dataclass
-class Fault:
-    """Answer the next ``times`` requests matching ``method``/``path_prefix`` this way instead of normally.
-
-    ``body`` is sent as is (bytes/str) or as JSON (anything else); ``drop=True`` closes the connection without an
-    answer; ``delay`` sleeps first (longer than the client's timeout makes a timeout).
-    """
-
-    status: int = 500
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    method: str | None = None
-    path_prefix: str = "/api/"
-    times: int = 1
-    delay: float = 0.0
-    drop: bool = False
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and path.startswith(self.path_prefix)
+#: Put in every ``session_api_key`` field: a client must drop it, and its tests can grep for it.
+PLANTED_SESSION_KEY = v1.PLANTED_SESSION_KEY
+_PAGE_PATH = re.compile(r"/conversations/([^/]+)")
 
 
 @dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    authorization: str | None
-    body: Any
+class Timeline:
+    """How every conversation of a server goes, in seconds from its POST.
+
+    ``outcome``: how the agent ends, "finished", "error" or "stuck" (V0: "finished", "error",
+    "awaiting_user_input"; "stuck" reads as "error"). ``close_delay`` (V0 only): seconds after the agent ended until
+    the status turns STOPPED (``None``: RUNNING for ever, like the real server's hour). ``start_error``: V1, the
+    start task ends ERROR with this ``detail`` at the end of ``starting``; V0, the POST answers 500 with this text.
+    """
+
+    starting: float = 1.0
+    running: float = 3.0
+    outcome: str = "finished"
+    close_delay: float | None = None
+    start_error: str | None = None
+
+
+DEFAULT_TIMELINE = Timeline()
 
 
 @dataclass
-class _Conversation:
+class Conversation:
+    """One conversation the server holds: what was asked, when, and the raw fields a test forced on it."""
+
     conversation_id: str
-    message: str
-    repository: str | None
     created: float
-    schedule: tuple[tuple[str, float | None], ...]
-    forced_status: str | None = None
-    forced_at: float | None = None
+    timeline: Timeline
+    message: str | None  #: the first user message; ``None``: an empty conversation (the agent has nothing to do)
+    repository: str | None
+    request: dict[str, Any]  #: V1: the start request as the task echoes it; V0: the POST body
+    task_id: str = ""  #: V1: the start task's id
+    sandbox_id: str = ""
+    agent_server_url: str = ""
+    fails_in: str | None = None  #: V1: the start phase at whose end the task turns ERROR
+    detail: str | None = None  #: V1: the ERROR task's ``detail``
+    forced: dict[str, str] = field(default_factory=dict)
 
-    def status_at(self, now: float) -> tuple[str, float]:
-        """The status at ``now`` and when it began (drives ``last_updated_at``)."""
-        if self.forced_status is not None:
-            return self.forced_status, self.forced_at or self.created
-        began = self.created
-        for status, seconds in self.schedule:
-            if seconds is None or now < began + seconds:
-                return status, began
-            began += seconds
-        return self.schedule[-1][0], began
-
-    def as_json(self, now: float) -> dict[str, Any]:
-        status, since = self.status_at(now)
-        title = f"Conversation {self.conversation_id[:5]}" if status == "STARTING" else (self.message.strip().splitlines() or ["(empty message)"])[0][:60]
-        return {
-            "conversation_id": self.conversation_id,
-            "title": title,
-            "created_at": _iso(self.created),
-            "last_updated_at": _iso(since),
-            "status": status,
-            "runtime_status": "STATUS$READY" if status == "RUNNING" else None,
-            "selected_repository": self.repository,
-            "selected_branch": None,
-            "git_provider": "github" if self.repository else None,
-            "trigger": "openhands_api",
-            "num_connections": 0,
-            "url": None,
-            "session_api_key": None,
-            "pr_number": [],
-            "conversation_version": "V0",
-        }
-
-
-class _QuietHTTPServer(ThreadingHTTPServer):
-    """A client that hangs up (a timeout test, an interrupted poll) is normal here, not a traceback on stderr."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
-def _iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    @property
+    def ready_at(self) -> float:
+        """When starting is over (V1: task READY; V0: status RUNNING)."""
+        return self.created + self.timeline.starting
 
 
 class LocalOpenHandsServer:
-    """Start with ``with LocalOpenHandsServer() as server:`` or ``server.start()``; ``server.base_url`` is where."""
+    """Start with ``with LocalOpenHandsServer() as server:`` or ``server.start()``; ``server.base_url`` is where.
+
+    ``api``: "v1" (current) or "v0" (1.6.0, which also answers V1 reads). ``auth``: "bearer" (Cloud),
+    "session-key" (self-hosted with ``SESSION_API_KEY``) or "none". Past ``max_running`` conversations whose agent
+    has not ended, a POST answers 429. ``repositories``: the repositories the key may use (``None``: any).
+    """
 
     def __init__(
         self,
         api_key: str = DEMO_API_KEY,
         *,
-        schedule: Sequence[tuple[str, float | None]] = DEFAULT_SCHEDULE,
+        api: str = "v1",
+        auth: str = "bearer",
+        timeline: Timeline = DEFAULT_TIMELINE,
         max_running: int = 10,
         repositories: Iterable[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.api_key = api_key
-        self.schedule = tuple(schedule)
+        if api not in ("v1", "v0"):
+            raise ValueError(f"api must be 'v1' or 'v0', not {api!r}")
+        if auth not in AUTH_STYLES:
+            raise ValueError(f"auth must be one of {AUTH_STYLES}, not {auth!r}")
+        api_class = v1.V1Api if api == "v1" else v0.V0Api
+        if timeline.outcome not in api_class.OUTCOMES:
+            raise ValueError(f"a {api} timeline ends in one of {api_class.OUTCOMES}, not {timeline.outcome!r}")
+        self.api_key, self.api, self.auth, self.timeline = api_key, api, auth, timeline
         self.max_running = max_running
-        self.repositories = None if repositories is None else set(repositories)
-        self.requests: list[RecordedRequest] = []
-        self._faults: list[Fault] = []
-        self._conversations: dict[str, _Conversation] = {}
-        self._lock = threading.Lock()
-        self._httpd = _QuietHTTPServer((host, port), _make_handler(self))
+        self.repositories = None if repositories is None else frozenset(repositories)
+        self._lock = threading.RLock()  # handler threads and the test's thread share the conversations
+        self._conversations: list[Conversation] = []
+        self._api: v1.V1Api | v0.V0Api = api_class(self)
+        self._httpd = HttpServer((host, port), self._answer, auth=auth, key=api_key)
+        self.requests: list[RecordedRequest] = self._httpd.requests
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
         host, port = self._httpd.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> LocalOpenHandsServer:
+        """Serve in a background thread (idempotent)."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, args=(0.05,), name="openhands-local-server", daemon=True
@@ -162,6 +132,7 @@ class LocalOpenHandsServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -179,149 +150,96 @@ class LocalOpenHandsServer:
         return {"OPENHANDS_BASE_URL": self.base_url, "OPENHANDS_API_KEY": self.api_key}
 
     def __repr__(self) -> str:
-        return f"LocalOpenHandsServer(base_url={self.base_url!r})"
+        return f"LocalOpenHandsServer(base_url={self.base_url!r}, api={self.api!r})"
 
     # ------------------------------------------------------------------ test controls
     def inject(self, fault: Fault | None = None, **fields: Any) -> Fault:
+        """Answer the next matching request(s) with a fault; see :class:`Fault` for ``fields``."""
         fault = fault or Fault(**fields)
-        with self._lock:
-            self._faults.append(fault)
+        self._httpd.inject(fault)
         return fault
 
-    def set_status(self, conversation_id: str, status: str) -> None:
-        with self._lock:
-            conversation = self._conversations[conversation_id]
-            conversation.forced_status, conversation.forced_at = status, time.time()
-
-    def status_of(self, conversation_id: str) -> str:
-        with self._lock:
-            return self._conversations[conversation_id].status_at(time.time())[0]
-
-    def conversation_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._conversations)
-
     def posts(self) -> list[RecordedRequest]:
+        """The POST requests received so far."""
         return [r for r in self.requests if r.method == "POST"]
 
-    # ------------------------------------------------------------------ request handling (called by the handler)
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, path):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-    def _authorized(self, header: str | None) -> bool:
-        return header == f"Bearer {self.api_key}"
-
-    def _create(self, body: Any) -> tuple[int, Any, dict[str, str]]:
-        if not isinstance(body, dict) or not isinstance(body.get("initial_user_msg"), str):
-            return 422, {"detail": [{"loc": ["body", "initial_user_msg"], "msg": "Field required"}]}, {}
-        extra = sorted(set(body) - _ALLOWED_FIELDS)
-        if extra:
-            return 422, {"detail": [{"loc": ["body", name], "msg": "Extra inputs are not permitted"} for name in extra]}, {}
-        repository = body.get("repository")
-        if repository is not None and (
-            not isinstance(repository, str) or (self.repositories is not None and repository not in self.repositories)
-        ):
-            return 401, f"Git provider authentication failed: no access to repository {repository}", {}
+    def conversation_ids(self) -> list[str]:
+        """Ids of the conversations that exist now (V1: once their start task is READY), oldest first."""
         now = time.time()
         with self._lock:
-            running = sum(c.status_at(now)[0] in _ACTIVE for c in self._conversations.values())
-            if running >= self.max_running:
-                return 429, {"error": f"Rate limit exceeded: {self.max_running} conversations running"}, {"Retry-After": "30"}
-            conversation = _Conversation(uuid.uuid4().hex, body["initial_user_msg"], repository, now, self.schedule)
-            self._conversations[conversation.conversation_id] = conversation
-        status = conversation.status_at(now)[0]
-        return 200, {"status": "ok", "conversation_id": conversation.conversation_id, "conversation_status": status, "message": None}, {}
+            return [c.conversation_id for c in self._conversations if self._api.exists(c, now)]
 
-    def _read(self, conversation_id: str) -> tuple[int, Any, dict[str, str]]:
+    def task_ids(self) -> list[str]:
+        """V1: ids of every start task, oldest first; V0: ``[]``."""
         with self._lock:
-            conversation = self._conversations.get(conversation_id)
-            if conversation is None:
-                return 404, {"detail": "Not Found"}, {}
-            return 200, conversation.as_json(time.time()), {}
+            return [c.task_id for c in self._conversations if c.task_id]
 
-    def _page(self, conversation_id: str) -> str | None:
+    def running_count(self) -> int:
+        """Conversations whose agent has not ended (starting ones included): what ``max_running`` counts."""
+        now = time.time()
         with self._lock:
-            conversation = self._conversations.get(conversation_id)
-            info = conversation.as_json(time.time()) if conversation else None
-        if info is None:
-            return None
-        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in info.items())
-        return f"<!doctype html><title>{html.escape(info['title'])}</title><h1>Local OpenHands</h1><table>{rows}</table>"
+            return sum(self._api.active(c, now) for c in self._conversations)
 
+    def set_state(self, conversation_id: str, **fields: str) -> None:
+        """Force raw status fields from now on, over the timeline.
 
-def _make_handler(server: LocalOpenHandsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "LocalOpenHands/1"
-        # Headers and body go out as two writes; with Nagle on, each keep-alive answer waits ~40 ms for an ACK.
-        disable_nagle_algorithm = True
+        V1 takes ``execution_status``, ``sandbox_status``, ``title``; V0 ``status``, ``agent_state``, ``title``.
+        """
+        unknown = sorted(set(fields) - self._api.FIELDS)
+        if unknown:
+            raise ValueError(f"{self.api} has no settable field {unknown}; use {sorted(self._api.FIELDS)}")
+        with self._lock:
+            self._existing(conversation_id).forced.update(fields)
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and notebooks read stdout
-            pass
+    def state_of(self, conversation_id: str) -> dict[str, str]:
+        """The raw status fields now: V1 ``execution_status``, ``sandbox_status``; V0 ``status``, ``agent_state``."""
+        with self._lock:
+            return self._api.state(self._existing(conversation_id), time.time())
 
-        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, content_type: str = "application/json") -> None:
-            data = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) and content_type != "application/json" else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+    # ------------------------------------------------------------------ used by the API modules (.v1, .v0)
+    def _open(self, **fields: Any) -> Conversation | None:
+        """Add a conversation starting now, or ``None`` if ``max_running`` conversations are already running."""
+        now = time.time()
+        with self._lock:
+            if self.running_count() >= self.max_running:
+                return None
+            conversation = Conversation(uuid.uuid4().hex, now, self.timeline, **fields)
+            self._conversations.append(conversation)
+            return conversation
 
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
+    def _snapshot(self) -> tuple[list[Conversation], float]:
+        """The conversations (oldest first) and the time to read them at; hold ``_lock`` while rendering them."""
+        return list(self._conversations), time.time()
+
+    def _rate_limited(self) -> Reply:
+        """The answer to a POST past ``max_running``."""
+        error = f"Rate limit exceeded: {self.max_running} conversations running"
+        return Reply(429, {"error": error}, {"Retry-After": "30"})
+
+    # ------------------------------------------------------------------ internals
+    def _existing(self, conversation_id: str) -> Conversation:
+        now = time.time()
+        for conversation in self._conversations:
+            if conversation.conversation_id == conversation_id and self._api.exists(conversation, now):
+                return conversation
+        raise KeyError(conversation_id)
+
+    def _answer(self, request: RecordedRequest) -> Reply:
+        page = _PAGE_PATH.fullmatch(request.path)
+        if request.method == "GET" and page:
+            return self._page(page.group(1))
+        if request.path.startswith("/api/"):
+            return self._api.answer(request)
+        return Reply(404, {"detail": "Not Found"})
+
+    def _page(self, conversation_id: str) -> Reply:
+        """The page a person opens from the notebook's link: the conversation's fields in a table."""
+        with self._lock:
             try:
-                return json.loads(raw) if raw else None
-            except ValueError:
-                return raw.decode(errors="replace")
-
-        def _handle(self, method: str) -> None:
-            path = self.path.split("?", 1)[0]
-            body = self._body() if method == "POST" else None
-            server.requests.append(RecordedRequest(method, path, self.headers.get("Authorization"), body))
-            fault = server._take_fault(method, path)
-            if fault is not None:
-                if fault.delay:
-                    time.sleep(fault.delay)
-                if fault.drop:
-                    self.close_connection = True
-                    self.connection.shutdown(2)  # socket.SHUT_RDWR: the client sees the connection end, no answer
-                    return
-                raw = fault.body if isinstance(fault.body, (bytes, str)) else json.dumps(fault.body).encode()
-                self._send(fault.status, raw if isinstance(raw, bytes) else raw.encode(), fault.headers)
-                return
-            page = _PAGE_PATH.match(path)
-            if method == "GET" and page:
-                text = server._page(page.group(1))
-                self._send(200 if text else 404, text or "not found", content_type="text/html; charset=utf-8")
-                return
-            if not path.startswith("/api/"):
-                self._send(404, {"detail": "Not Found"})
-                return
-            if not server._authorized(self.headers.get("Authorization")):
-                self._send(401, {"error": "NoCredentialsError"})
-                return
-            match = _CONVERSATION_PATH.match(path)
-            if method == "POST" and path == "/api/conversations":
-                self._send(*server._create(body))
-            elif method == "GET" and match:
-                self._send(*server._read(match.group(1)))
-            else:
-                self._send(404 if method == "GET" else 405, {"detail": "Not Found" if method == "GET" else "Method Not Allowed"})
-
-        def do_GET(self) -> None:
-            self._handle("GET")
-
-        def do_POST(self) -> None:
-            self._handle("POST")
-
-    return Handler
+                info = self._api.page_fields(self._existing(conversation_id), time.time())
+            except KeyError:
+                return Reply(404, "not found", content_type="text/html; charset=utf-8")
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in info.items())
+        title = html.escape(str(info["title"]))
+        text = f"<!doctype html><title>{title}</title><h1>Local OpenHands</h1><table>{rows}</table>"
+        return Reply(200, text, content_type="text/html; charset=utf-8")

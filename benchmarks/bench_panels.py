@@ -1,0 +1,476 @@
+"""What N live ``%openhands`` panels cost, measured in a real ipykernel driven through jupyter_client.
+
+Why: every live panel polls the server and redraws its widget from the kernel's asyncio loop. With a handful of
+panels that is free; with a notebook full of them (or a loop that starts many conversations) it can eat the user's
+rate limit on OpenHands Cloud (about 100 requests a minute), flood the front end with widget messages, make the
+kernel's event loop late (which delays everything else the kernel does between cells) and burn CPU. This script
+puts numbers on those four costs as N grows, so a change to polling or redrawing can be judged by them.
+
+For each N in ``--panels`` (default 1,10,100,200), with a fresh kernel and a fresh local server each time:
+
+1. start a local OpenHands-compatible server (``openhands_magics.testing.LocalOpenHandsServer``) on 127.0.0.1 in
+   *this* process, with a short STARTING phase and a RUNNING phase much longer than the measurement, and a
+   ``max_running`` above the largest N (it answers 429 past it);
+2. start an ipykernel with *this* interpreter (``sys.executable``), its environment pointing at that server
+   (``OPENHANDS_BASE_URL`` / ``OPENHANDS_API_KEY``; proxies off; an empty ``IPYTHONDIR`` so no user config applies);
+3. ``%load_ext openhands_magics`` and start N conversations with ``%openhands benchmark task i`` lines, a few cells
+   of up to ``--cell-size`` lines each: real panels, default settings (no ``--wait``, no ``--no-panel``);
+4. wait until every panel has shown RUNNING (its widgets received that status), then ``--warmup`` more seconds;
+5. start, inside the kernel, an asyncio task that sleeps 10 ms in a loop and records how late each wake-up is;
+6. measure for ``--seconds`` (default 60), with all conversations RUNNING on the server:
+
+   - GET/min: requests the server received, by method, during the window (from ``server.requests``);
+   - widget msg/s: iopub ``comm_msg`` messages the kernel sent, counted by this front end as they arrive;
+   - loop lag p50/p99/max (ms): how late the 10 ms sleeps woke up, read back from the kernel after the window;
+   - kernel CPU %: CPU seconds (user + system, all threads) of the kernel process during the window, as a % of one
+     core (psutil if installed, else /proc/PID/stat);
+
+7. shut the kernel down and stop the server.
+
+Run (after ``pip install -e '.[test]'``; psutil is optional)::
+
+    python benchmarks/bench_panels.py                                   # N = 1,10,100,200, 60 s each (about 5 min)
+    python benchmarks/bench_panels.py --panels 1,10 --seconds 10        # a quick run
+    python benchmarks/bench_panels.py --json /tmp/bench-panels.json     # also write every figure as JSON
+
+The kernel imports the package of the interpreter that runs this script; the header line shows which file.
+
+Read the numbers as ratios within one run (N=200 against N=1, before against after a change run back to back), not
+as absolute figures: the machine these run on is shared and noisy (2 cores), and the server, this front end and the
+kernel all compete for them. The window starts ``--warmup`` seconds after the panels went live, so it includes
+whatever part of the pollers' backoff ramp (fast polls after a status change, slower ones while nothing changes)
+has not finished by then; keep ``--warmup`` and ``--seconds`` the same across the runs you compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import queue
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+API_KEY = "oh-bench-panels-local-only"
+STARTING_SECONDS = 1.0
+LAG_PROBE_SLEEP = 0.010
+
+PROBE_START = f"""
+import asyncio as _bench_asyncio, time as _bench_time
+_bench_lags = []
+async def _bench_lag_probe(samples=_bench_lags, pause={LAG_PROBE_SLEEP!r}):
+    clock = _bench_time.perf_counter
+    while True:
+        before = clock()
+        await _bench_asyncio.sleep(pause)
+        samples.append(clock() - before - pause)
+_bench_probe_task = _bench_asyncio.get_running_loop().create_task(_bench_lag_probe())
+"""
+
+PROBE_READ = """
+_bench_probe_task.cancel()
+def _bench_lag_summary(samples):
+    import json
+    ordered = sorted(max(0.0, s) * 1000 for s in samples)
+    if not ordered:
+        return json.dumps({"samples": 0})
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return json.dumps({"samples": len(ordered), "p50": pick(0.50), "p99": pick(0.99), "max": ordered[-1],
+                       "mean": sum(ordered) / len(ordered)})
+print("BENCH-LAG " + _bench_lag_summary(list(_bench_lags)))
+"""
+
+KERNEL_INFO = """
+import json as _j, os as _o, sys as _s, openhands_magics as _m
+print("BENCH-INFO " + _j.dumps({"pid": _o.getpid(), "executable": _s.executable, "package": _m.__file__,
+                                 "version": getattr(_m, "__version__", None)}))
+"""
+
+_RUNNING_IN_UPDATE = re.compile(r"\brunning\b", re.IGNORECASE)
+_MODEL_REF = re.compile(r"IPY_MODEL_([0-9a-f]+)")
+
+
+# ---------------------------------------------------------------------------------------------------- the server
+def start_server(max_panels: int, running_seconds: float) -> Any:
+    """A fresh local server on 127.0.0.1 for either constructor (``Timeline`` if importable, else ``schedule``)."""
+    from openhands_magics.testing import LocalOpenHandsServer
+
+    try:
+        from openhands_magics.testing import Timeline  # the newer constructor
+    except ImportError:
+        Timeline = None
+    max_running = max(1000, 2 * max_panels)
+    if Timeline is not None:
+        timeline = Timeline(starting=STARTING_SECONDS, running=running_seconds)
+        options: dict[str, Any] = {"api": "v1", "timeline": timeline}
+    else:
+        options = {"schedule": (("STARTING", STARTING_SECONDS), ("RUNNING", running_seconds), ("STOPPED", None))}
+    try:
+        server = LocalOpenHandsServer(API_KEY, max_running=max_running, host="127.0.0.1", **options)
+    except TypeError:  # a constructor without max_running/host: set what can be set afterwards
+        server = LocalOpenHandsServer(API_KEY, **options)
+    if getattr(server, "max_running", max_running) < max_running:
+        server.max_running = max_running
+    server.start()
+    if not server.base_url.startswith("http://127.0.0.1:"):
+        server.stop()
+        raise SystemExit(f"the local server is not on 127.0.0.1: {server.base_url}")
+    return server
+
+
+def server_environ(server: Any) -> dict[str, str]:
+    if hasattr(server, "environ"):
+        env = dict(server.environ())
+    else:
+        env = {"OPENHANDS_BASE_URL": server.base_url, "OPENHANDS_API_KEY": API_KEY}
+    if not env.get("OPENHANDS_BASE_URL", "").startswith("http://127.0.0.1:"):
+        raise SystemExit(f"refusing a base URL that is not 127.0.0.1: {env.get('OPENHANDS_BASE_URL')!r}")
+    return env
+
+
+def request_counts(server: Any) -> collections.Counter[str]:
+    return collections.Counter(getattr(r, "method", "?") for r in list(server.requests))
+
+
+def server_statuses(server: Any) -> dict[str, int] | None:
+    """How many conversations are in each status as the server sees them (a sanity figure), if it can tell."""
+    try:
+        ids = server.conversation_ids()
+        if hasattr(server, "status_of"):  # the older server: one status string
+            states = collections.Counter(str(server.status_of(i)) for i in ids)
+        elif hasattr(server, "state_of"):  # the newer one: raw status fields, e.g. execution_status=running
+            states = collections.Counter(
+                ",".join(f"{k}={v}" for k, v in sorted(server.state_of(i).items())) for i in ids
+            )
+        else:
+            return None
+    except Exception:  # a changed server API: this is only a sanity figure
+        return None
+    return dict(states)
+
+
+# ---------------------------------------------------------------------------------------------------- the kernel
+def cpu_seconds(pid: int) -> tuple[float, str]:
+    """User + system CPU seconds of the process (all its threads)."""
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system, "psutil"
+    except ImportError:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks, "/proc/PID/stat"  # utime, stime: fields 14 and 15
+
+
+@dataclass
+class Frontend:
+    """A minimal front end: executes cells, drains iopub all the time, and keeps what the benchmark needs."""
+
+    client: Any
+    msg_types: collections.Counter[str] = field(default_factory=collections.Counter)
+    comm_msg_arrivals: list[float] = field(default_factory=list)
+    comm_msg_methods: collections.Counter[str] = field(default_factory=collections.Counter)
+    children: dict[str, set[str]] = field(default_factory=dict)
+    running_models: dict[str, float] = field(default_factory=dict)  # model id -> when it first showed RUNNING
+    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    retry_notes: int = 0  # comm_msg updates that mention a retry (a poll that failed), over the whole run
+    idle: set[str] = field(default_factory=set)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        arrived = time.monotonic()
+        kind = message["msg_type"]
+        self.msg_types[kind] += 1
+        content = message["content"]
+        if kind in ("comm_open", "comm_msg"):
+            comm_id = content.get("comm_id", "")
+            state = (content.get("data") or {}).get("state") or {}
+            if kind == "comm_msg":
+                self.comm_msg_arrivals.append(arrived)
+                self.comm_msg_methods[(content.get("data") or {}).get("method", "?")] += 1
+            if "children" in state:
+                self.children[comm_id] = set(_MODEL_REF.findall(json.dumps(state["children"])))
+            text = json.dumps(state)
+            if kind == "comm_msg" and "retr" in text.lower():
+                self.retry_notes += 1
+            if ("RUNNING" in text) if kind == "comm_open" else bool(_RUNNING_IN_UPDATE.search(text)):
+                self.running_models.setdefault(comm_id, arrived)
+        parent = message.get("parent_header", {}).get("msg_id")
+        if parent in self.outputs:
+            if kind == "status" and content.get("execution_state") == "idle":
+                self.idle.add(parent)
+            elif kind in ("stream", "display_data", "update_display_data", "execute_result", "error"):
+                self.outputs[parent].append(message)
+
+    def drain(self, timeout: float = 0.0) -> int:
+        """Take every iopub message already there (waiting up to ``timeout`` for the first)."""
+        taken = 0
+        while True:
+            try:
+                message = self.client.get_iopub_msg(timeout=timeout if taken == 0 else 0)
+            except queue.Empty:
+                return taken
+            self._take(message)
+            taken += 1
+
+    def listen(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.drain(timeout=min(0.05, left))
+
+    def execute(self, code: str, timeout: float = 120) -> list[dict[str, Any]]:
+        """Run ``code``, draining iopub while it runs (a full queue would drop widget messages); return its outputs."""
+        msg_id = self.client.execute(code)
+        self.outputs[msg_id] = []
+        deadline = time.monotonic() + timeout
+        reply = None
+        while reply is None or msg_id not in self.idle:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer in {timeout} s to {code[:60]!r}")
+            self.drain(timeout=0.01)
+            if reply is None:
+                try:
+                    candidate = self.client.get_shell_msg(timeout=0.01)
+                except queue.Empty:
+                    continue
+                if candidate["parent_header"].get("msg_id") == msg_id:
+                    reply = candidate
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"{code[:60]!r} failed in the kernel: {reply['content'].get('ename')}: "
+                               f"{reply['content'].get('evalue')}")
+        return self.outputs.pop(msg_id)
+
+    def printed(self, outputs: list[dict[str, Any]], marker: str) -> dict[str, Any]:
+        text = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+        for line in text.splitlines():
+            if line.startswith(marker + " "):
+                return json.loads(line[len(marker) + 1:])
+        raise RuntimeError(f"the kernel did not print {marker}: {text[-500:]!r}")
+
+    def subtree(self, model_id: str) -> set[str]:
+        seen, todo = set(), [model_id]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self.children.get(current, ()))
+        return seen
+
+    def live_since(self, panel_id: str) -> float | None:
+        """When any widget of this panel first showed RUNNING (None: not yet)."""
+        times = [self.running_models[m] for m in self.subtree(panel_id) if m in self.running_models]
+        return min(times) if times else None
+
+    def panels_showing_running(self, panel_ids: list[str]) -> int:
+        return sum(self.live_since(p) is not None for p in panel_ids)
+
+
+def start_kernel(env: dict[str, str], cwd: str) -> tuple[Any, Frontend]:
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3")
+    manager.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]  # this interpreter
+    manager.start_kernel(env=env, cwd=cwd)  # not the caller's directory: a checkout there would shadow the package
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=120)
+    return manager, Frontend(client)
+
+
+def kernel_env(server: Any, ipython_dir: str) -> dict[str, str]:
+    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENHANDS_") and k.lower() not in proxies}
+    env.update(server_environ(server))
+    env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "IPYTHONDIR": ipython_dir})
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------- one N
+def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_timeout: float) -> dict[str, Any]:
+    running_seconds = max(3600.0, 10 * (seconds + warmup + live_timeout))
+    server = start_server(panels, running_seconds)
+    manager = frontend = None
+    result: dict[str, Any] = {"panels": panels}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-panels-ipython-") as ipython_dir:
+            manager, frontend = start_kernel(kernel_env(server, ipython_dir), ipython_dir)
+            info = frontend.printed(frontend.execute(KERNEL_INFO), "BENCH-INFO")
+            result["kernel"] = info
+            frontend.execute("%load_ext openhands_magics")
+
+            started = time.monotonic()
+            panel_ids: list[str] = []
+            errors: list[str] = []
+            for first in range(0, panels, cell_size):
+                cell = "\n".join(f"%openhands benchmark task {i}" for i in range(first, min(panels, first + cell_size)))
+                for message in frontend.execute(cell, timeout=600):
+                    data = message["content"].get("data", {})
+                    view = data.get("application/vnd.jupyter.widget-view+json")
+                    if message["msg_type"] == "display_data" and view:
+                        panel_ids.append(view["model_id"])
+                    elif message["msg_type"] == "stream" and message["content"].get("name") == "stderr":
+                        errors.append(message["content"]["text"].strip())
+                    elif message["msg_type"] == "error":
+                        errors.append(f"{message['content'].get('ename')}: {message['content'].get('evalue')}")
+            result["start_seconds"] = time.monotonic() - started
+            result["posts"] = request_counts(server)["POST"]
+            result["panels_shown"] = len(panel_ids)
+            if errors:
+                result["start_errors"] = errors[:5]
+            if len(panel_ids) != panels:
+                raise RuntimeError(
+                    f"{len(panel_ids)} panels shown for {panels} conversations; first errors: {errors[:3]}"
+                )
+
+            deadline = time.monotonic() + live_timeout
+            while frontend.panels_showing_running(panel_ids) < panels and time.monotonic() < deadline:
+                frontend.listen(0.2)
+            result["live_after_seconds"] = time.monotonic() - started
+            result["panels_live"] = frontend.panels_showing_running(panel_ids)
+            live_times = sorted(t - started for p in panel_ids if (t := frontend.live_since(p)) is not None)
+            if live_times:  # seconds from the first start cell to each panel showing RUNNING
+                result["live_seconds"] = {"first": live_times[0], "p50": live_times[len(live_times) // 2],
+                                          "last": live_times[-1]}
+            if result["panels_live"] < panels:
+                print(f"  warning: only {result['panels_live']}/{panels} panels showed RUNNING after "
+                      f"{live_timeout:g} s; measuring anyway", file=sys.stderr)
+            frontend.listen(warmup)
+
+            frontend.execute(PROBE_START)
+            frontend.drain()
+            requests_before, comm_before = request_counts(server), len(frontend.comm_msg_arrivals)
+            methods_before, types_before = frontend.comm_msg_methods.copy(), frontend.msg_types.copy()
+            cpu_before, cpu_source = cpu_seconds(info["pid"])
+            window_start = time.monotonic()
+            frontend.listen(seconds)
+            window = time.monotonic() - window_start
+            cpu_after, _ = cpu_seconds(info["pid"])
+            requests = request_counts(server) - requests_before
+            comm_msgs = len(frontend.comm_msg_arrivals) - comm_before
+            statuses = server_statuses(server)
+            lag = frontend.printed(frontend.execute(PROBE_READ), "BENCH-LAG")
+
+            result.update({
+                "window_seconds": window,
+                "requests": dict(requests),
+                "get_per_min": requests["GET"] * 60 / window,
+                "comm_msgs": comm_msgs,
+                "widget_msgs_per_s": comm_msgs / window,
+                "comm_msg_methods": dict(frontend.comm_msg_methods - methods_before),
+                "iopub_msg_types": dict(frontend.msg_types - types_before),
+                "loop_lag_ms": lag,
+                "kernel_cpu_seconds": cpu_after - cpu_before,
+                "kernel_cpu_percent": 100 * (cpu_after - cpu_before) / window,
+                "cpu_source": cpu_source,
+                "retry_notes_whole_run": frontend.retry_notes,
+                "server_statuses_after_window": statuses,
+            })
+    finally:
+        if frontend is not None:
+            frontend.client.stop_channels()
+        if manager is not None:
+            manager.shutdown_kernel(now=True)
+        server.stop()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- report
+COLUMNS = ("N", "GET/min", "widget msg/s", "lag p50 ms", "lag p99 ms", "lag max ms", "kernel CPU %")
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [COLUMNS]
+    for r in results:
+        if "error" in r:
+            rows.append((str(r["panels"]), "failed: " + r["error"][:80], "", "", "", "", ""))
+            continue
+        lag = r["loop_lag_ms"]
+        rows.append((
+            str(r["panels"]), f"{r['get_per_min']:.1f}", f"{r['widget_msgs_per_s']:.1f}",
+            f"{lag.get('p50', float('nan')):.2f}", f"{lag.get('p99', float('nan')):.2f}",
+            f"{lag.get('max', float('nan')):.1f}", f"{r['kernel_cpu_percent']:.1f}",
+        ))
+    measured = [row for row in rows if not row[1].startswith("failed")]
+    widths = [max(len(row[i]) for row in measured) for i in range(len(COLUMNS))]
+    lines = []
+    for row in rows:
+        if row[1].startswith("failed"):
+            lines.append(f"{row[0]:>{widths[0]}}  {row[1]}")
+        else:
+            lines.append("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--panels", default="1,10,100,200", help="comma-separated panel counts (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measurement window per N (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=10.0,
+                        help="seconds between all panels showing RUNNING and the window (default: %(default)s)")
+    parser.add_argument("--cell-size", type=int, default=50, help="%%openhands lines per cell (default: %(default)s)")
+    parser.add_argument("--live-timeout", type=float, default=60.0,
+                        help="longest wait for the panels to show RUNNING (default: %(default)s)")
+    parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.panels.split(",") if n.strip()]
+    if not counts or min(counts) < 1 or args.seconds <= 0 or args.cell_size < 1:
+        parser.error("need panel counts >= 1, --seconds > 0 and --cell-size >= 1")
+
+    import openhands_magics
+
+    started = time.monotonic()
+    print(f"openhands_magics {getattr(openhands_magics, '__version__', '?')} from {openhands_magics.__file__}; "
+          f"python {platform.python_version()} ({sys.executable}); {os.cpu_count()} CPUs; "
+          f"window {args.seconds:g} s, warmup {args.warmup:g} s", flush=True)
+    results = []
+    for n in counts:
+        print(f"N={n}: starting…", file=sys.stderr, flush=True)
+        phase = time.monotonic()
+        try:
+            result = measure(n, args.seconds, args.warmup, args.cell_size, args.live_timeout)
+        except Exception as error:  # one failing N must not lose the others' figures
+            result = {"panels": n, "error": f"{type(error).__name__}: {error}"}
+        result["phase_seconds"] = time.monotonic() - phase
+        results.append(result)
+        package = result.get("kernel", {}).get("package")
+        if package and os.path.realpath(package) != os.path.realpath(openhands_magics.__file__):
+            print(f"  warning: the kernel imported {package}, not {openhands_magics.__file__}", file=sys.stderr)
+        summary = result.get("error") or (
+            f"{result['panels_live']}/{n} live, started in {result['start_seconds']:.1f} s, "
+            f"{result['requests']} in {result['window_seconds']:.1f} s, kernel package {package}"
+        )
+        print(f"N={n}: {summary} ({result['phase_seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    print(table(results))
+    total = time.monotonic() - started
+    print(f"total {total:.0f} s; compare ratios within one run: the machine is shared and noisy")
+    if args.json:
+        payload = {
+            "package": openhands_magics.__file__,
+            "version": getattr(openhands_magics, "__version__", None),
+            "python": sys.version,
+            "executable": sys.executable,
+            "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "cell_size": args.cell_size,
+            "lag_probe_sleep_ms": LAG_PROBE_SLEEP * 1000,
+            "total_seconds": total,
+            "results": results,
+        }
+        with open(args.json, "w") as out:
+            json.dump(payload, out, indent=2, default=str)
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

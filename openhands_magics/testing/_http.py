@@ -1,0 +1,197 @@
+"""The transport half of the local server: real sockets, request recording, injected faults and the auth check.
+
+Kept apart from the API modules (:mod:`.v1`, :mod:`.v0`) so that what OpenHands answers reads without socket code,
+and the transport trouble a client must survive (5xx, malformed bodies, slow answers, dropped connections) lives in
+one place. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+AUTH_STYLES = ("bearer", "session-key", "none")
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` requests matching ``method``/``path_prefix`` this way instead of normally.
+
+    ``body`` is sent as is (bytes/str) or as JSON (anything else); ``drop=True`` closes the connection without an
+    answer; ``delay`` sleeps first (longer than the client's timeout makes a timeout).
+    """
+
+    status: int = 500
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str | None = None
+    path_prefix: str = "/api/"
+    times: int = 1
+    delay: float = 0.0
+    drop: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether this fault applies to a request."""
+        return (self.method is None or self.method == method) and path.startswith(self.path_prefix)
+
+
+class RawBody(str):
+    """A request body that is not JSON, kept as text; ``error`` is what the JSON parser said."""
+
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it: ``headers`` have lower-case names, ``body`` is parsed JSON
+    (a :class:`RawBody` string if it was not JSON, ``None`` if empty)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+    #: ``time.monotonic()`` when it arrived: tests measure how requests are spread over time.
+    received: float = field(default_factory=time.monotonic, compare=False)
+
+    @property
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header, or ``None``."""
+        return self.headers.get("authorization")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer: ``body`` goes out as JSON unless ``content_type`` is not JSON (then as text or bytes)."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def encode(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if self.content_type != "application/json" and isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+def auth_failure(style: str, key: str, headers: dict[str, str]) -> Reply | None:
+    """The 401 a request gets under this auth style, or ``None`` if it may pass.
+
+    Cloud wants ``Authorization: Bearer KEY``; a self-hosted server started with ``SESSION_API_KEY`` wants
+    ``X-Session-API-Key: KEY`` (a Bearer header does not count); one started without it takes anything.
+    """
+    if style == "bearer" and headers.get("authorization") != f"Bearer {key}":
+        return Reply(401, {"error": "NoCredentialsError"})
+    if style == "session-key" and headers.get("x-session-api-key") != key:
+        return Reply(401, {"detail": "Unauthorized"})
+    return None
+
+
+def _fault_reply(fault: Fault) -> Reply:
+    body = fault.body if isinstance(fault.body, (bytes, str)) else json.dumps(fault.body)
+    return Reply(fault.status, body.encode() if isinstance(body, str) else body, dict(fault.headers))
+
+
+class HttpServer(ThreadingHTTPServer):
+    """The socket server: records every request, applies faults, checks auth on ``/api/``, then asks ``app``.
+
+    A client that hangs up (a timeout test, an interrupted poll) is normal here, not a traceback on stderr.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], app: Callable[[RecordedRequest], Reply], *, auth: str, key: str):
+        super().__init__(address, _Handler)
+        self.app, self.auth, self.key = app, auth, key
+        self.requests: list[RecordedRequest] = []
+        self._faults: list[Fault] = []
+        self._faults_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+    def inject(self, fault: Fault) -> None:
+        """Queue a fault for the next matching requests."""
+        with self._faults_lock:
+            self._faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first queued fault for this request, counted down (and removed once used up)."""
+        with self._faults_lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def answer(self, request: RecordedRequest) -> Reply | None:
+        """What to send for a request (``None``: drop the connection)."""
+        self.requests.append(request)
+        fault = self.take_fault(request.method, request.path)
+        if fault is not None:
+            time.sleep(fault.delay)
+            return None if fault.drop else _fault_reply(fault)
+        if request.path.startswith("/api/"):
+            refused = auth_failure(self.auth, self.key, request.headers)
+            if refused is not None:
+                return refused
+        return self.app(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HttpServer
+    protocol_version = "HTTP/1.1"
+    server_version = "LocalOpenHands/2"
+    # Headers and body go out as two writes; with Nagle on, each keep-alive answer waits ~40 ms for an ACK.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and notebooks read stdout
+        pass
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as error:
+            text = RawBody(raw.decode(errors="replace"))
+            text.error = getattr(error, "msg", str(error))
+            return text
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        query = parse_qs(url.query, keep_blank_values=True)
+        request = RecordedRequest(self.command, url.path, query, headers, self._body())
+        reply = self.server.answer(request)
+        if reply is None:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)  # the client sees the connection end, no answer
+            return
+        data = reply.encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
