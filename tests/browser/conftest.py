@@ -2,11 +2,13 @@
 
 The server, JupyterLab and the browser are started once per module; each test gets a fresh page. When a test
 fails, its page's screenshot, console and the JupyterLab log are kept in ``tests/browser/artifacts/``.
-Tests here are skipped (see ``test_*.py``'s ``pytestmark``) when Chromium, jupyterlab or playwright is missing.
+Tests here are skipped (see ``test_*.py``'s ``pytestmark``) when Chromium, jupyterlab or playwright is missing,
+except under CI (``CI`` set), where ``.ci/run`` installs them and their absence is a failure.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -33,6 +35,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 def _require_browser_tools() -> None:
     if MISSING:
+        if os.environ.get("CI"):  # .ci/run installs them: a CI run without them must not pass by skipping
+            pytest.fail("browser tests need: " + "; ".join(MISSING))
         pytest.skip("browser tests need: " + "; ".join(MISSING))
 
 
