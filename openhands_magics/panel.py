@@ -32,11 +32,12 @@ class ConversationPanel(widgets.HBox):
     def __init__(self, handle: ConversationHandle, **kwargs: Any) -> None:
         self._handle = handle
         self._gate = RedrawGate(handle)
-        self._card = widgets.HTML(html_card(handle, live=True))
+        self._card = widgets.HTML(html_card(handle, live=True), layout=widgets.Layout(flex="1 1 auto"))
         self._stop_button = widgets.Button(
             description="Stop watching",
             tooltip="Stop polling this conversation (it keeps running on OpenHands)",
-            layout=widgets.Layout(width="auto", display="" if handle.watching else "none"),
+            layout=widgets.Layout(width="auto", flex="0 0 auto", margin="0 0 0 12px",
+                                  display="" if handle.watching else "none"),
         )
         self._stop_button.on_click(lambda _button: handle.stop_watching())
         # The initial state goes to the constructor, so the front end's first message (comm_open) is complete.
