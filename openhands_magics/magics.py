@@ -131,8 +131,8 @@ class OpenHandsMagics(Magics):
             session.show(handle, panel=not invocation.no_panel)
         except Exception as error:
             log.debug("showing conversation %s failed", handle.reference, exc_info=True)
-            print(f"OpenHands conversation {handle.id or '(not created yet)'} · start task {handle.task_id}: "
-                  f"{handle.url or endpoint.base_url}")
+            task = f" · start task {handle.task_id}" if handle.task_id else ""  # V0 has no start task
+            print(f"OpenHands conversation {handle.id or '(not created yet)'}{task}: {handle.url or endpoint.base_url}")
             _say(f"Could not display the panel ({type(error).__name__}: {error}); the conversation is recorded "
                  "in openhands_magics.last().")
         if self.shell is not None:

@@ -151,10 +151,11 @@ class Poller:
                 self.untrack(watch.handle)
 
     async def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        """One read: the most overdue conversations (and those due within half an interval, to batch them)."""
+        """One read: the most overdue conversations, and those due within the next interval, so conversations
+        started a little apart share reads instead of taking turns (the next read is an interval away anyway)."""
         for watch in [w for w in self._watches.values() if w.handle.is_final]:  # a blocking wait got there first
             self.untrack(watch.handle)
-        horizon = loop.time() + self.schedule.interval / 2
+        horizon = loop.time() + self.schedule.interval
         due = sorted((w for w in self._watches.values() if w.next_due <= horizon), key=lambda w: w.next_due)
         if not due:
             return

@@ -22,6 +22,7 @@ from .config import ApiKey, resolve_api, resolve_api_key, resolve_base_url
 from .handle import ConversationHandle, Listener
 from .models import Conversation
 from .polling import Poller, PollSchedule, wait_until_final
+from .validation import validate_user_conversation_id
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last"]
 
@@ -98,12 +99,15 @@ class Session:
     def attach(self, reference: str, *, endpoint: Endpoint | None = None) -> ConversationHandle:
         """A handle for an existing conversation: its id, its link, or (V1) its start task's id."""
         endpoint = endpoint or Endpoint.resolve()
+        if isinstance(reference, str):  # what no API takes is refused before the server is even asked which it speaks
+            validate_user_conversation_id(reference)
         return self.record(self.client(endpoint).get_conversation(reference), endpoint)
 
     def record(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle:
         handle = ConversationHandle(conversation, self, endpoint)
         self._history.append(handle)
-        log.info("conversation %s (start task %s)", handle.id, handle.task_id)
+        what = f"conversation {handle.id}" if handle.id else f"start task {handle.task_id}"
+        log.info("recorded %s on %s", what, endpoint.base_url)
         return handle
 
     def watch(self, handle: ConversationHandle) -> bool:

@@ -1,8 +1,10 @@
-"""End to end in a real ipykernel, driven through jupyter_client as a front end would.
+"""End to end in a real ipykernel, driven through jupyter_client as a front end would, against the local server over
+real HTTP.
 
-Proves the panel is live: its ``status`` trait changes (comm ``update`` messages on iopub) while the kernel keeps
-answering other execute requests, i.e. polling never blocks the kernel. Also checks that nothing the kernel sends,
-in any of these scenarios, contains the API key.
+Proves the panel is live: its synced ``status`` trait changes (comm ``update`` messages on iopub) while the kernel
+keeps answering other execute requests, i.e. polling never blocks the kernel; many panels cost one batched read a
+tick; a panel sends nothing while only its clock moves. Nothing the kernel sends, in any of these scenarios, contains
+the API key or the server's ``session_api_key``.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import os
 import queue
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from jupyter_client.manager import KernelManager
 
-from openhands_magics.testing import LocalOpenHandsServer
+from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
 
 from .conftest import SECRET
 
-LIVE_SCHEDULE = (("STARTING", 0.6), ("RUNNING", 1.6), ("STOPPED", None))
+#: The kernel's default server (its environment points there).
+LIVE = Timeline(starting=0.6, running=1.6)
+POLL, MAX_POLL = 0.1, 0.2
+PROBE_ID = "00000000000040008000000000000000"
+CONVERSATIONS = "/api/v1/app-conversations"
+TASKS = "/api/v1/app-conversations/start-tasks"
 
 
 @dataclass
@@ -42,13 +49,19 @@ class KernelSession:
         self.messages.append(message)
         return message
 
-    def execute(self, code: str, timeout: float = 20) -> tuple[list[dict[str, Any]], float]:
-        """Run ``code``; return its iopub outputs and the time its reply arrived."""
+    def execute(self, code: str, timeout: float = 20, *, error: str | None = None) -> tuple[list[dict[str, Any]], float]:
+        """Run ``code``; return its iopub outputs and the time its reply arrived. ``error``: the exception it must
+        end with (else it must succeed)."""
         msg_id = self.client.execute(code)
         reply = self.client.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:  # a late kernel_info reply from wait_for_ready's retries
+            assert reply["msg_type"] == "kernel_info_reply", reply
+            reply = self.client.get_shell_msg(timeout=timeout)
         replied = time.monotonic()
-        assert reply["parent_header"]["msg_id"] == msg_id
-        assert reply["content"]["status"] == "ok", reply["content"]
+        if error is None:
+            assert reply["content"]["status"] == "ok", reply["content"]
+        else:
+            assert (reply["content"]["status"], reply["content"]["ename"]) == ("error", error), reply["content"]
         outputs: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -63,30 +76,61 @@ class KernelSession:
                 outputs.append(message)
         raise AssertionError(f"no idle after {code!r}")
 
+    def printed(self, code: str) -> str:
+        outputs, _ = self.execute(code)
+        assert not [m for m in outputs if m["msg_type"] == "error"], outputs
+        return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+
     def listen(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
             self._next_iopub(timeout=remaining)
 
-    def status_updates(self, model_id: str) -> list[tuple[float, str]]:
+    def listen_until(self, condition: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            self._next_iopub(timeout=0.1)
+
+    # -------------------------------------------------------------- widgets as the front end sees them
+    def opened_state(self, model_id: str) -> dict[str, Any]:
+        [opened] = [m for m in self.messages if m["msg_type"] == "comm_open" and m["content"]["comm_id"] == model_id]
+        return opened["content"]["data"]["state"]
+
+    def model_tree(self, model_id: str) -> set[str]:
+        """The panel's model and every model it refers to (card, button, layouts, styles)."""
+        found, todo = set(), [model_id]
+        while todo:
+            current = todo.pop()
+            if current in found:
+                continue
+            found.add(current)
+            for value in json.dumps(self.opened_state(current)).split('"'):
+                if value.startswith("IPY_MODEL_"):
+                    todo.append(value[len("IPY_MODEL_"):])
+        return found
+
+    def comm_msgs(self, model_ids: set[str], after: float = 0.0) -> list[dict[str, Any]]:
         return [
-            (m["received"], m["content"]["data"]["state"]["status"])
-            for m in self.messages
-            if m["msg_type"] == "comm_msg"
-            and m["content"]["comm_id"] == model_id
-            and "status" in m["content"]["data"].get("state", {})
+            m for m in self.messages
+            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] in model_ids and m["received"] > after
+        ]
+
+    def updates(self, model_id: str, trait: str) -> list[tuple[float, Any]]:
+        return [
+            (m["received"], m["content"]["data"]["state"][trait])
+            for m in self.comm_msgs({model_id})
+            if trait in m["content"]["data"].get("state", {})
         ]
 
     def wait_for_status(self, model_id: str, status: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(s == status for _, s in self.status_updates(model_id)):
-            assert time.monotonic() < deadline, f"panel never reached {status}: {self.status_updates(model_id)}"
-            self._next_iopub(timeout=0.2)
+        self.listen_until(lambda: any(s == status for _, s in self.updates(model_id, "status")), timeout,
+                          f"panel {model_id} to reach {status}: {self.updates(model_id, 'status')}")
 
 
 @pytest.fixture(scope="module")
 def kernel_server() -> Iterator[LocalOpenHandsServer]:
-    with LocalOpenHandsServer(api_key=SECRET, schedule=LIVE_SCHEDULE) as server:
+    with LocalOpenHandsServer(api_key=SECRET, timeline=LIVE) as server:
         yield server
 
 
@@ -101,12 +145,30 @@ def kernel(kernel_server: LocalOpenHandsServer) -> Iterator[KernelSession]:
     client.start_channels()
     client.wait_for_ready(timeout=60)
     session = KernelSession(client)
-    session.execute("%load_ext openhands_magics\n%config OpenHandsMagics.poll_interval = 0.1\n%config OpenHandsMagics.max_poll_interval = 0.2")
+    session.execute(f"%load_ext openhands_magics\n%config OpenHandsMagics.poll_interval = {POLL}\n"
+                    f"%config OpenHandsMagics.max_poll_interval = {MAX_POLL}\nimport json, openhands_magics")
     yield session
     client.stop_channels()
     manager.shutdown_kernel(now=True)
     everything = json.dumps([m["content"] for m in session.messages], default=str)
     assert SECRET not in everything, "the API key appeared in a message the kernel sent"
+    assert PLANTED_SESSION_KEY not in everything, "the server's session_api_key appeared in a message the kernel sent"
+
+
+@pytest.fixture
+def serve(kernel: KernelSession) -> Iterator[Callable[..., LocalOpenHandsServer]]:
+    """Start extra servers for one test; afterwards the kernel stops polling first, then the servers stop (so no
+    "retrying…" from a vanished server leaks into the next test)."""
+    servers: list[LocalOpenHandsServer] = []
+
+    def start(timeline: Timeline, **options: Any) -> LocalOpenHandsServer:
+        servers.append(LocalOpenHandsServer(SECRET, timeline=timeline, **options).start())
+        return servers[-1]
+
+    yield start
+    kernel.execute("openhands_magics.get_session().close()")
+    for server in servers:
+        server.stop()
 
 
 def _panel_model_id(outputs: list[dict[str, Any]]) -> str:
@@ -114,89 +176,221 @@ def _panel_model_id(outputs: list[dict[str, Any]]) -> str:
     return display["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
 
 
-def test_panel_status_updates_live_while_the_kernel_answers_other_requests(kernel: KernelSession) -> None:
+def _reads(server: LocalOpenHandsServer, after: float = 0.0) -> list[Any]:
+    """The GETs that read conversations or start tasks (not the API probes)."""
+    return [
+        r for r in server.requests
+        if r.method == "GET" and r.path in (CONVERSATIONS, TASKS) and r.query.get("ids") != [PROBE_ID]
+        and r.received > after
+    ]
+
+
+def _collapsed(values: list[Any]) -> list[Any]:
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
+
+
+def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_other_requests(
+    kernel: KernelSession, kernel_server: LocalOpenHandsServer
+) -> None:
     outputs, _ = kernel.execute("conv = %openhands --repo octo/demo Clean up the CSV loader")
     model_id = _panel_model_id(outputs)
-    opened = [m for m in kernel.messages if m["msg_type"] == "comm_open" and m["content"]["comm_id"] == model_id]
-    assert opened[0]["content"]["data"]["state"]["status"] == "STARTING"
+    post = kernel_server.posts()[-1]
+    task_id = kernel_server.task_ids()[-1]
+    opened = kernel.opened_state(model_id)
+    assert (opened["status"], opened["task_id"], opened["conversation_id"]) == ("STARTING", task_id, "")
+    [display] = [m for m in outputs if m["msg_type"] == "display_data"]
+    assert f"start task {task_id}" in display["content"]["data"]["text/plain"]  # saved outputs keep the task id
 
     # While the poller works in the background, the kernel answers other cells at once.
     answer, replied = kernel.execute("6 * 7")
     assert answer[0]["content"]["data"]["text/plain"] == "42"
-    assert "STOPPED" not in [s for _, s in kernel.status_updates(model_id)], "polling finished before the test could overlap it"
+    assert "FINISHED" not in [s for _, s in kernel.updates(model_id, "status")], "finished before the test could overlap it"
     for number in range(5):
         started = time.monotonic()
         kernel.execute(f"x = {number}")
-        assert time.monotonic() - started < 2.0, "the kernel was blocked"
-        time.sleep(0.2)
+        assert time.monotonic() - started < 1.0, "the kernel was blocked"
+        time.sleep(0.1)
 
-    kernel.wait_for_status(model_id, "STOPPED")
-    updates = kernel.status_updates(model_id)
-    statuses = [s for _, s in updates]
-    assert statuses.index("RUNNING") < statuses.index("STOPPED")
-    assert any(received > replied for received, _ in updates), "no update arrived after the other request was answered"
-    final, _ = kernel.execute("print(conv.status, conv.title)")
-    assert final[0]["content"]["text"] == "STOPPED Clean up the CSV loader\n"
+    kernel.wait_for_status(model_id, "FINISHED")
+    statuses = kernel.updates(model_id, "status")
+    assert _collapsed([s for _, s in statuses]) == ["RUNNING", "FINISHED"]
+    assert any(received > replied for received, _ in statuses), "no update arrived after the other request was answered"
+
+    conversation_id = kernel_server.conversation_ids()[kernel_server.task_ids().index(task_id)]  # (all older are READY)
+    ids = kernel.updates(model_id, "conversation_id")
+    assert [value for _, value in ids] == [conversation_id]  # filled once, when the task turned READY
+    running_at = next(at for at, s in statuses if s == "RUNNING")
+    assert post.received + LIVE.starting <= ids[0][0] <= running_at
+
+    final = kernel.printed("print(conv.status, conv.id, conv.task_id, conv.title)")
+    assert final == f"FINISHED {conversation_id} {task_id} Clean up the CSV loader\n"
 
 
-def test_no_panel_output_updates_in_place(kernel: KernelSession) -> None:
-    outputs, _ = kernel.execute("%openhands --no-panel plain text please")
+def test_ten_panels_started_together_are_polled_with_one_batched_read_a_tick(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.4, running=1.0), max_running=20)
+    outputs, _ = kernel.execute(f"for _ in range(10):\n    %openhands --base-url {server.base_url} one of ten")
+    model_ids = [m["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+                 for m in outputs if m["msg_type"] == "display_data"]
+    assert len(model_ids) == 10 and len(server.task_ids()) == 10
+    for model_id in model_ids:
+        kernel.wait_for_status(model_id, "FINISHED")
+
+    reads = _reads(server)
+    conversation_reads = [r for r in reads if r.path == CONVERSATIONS]
+    assert {i for r in conversation_reads for i in r.query["ids"]} == set(server.conversation_ids())
+    assert max(len(r.query["ids"]) for r in conversation_reads) >= 5  # (10 unless the starts were slow)
+    assert max(len(r.query["ids"]) for r in reads if r.path == TASKS) >= 5
+    assert sum(len(r.query["ids"]) for r in reads) / len(reads) >= 3  # several ids a request, not one each
+    ticks = (reads[-1].received - reads[0].received) / POLL + 1
+    # One read operation a tick for all ten (two requests while a task turns READY); ten apart would be >= 10 a tick.
+    assert len(reads) <= 2 * ticks + 2, (len(reads), ticks)
+    assert len(reads) < 10 * ticks / 4
+
+
+def test_a_running_panel_sends_no_message_while_only_its_clock_moves(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.3, running=30))
+    outputs, _ = kernel.execute(f"%openhands --base-url {server.base_url} a long one")
+    model_id = _panel_model_id(outputs)
+    tree = kernel.model_tree(model_id)
+    assert len(tree) >= 3  # the panel, its card, its button (and their layouts)
+    kernel.wait_for_status(model_id, "RUNNING")
+    kernel.listen(0.3)  # what the change to RUNNING sent (card, status, id) has arrived
+    cards = [m["content"]["data"]["state"].get("value", "") for m in kernel.comm_msgs(tree)]
+    assert any('class="oh-ms"' in card and ">RUNNING</span>" in card for card in cards)  # a clock the browser runs
+
+    quiet_from = time.monotonic()
+    kernel.listen(3.0)
+
+    assert kernel.comm_msgs(tree, after=quiet_from) == []
+    assert len(_reads(server, after=quiet_from)) >= 8  # it kept polling all along (every 0.1–0.2 s)
+    [conversation_id] = server.conversation_ids()
+    assert server.state_of(conversation_id)["execution_status"] == "running"
+
+
+def test_no_panel_output_updates_in_place_on_status_changes_only(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.3, running=1.5))
+    outputs, _ = kernel.execute(f"%openhands --no-panel --base-url {server.base_url} plain text please")
     [shown] = [m for m in outputs if m["msg_type"] == "display_data"]
+    assert "application/vnd.jupyter.widget-view+json" not in shown["content"]["data"]
     display_id = shown["content"]["transient"]["display_id"]
-    assert "STARTING" in shown["content"]["data"]["text/plain"]
-    deadline = time.monotonic() + 15
-    while not any(
-        m["msg_type"] == "update_display_data"
-        and m["content"]["transient"]["display_id"] == display_id
-        and " STOPPED " in m["content"]["data"]["text/plain"]
-        for m in kernel.messages
-    ):
-        assert time.monotonic() < deadline, "the text output never showed STOPPED"
-        kernel.listen(0.2)
-    texts = [
-        m["content"]["data"]["text/plain"]
-        for m in kernel.messages
-        if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id
-    ]
-    assert all(before != after for before, after in zip(texts, texts[1:])), "an update repeated the text already shown"
+    [task_id] = server.task_ids()
+    first = shown["content"]["data"]["text/plain"]
+    assert first.startswith("OpenHands conversation (not created yet) STARTING") and f"start task {task_id}" in first
+
+    def texts() -> list[str]:
+        return [
+            m["content"]["data"]["text/plain"]
+            for m in kernel.messages
+            if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id
+        ]
+
+    kernel.listen_until(lambda: any(" FINISHED " in t for t in texts()), what="the text output to show FINISHED")
+    kernel.listen(0.5)
+    shown_texts = [first, *texts()]
+    assert all(before != after for before, after in zip(shown_texts, shown_texts[1:])), "an update repeated itself"
+    assert sum(" RUNNING " in t for t in shown_texts) == 1  # 1.5 s of polls while RUNNING: one update
+    assert sum(" FINISHED " in t for t in shown_texts) == 1 and " FINISHED " in shown_texts[-1]
+    [conversation_id] = server.conversation_ids()
+    assert f"{server.base_url}/conversations/{conversation_id}" in shown_texts[-1]
+    assert f"start task {task_id}" in shown_texts[-1]  # both ids in the saved output
+    assert len(_reads(server)) > len(shown_texts) + 3  # far more polls than updates
 
 
-def test_wait_prints_status_changes_in_the_kernel(kernel: KernelSession) -> None:
+def test_wait_prints_status_changes_in_the_kernel(kernel: KernelSession, kernel_server: LocalOpenHandsServer) -> None:
     outputs, _ = kernel.execute("%%openhands --wait --timeout 20\nwait here")
     printed = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
-    assert [line.split()[1] for line in printed.splitlines()] == ["STARTING", "RUNNING", "STOPPED"]
+    statuses = [line.split(": ", 1)[1].split()[0] for line in printed.splitlines()]
+    assert _collapsed(statuses) == ["STARTING", "RUNNING", "FINISHED"], printed
+    assert not [m for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
 
 
-def test_errors_in_the_kernel_are_one_line_on_stderr(kernel: KernelSession, kernel_server: LocalOpenHandsServer) -> None:
+def test_errors_in_the_kernel_are_one_line_on_stderr(
+    kernel: KernelSession, kernel_server: LocalOpenHandsServer
+) -> None:
     kernel_server.inject(method="POST", status=429, body={"error": "Rate limit exceeded"}, headers={"Retry-After": "30"})
     outputs, _ = kernel.execute("%openhands too many")
     assert [m["msg_type"] for m in outputs] == ["stream"]
     assert outputs[0]["content"]["name"] == "stderr"
-    assert outputs[0]["content"]["text"].count("\n") == 1 and "10 conversations at once" in outputs[0]["content"]["text"]
+    text = outputs[0]["content"]["text"]
+    assert text.count("\n") == 1 and text.startswith("openhands: ") and "10 conversations at once" in text
+
+    outputs, _ = kernel.execute("%openhands --api v0 wrong api")
+    assert [(m["msg_type"], m["content"]["name"]) for m in outputs] == [("stream", "stderr")]
+    assert "does not speak the OpenHands V0 API" in outputs[0]["content"]["text"]
 
 
-def test_unload_ext_stops_polling(kernel: KernelSession, kernel_server: LocalOpenHandsServer) -> None:
-    kernel_server.schedule = (("RUNNING", None),)
-    try:
-        kernel.execute("%openhands runs forever")
-        kernel.listen(0.5)
-        gets_before = sum(r.method == "GET" for r in kernel_server.requests)
-        assert gets_before > 0, "the poller never polled"
-        kernel.execute("%unload_ext openhands_magics")
-        kernel.listen(0.2)
-        settled = sum(r.method == "GET" for r in kernel_server.requests)
-        kernel.listen(1.0)
-        assert sum(r.method == "GET" for r in kernel_server.requests) == settled
-    finally:
-        kernel_server.schedule = LIVE_SCHEDULE
-        kernel.execute("%load_ext openhands_magics")
+def test_reload_and_unload_stop_polling_and_old_handles_still_refresh(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.2, running=30))
+    kernel.execute(f"old = %openhands --base-url {server.base_url} runs on")
+    kernel.listen(0.6)
+    assert _reads(server), "the poller never polled"
+
+    kernel.execute("%reload_ext openhands_magics")  # unloads (stops polling), reloads the module, loads again
+    kernel.listen(0.3)
+    settled = len(server.requests)
+    kernel.listen(1.0)
+    assert len(server.requests) == settled, "still polling after the reload"
+
+    refreshed = kernel.printed("print(old.refresh().status, old.id is not None)")
+    assert refreshed == "RUNNING True\n"
+    assert len(server.requests) > settled
+
+    outputs, _ = kernel.execute(f"new = %openhands --base-url {server.base_url} after the reload")
+    new_panel = _panel_model_id(outputs)
+    kernel.wait_for_status(new_panel, "RUNNING")  # the reloaded extension polls again
+
+    kernel.execute("%unload_ext openhands_magics")
+    kernel.listen(0.3)
+    settled = len(server.requests)
+    kernel.listen(1.0)
+    assert len(server.requests) == settled, "still polling after %unload_ext"
+    kernel.execute("%openhands gone", error="UsageError")  # the magic is gone
+    assert len(server.posts()) == 2
+
+    kernel.execute("%load_ext openhands_magics")
+    assert kernel.printed("print(new.refresh().status, len(openhands_magics.history()) > 2)") == "RUNNING True\n"
 
 
-def test_one_panel_per_call_and_the_handle_shows_a_live_panel_later(kernel: KernelSession) -> None:
+def test_one_panel_per_call_and_the_handle_shows_a_live_panel_with_both_ids_later(
+    kernel: KernelSession, kernel_server: LocalOpenHandsServer
+) -> None:
     outputs, _ = kernel.execute("%openhands shown once")  # the magic's value is the cell's last expression
     assert [m["msg_type"] for m in outputs] == ["display_data"]
     model_id = _panel_model_id(outputs)
-    later, _ = kernel.execute("import openhands_magics\nopenhands_magics.last()")
+    later, _ = kernel.execute("openhands_magics.last()")
     second_view = _panel_model_id(later)
     assert second_view != model_id
-    kernel.wait_for_status(second_view, "STOPPED")
+    kernel.wait_for_status(second_view, "FINISHED")
+    kernel.wait_for_status(model_id, "FINISHED")
+
+    saved, _ = kernel.execute("openhands_magics.last()")
+    [display] = [m for m in saved if m["msg_type"] == "display_data"]
+    text = display["content"]["data"]["text/plain"]
+    conversation_id, task_id = kernel.printed("c = openhands_magics.last(); print(c.id, c.task_id)").split()
+    assert f"OpenHands conversation {conversation_id} FINISHED" in text and f"start task {task_id}" in text
+    assert f"{kernel_server.base_url}/conversations/{conversation_id}" in display["content"]["data"]["text/html"]
+
+
+def test_nothing_the_kernel_sends_holds_the_key_or_the_servers_session_key(
+    kernel: KernelSession, kernel_server: LocalOpenHandsServer
+) -> None:
+    outputs, _ = kernel.execute("conv = %openhands show everything")
+    kernel.wait_for_status(_panel_model_id(outputs), "FINISHED")
+    printed = kernel.printed(
+        "import ipywidgets\n"
+        "states = [w.get_state() for w in list(ipywidgets.widgets.widget._instances.values())]\n"
+        "print(repr(conv), conv.conversation, dict(conv.conversation.extra), conv.endpoint)\n"
+        "print(json.dumps(states, default=str))"
+    )
+    assert "conversation_url" in printed and "IPY_MODEL_" in printed  # server data and widget state were printed
+    everything = json.dumps([m["content"] for m in kernel.messages], default=str)
+    assert SECRET not in everything and PLANTED_SESSION_KEY not in everything
+    assert kernel_server.conversation_ids()[-1] in everything
