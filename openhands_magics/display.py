@@ -36,7 +36,18 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
         from .panel import ConversationPanel
 
         session.watch(handle)  # first, so the panel's first message already shows the button
-        display(ConversationPanel(handle))
+        widget = ConversationPanel(handle)
+        shown = display(widget, display_id=True)
+        milestone = [(handle.id, handle.is_final)]
+
+        def update_fallback(h: ConversationHandle) -> None:
+            # What is saved with the notebook (text/plain, text/html beside the widget) is written when the
+            # conversation's id appears and when it is final, so a saved notebook names both ids and the outcome.
+            if (h.id, h.is_final) != milestone[0] and widget.comm is not None:
+                milestone[0] = (h.id, h.is_final)
+                shown.update(widget)
+
+        handle.subscribe(update_fallback)
         return
     shown = display({"text/plain": text_summary(handle)}, raw=True, display_id=True)
     gate = RedrawGate(handle)

@@ -225,6 +225,14 @@ def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_ot
     final = kernel.printed("print(conv.status, conv.id, conv.task_id, conv.title)")
     assert final == f"FINISHED {conversation_id} {task_id} Clean up the CSV loader\n"
 
+    # What a saved notebook keeps beside the widget was rewritten twice: once the id existed, once it was final.
+    display_id = display["content"]["transient"]["display_id"]
+    saved = [m["content"]["data"]["text/plain"] for m in kernel.messages
+             if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id]
+    assert len(saved) == 2, saved
+    assert all(conversation_id in text and f"start task {task_id}" in text for text in saved)
+    assert " FINISHED " in saved[-1] and " FINISHED " not in saved[0]
+
 
 def test_ten_panels_started_together_are_polled_with_one_batched_read_a_tick(
     kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
