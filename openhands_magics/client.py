@@ -16,6 +16,7 @@ import httpx
 
 from . import _protocol as protocol
 from .config import ApiKey, resolve_api, resolve_api_key, resolve_base_url
+from ._transport import DEFAULT_MAX_ANSWER_BYTES, deadline_transport, exchange, exchange_async
 from .errors import OpenHandsError, ValidationError
 from .models import Conversation, not_found
 from .validation import validate_message, validate_repository
@@ -48,12 +49,17 @@ class _ClientSettings:
         timeout: float = DEFAULT_TIMEOUT,
         retry: protocol.RetryPolicy | None = None,
         api: str | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
         #: What was asked for: "auto", "v1" or "v0".
         self.api_setting = resolve_api(api)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+            raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        #: Seconds one blocking call may take in all, retries included (each request: connect to last byte).
         self.timeout = float(timeout)
+        self.max_answer_bytes = int(max_answer_bytes)
         self.retry = retry or protocol.RetryPolicy()
         known = self.api_setting if self.api_setting != "auto" else _detected.get(self.base_url)
         self._dialect: protocol.Dialect | None = protocol.dialect_for(known, self.base_url) if known else None
@@ -69,6 +75,11 @@ class _ClientSettings:
                 "trust_env": False,  # proxies from the environment must not see the key; also keeps tests local
             }
         )
+
+    def _deadline(self, deadline: float | None) -> float:
+        """A blocking call's deadline: its own ``timeout`` from now, or sooner if the caller's (a wait) is sooner."""
+        own = time.monotonic() + self.timeout
+        return own if deadline is None else min(own, deadline)
 
     def _open_http(self, options: dict[str, Any]) -> Any:
         """The one pooled httpx client (sync or async) this client sends everything through."""
@@ -109,6 +120,12 @@ class _ClientSettings:
         return [snapshots[i:i + size] for i in range(0, len(snapshots), size)]
 
     @staticmethod
+    def _snapshots(snapshots: Sequence[Conversation]) -> Sequence[Conversation]:
+        if isinstance(snapshots, (str, bytes)) or not all(isinstance(s, Conversation) for s in snapshots):
+            raise ValidationError("read() takes a list of Conversation snapshots (from start_conversation or read).")
+        return snapshots
+
+    @staticmethod
     def _found(snapshot: Conversation | None, previous: Conversation) -> Conversation:
         if snapshot is None:
             raise not_found(previous)
@@ -125,17 +142,20 @@ class OpenHandsClient(_ClientSettings):
     _http: httpx.Client
 
     def _open_http(self, options: dict[str, Any]) -> httpx.Client:
-        return httpx.Client(**options)
+        limits = options.pop("limits")
+        return httpx.Client(**options, transport=deadline_transport(limits=limits))
 
-    def _send(self, call: protocol.Call) -> httpx.Response:
-        try:
-            return self._http.request(call.method, call.path, params=call.params, json=call.json)
-        except httpx.HTTPError as exc:
-            raise protocol.translate_transport_error(exc, self.base_url, self.timeout) from None
+    def _send(self, call: protocol.Call, deadline: float) -> httpx.Response:
+        answer = exchange(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
+                          base_url=self.base_url, timeout=self.timeout)
+        if isinstance(answer, OpenHandsError):
+            raise answer
+        return answer
 
-    def _drive(self, make: Callable[[], protocol.Operation[T]]) -> T:
+    def _drive(self, make: Callable[[], protocol.Operation[T]], deadline: float | None = None) -> T:
         """Run an operation, retrying it whole as the policy says: an operation of reads on 429, 5xx, transport
         errors and unreadable answers; one that posts only when its request provably never left."""
+        deadline = self._deadline(deadline)
         attempt = 0
         while True:
             operation, idempotent = make(), True
@@ -143,11 +163,12 @@ class OpenHandsClient(_ClientSettings):
                 call = next(operation)
                 while True:
                     idempotent = idempotent and call.idempotent
-                    call = operation.send(self._send(call))
+                    call = operation.send(self._send(call, deadline))
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent)
+                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent,
+                                                      remaining=deadline - time.monotonic())
                 if pause is None:
                     raise
             time.sleep(pause)
@@ -173,17 +194,18 @@ class OpenHandsClient(_ClientSettings):
             raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
         return self._drive(partial(self.dialect().find, reference))
 
-    def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:
-        """Fresh snapshots of these, in as few requests as the API allows; None for any the server lost."""
+    def read(self, snapshots: Sequence[Conversation], *, deadline: float | None = None) -> list[Conversation | None]:
+        """Fresh snapshots of these, in as few requests as the API allows; None for any the server lost.
+        ``deadline`` (``time.monotonic()``) ends it sooner than its own ``timeout`` would."""
         dialect = self.dialect()
         results: list[Conversation | None] = []
-        for chunk in self._chunks(snapshots, dialect.batch_size):
-            results.extend(self._drive(partial(dialect.read, chunk)))
+        for chunk in self._chunks(self._snapshots(snapshots), dialect.batch_size):
+            results.extend(self._drive(partial(dialect.read, chunk), deadline))
         return results
 
-    def refresh(self, snapshot: Conversation) -> Conversation:
+    def refresh(self, snapshot: Conversation, *, deadline: float | None = None) -> Conversation:
         """A fresh snapshot of one conversation (following its start task until the conversation exists)."""
-        (fresh,) = self.read([snapshot])
+        (fresh,) = self.read([snapshot], deadline=deadline)
         return self._found(fresh, snapshot)
 
     def close(self) -> None:
@@ -204,13 +226,15 @@ class AsyncOpenHandsClient(_ClientSettings):
     def _open_http(self, options: dict[str, Any]) -> httpx.AsyncClient:
         return httpx.AsyncClient(**options)
 
-    async def _send(self, call: protocol.Call) -> httpx.Response:
-        try:
-            return await self._http.request(call.method, call.path, params=call.params, json=call.json)
-        except httpx.HTTPError as exc:
-            raise protocol.translate_transport_error(exc, self.base_url, self.timeout) from None
+    async def _send(self, call: protocol.Call, deadline: float) -> httpx.Response:
+        answer = await exchange_async(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
+                                      base_url=self.base_url, timeout=self.timeout)
+        if isinstance(answer, OpenHandsError):
+            raise answer
+        return answer
 
-    async def _drive(self, make: Callable[[], protocol.Operation[T]]) -> T:
+    async def _drive(self, make: Callable[[], protocol.Operation[T]], deadline: float | None = None) -> T:
+        deadline = self._deadline(deadline)
         attempt = 0
         while True:
             operation, idempotent = make(), True
@@ -218,11 +242,12 @@ class AsyncOpenHandsClient(_ClientSettings):
                 call = next(operation)
                 while True:
                     idempotent = idempotent and call.idempotent
-                    call = operation.send(await self._send(call))
+                    call = operation.send(await self._send(call, deadline))
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent)
+                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent,
+                                                      remaining=deadline - time.monotonic())
                 if pause is None:
                     raise
             await asyncio.sleep(pause)
@@ -245,7 +270,7 @@ class AsyncOpenHandsClient(_ClientSettings):
     async def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:
         dialect = await self.dialect()
         results: list[Conversation | None] = []
-        for chunk in self._chunks(snapshots, dialect.batch_size):
+        for chunk in self._chunks(self._snapshots(snapshots), dialect.batch_size):
             results.extend(await self._drive(partial(dialect.read, chunk)))
         return results
 

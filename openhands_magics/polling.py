@@ -214,7 +214,7 @@ def wait_until_final(
             continue
         before = handle.conversation.status_line
         try:
-            (snapshot,) = client.read([handle.conversation])
+            (snapshot,) = client.read([handle.conversation], deadline=deadline)
         except OpenHandsError as error:
             if not watch.failed(error, time.monotonic()):
                 raise

@@ -6,7 +6,7 @@ import re
 
 from .errors import ProtocolError, ValidationError
 
-__all__ = ["validate_conversation_id", "validate_message", "validate_repository", "validate_user_conversation_id"]
+__all__ = ["printable", "validate_conversation_id", "validate_message", "validate_repository", "validate_user_conversation_id"]
 
 # GitHub's rules: owner is alphanumerics and single hyphens; repo names also allow '.', '_' (but not '.' / '..').
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
@@ -31,18 +31,20 @@ def validate_message(message: str) -> str:
 
 
 def validate_repository(repository: str) -> str:
+    if not isinstance(repository, str):
+        raise ValidationError(f"--repo must be text like owner/repo, got {type(repository).__name__}.")
     repository = repository.strip()
-    pasted_url = _GITHUB_URL.match(repository)
+    pasted_url = _GITHUB_URL.fullmatch(repository)
     if pasted_url:
         repository = pasted_url.group(1)
-    if not _REPOSITORY.match(repository) or repository.split("/")[1] in {".", ".."}:
+    if not _REPOSITORY.fullmatch(repository) or repository.split("/")[1] in {".", ".."}:
         raise ValidationError(f"--repo must look like owner/repo (e.g. octocat/hello-world), got {repository!r}.")
     return repository
 
 
 def validate_conversation_id(conversation_id: str) -> str:
     """For ids that came from the server: a bad one is the server's fault, so it is a ProtocolError."""
-    if not isinstance(conversation_id, str) or not _CONVERSATION_ID.match(conversation_id):
+    if not isinstance(conversation_id, str) or not _CONVERSATION_ID.fullmatch(conversation_id):
         shown = repr(conversation_id)[:60]
         raise ProtocolError(f"The server sent an invalid conversation id {shown}; refusing to use it in a URL.")
     return conversation_id
@@ -50,12 +52,20 @@ def validate_conversation_id(conversation_id: str) -> str:
 
 def validate_user_conversation_id(conversation_id: str) -> str:
     """For ids a person typed (``--watch ID``, ``client.get_conversation(ID)``): their mistake, so ValidationError."""
+    if not isinstance(conversation_id, str):
+        raise ValidationError(f"A conversation id must be text, got {type(conversation_id).__name__}.")
     candidate = conversation_id.strip()
-    pasted_url = _CONVERSATION_URL.match(candidate)  # a link copied from the panel or the browser works too
+    pasted_url = _CONVERSATION_URL.fullmatch(candidate)  # a link copied from the panel or the browser works too
     if pasted_url:
         candidate = pasted_url.group(1)
-    if not _CONVERSATION_ID.match(candidate):
+    if not _CONVERSATION_ID.fullmatch(candidate):
         raise ValidationError(
             f"{conversation_id[:60]!r} is not a conversation id (expected letters, digits, '-' or '_')."
         )
     return candidate
+
+
+def printable(text: str) -> str:
+    """Server text made safe for one line of a terminal: control characters (line breaks, escape sequences) become
+    visible marks, so a title cannot forge a line or move the cursor."""
+    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)

@@ -15,6 +15,8 @@ import html
 import time
 from typing import TYPE_CHECKING, Any
 
+from .validation import printable
+
 if TYPE_CHECKING:
     from .handle import ConversationHandle
 
@@ -55,7 +57,7 @@ _CLOCK_STYLE = (
 
 def plain(text: str) -> str:
     """Server text made safe for a terminal line: control characters (newlines, escapes) become visible marks."""
-    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
+    return printable(text)
 
 
 def format_elapsed(seconds: float) -> str:

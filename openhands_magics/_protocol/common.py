@@ -31,6 +31,7 @@ from ..errors import (
     TransportError,
     UnsupportedApiError,
 )
+from ..validation import printable
 
 USER_AGENT = f"openhands-magics/{__version__}"
 MAX_CONCURRENT_CONVERSATIONS = 10
@@ -118,30 +119,39 @@ class KeyAuth(httpx.Auth):
 # ---------------------------------------------------------------------------------------------------- answers
 
 
-def decode_json(response: httpx.Response) -> Any:
+_UNREADABLE = object()
+
+
+def _loads(content: bytes) -> Any:
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        start = response.text[:40].replace("\n", " ")
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested deeper than Python goes
+        return _UNREADABLE
+
+
+def decode_json(response: httpx.Response) -> Any:
+    body = _loads(response.content)
+    if body is _UNREADABLE:  # raised here, not in the except: no chained exception rides along with ours
+        start = printable(response.content[:40].decode(errors="replace"))
         raise ProtocolError(
             f"The server's answer was not valid JSON (HTTP {response.status_code}, starts with {start!r}): "
             "is the base URL an OpenHands server?"
-        ) from None
+        )
+    return body
 
 
 def server_said(response: httpx.Response) -> tuple[str, str | None]:
     """The server's own error text (one line, bounded) and its ``msg_id`` if any."""
-    try:
-        body: Any = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        body = response.text
+    body: Any = _loads(response.content)
+    if body is _UNREADABLE:
+        body = response.content[:1000].decode(errors="replace")
     msg_id = None
     if isinstance(body, dict):
         msg_id = body.get("msg_id") if isinstance(body.get("msg_id"), str) else None
         body = body.get("message") or body.get("error") or body.get("detail") or ""
         if isinstance(body, list):  # FastAPI 422: [{"loc": ..., "msg": ...}, ...]
             body = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in body)
-    text = " ".join(str(body).split())
+    text = printable(" ".join(str(body)[:1000].split()))
     return (text[:200] + "…" if len(text) > 200 else text), msg_id
 
 
@@ -169,7 +179,7 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
     status = response.status_code
     said, msg_id = server_said(response)
     suffix = f" (server said: {said})" if said else ""
-    repo_problem = msg_id == _GIT_AUTH_MSG_ID or (status in (401, 403) and response.text.lstrip().startswith('"'))
+    repo_problem = msg_id == _GIT_AUTH_MSG_ID or (status in (401, 403) and response.content.lstrip()[:1] == b'"')
     if repo_problem or (status == 403 and repository):
         where = f"repository {repository}" if repository else "the repository"
         return AuthenticationError(
@@ -270,8 +280,17 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_retry_after: float = 30.0
 
-    def pause_before_retry(self, attempt: int, error: OpenHandsError, *, idempotent: bool) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise ``error``."""
+    def pause_before_retry(
+        self, attempt: int, error: OpenHandsError, *, idempotent: bool, remaining: float | None = None
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise ``error``: also when the
+        pause (a ``Retry-After`` included) would not leave the next attempt any of the ``remaining`` seconds."""
+        pause = self._pause(attempt, error, idempotent=idempotent)
+        if pause is not None and remaining is not None and pause >= remaining:
+            return None
+        return pause
+
+    def _pause(self, attempt: int, error: OpenHandsError, *, idempotent: bool) -> float | None:
         if attempt + 1 >= self.attempts:
             return None
         if idempotent:

@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 AUTH_STYLES = ("bearer", "session-key", "none")
+#: An endless answer stops by itself after this long, whether or not the client hung up.
+ENDLESS_SECONDS = 30.0
 
 
 @dataclass
@@ -26,7 +28,9 @@ class Fault:
     """Answer the next ``times`` requests matching ``method``/``path_prefix`` this way instead of normally.
 
     ``body`` is sent as is (bytes/str) or as JSON (anything else); ``drop=True`` closes the connection without an
-    answer; ``delay`` sleeps first (longer than the client's timeout makes a timeout).
+    answer; ``delay`` sleeps first (longer than the client's timeout makes a timeout). A hostile server:
+    ``dribble`` sends the body one byte every that many seconds (each read is quick, the whole is not);
+    ``endless`` sends a chunked body that never ends (``body`` repeated, for at most ``ENDLESS_SECONDS``).
     """
 
     status: int = 500
@@ -37,6 +41,8 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     drop: bool = False
+    dribble: float = 0.0
+    endless: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault applies to a request."""
@@ -76,6 +82,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    dribble: float = 0.0  #: seconds between the body's bytes
+    endless: bool = False  #: repeat the body as chunks, without end
 
     def encode(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -100,7 +108,8 @@ def auth_failure(style: str, key: str, headers: dict[str, str]) -> Reply | None:
 
 def _fault_reply(fault: Fault) -> Reply:
     body = fault.body if isinstance(fault.body, (bytes, str)) else json.dumps(fault.body)
-    return Reply(fault.status, body.encode() if isinstance(body, str) else body, dict(fault.headers))
+    return Reply(fault.status, body.encode() if isinstance(body, str) else body, dict(fault.headers),
+                 dribble=fault.dribble, endless=fault.endless)
 
 
 class HttpServer(ThreadingHTTPServer):
@@ -188,10 +197,29 @@ class _Handler(BaseHTTPRequestHandler):
         data = reply.encode()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(data)))
+        if reply.endless:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(data)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if reply.endless:
+            self._send_endless(data or b" ")
+        elif reply.dribble:
+            for i in range(len(data)):
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                time.sleep(reply.dribble)
+        else:
+            self.wfile.write(data)
+
+    def _send_endless(self, chunk: bytes) -> None:
+        """Chunks until the client hangs up, or ``ENDLESS_SECONDS`` pass (a test server must stop by itself)."""
+        self.close_connection = True
+        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        deadline = time.monotonic() + ENDLESS_SECONDS
+        while time.monotonic() < deadline:
+            self.wfile.write(frame)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle

@@ -113,14 +113,15 @@ class LocalOpenHandsServer:
         self._api: v1.V1Api | v0.V0Api = api_class(self)
         self._httpd = HttpServer((host, port), self._answer, auth=auth, key=api_key)
         self.requests: list[RecordedRequest] = self._httpd.requests
+        host, port = self._httpd.socket.getsockname()[:2]
+        self._base_url = f"http://{host}:{port}"
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        host, port = self._httpd.socket.getsockname()[:2]
-        return f"http://{host}:{port}"
+        """``http://127.0.0.1:PORT`` (still known once the server stopped)."""
+        return self._base_url
 
     def start(self) -> LocalOpenHandsServer:
         """Serve in a background thread (idempotent)."""

@@ -1,0 +1,158 @@
+"""Sending one call: a hard deadline, a bounded answer, and nothing of the key left behind in an error.
+
+httpx's timeouts are per phase and per read: a server that sends one byte every half second keeps a request with
+``timeout=1`` alive as long as it likes, and a body is read whole whatever its size. Here each request has a total
+deadline, connect to last byte: the sync client clamps every socket operation to the time left (a network backend
+under httpx's own transport), the async one runs the whole exchange under ``wait_for``. The body is streamed
+(decoded, so a compressed bomb counts at its real size) and cut off past a size limit.
+
+Failures are *returned* as typed errors for the caller to raise: no frame that raises one holds the httpx request
+(whose headers carry the key), and no error chains to httpx's exception (whose request does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import httpcore
+import httpx
+
+from ._protocol import Call, translate_transport_error
+from .errors import OpenHandsError, ProtocolError, TransportError
+
+__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "deadline_transport", "exchange", "exchange_async"]
+
+#: Answers larger than this are refused: a batch of 99 conversations is about 200 KB.
+DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+#: When the request being sent in this thread must be done (``time.monotonic()``), for :class:`_DeadlineBackend`.
+_deadline: ContextVar[float | None] = ContextVar("openhands_deadline", default=None)
+
+
+def _clamp(timeout: float | None) -> float | None:
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the request's total deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _clamp(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _clamp(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _clamp(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sync backend, with every connect, read and write clamped to the request's deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, _clamp(timeout), local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        return _DeadlineStream(self._backend.connect_unix_socket(path, _clamp(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def deadline_transport(**options: Any) -> httpx.HTTPTransport:
+    """httpx's transport, whose connection pool gets the deadline backend (httpx offers no argument for it)."""
+    transport = httpx.HTTPTransport(**options)
+    pool = transport._pool  # noqa: SLF001 - see the docstring; tests/test_hostile.py fails if this stops working
+    pool._network_backend = _DeadlineBackend(pool._network_backend)  # noqa: SLF001
+    return transport
+
+
+def _closed() -> OpenHandsError:
+    return OpenHandsError(
+        "This connection was closed (%unload_ext or %reload_ext ran); the conversation goes on: "
+        "call again (conv.refresh(), conv.wait()) and it opens a new one."
+    )
+
+
+def _too_large(max_bytes: int) -> ProtocolError:
+    return ProtocolError(
+        f"The server's answer was larger than {max_bytes / 1e6:.3g} MB; refused: is the base URL an OpenHands server?"
+    )
+
+
+def _declared_too_large(response: httpx.Response, max_bytes: int) -> bool:
+    declared = response.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) > max_bytes
+
+
+def _detached(response: httpx.Response, body: bytes) -> httpx.Response:
+    """The answer without its request: what operations read carries no header of ours."""
+    return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+
+def exchange(http: httpx.Client, call: Call, *, deadline: float, max_bytes: int, base_url: str,
+             timeout: float) -> httpx.Response | OpenHandsError:
+    """Send ``call`` on the sync client; the answer, or the error to raise."""
+    if http.is_closed:
+        return _closed()
+    token = _deadline.set(deadline)
+    try:
+        with http.stream(call.method, call.path, params=call.params, json=call.json) as response:
+            if _declared_too_large(response, max_bytes):
+                return _too_large(max_bytes)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    return _too_large(max_bytes)
+            return _detached(response, bytes(body))
+    except httpx.HTTPError as exc:
+        return translate_transport_error(exc, base_url, timeout)
+    finally:
+        _deadline.reset(token)
+
+
+async def exchange_async(http: httpx.AsyncClient, call: Call, *, deadline: float, max_bytes: int, base_url: str,
+                         timeout: float) -> httpx.Response | OpenHandsError:
+    """Send ``call`` on the async client; the answer, or the error to raise."""
+
+    async def whole() -> httpx.Response | OpenHandsError:
+        async with http.stream(call.method, call.path, params=call.params, json=call.json) as response:
+            if _declared_too_large(response, max_bytes):
+                return _too_large(max_bytes)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    return _too_large(max_bytes)
+            return _detached(response, bytes(body))
+
+    if http.is_closed:
+        return _closed()
+    try:
+        return await asyncio.wait_for(whole(), max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        return TransportError(f"{base_url} did not answer within {timeout:g} s; try again, or raise the timeout.")
+    except httpx.HTTPError as exc:
+        return translate_transport_error(exc, base_url, timeout)
