@@ -7,6 +7,7 @@ the extension stays fast.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -104,9 +105,17 @@ _magics: Any = None
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext openhands_magics``."""
     global _magics
+    from traitlets import TraitError
+
     from .magics import OpenHandsMagics
 
-    _magics = OpenHandsMagics(ipython)
+    if _magics is not None:  # loaded twice without an unload: the first one's pollers and connections go
+        _magics.close()
+    try:
+        _magics = OpenHandsMagics(ipython)
+    except TraitError as error:  # a bad value from a config file; refusing it took it out of the config
+        print(f"openhands: {error}", file=sys.stderr)
+        _magics = OpenHandsMagics(ipython)
     ipython.register_magics(_magics)
 
 

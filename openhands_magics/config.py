@@ -32,6 +32,10 @@ API_KEY_ENV = "OPENHANDS_API_KEY"
 BASE_URL_ENV = "OPENHANDS_BASE_URL"
 API_ENV = "OPENHANDS_API"
 API_CHOICES = ("auto", "v1", "v0")
+#: No interval (poll, timeout) below this: a typo like 0.0001 must not hammer a server.
+MIN_INTERVAL = 0.05
+#: Polls of a server off this machine come no faster than this: OpenHands Cloud allows about 100 requests a minute.
+REMOTE_MIN_INTERVAL = 1.0
 
 NO_KEY_MESSAGE = (
     f"No OpenHands API key: set {API_KEY_ENV} in the environment or run `%openhands --login` "
@@ -97,6 +101,10 @@ def resolve_api_key(explicit: str | ApiKey | None = None) -> ApiKey:
     if not from_env:
         raise ConfigurationError(NO_KEY_MESSAGE)
     return ApiKey(from_env)
+
+
+def is_loopback_url(url: str) -> bool:
+    return _is_loopback(urlsplit(url).hostname or "")
 
 
 def _is_loopback(host: str) -> bool:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import CaselessStrEnum, Float, TraitError, Unicode, validate
+from traitlets import Float, TraitError, Unicode, validate
 
 from .arguments import USAGE, Invocation, parse_invocation
+from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
 from .errors import OpenHandsError, WaitTimeout
 
 if TYPE_CHECKING:
@@ -40,27 +41,70 @@ class OpenHandsMagics(Magics):
     the result. The API key is deliberately not a trait: config values are printed by ``%config`` and saved in files.
     """
 
+    _refused: list[tuple[str, Any]]
+    _cleanup_registered = False
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        self._refused = []  # (before the config is loaded: loading it may refuse values)
+        super().__init__(shell, **kwargs)
+
     base_url = Unicode(
         None,
         allow_none=True,
         help="OpenHands server; default: $OPENHANDS_BASE_URL, else https://app.all-hands.dev",
     ).tag(config=True)
-    api = CaselessStrEnum(
-        ["auto", "v1", "v0"],
-        default_value=None,
+    api = Unicode(
+        None,
         allow_none=True,
         help="OpenHands API: auto (ask the server once), v1 (OpenHands 1.7+, Cloud) or v0 (up to 1.6); "
         "default: $OPENHANDS_API, else auto",
     ).tag(config=True)
-    poll_interval = Float(2.0, help="seconds between status polls while the status changes").tag(config=True)
+    poll_interval = Float(2.0, help="seconds between status polls while the status changes "
+                          f"(at least {MIN_INTERVAL:g}; servers off this machine: at least {REMOTE_MIN_INTERVAL:g})"
+                          ).tag(config=True)
     max_poll_interval = Float(30.0, help="polls slow down to this many seconds while nothing changes").tag(config=True)
-    timeout = Float(30.0, help="seconds to wait for one HTTP answer").tag(config=True)
+    timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})"
+                    ).tag(config=True)
 
     @validate("poll_interval", "max_poll_interval", "timeout")
-    def _positive(self, proposal: Any) -> float:
-        if not proposal["value"] > 0:
-            raise TraitError(f"{proposal['trait'].name} must be a positive number of seconds")
-        return proposal["value"]
+    def _seconds(self, proposal: Any) -> float:
+        value = proposal["value"]
+        if not value >= MIN_INTERVAL or value == float("inf"):  # (NaN fails the first test too)
+            self._refuse(proposal, f"must be a number of seconds from {MIN_INTERVAL:g} on")
+        return value
+
+    @validate("api")
+    def _api(self, proposal: Any) -> str | None:
+        value = proposal["value"]
+        if value is not None and value.strip().lower() not in API_CHOICES:
+            self._refuse(proposal, f"must be one of {', '.join(API_CHOICES)}")
+        return None if value is None else value.strip().lower()
+
+    def _refuse(self, proposal: Any, why: str) -> None:
+        """Refuse a value so that it does not stick. ``%config`` also merges what it was given into the shell's
+        config (the shell is configured by the same line), where the next ``%reload_ext`` would meet it again and
+        fail: it is taken out now, and again once the cell has run."""
+        name, value = proposal["trait"].name, proposal["value"]
+        self._refused.append((name, value))
+        self._drop_refused(keep=True)
+        if self.shell is not None and not self._cleanup_registered:
+            self.shell.events.register("post_run_cell", self._drop_refused)
+            self._cleanup_registered = True
+        raise TraitError(f"OpenHandsMagics.{name} {why}; got {value!r} (the value was not kept).")
+
+    def _drop_refused(self, *_result: Any, keep: bool = False) -> None:
+        section = getattr(getattr(self.shell, "config", None), "get", lambda *_: None)("OpenHandsMagics")
+        for name, value in self._refused:
+            if section is not None and name in section and (section[name] == value or section[name] != section[name]):
+                del section[name]  # (a NaN is not equal to itself)
+        if not keep:
+            self._refused.clear()
+
+    def unregister(self) -> None:
+        """Take the cleanup hook out of the shell (``%unload_ext``)."""
+        if self.shell is not None and self._cleanup_registered:
+            self.shell.events.unregister("post_run_cell", self._drop_refused)
+            self._cleanup_registered = False
 
     # ------------------------------------------------------------------ the magic
     @no_var_expand  # a task text like "make {x} faster" or "cost $5" must reach the agent unchanged
@@ -163,4 +207,5 @@ class OpenHandsMagics(Magics):
         """Stop every poller and close every connection (``%unload_ext``); the record of conversations stays."""
         from .session import get_session
 
+        self.unregister()
         get_session().close()

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from .client import DEFAULT_TIMEOUT, AsyncOpenHandsClient, OpenHandsClient
-from .config import ApiKey, resolve_api, resolve_api_key, resolve_base_url
+from .config import REMOTE_MIN_INTERVAL, ApiKey, is_loopback_url, resolve_api, resolve_api_key, resolve_base_url
 from .handle import ConversationHandle, Listener
 from .models import Conversation
 from .polling import Poller, PollSchedule, wait_until_final
@@ -117,9 +117,16 @@ class Session:
         except RuntimeError:
             return False
         poller = self.poller(handle.endpoint)
-        poller.schedule = self.schedule
+        poller.schedule = self.schedule_for(handle.endpoint)
         poller.track(handle)
         return True
+
+    def schedule_for(self, endpoint: Endpoint) -> PollSchedule:
+        """The schedule, with a floor for servers off this machine (they rate-limit; a local one need not)."""
+        if is_loopback_url(endpoint.base_url) or self.schedule.interval >= REMOTE_MIN_INTERVAL:
+            return self.schedule
+        return PollSchedule(REMOTE_MIN_INTERVAL, max(REMOTE_MIN_INTERVAL, self.schedule.max_interval),
+                            self.schedule.growth)
 
     def unwatch(self, handle: ConversationHandle) -> None:
         poller = self._pollers.get(handle.endpoint)
@@ -133,7 +140,8 @@ class Session:
     def wait(
         self, handle: ConversationHandle, *, timeout: float | None = None, on_change: Listener | None = None
     ) -> Conversation:
-        return wait_until_final(handle, self.client(handle.endpoint), self.schedule, timeout=timeout, on_change=on_change)
+        return wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
+                                timeout=timeout, on_change=on_change)
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a loop runs."""
