@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .errors import OpenHandsError, RateLimitError, WaitTimeout
 from .models import Conversation, not_found
+from .validation import printable
 
 if TYPE_CHECKING:
     from .client import AsyncOpenHandsClient, OpenHandsClient
@@ -208,7 +209,7 @@ def wait_until_final(
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             where = handle.url or f"start task {handle.task_id}"
-            raise WaitTimeout(f"Still {handle.conversation.status_line} after {timeout:g} s; it goes on: {where}")
+            raise WaitTimeout(f"Still {printable(handle.conversation.status_line)} after {timeout:g} s; it goes on: {where}")
         time.sleep(max(0.0, (watch.next_due if deadline is None else min(watch.next_due, deadline)) - now))
         if time.monotonic() < watch.next_due:  # woke for the deadline
             continue

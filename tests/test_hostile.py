@@ -253,3 +253,39 @@ def test_remote_servers_are_never_polled_faster_than_once_a_second() -> None:
     local = Endpoint.resolve("http://127.0.0.1:9", api_key=SECRET)
     assert session.schedule_for(remote).interval == 1.0 and session.schedule_for(remote).max_interval == 1.0
     assert session.schedule_for(local).interval == 0.05
+
+
+def test_ctrl_c_during_refresh_interrupts_it_and_the_next_call_works(long_server: LocalOpenHandsServer) -> None:
+    import signal
+    import threading
+
+    session = Session()
+    handle = session.start("hi", endpoint=Endpoint.resolve(long_server.base_url, api_key=SECRET))
+    long_server.inject(method="GET", delay=3.0)
+    main = threading.main_thread().ident
+    threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT)).start()  # the kernel's stop button
+    error, took = _timed(handle.refresh)
+    assert isinstance(error, KeyboardInterrupt) and took < 1.5
+    assert handle.refresh().start_task_id == handle.task_id  # the pool is not left broken
+    session.close()
+
+
+def test_memory_stays_flat_over_a_thousand_started_conversations() -> None:
+    import tracemalloc
+
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.05), max_running=5000) as server:
+        session = Session()
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        for i in range(100):  # warm up: pools, caches, first imports
+            session.start(f"task {i}", endpoint=endpoint)
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000):
+            session.start(f"task {i}", endpoint=endpoint)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert len(session.history()) == 1100  # every id is kept, by design
+        assert grown / 1000 < 8_000, f"{grown / 1000:.0f} bytes a conversation"
+        session.close()

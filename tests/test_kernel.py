@@ -367,6 +367,32 @@ def test_reload_and_unload_stop_polling_and_old_handles_still_refresh(
     assert kernel.printed("print(new.refresh().status, len(openhands_magics.history()) > 2)") == "RUNNING True\n"
 
 
+def test_reload_with_a_hundred_live_panels_leaves_no_poller_task_or_socket_behind(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.2, running=60), max_running=200)
+    port = server.base_url.rsplit(":", 1)[1]
+    kernel.execute(f"for i in range(100): get_ipython().run_line_magic('openhands', '--base-url {server.base_url} task %d' % i)",
+                   timeout=60)
+    kernel.listen(1.0)
+    count = (
+        "import asyncio, psutil\n"
+        "tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith('openhands') and not t.done()]\n"
+        f"sockets = [c for c in psutil.Process().net_connections('tcp') if c.raddr and c.raddr.port == {port}"
+        " and c.status == 'ESTABLISHED']\n"
+        "print(len(tasks), len(sockets), sum(p.running for p in openhands_magics.get_session().pollers))"
+    )
+    tasks, sockets, pollers = map(int, kernel.printed(count).split())
+    assert (tasks, pollers) == (1, 1) and sockets >= 1  # one poller for the hundred, on kept-alive connections
+
+    kernel.execute("%reload_ext openhands_magics")
+    kernel.listen(0.5)
+    settled = len(server.requests)
+    assert kernel.printed(count) == "0 0 0\n"
+    kernel.listen(1.0)
+    assert len(server.requests) == settled, "still polling after the reload"
+
+
 def test_one_panel_per_call_and_the_handle_shows_a_live_panel_with_both_ids_later(
     kernel: KernelSession, kernel_server: LocalOpenHandsServer
 ) -> None:
