@@ -289,3 +289,25 @@ def test_memory_stays_flat_over_a_thousand_started_conversations() -> None:
         assert len(session.history()) == 1100  # every id is kept, by design
         assert grown / 1000 < 8_000, f"{grown / 1000:.0f} bytes a conversation"
         session.close()
+
+
+def test_a_wait_running_when_the_extension_unloads_ends_with_one_clear_line(
+    shell, long_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    import openhands_magics
+
+    for name, value in long_server.environ().items():
+        monkeypatch.setenv(name, value)
+    shell.run_line_magic("config", "OpenHandsMagics.poll_interval = 0.1")
+    shell.run_line_magic("config", "OpenHandsMagics.max_poll_interval = 0.1")
+    threading.Timer(0.5, lambda: openhands_magics.unload_ipython_extension(shell)).start()
+    error, took = _timed(lambda: shell.run_line_magic("openhands", "--wait --timeout 10 unloaded under me"))
+    _, err = capsys.readouterr()
+    assert error is None and took < 3
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "connection was closed" in lines[0], err
+    assert "Unexpected error" not in err and "Traceback" not in err
+    shell.run_line_magic("load_ext", "openhands_magics")  # (the fixture unloads it again)
