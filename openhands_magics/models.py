@@ -115,6 +115,17 @@ class Extra(Mapping[str, Any]):
         return (Extra, (self._data,))
 
 
+def shared_fields(body: Mapping[str, Any], *, updated: str) -> dict[str, Any]:
+    """The fields both APIs send under the same names, and the last change under the name its API gives it."""
+    return {
+        "title": optional_str(body.get("title"), "title"),
+        "created_at": parse_time(body.get("created_at"), "created_at"),
+        "updated_at": parse_time(body.get(updated), updated),
+        "selected_repository": optional_str(body.get("selected_repository"), "selected_repository"),
+        "trigger": optional_str(body.get("trigger"), "trigger"),
+    }
+
+
 def public_fields(payload: Mapping[str, Any], known: frozenset[str] | set[str]) -> Extra:
     """What goes into ``extra``: the fields no dialect reads, minus the secrets."""
     return Extra({k: v for k, v in payload.items() if k not in known and k not in SECRET_FIELDS})

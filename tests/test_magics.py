@@ -259,13 +259,18 @@ def test_interrupting_wait_stops_waiting_not_the_conversation(
 # ---------------------------------------------------------------------------------------------------- displaying
 
 
-def test_display_failure_still_prints_and_records_the_start_task(
-    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def broken_display(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(_handle: Any) -> str:
         raise RuntimeError("renderer broke")
 
     monkeypatch.setattr("openhands_magics.display.text_summary", broken)
+
+
+@pytest.mark.usefixtures("broken_display")
+def test_display_failure_still_prints_and_records_the_start_task(
+    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output
+) -> None:
     handle = ip.run_line_magic("openhands", "survive a broken display")
     out, err = output.read()
     [task_id] = server_env.task_ids()
@@ -274,13 +279,10 @@ def test_display_failure_still_prints_and_records_the_start_task(
     assert openhands_magics.last() is handle and handle.task_id == task_id
 
 
+@pytest.mark.usefixtures("broken_display")
 def test_display_failure_on_v0_prints_the_conversation_and_its_link(
-    ip: InteractiveShell, v0_env: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+    ip: InteractiveShell, v0_env: LocalOpenHandsServer, output: Output
 ) -> None:
-    def broken(_handle: Any) -> str:
-        raise RuntimeError("renderer broke")
-
-    monkeypatch.setattr("openhands_magics.display.text_summary", broken)
     handle = ip.run_line_magic("openhands", "survive a broken display")
     out, _ = output.read()
     [conversation_id] = v0_env.conversation_ids()

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import BadRequestError, NotFoundError, ProtocolError
-from ..models import Conversation, ConversationStatus, optional_str, parse_time, public_fields
+from ..models import Conversation, ConversationStatus, optional_str, public_fields, shared_fields
 from ..validation import validate_conversation_id, validate_user_conversation_id
 from .common import Call, Operation, expect_json, server_said
 from .dialect import Dialect
@@ -128,11 +128,7 @@ class V0(Dialect):
             conversation_id=conversation_id,
             status=status,
             phase=phase,
-            title=optional_str(body.get("title"), "title"),
-            created_at=parse_time(body.get("created_at"), "created_at"),
-            updated_at=parse_time(body.get("last_updated_at"), "last_updated_at"),
-            selected_repository=optional_str(body.get("selected_repository"), "selected_repository"),
-            trigger=optional_str(body.get("trigger"), "trigger"),
+            **shared_fields(body, updated="last_updated_at"),
             api=self.name,
             server_status=server_status.upper() if server_status else None,
             agent_state=agent_state,

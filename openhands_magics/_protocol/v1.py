@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import NotFoundError, ProtocolError, ValidationError
-from ..models import Conversation, ConversationStatus, optional_str, parse_time, public_fields
+from ..models import Conversation, ConversationStatus, optional_str, parse_time, public_fields, shared_fields
 from ..validation import validate_user_conversation_id
 from .common import Call, Operation, expect_json, expect_list
 from .dialect import Dialect
@@ -199,11 +199,7 @@ class V1(Dialect):
             conversation_id=server_id(item.get("id"), "conversation id"),
             status=status,
             phase=phase,
-            title=optional_str(item.get("title"), "title"),
-            created_at=parse_time(item.get("created_at"), "created_at"),
-            updated_at=parse_time(item.get("updated_at"), "updated_at"),
-            selected_repository=optional_str(item.get("selected_repository"), "selected_repository"),
-            trigger=optional_str(item.get("trigger"), "trigger"),
+            **shared_fields(item, updated="updated_at"),
             api=self.name,
             start_task_id=previous.start_task_id if previous else None,
             requested_at=previous.requested_at if previous else None,
