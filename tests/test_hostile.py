@@ -311,3 +311,31 @@ def test_a_wait_running_when_the_extension_unloads_ends_with_one_clear_line(
     assert len(lines) == 1 and "connection was closed" in lines[0], err
     assert "Unexpected error" not in err and "Traceback" not in err
     shell.run_line_magic("load_ext", "openhands_magics")  # (the fixture unloads it again)
+
+
+@pytest.mark.parametrize(("fault", "error_type", "words"), [
+    ({"body": b"[" + b" " * 200 + b"null]", "dribble": 0.05}, TransportError, "within 1 s"),
+    ({"body": b"x" * 65536, "endless": True}, ProtocolError, "larger than 1 MB"),
+])
+def test_the_pollers_async_client_has_the_same_deadline_and_limit(
+    long_server: LocalOpenHandsServer, fault: dict[str, object], error_type: type, words: str
+) -> None:
+    import asyncio
+
+    from openhands_magics import AsyncOpenHandsClient
+
+    async def scenario() -> tuple[BaseException | None, float]:
+        async with AsyncOpenHandsClient(SECRET, base_url=long_server.base_url, api="v1", timeout=1.0,
+                                        retry=RetryPolicy(attempts=1), max_answer_bytes=1_000_000) as client:
+            snapshot = await client.start_conversation("hi")
+            long_server.inject(method="GET", status=200, **fault)
+            started = time.monotonic()
+            try:
+                await client.refresh(snapshot)
+            except OpenHandsError as error:
+                return error, time.monotonic() - started
+            return None, time.monotonic() - started
+
+    error, took = asyncio.run(scenario())
+    assert isinstance(error, error_type) and words in str(error), error
+    assert took < 1.6
