@@ -1,7 +1,8 @@
 """Showing a handle the best way the front end allows, and starting to watch it.
 
 | where                         | what                                                     |
-| a kernel (notebook, VS Code)  | the live panel; or, ``panel=False``, a text line updated in place |
+| a kernel (notebook, VS Code)  | the live panel, replaced by its static card once watching ends; or, ``panel=False``, |
+|                               | a text line updated in place                              |
 | terminal IPython              | one printed line (nothing runs between cells to poll with) |
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .views import RedrawGate, text_summary
+from .views import RedrawGate, html_card, text_summary
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
@@ -24,6 +25,11 @@ def _shell() -> Any:
     return get_ipython()
 
 
+def static_card(handle: ConversationHandle) -> dict[str, str]:
+    """The card as plain HTML and text: what a front end without widgets, or without a kernel, can show."""
+    return {"text/html": html_card(handle), "text/plain": text_summary(handle)}
+
+
 def show(session: Session, handle: ConversationHandle, *, panel: bool = True) -> None:
     from IPython.display import display
 
@@ -35,19 +41,28 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
     if panel:
         from .panel import ConversationPanel
 
-        session.watch(handle)  # first, so the panel's first message already shows the button
+        watching = session.watch(handle) and handle.watching  # first, so the panel starts with its button
+        if not watching:  # nothing will change it: the static card is all there is to show, and what is saved
+            display(static_card(handle), raw=True)
+            return
         widget = ConversationPanel(handle)
         shown = display(widget, display_id=True)
-        milestone = [(handle.id, handle.is_final)]
+        milestone = [handle.id]
 
-        def update_fallback(h: ConversationHandle) -> None:
-            # What is saved with the notebook (text/plain, text/html beside the widget) is written when the
-            # conversation's id appears and when it is final, so a saved notebook names both ids and the outcome.
-            if (h.id, h.is_final) != milestone[0] and widget.comm is not None:
-                milestone[0] = (h.id, h.is_final)
+        def follow(h: ConversationHandle) -> None:
+            if not h.watching:
+                # Watching ended (final, stopped, or an error retrying cannot fix): the output becomes the static
+                # card, which every front end shows, with or without a kernel, so a saved notebook shows the last
+                # card instead of a widget it cannot find.
+                h.unsubscribe(follow)
+                shown.update(static_card(h), raw=True)
+                widget.close()
+            elif h.id != milestone[0] and widget.comm is not None:
+                # The fallback saved beside the widget names the conversation as soon as it exists.
+                milestone[0] = h.id
                 shown.update(widget)
 
-        handle.subscribe(update_fallback)
+        handle.subscribe(follow)
         return
     shown = display({"text/plain": text_summary(handle)}, raw=True, display_id=True)
     gate = RedrawGate(handle)

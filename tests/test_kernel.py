@@ -417,14 +417,13 @@ def test_nothing_the_kernel_sends_holds_the_key_or_the_servers_session_key(
     kernel: KernelSession, kernel_server: LocalOpenHandsServer
 ) -> None:
     outputs, _ = kernel.execute("conv = %openhands show everything")
-    kernel.wait_for_status(_panel_model_id(outputs), "FINISHED")
-    printed = kernel.printed(
-        "import ipywidgets\n"
-        "states = [w.get_state() for w in list(ipywidgets.widgets.widget._instances.values())]\n"
-        "print(repr(conv), conv.conversation, dict(conv.conversation.extra), conv.endpoint)\n"
-        "print(json.dumps(states, default=str))"
-    )
-    assert "conversation_url" in printed and "IPY_MODEL_" in printed  # server data and widget state were printed
+    model_id = _panel_model_id(outputs)
+    kernel.wait_for_status(model_id, "RUNNING")
+    states = "import ipywidgets\nprint(json.dumps([w.get_state() for w in list(ipywidgets.widgets.widget._instances.values())], default=str))"
+    live = kernel.printed(states)  # while the panel is live (once final it gives way to the static card)
+    kernel.wait_for_status(model_id, "FINISHED")
+    printed = kernel.printed("print(repr(conv), conv.conversation, dict(conv.conversation.extra), conv.endpoint)")
+    assert "conversation_url" in printed and "IPY_MODEL_" in live  # server data and widget state were printed
     everything = json.dumps([m["content"] for m in kernel.messages], default=str)
     assert SECRET not in everything and PLANTED_SESSION_KEY not in everything
     assert kernel_server.conversation_ids()[-1] in everything

@@ -400,7 +400,8 @@ class NotebookPage:
         self.page = page
         self.lab = lab
         self.name = name
-        self.panel = page.locator(".jp-NotebookPanel").first
+        # The notebook shown: JupyterLab may restore tabs of notebooks opened before (hidden behind this one).
+        self.panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
         self.cells = self.panel.locator(".jp-Notebook .jp-Cell")
 
     def open(self, cell_count: int, timeout: float = 90.0) -> NotebookPage:
