@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Float, TraitError, Unicode, validate
+from traitlets import Bool, Float, TraitError, Unicode, validate
 
 from .arguments import USAGE, Invocation, parse_invocation
 from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
@@ -31,6 +31,13 @@ log = logging.getLogger("openhands_magics")
 def _say(line: str) -> None:
     """One line to stderr: how every error reaches the user, never as a traceback."""
     print(f"openhands: {line}", file=sys.stderr)
+
+
+def _headless(shell: Any) -> bool:
+    """Run by nbconvert --execute or papermill: their kernel client (nbclient) sends every cell with
+    ``allow_stdin=False``, where JupyterLab, Notebook and VS Code allow input."""
+    kernel = getattr(shell, "kernel", None)
+    return kernel is not None and getattr(kernel, "_allow_stdin", True) is False
 
 
 @magics_class
@@ -63,6 +70,11 @@ class OpenHandsMagics(Magics):
                           f"(at least {MIN_INTERVAL:g}; servers off this machine: at least {REMOTE_MIN_INTERVAL:g})"
                           ).tag(config=True)
     max_poll_interval = Float(30.0, help="polls slow down to this many seconds while nothing changes").tag(config=True)
+    headless_wait = Bool(
+        True,
+        help="where no one can watch (nbconvert --execute, papermill: the front end takes no input), a %openhands "
+        "cell waits for the final status as --wait does, so the saved notebook records it",
+    ).tag(config=True)
     timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})"
                     ).tag(config=True)
 
@@ -181,7 +193,7 @@ class OpenHandsMagics(Magics):
                  "in openhands_magics.last().")
         if self.shell is not None:
             handle.skip_display_in(self.shell.execution_count)
-        if invocation.wait:
+        if invocation.wait or (self.headless_wait and _headless(self.shell)):
             self._wait(handle, invocation.timeout)
         return handle
 

@@ -140,8 +140,10 @@ class Session:
     def wait(
         self, handle: ConversationHandle, *, timeout: float | None = None, on_change: Listener | None = None
     ) -> Conversation:
-        return wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
-                                timeout=timeout, on_change=on_change)
+        final = wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
+                                 timeout=timeout, on_change=on_change)
+        self.unwatch(handle)  # at once, within the waiting cell: its panel gives way to the final card there
+        return final
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a loop runs."""
