@@ -328,7 +328,8 @@ class JupyterLab:
         return path
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{urllib.request.pathname2url(name)}?token={self.token}"
+        """The notebook alone in a fresh workspace (``reset``): no tab of an earlier test is restored beside it."""
+        return f"{self.url}/lab/tree/{urllib.request.pathname2url(name)}?token={self.token}&reset"
 
 
 # ---------------------------------------------------------------------------------------------------- Chromium
@@ -400,8 +401,7 @@ class NotebookPage:
         self.page = page
         self.lab = lab
         self.name = name
-        # The notebook shown: JupyterLab may restore tabs of notebooks opened before (hidden behind this one).
-        self.panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
+        self.panel = page.locator(".jp-NotebookPanel").first
         self.cells = self.panel.locator(".jp-Notebook .jp-Cell")
 
     def open(self, cell_count: int, timeout: float = 90.0) -> NotebookPage:

@@ -1,0 +1,107 @@
+"""What a person sees in JupyterLab, each check through the UI: "Stop watching", a hostile title kept inert, a bad key
+as one red line, the link opening a new tab, and the dark theme readable.
+
+Saves ``tests/browser/artifacts/check-*.png`` every run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from .conftest import MISSING, STATUS_SECONDS
+from .harness import ARTIFACTS, JupyterLab, NotebookPage, wait_until
+
+pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING))
+
+HOSTILE = '<img src=x onerror="window.__pwned = 1"><script>window.__pwned = 2</script>'
+
+
+def _run(page, lab: JupyterLab, name: str, cells: list[str]) -> NotebookPage:  # type: ignore[no-untyped-def]
+    lab.write_notebook(name, cells)
+    notebook = NotebookPage(page, lab, name).open(len(cells))
+    for index in range(len(cells)):
+        notebook.run_cell(index)
+    return notebook
+
+
+def _shot(notebook: NotebookPage, index: int, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    notebook.page.mouse.move(0, 0)
+    notebook.output(index).screenshot(path=ARTIFACTS / f"check-{name}.png")
+
+
+def test_stop_watching_freezes_the_card_where_it_was(page, jupyterlab: JupyterLab) -> None:  # type: ignore[no-untyped-def]
+    notebook = _run(page, jupyterlab, "stop.ipynb", ["%load_ext openhands_magics", "%openhands stop me"])
+    button = notebook.output(1).get_by_role("button", name="Stop watching")
+    button.click(timeout=10_000)
+    wait_until(lambda: button.count() == 0 or None, 10, "the button to go away")
+    frozen = notebook.badge_text(1)
+    time.sleep(2 * STATUS_SECONDS + 1)  # the conversation finishes on the server meanwhile
+    assert notebook.badge_text(1) == frozen and frozen != "FINISHED"
+    _shot(notebook, 1, "stopped")
+
+
+def test_a_hostile_title_is_shown_as_text_and_runs_nothing(page, jupyterlab: JupyterLab) -> None:  # type: ignore[no-untyped-def]
+    notebook = _run(page, jupyterlab, "hostile.ipynb", ["%load_ext openhands_magics", f"%openhands {HOSTILE}"])
+    wait_until(lambda: notebook.badge_text(1) == "FINISHED" or None, 45, "FINISHED")  # the title is set by then
+    card = notebook.card(1)
+    assert HOSTILE[:40] in card.inner_text()
+    assert card.locator("img, script").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    _shot(notebook, 1, "hostile-title")
+
+
+def test_a_bad_key_is_one_red_line(page, jupyterlab: JupyterLab) -> None:  # type: ignore[no-untyped-def]
+    cells = ["%load_ext openhands_magics\n%env OPENHANDS_API_KEY=not-the-key", "%openhands hello"]
+    notebook = _run(page, jupyterlab, "badkey.ipynb", cells)
+    error = notebook.output(1).locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+    lines = error.inner_text(timeout=10_000).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("openhands: The API key was rejected (HTTP 401)")
+    assert "Traceback" not in notebook.output_text(1)
+    _shot(notebook, 1, "bad-key")
+
+
+def test_the_link_opens_the_conversation_in_a_new_tab(page, jupyterlab: JupyterLab, openhands_server) -> None:  # type: ignore[no-untyped-def]
+    notebook = _run(page, jupyterlab, "link.ipynb", ["%load_ext openhands_magics", "%openhands follow me"])
+    link = notebook.card(1).locator("a[href]").first
+    link.wait_for(timeout=30_000)
+    with page.context.expect_page(timeout=10_000) as opened:
+        link.click()
+    tab = opened.value
+    tab.wait_for_load_state(timeout=10_000)
+    assert tab.url.startswith(f"{openhands_server.base_url}/conversations/") and tab is not page
+    tab.close()
+
+
+def _luminance(rgb: str) -> float:
+    parts = [int(p) / 255 for p in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+    linear = [p / 12.92 if p <= 0.03928 else ((p + 0.055) / 1.055) ** 2.4 for p in parts]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+_COLORS_JS = """card => {
+  const bg = getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor;
+  const color = el => getComputedStyle(el).color;
+  return {bg, title: color(card.querySelector('b')), link: color(card.querySelector('a')),
+          details: color(card.querySelector('div'))};
+}"""
+
+
+def test_the_card_is_readable_in_the_dark_theme(browser, openhands_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with JupyterLab(tmp_path / "dark", environ=openhands_server.environ(), dark=True) as lab:
+        page = browser.new_page()
+        notebook = _run(page, lab, "dark.ipynb", ["%load_ext openhands_magics", "%openhands in the dark"])
+        notebook.card(1).locator("a[href]").first.wait_for(timeout=30_000)
+        colors = notebook.card(1).evaluate(_COLORS_JS)
+        _shot(notebook, 1, "dark")
+        page.close()
+    for part in ("title", "link", "details"):
+        assert _contrast(colors[part], colors["bg"]) >= 3.0, (part, colors)
