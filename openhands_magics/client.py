@@ -7,6 +7,7 @@ for both clients.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _protocol as protocol
-from .config import ApiKey, resolve_api, resolve_api_key, resolve_base_url
+from .config import ApiKey, env_proxy_for, resolve_api, resolve_api_key, resolve_base_url, resolve_ca_bundle, resolve_env_proxy
 from ._transport import DEFAULT_MAX_ANSWER_BYTES, deadline_transport, exchange, exchange_async
 from .errors import OpenHandsError, ValidationError
 from .models import Conversation, not_found
@@ -50,6 +51,8 @@ class _ClientSettings:
         retry: protocol.RetryPolicy | None = None,
         api: str | None = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        ca_bundle: str | None = None,
+        use_env_proxy: bool | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
@@ -61,6 +64,9 @@ class _ClientSettings:
         self.timeout = float(timeout)
         self.max_answer_bytes = int(max_answer_bytes)
         self.retry = retry or protocol.RetryPolicy()
+        #: A company CA bundle (``ca_bundle=`` or ``OPENHANDS_CA_BUNDLE``) and the environment's proxy, both opt-in.
+        self.ca_bundle = resolve_ca_bundle(ca_bundle)
+        self.proxy = env_proxy_for(self.base_url) if resolve_env_proxy(use_env_proxy) else None
         known = self.api_setting if self.api_setting != "auto" else _detected.get(self.base_url)
         self._dialect: protocol.Dialect | None = protocol.dialect_for(known, self.base_url) if known else None
         self._http = self._open_http(
@@ -72,7 +78,9 @@ class _ClientSettings:
                                        keepalive_expiry=KEEPALIVE_SECONDS),
                 "headers": {"User-Agent": protocol.USER_AGENT, "Accept": "application/json"},
                 "follow_redirects": False,  # a redirect could carry the key somewhere else
-                "trust_env": False,  # proxies from the environment must not see the key; also keeps tests local
+                "trust_env": False,  # the environment's proxies only when asked for (self.proxy)
+                "verify": ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True,
+                "proxy": self.proxy,
             }
         )
 
@@ -142,8 +150,8 @@ class OpenHandsClient(_ClientSettings):
     _http: httpx.Client
 
     def _open_http(self, options: dict[str, Any]) -> httpx.Client:
-        limits = options.pop("limits")
-        return httpx.Client(**options, transport=deadline_transport(limits=limits))
+        transport = {name: options.pop(name) for name in ("limits", "verify", "proxy")}
+        return httpx.Client(**options, transport=deadline_transport(**transport))
 
     def _send(self, call: protocol.Call, deadline: float) -> httpx.Response:
         answer = exchange(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,

@@ -31,6 +31,8 @@ DEFAULT_BASE_URL = "https://app.all-hands.dev"
 API_KEY_ENV = "OPENHANDS_API_KEY"
 BASE_URL_ENV = "OPENHANDS_BASE_URL"
 API_ENV = "OPENHANDS_API"
+CA_BUNDLE_ENV = "OPENHANDS_CA_BUNDLE"
+ENV_PROXY_ENV = "OPENHANDS_USE_ENV_PROXY"
 API_CHOICES = ("auto", "v1", "v0")
 #: No interval (poll, timeout) below this: a typo like 0.0001 must not hammer a server.
 MIN_INTERVAL = 0.05
@@ -147,3 +149,31 @@ def resolve_api(explicit: str | None = None) -> str:
     if value not in API_CHOICES:
         raise ConfigurationError(f"{source} must be one of {', '.join(API_CHOICES)}, got {raw[:20]!r}.")
     return value
+
+
+def resolve_ca_bundle(explicit: str | None = None) -> str | None:
+    """A CA bundle (PEM) to trust instead of the system's: explicit argument, then ``OPENHANDS_CA_BUNDLE``."""
+    path = explicit if explicit is not None else os.environ.get(CA_BUNDLE_ENV, "").strip() or None
+    if path is None:
+        return None
+    if not isinstance(path, str) or not os.path.isfile(os.path.expanduser(path)):
+        raise ConfigurationError(f"The CA bundle {str(path)[:120]!r} is not a readable file: give the path of a PEM file.")
+    return os.path.expanduser(path)
+
+
+def resolve_env_proxy(explicit: bool | None = None) -> bool:
+    """Whether to use the environment's proxy settings (off unless asked: a proxy could read plain-http traffic)."""
+    if explicit is not None:
+        return bool(explicit)
+    return os.environ.get(ENV_PROXY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_proxy_for(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) names for ``url``, if any."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all")

@@ -70,6 +70,17 @@ class OpenHandsMagics(Magics):
                           f"(at least {MIN_INTERVAL:g}; servers off this machine: at least {REMOTE_MIN_INTERVAL:g})"
                           ).tag(config=True)
     max_poll_interval = Float(30.0, help="polls slow down to this many seconds while nothing changes").tag(config=True)
+    ca_bundle = Unicode(
+        None,
+        allow_none=True,
+        help="a CA bundle (PEM file) to trust, e.g. your company's HTTPS inspection CA; default: $OPENHANDS_CA_BUNDLE, "
+        "else the system's",
+    ).tag(config=True)
+    use_env_proxy = Bool(
+        None,
+        allow_none=True,
+        help="use the proxy of HTTPS_PROXY / HTTP_PROXY / NO_PROXY (off unless asked, or $OPENHANDS_USE_ENV_PROXY=1)",
+    ).tag(config=True)
     headless_wait = Bool(
         True,
         help="where no one can watch (nbconvert --execute, papermill: the front end takes no input), a %openhands "
@@ -177,7 +188,7 @@ class OpenHandsMagics(Magics):
         session.schedule = self._schedule()
         # The no-key / bad-URL line comes before anything is sent.
         endpoint = Endpoint.resolve(invocation.base_url or self.base_url, api=invocation.api or self.api,
-                                    timeout=self.timeout)
+                                    timeout=self.timeout, ca_bundle=self.ca_bundle, use_env_proxy=self.use_env_proxy)
         if invocation.watch is not None:
             handle = session.attach(invocation.watch, endpoint=endpoint)
         else:  # the client refuses an empty message or a bad --repo before sending anything

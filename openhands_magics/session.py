@@ -17,8 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 from .client import DEFAULT_TIMEOUT, AsyncOpenHandsClient, OpenHandsClient
-from .config import REMOTE_MIN_INTERVAL, ApiKey, is_loopback_url, resolve_api, resolve_api_key, resolve_base_url
+from .config import (
+    REMOTE_MIN_INTERVAL,
+    ApiKey,
+    is_loopback_url,
+    resolve_api,
+    resolve_api_key,
+    resolve_base_url,
+    resolve_ca_bundle,
+    resolve_env_proxy,
+)
 from .handle import ConversationHandle, Listener
 from .models import Conversation
 from .polling import Poller, PollSchedule, wait_until_final
@@ -37,6 +47,8 @@ class Endpoint:
     api_key: ApiKey = field(repr=False)
     api: str = "auto"
     timeout: float = DEFAULT_TIMEOUT
+    ca_bundle: str | None = None
+    use_env_proxy: bool = False
 
     @classmethod
     def resolve(
@@ -46,10 +58,19 @@ class Endpoint:
         api: str | None = None,
         api_key: str | ApiKey | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        ca_bundle: str | None = None,
+        use_env_proxy: bool | None = None,
     ) -> Endpoint:
         """Fill in from the environment (``OPENHANDS_BASE_URL``, ``OPENHANDS_API_KEY`` or the ``--login`` key,
-        ``OPENHANDS_API``); raises the one-line ConfigurationError when the key is missing or the URL unsafe."""
-        return cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), float(timeout))
+        ``OPENHANDS_API``, ``OPENHANDS_CA_BUNDLE``, ``OPENHANDS_USE_ENV_PROXY``); raises the one-line
+        ConfigurationError when the key is missing, the URL unsafe or the CA bundle missing."""
+        return cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), float(timeout),
+                   resolve_ca_bundle(ca_bundle), resolve_env_proxy(use_env_proxy))
+
+    def options(self) -> dict[str, Any]:
+        """What a client for this endpoint is made with."""
+        return {"base_url": self.base_url, "timeout": self.timeout, "api": self.api, "ca_bundle": self.ca_bundle,
+                "use_env_proxy": self.use_env_proxy}
 
 
 class Session:
@@ -66,9 +87,7 @@ class Session:
     def client(self, endpoint: Endpoint) -> OpenHandsClient:
         """The shared blocking client for this endpoint: one connection pool across cells."""
         if endpoint not in self._clients:
-            self._clients[endpoint] = OpenHandsClient(
-                endpoint.api_key, base_url=endpoint.base_url, timeout=endpoint.timeout, api=endpoint.api
-            )
+            self._clients[endpoint] = OpenHandsClient(endpoint.api_key, **endpoint.options())
         return self._clients[endpoint]
 
     def poller(self, endpoint: Endpoint) -> Poller:
@@ -77,10 +96,7 @@ class Session:
         if endpoint not in self._pollers:
             from ._protocol import NO_RETRIES
 
-            client = AsyncOpenHandsClient(
-                endpoint.api_key, base_url=endpoint.base_url, timeout=endpoint.timeout, api=endpoint.api,
-                retry=NO_RETRIES,
-            )
+            client = AsyncOpenHandsClient(endpoint.api_key, **endpoint.options(), retry=NO_RETRIES)
             self._pollers[endpoint] = Poller(client, self.schedule)
         return self._pollers[endpoint]
 

@@ -23,6 +23,7 @@ from ..config import ApiKey
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     NotFoundError,
     OpenHandsError,
     ProtocolError,
@@ -174,6 +175,14 @@ def missing_route(call: Call, base_url: str, status: int | None = None) -> Unsup
     )
 
 
+def proxy_refused(reason: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"The proxy refused the request ({reason}): put its user and password in the proxy URL "
+        "(HTTPS_PROXY=http://user:password@proxy:port), or do not use the environment's proxy.",
+        status_code=407,
+    )
+
+
 def error_for(response: httpx.Response, call: Call, base_url: str, *, repository: str | None = None) -> OpenHandsError:
     """Map a non-2xx answer to the typed error whose message tells the user what to do next."""
     status = response.status_code
@@ -199,6 +208,8 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
                 status_code=status,
             )
         return missing_route(call, base_url, status)
+    if status == 407:
+        return proxy_refused(f"HTTP 407{suffix}")
     if status == 429:
         wait = retry_after(response)
         when = f"; the server asks to retry in {wait:g} s" if wait is not None else ""
@@ -234,18 +245,28 @@ def expect_list(response: httpx.Response, call: Call, base_url: str, length: int
     return body
 
 
-def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: float) -> TransportError:
+def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: float) -> OpenHandsError:
     """Turn httpx's exception into one line; the original is dropped so its frames (and headers) never print."""
+    reason = printable(" ".join(str(exc).split())[:160]) or type(exc).__name__
+    if isinstance(exc, httpx.ProxyError):
+        if "407" in reason:
+            return proxy_refused(reason)
+        return TransportError(f"The proxy failed to reach {base_url} ({reason}): check HTTPS_PROXY / HTTP_PROXY.",
+                              request_sent=False)
+    if isinstance(exc, httpx.ConnectError) and ("CERTIFICATE" in reason or "SSL" in reason):
+        return TransportError(
+            f"TLS verification of {base_url} failed ({reason}): if your company inspects HTTPS, give its CA bundle "
+            "(`%config OpenHandsMagics.ca_bundle = '/path/ca.pem'` or OPENHANDS_CA_BUNDLE).",
+            request_sent=False,
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return TransportError(f"Could not connect to {base_url} within {timeout:g} s: is it reachable?", request_sent=False)
     if isinstance(exc, httpx.TimeoutException):
         return TransportError(f"{base_url} did not answer within {timeout:g} s; try again, or raise the timeout.")
     if isinstance(exc, httpx.ConnectError):
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         return TransportError(
             f"Could not connect to {base_url} ({reason}): is the server up and the base URL right?", request_sent=False
         )
-    reason = " ".join(str(exc).split())[:120] or type(exc).__name__
     return TransportError(f"The connection to {base_url} failed ({reason}); try again.")
 
 

@@ -1,0 +1,98 @@
+"""Behind a corporate proxy or HTTPS inspection: the environment's proxy only when asked for, a CA bundle setting,
+and one line each for a proxy that wants credentials (407) and a TLS failure. Real sockets on 127.0.0.1: a second
+local server plays the proxy (a proxied plain-http request is a normal request with an absolute URL), and the local
+server behind TLS uses a certificate from a throwaway CA (trustme)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openhands_magics import AsyncOpenHandsClient, OpenHandsClient
+from openhands_magics._protocol import RetryPolicy
+from openhands_magics.errors import ConfigurationError, TransportError
+from openhands_magics.testing import LocalOpenHandsServer
+
+from .conftest import FAST, SECRET
+
+ONCE = RetryPolicy(attempts=1)
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOpenHandsServer]:
+    """A "proxy" named by HTTP_PROXY, with nothing excluded by NO_PROXY."""
+    with LocalOpenHandsServer(SECRET, timeline=FAST) as server:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", server.base_url)
+        yield server
+
+
+def test_the_environments_proxy_is_ignored_unless_asked_for(proxy: LocalOpenHandsServer, dead_url: str) -> None:
+    with OpenHandsClient(SECRET, base_url=dead_url, api="v1", retry=ONCE) as client:
+        with pytest.raises(TransportError, match="Could not connect"):
+            client.start_conversation("hi")
+    assert proxy.requests == []  # the proxy never saw the key
+
+
+def test_with_the_opt_in_requests_go_through_the_environments_proxy(
+    proxy: LocalOpenHandsServer, dead_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OpenHandsClient(SECRET, base_url=dead_url, api="v1", use_env_proxy=True) as client:
+        started = client.start_conversation("through the proxy")
+    assert started.start_task_id in proxy.task_ids()
+
+    async def through_the_async_client() -> None:  # the poller's client takes the same route
+        async with AsyncOpenHandsClient(SECRET, base_url=dead_url, api="v1", use_env_proxy=True) as client:
+            assert (await client.refresh(started)).start_task_id == started.start_task_id
+
+    asyncio.run(through_the_async_client())
+    monkeypatch.setenv("OPENHANDS_USE_ENV_PROXY", "1")  # the same, from the environment
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # ...which NO_PROXY still overrides
+    with OpenHandsClient(SECRET, base_url=dead_url, api="v1", retry=ONCE) as client:
+        assert client.proxy is None
+
+
+def test_a_proxy_that_wants_credentials_is_one_line_saying_so(proxy: LocalOpenHandsServer, dead_url: str) -> None:
+    proxy.inject(status=407, body=b"", headers={"Proxy-Authenticate": 'Basic realm="corp"'})
+    with OpenHandsClient(SECRET, base_url=dead_url, api="v1", use_env_proxy=True, retry=ONCE) as client:
+        with pytest.raises(ConfigurationError, match=r"The proxy refused the request \(HTTP 407.*user and password"):
+            client.start_conversation("hi")
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[LocalOpenHandsServer, Path]]:
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "company-ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    with LocalOpenHandsServer(SECRET, timeline=FAST) as server:
+        server._httpd.socket = context.wrap_socket(server._httpd.socket, server_side=True)  # noqa: SLF001
+        yield server, ca_file
+
+
+def test_a_tls_failure_is_one_line_pointing_at_the_ca_bundle_setting(tls_server: tuple[LocalOpenHandsServer, Path]) -> None:
+    server, _ = tls_server
+    url = server.base_url.replace("http://", "https://")
+    with OpenHandsClient(SECRET, base_url=url, api="v1", retry=ONCE) as client:
+        with pytest.raises(TransportError, match=r"TLS verification of https://127.0.0.1:\d+ failed .*ca_bundle") as caught:
+            client.start_conversation("hi")
+    assert caught.value.request_sent is False and "\n" not in str(caught.value)
+
+
+def test_a_company_ca_bundle_makes_tls_work(tls_server: tuple[LocalOpenHandsServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    server, ca_file = tls_server
+    url = server.base_url.replace("http://", "https://")
+    with OpenHandsClient(SECRET, base_url=url, api="v1", ca_bundle=str(ca_file)) as client:
+        assert client.start_conversation("hi").start_task_id in server.task_ids()
+    monkeypatch.setenv("OPENHANDS_CA_BUNDLE", str(ca_file))
+    with OpenHandsClient(SECRET, base_url=url, api="v1") as client:
+        assert client.start_conversation("again").start_task_id in server.task_ids()
+    with pytest.raises(ConfigurationError, match="is not a readable file"):
+        OpenHandsClient(SECRET, base_url=url, ca_bundle=str(ca_file) + ".missing")
