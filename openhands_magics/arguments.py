@@ -23,13 +23,14 @@ USAGE = """\
   --timeout SECONDS    give up waiting after this long (with --wait); the conversation goes on
   --no-panel           plain text instead of the widget panel
   --watch ID           a live panel for an existing conversation (its id, link or start task id); nothing is started
+  --reattach           after a kernel restart: live panels again for the conversations this notebook started
   --login              ask for the API key (kept in memory only, never in the notebook)
   --help               this text
   --                   end of options: everything after it is the message
 conv = %openhands ...  gives a handle: conv.id, conv.task_id, conv.url, conv.status, conv.refresh(), conv.wait()"""
 
 _VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch"}
-_FLAG_OPTIONS = {"--wait": "wait", "--no-panel": "no_panel", "--login": "login", "--help": "help", "-h": "help"}
+_FLAG_OPTIONS = {"--reattach": "reattach", "--wait": "wait", "--no-panel": "no_panel", "--login": "login", "--help": "help", "-h": "help"}
 _TOKEN = re.compile(r"\S+")
 
 
@@ -42,6 +43,7 @@ class Invocation:
     timeout: float | None = None
     watch: str | None = None
     wait: bool = False
+    reattach: bool = False
     no_panel: bool = False
     login: bool = False
     help: bool = False
@@ -109,4 +111,6 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         invocation.message = rest
     if invocation.watch is not None and invocation.message.strip():
         raise ValidationError("--watch shows an existing conversation; it takes no message.")
+    if invocation.reattach and (invocation.message.strip() or invocation.watch is not None):
+        raise ValidationError("--reattach finds the conversations by itself; it takes no message and no --watch.")
     return invocation

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .saved import metadata_for
 from .views import RedrawGate, html_card, text_summary
 
 if TYPE_CHECKING:
@@ -43,10 +44,10 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
 
         watching = session.watch(handle) and handle.watching  # first, so the panel starts with its button
         if not watching:  # nothing will change it: the static card is all there is to show, and what is saved
-            display(static_card(handle), raw=True)
+            display(static_card(handle), raw=True, metadata=metadata_for(handle))
             return
         widget = ConversationPanel(handle)
-        shown = display(widget, display_id=True)
+        shown = display(widget, display_id=True, metadata=metadata_for(handle))
         milestone = [handle.id]
 
         def follow(h: ConversationHandle) -> None:
@@ -55,21 +56,21 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                 # card, which every front end shows, with or without a kernel, so a saved notebook shows the last
                 # card instead of a widget it cannot find.
                 h.unsubscribe(follow)
-                shown.update(static_card(h), raw=True)
+                shown.update(static_card(h), raw=True, metadata=metadata_for(h))
                 widget.close()
             elif h.id != milestone[0] and widget.comm is not None:
                 # The fallback saved beside the widget names the conversation as soon as it exists.
                 milestone[0] = h.id
-                shown.update(widget)
+                shown.update(widget, metadata=metadata_for(h))
 
         handle.subscribe(follow)
         return
-    shown = display({"text/plain": text_summary(handle)}, raw=True, display_id=True)
+    shown = display({"text/plain": text_summary(handle)}, raw=True, display_id=True, metadata=metadata_for(handle))
     gate = RedrawGate(handle)
 
     def update_text(h: ConversationHandle) -> None:  # on change, and at most once a minute for the elapsed time
         if gate.due(h):
-            shown.update({"text/plain": text_summary(h)}, raw=True)
+            shown.update({"text/plain": text_summary(h)}, raw=True, metadata=metadata_for(h))
 
     handle.subscribe(update_text)
     session.watch(handle)

@@ -22,6 +22,7 @@ from .errors import OpenHandsError, WaitTimeout
 if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .polling import PollSchedule
+    from .session import Endpoint
 
 __all__ = ["OpenHandsMagics"]
 
@@ -144,7 +145,7 @@ class OpenHandsMagics(Magics):
         Options (before the message; `--` ends them):
 
           --repo OWNER/REPO, --base-url URL, --api auto|v1|v0, --wait, --timeout SECONDS (with --wait),
-          --no-panel, --watch ID (conversation id, start task id or link), --login, --help
+          --no-panel, --watch ID (conversation id, start task id or link), --reattach, --login, --help
 
         Set the key with the OPENHANDS_API_KEY environment variable or `%openhands --login`.
         `conv = %openhands ...` returns a handle (.id .task_id .url .status .title .refresh() .wait());
@@ -189,6 +190,9 @@ class OpenHandsMagics(Magics):
         # The no-key / bad-URL line comes before anything is sent.
         endpoint = Endpoint.resolve(invocation.base_url or self.base_url, api=invocation.api or self.api,
                                     timeout=self.timeout, ca_bundle=self.ca_bundle, use_env_proxy=self.use_env_proxy)
+        if invocation.reattach:
+            self._reattach(endpoint)
+            return None
         if invocation.watch is not None:
             handle = session.attach(invocation.watch, endpoint=endpoint)
         else:  # the client refuses an empty message or a bad --repo before sending anything
@@ -207,6 +211,44 @@ class OpenHandsMagics(Magics):
         if invocation.wait or (self.headless_wait and _headless(self.shell)):
             self._wait(handle, invocation.timeout)
         return handle
+
+    def _reattach(self, endpoint: Endpoint) -> None:
+        """Live panels again for the conversations of this notebook that are not over: those in this process's
+        record that nothing watches (after ``%reload_ext``), and those named in the notebook's saved outputs (after
+        a kernel restart)."""
+        from .saved import notebook_path, saved_conversations
+        from .session import get_session
+
+        session = get_session()
+        wanted = [h.id or h.task_id or "" for h in session.history()
+                  if not h.is_final and not h.watching and h.endpoint.base_url == endpoint.base_url]
+        path = notebook_path(self.shell.user_ns if self.shell is not None else {})
+        elsewhere = set()
+        for saved in saved_conversations(path) if path else []:
+            if saved.base_url not in (None, endpoint.base_url):  # a notebook's text must not send the key elsewhere
+                elsewhere.add(saved.base_url)
+            elif saved.reference not in wanted:
+                wanted.append(saved.reference)
+        if elsewhere:
+            _say(f"Left alone: conversations on {', '.join(sorted(elsewhere))[:200]}; re-attach them with "
+                 "`%openhands --reattach --base-url URL` if you trust that server with your key.")
+        if not wanted:
+            where = f"the outputs of {path.name}" if path else "this process (the kernel does not know its notebook's file)"
+            _say(f"Nothing to re-attach from {where} on {endpoint.base_url}; give one with `%openhands --watch ID`.")
+            return
+        watched = over = 0
+        for reference in wanted:
+            try:
+                handle = session.attach(reference, endpoint=endpoint)
+            except OpenHandsError as error:
+                _say(f"{reference}: {error}")
+                continue
+            if handle.is_final:
+                over += 1
+            else:
+                watched += 1
+                session.show(handle)
+        print(f"openhands: {watched} watched again, {over} already over.")
 
     def _wait(self, handle: ConversationHandle, timeout: float | None) -> None:
         from .views import status_change_line

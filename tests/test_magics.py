@@ -618,3 +618,82 @@ def test_debug_logs_of_every_layer_never_contain_the_key_or_the_session_key(
     assert f"start task {handle.task_id}" in caplog.text
     assert SECRET not in caplog.text and PLANTED_SESSION_KEY not in caplog.text
     output.read()
+
+
+def test_reattach_watches_again_what_the_saved_notebook_names_and_nothing_of_another_server(
+    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    import json
+
+    from openhands_magics.session import get_session
+
+    long_server = LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=60)).start()
+    try:
+        monkeypatch.setenv("OPENHANDS_BASE_URL", long_server.base_url)
+        live = ip.run_line_magic("openhands", "still running")
+        text_only = ip.run_line_magic("openhands", "also running")
+        time.sleep(0.1)  # both run for a minute
+        for handle in (live, text_only):
+            handle.refresh()
+        outputs = [
+            {"output_type": "display_data", "data": {"text/plain": "…"},
+             "metadata": {"openhands": {"conversation_id": live.id, "task_id": live.task_id,
+                                        "base_url": long_server.base_url}}},
+            {"output_type": "stream", "name": "stdout", "text": [f"OpenHands conversation {text_only.id} RUNNING\n"]},
+            {"output_type": "display_data", "data": {"text/plain": "…"},
+             "metadata": {"openhands": {"conversation_id": "f" * 32, "task_id": None,
+                                        "base_url": "https://elsewhere.example"}}},
+        ]
+        notebook = tmp_path / "work.ipynb"
+        notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs}]}))
+        monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+        output.read()
+        get_session().close()
+        import openhands_magics.session as session_module
+        session_module._session = None  # a kernel restart: the record is gone, the notebook is not
+        long_server.requests.clear()
+
+        assert ip.run_line_magic("openhands", "--reattach") is None
+        out, err = output.read()
+        assert "2 watched again, 0 already over." in out
+        assert live.id in out and text_only.id in out
+        assert "Left alone: conversations on https://elsewhere.example" in err
+        assert all("elsewhere" not in str(r.query) for r in long_server.requests)
+        assert {h.id for h in openhands_magics.history()} == {live.id, text_only.id}
+    finally:
+        long_server.stop()
+
+
+def test_reattach_without_a_notebook_or_a_record_says_so(
+    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert ip.run_line_magic("openhands", "--reattach") is None
+    assert "Nothing to re-attach" in output.one_error_line()
+    assert server_env.requests == []
+
+
+def test_saved_conversations_are_read_from_metadata_or_text_and_a_broken_file_gives_none(tmp_path: Any) -> None:
+    import json
+
+    from openhands_magics.saved import SavedConversation, saved_conversations
+
+    task, conv, other = "1" * 32, "2" * 32, "3" * 32
+    outputs = [
+        {"output_type": "display_data", "data": {}, "metadata": {"openhands": {"conversation_id": None, "task_id": task,
+                                                                                "base_url": "http://127.0.0.1:9"}}},
+        {"output_type": "display_data", "data": {}, "metadata": {"openhands": {"conversation_id": conv, "task_id": task,
+                                                                                "base_url": "http://127.0.0.1:9"}}},
+        {"output_type": "display_data", "data": {"text/plain": [f"OpenHands conversation {other} FINISHED 'x' (2s)"]}},
+        {"output_type": "stream", "text": "OpenHands conversation (not created yet) STARTING · start task " + "4" * 32},
+    ]
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps({"cells": [{"outputs": outputs}, {"cell_type": "markdown"}]}))
+    assert saved_conversations(path) == [
+        SavedConversation(conv, task, "http://127.0.0.1:9"),  # the later output, which knows both ids, wins
+        SavedConversation(other, None, None),
+        SavedConversation(None, "4" * 32, None),
+    ]
+    path.write_text("{not json")
+    assert saved_conversations(path) == []
