@@ -185,6 +185,7 @@ class JupyterLab:
         environ: dict[str, str] | None = None,
         dark: bool = False,
         startup_timeout: float = 90.0,
+        front_end: str = "lab",
     ) -> None:
         self._own_base = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="openhands-jupyterlab-")) if base_dir is None else Path(base_dir)
@@ -194,6 +195,8 @@ class JupyterLab:
         self.environ = dict(environ or {})
         self.dark = dark
         self.startup_timeout = startup_timeout
+        #: "lab" (JupyterLab) or "notebook" (Notebook 7: the same server and components, another shell).
+        self.front_end = front_end
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -219,7 +222,7 @@ class JupyterLab:
         )
         env.update(self.environ)
         command = [
-            sys.executable, "-m", "jupyterlab",
+            sys.executable, "-m", "jupyterlab" if self.front_end == "lab" else "notebook",
             "--no-browser",
             "--ip=127.0.0.1",
             f"--port={self.port}",
@@ -227,7 +230,8 @@ class JupyterLab:
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}",
             # window.jupyterapp, as JupyterLab's own UI tests (galata) use it: the only sure sign a kernel is connected
-            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.expose_app_in_browser=True" if self.front_end == "lab"
+            else "--JupyterNotebookApp.expose_app_in_browser=True",
         ]  # fmt: skip
         if os.geteuid() == 0:  # CI and containers run as root, which JupyterLab refuses unless told
             command.append("--allow-root")
@@ -328,7 +332,10 @@ class JupyterLab:
         return path
 
     def notebook_url(self, name: str) -> str:
-        """The notebook alone in a fresh workspace (``reset``): no tab of an earlier test is restored beside it."""
+        """The notebook alone in a fresh workspace (``reset``): no tab of an earlier test is restored beside it.
+        Notebook 7 shows one notebook a page."""
+        if self.front_end == "notebook":
+            return f"{self.url}/notebooks/{urllib.request.pathname2url(name)}?token={self.token}"
         return f"{self.url}/lab/tree/{urllib.request.pathname2url(name)}?token={self.token}&reset"
 
 
