@@ -16,8 +16,16 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _protocol as protocol
-from .config import ApiKey, env_proxy_for, resolve_api, resolve_api_key, resolve_base_url, resolve_ca_bundle, resolve_env_proxy
 from ._transport import DEFAULT_MAX_ANSWER_BYTES, deadline_transport, exchange, exchange_async
+from .config import (
+    ApiKey,
+    env_proxy_for,
+    resolve_api,
+    resolve_api_key,
+    resolve_base_url,
+    resolve_ca_bundle,
+    resolve_env_proxy,
+)
 from .errors import OpenHandsError, ValidationError
 from .models import Conversation, not_found
 from .validation import validate_message, validate_repository

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
 from .client import DEFAULT_TIMEOUT, AsyncOpenHandsClient, OpenHandsClient
 from .config import (
     REMOTE_MIN_INTERVAL,
