@@ -28,7 +28,7 @@ from .config import (
 )
 from .errors import OpenHandsError, ValidationError
 from .models import Conversation, not_found
-from .validation import validate_message, validate_repository
+from .validation import validate_message, validate_repository, validate_user_conversation_id
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient", "forget_detected_apis"]
 
@@ -110,7 +110,7 @@ class _ClientSettings:
     def batch_size(self) -> int:
         return self._dialect.batch_size if self._dialect else 1
 
-    def _detected(self, dialect: protocol.Dialect) -> protocol.Dialect:
+    def _remember(self, dialect: protocol.Dialect) -> protocol.Dialect:
         _detected[self.base_url] = dialect.name
         self._dialect = dialect
         return dialect
@@ -118,9 +118,6 @@ class _ClientSettings:
     def conversation_url(self, conversation_id: str) -> str:
         """The page a person opens: ``{base}/conversations/{id}``."""
         return f"{self.base_url}/conversations/{conversation_id}"
-
-    def uses_key(self, api_key: ApiKey) -> bool:
-        return self._api_key == api_key
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api={self.api or self.api_setting!r})"
@@ -130,6 +127,14 @@ class _ClientSettings:
         if not isinstance(message, str):
             raise ValidationError(f"The message must be text, got {type(message).__name__}.")
         return validate_message(message), validate_repository(repository) if repository else None
+
+    def _reference(self, reference: str) -> None:
+        """Refuse what no API takes as an id before the server is asked anything, even which API it speaks (once
+        that is known, the API's own check runs before any request)."""
+        if self._dialect is None:
+            validate_user_conversation_id(reference)
+        elif not isinstance(reference, str):
+            raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
 
     @staticmethod
     def _chunks(snapshots: Sequence[Conversation], size: int) -> list[Sequence[Conversation]]:
@@ -192,7 +197,7 @@ class OpenHandsClient(_ClientSettings):
 
     def dialect(self) -> protocol.Dialect:
         """The API dialect for this server: the one set, or (``auto``) asked once and remembered."""
-        return self._dialect or self._detected(self._drive(lambda: protocol.detect(self.base_url)))
+        return self._dialect or self._remember(self._drive(lambda: protocol.detect(self.base_url)))
 
     def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
         """Start a conversation; returns at once with its first snapshot (V1: the start task, STARTING).
@@ -206,8 +211,7 @@ class OpenHandsClient(_ClientSettings):
 
     def get_conversation(self, reference: str) -> Conversation:
         """A conversation by id or link (on V1 a start task id works too)."""
-        if not isinstance(reference, str):
-            raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
+        self._reference(reference)
         return self._drive(partial(self.dialect().find, reference))
 
     def read(self, snapshots: Sequence[Conversation], *, deadline: float | None = None) -> list[Conversation | None]:
@@ -270,7 +274,7 @@ class AsyncOpenHandsClient(_ClientSettings):
             attempt += 1
 
     async def dialect(self) -> protocol.Dialect:
-        return self._dialect or self._detected(await self._drive(lambda: protocol.detect(self.base_url)))
+        return self._dialect or self._remember(await self._drive(lambda: protocol.detect(self.base_url)))
 
     async def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
         message, repository = self._start_args(message, repository)
@@ -279,8 +283,7 @@ class AsyncOpenHandsClient(_ClientSettings):
             return await self._drive(lambda: dialect.start(message, repository))
 
     async def get_conversation(self, reference: str) -> Conversation:
-        if not isinstance(reference, str):
-            raise ValidationError(f"A conversation id must be text, got {type(reference).__name__}.")
+        self._reference(reference)
         return await self._drive(partial((await self.dialect()).find, reference))
 
     async def read(self, snapshots: Sequence[Conversation]) -> list[Conversation | None]:

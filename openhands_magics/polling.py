@@ -96,11 +96,6 @@ class Poller:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._not_before = 0.0
-        self.requests_sent = 0
-
-    @property
-    def handles(self) -> list[ConversationHandle]:
-        return [watch.handle for watch in self._watches.values()]
 
     @property
     def running(self) -> bool:
@@ -166,7 +161,6 @@ class Poller:
             self._settle(due, loop, error=error)
             return
         batch = due[: self.client.batch_size]
-        self.requests_sent += 1
         try:
             snapshots = await self.client.read([w.handle.conversation for w in batch])
         except OpenHandsError as error:

@@ -33,7 +33,6 @@ from .config import (
 from .handle import ConversationHandle, Listener
 from .models import Conversation
 from .polling import Poller, PollSchedule, wait_until_final
-from .validation import validate_user_conversation_id
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last"]
 
@@ -116,8 +115,6 @@ class Session:
     def attach(self, reference: str, *, endpoint: Endpoint | None = None) -> ConversationHandle:
         """A handle for an existing conversation: its id, its link, or (V1) its start task's id."""
         endpoint = endpoint or Endpoint.resolve()
-        if isinstance(reference, str):  # what no API takes is refused before the server is even asked which it speaks
-            validate_user_conversation_id(reference)
         return self.record(self.client(endpoint).get_conversation(reference), endpoint)
 
     def record(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle:
