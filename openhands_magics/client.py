@@ -27,12 +27,14 @@ from .config import (
     resolve_env_proxy,
 )
 from .errors import OpenHandsError, ValidationError
-from .models import Conversation, not_found
+from .models import Change, Conversation, FileDiff, Outcome, not_found
 from .validation import validate_message, validate_repository, validate_user_conversation_id
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient", "forget_detected_apis"]
 
 DEFAULT_TIMEOUT = 30.0
+#: The most one page of the account's conversations may hold (the server refuses more).
+PAGE_LIMIT = 100
 #: Idle connections are kept this long, past the slowest poll, so a poll never pays a new (TLS) handshake.
 KEEPALIVE_SECONDS = 120.0
 T = TypeVar("T")
@@ -128,6 +130,18 @@ class _ClientSettings:
             raise ValidationError(f"The message must be text, got {type(message).__name__}.")
         return validate_message(message), validate_repository(repository) if repository else None
 
+    @staticmethod
+    def _text(text: str) -> str:
+        if not isinstance(text, str):
+            raise ValidationError(f"The message must be text, got {type(text).__name__}.")
+        return text
+
+    @staticmethod
+    def _path(path: str) -> str:
+        if not isinstance(path, str) or not path.strip() or len(path) > 4096 or not path.isprintable():
+            raise ValidationError("path must be a file path as conv.changes() lists it, e.g. 'repo/data/load.py'.")
+        return path
+
     def _reference(self, reference: str) -> None:
         """Refuse what no API takes as an id before the server is asked anything, even which API it speaks (once
         that is known, the API's own check runs before any request)."""
@@ -145,6 +159,20 @@ class _ClientSettings:
         if isinstance(snapshots, (str, bytes)) or not all(isinstance(s, Conversation) for s in snapshots):
             raise ValidationError("read() takes a list of Conversation snapshots (from start_conversation or read).")
         return snapshots
+
+    @staticmethod
+    def _one(snapshot: Conversation) -> Conversation:
+        if not isinstance(snapshot, Conversation):
+            raise ValidationError(f"Expected a Conversation snapshot, got {type(snapshot).__name__}.")
+        return snapshot
+
+    @staticmethod
+    def _page_args(limit: int, page_id: str | None) -> tuple[int, str | None]:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= PAGE_LIMIT:
+            raise ValidationError(f"limit must be a whole number from 1 to {PAGE_LIMIT}, got {limit!r}.")
+        if page_id is not None and not isinstance(page_id, str):
+            raise ValidationError(f"page_id must be text from the previous page, got {type(page_id).__name__}.")
+        return limit, page_id
 
     @staticmethod
     def _found(snapshot: Conversation | None, previous: Conversation) -> Conversation:
@@ -228,6 +256,46 @@ class OpenHandsClient(_ClientSettings):
         (fresh,) = self.read([snapshot], deadline=deadline)
         return self._found(fresh, snapshot)
 
+    # ------------------------------------------------------------------ after the start (V1; V0 says it cannot)
+    def _act(self, operation: str, *args: Any) -> Any:
+        dialect = self.dialect()
+        return self._drive(partial(getattr(dialect, operation), *args))
+
+    def search(self, limit: int = PAGE_LIMIT, page_id: str | None = None) -> protocol.Page:
+        """One page of the account's conversations, newest first; ``.next_page_id`` asks for the next."""
+        return self._act("search", *self._page_args(limit, page_id))
+
+    def send_message(self, snapshot: Conversation, text: str) -> None:
+        """A follow-up message; the agent runs again (ConflictError while its sandbox is paused)."""
+        return self._act("send", self._one(snapshot), validate_message(self._text(text)))
+
+    def pause(self, snapshot: Conversation) -> None:
+        """Pause its sandbox (the agent stops; resume to go on)."""
+        return self._act("pause", self._one(snapshot))
+
+    def resume(self, snapshot: Conversation) -> None:
+        return self._act("resume", self._one(snapshot))
+
+    def delete(self, snapshot: Conversation) -> None:
+        """Delete it for good (and its sandbox)."""
+        return self._act("delete", self._one(snapshot))
+
+    def answer(self, snapshot: Conversation) -> str | None:
+        """The agent's last message of the latest turn, or None."""
+        return self._act("answer", self._one(snapshot))
+
+    def changes(self, snapshot: Conversation) -> tuple[Change, ...]:
+        """The files the agent changed in its workspace."""
+        return self._act("changes", self._one(snapshot))
+
+    def diff(self, snapshot: Conversation, path: str) -> FileDiff:
+        """One changed file, before and after (``.unified()`` for a diff)."""
+        return self._act("diff", self._one(snapshot), self._path(path))
+
+    def outcome(self, snapshot: Conversation) -> Outcome:
+        """The answer and the changed files at once."""
+        return self._act("outcome", self._one(snapshot))
+
     def close(self) -> None:
         self._http.close()
 
@@ -296,6 +364,37 @@ class AsyncOpenHandsClient(_ClientSettings):
     async def refresh(self, snapshot: Conversation) -> Conversation:
         (fresh,) = await self.read([snapshot])
         return self._found(fresh, snapshot)
+
+    async def _act(self, operation: str, *args: Any) -> Any:
+        dialect = await self.dialect()
+        return await self._drive(partial(getattr(dialect, operation), *args))
+
+    async def search(self, limit: int = PAGE_LIMIT, page_id: str | None = None) -> protocol.Page:
+        return await self._act("search", *self._page_args(limit, page_id))
+
+    async def send_message(self, snapshot: Conversation, text: str) -> None:
+        return await self._act("send", self._one(snapshot), validate_message(self._text(text)))
+
+    async def pause(self, snapshot: Conversation) -> None:
+        return await self._act("pause", self._one(snapshot))
+
+    async def resume(self, snapshot: Conversation) -> None:
+        return await self._act("resume", self._one(snapshot))
+
+    async def delete(self, snapshot: Conversation) -> None:
+        return await self._act("delete", self._one(snapshot))
+
+    async def answer(self, snapshot: Conversation) -> str | None:
+        return await self._act("answer", self._one(snapshot))
+
+    async def changes(self, snapshot: Conversation) -> tuple[Change, ...]:
+        return await self._act("changes", self._one(snapshot))
+
+    async def diff(self, snapshot: Conversation, path: str) -> FileDiff:
+        return await self._act("diff", self._one(snapshot), self._path(path))
+
+    async def outcome(self, snapshot: Conversation) -> Outcome:
+        return await self._act("outcome", self._one(snapshot))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -13,6 +13,7 @@ The tree::
       AuthenticationError           401/403, no access to the repository
       BadRequestError               400/422
       NotFoundError                 no such conversation
+      ConflictError                 409/410: not now (a paused sandbox) or not any more (archived)
       RateLimitError                429, .retry_after
       ServerError                   5xx
       TransportError                no usable answer, .request_sent
@@ -28,6 +29,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ConflictError",
     "NotFoundError",
     "OpenHandsError",
     "ProtocolError",
@@ -84,6 +86,10 @@ class BadRequestError(OpenHandsError):
 
 class NotFoundError(OpenHandsError):
     """The conversation does not exist (404, or the ``null`` body OpenHands answers for unknown ids)."""
+
+
+class ConflictError(OpenHandsError):
+    """409/410: the conversation cannot do this in its state (its sandbox is paused or gone)."""
 
 
 class RateLimitError(OpenHandsError):

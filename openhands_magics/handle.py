@@ -13,12 +13,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .models import Conversation
+from .models import Change, Conversation, Cost, Outcome, PullRequest
 
 if TYPE_CHECKING:
     from .session import Endpoint, Session
 
-__all__ = ["ConversationHandle"]
+__all__ = ["ConversationHandle", "Diff"]
 
 log = logging.getLogger("openhands_magics")
 Listener = Callable[["ConversationHandle"], None]
@@ -28,9 +28,32 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+class Diff(str):
+    """A unified diff: prints as itself, and a notebook shows it as a highlighted ``diff`` block."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self) or "(no changes)"
+
+    def _repr_markdown_(self) -> str:
+        fence = "`" * max(3, 1 + max((len(run) for run in _backtick_runs(self)), default=0))
+        return f"{fence}diff\n{self}\n{fence}" if self else "*(no changes)*"
+
+
+def _backtick_runs(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"`+", text)
+
+
 class ConversationHandle:
-    """A live reference to one conversation: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``,
-    ``.refresh()``, ``.wait()``, ``.stop_watching()``."""
+    """A live reference to one conversation.
+
+    Reading: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``, ``.refresh()``, ``.wait()``. What it did:
+    ``.answer``, ``.pull_requests``, ``.cost``, ``.changes()``, ``.diff()``. Steering: ``.send(text)``, ``.pause()``,
+    ``.resume()``, ``.delete()``; ``.stop_watching()`` only stops polling.
+    """
 
     def __init__(self, conversation: Conversation, session: Session, endpoint: Endpoint) -> None:
         self._conversation = conversation
@@ -43,6 +66,10 @@ class ConversationHandle:
         self.watching = False
         #: When this kernel first saw it final, if it saw it get there (the end of its elapsed time).
         self.seen_final_at: dt.datetime | None = None
+        #: When the latest follow-up was sent (None: the first turn, which began with the start).
+        self.turn_started_at: dt.datetime | None = None
+        #: What the agent did in its latest turn, once read (when it ended, or on first use of ``.answer``).
+        self.outcome: Outcome | None = None
         self._skip_display_in: int | None = None
 
     # ------------------------------------------------------------------ what users read
@@ -84,9 +111,10 @@ class ConversationHandle:
         return self.id or f"task {self.task_id}"
 
     def elapsed(self, now: dt.datetime | None = None) -> float | None:
-        """Seconds from creation until now, or until it was seen final. None when unknown: no creation time, or
-        final before this kernel ever saw it running (V0 then ends it at its last activity)."""
-        created = self._conversation.started_at
+        """Seconds from creation (or from the latest follow-up) until now, or until it was seen final. None when
+        unknown: no creation time, or final before this kernel ever saw it running (V0 then ends it at its last
+        activity)."""
+        created = self.turn_started_at or self._conversation.started_at
         if created is None:
             return None
         end = now or _now()
@@ -96,6 +124,60 @@ class ConversationHandle:
                 return None
         return max(0.0, (end - created).total_seconds())
 
+    # ------------------------------------------------------------------ what the agent did
+    @property
+    def answer(self) -> str | None:
+        """The agent's last message of its latest turn, once that turn is over (None before, or when the server
+        kept none). Read from the server once, when it ends, and kept."""
+        outcome = self._outcome()
+        return outcome.answer if outcome else None
+
+    @property
+    def pull_requests(self) -> tuple[PullRequest, ...]:
+        """The pull requests the agent opened (``.url`` each), from the latest snapshot."""
+        return self._conversation.pull_requests
+
+    @property
+    def cost(self) -> Cost | None:
+        """Cost and tokens so far (``str()`` reads ``$0.12 · 12,345 tokens``), from the latest snapshot."""
+        return self._conversation.cost
+
+    def changes(self) -> tuple[Change, ...]:
+        """The files the agent changed (``.status``, ``.path``); read now, or kept from when its turn ended."""
+        if self.is_final and self.outcome is not None and self.outcome.changes is not None:
+            return self.outcome.changes
+        return self._session.changes(self)
+
+    def diff(self, path: str | None = None) -> Diff:
+        """The unified diff of one changed file (a path as ``changes()`` lists it), or of all of them."""
+        return self._session.diff(self, path)
+
+    def _outcome(self) -> Outcome | None:
+        if self.outcome is None and self.is_final and self.id is not None:
+            self._session.conclude(self)
+        return self.outcome
+
+    # ------------------------------------------------------------------ steering
+    def send(self, text: str) -> ConversationHandle:
+        """A follow-up: the agent runs again with ``text`` (a paused sandbox is resumed first) and the handle is
+        watched again. Returns the handle, so a cell ending with ``conv.send(...)`` shows its live panel."""
+        self._session.send(self, text)
+        return self
+
+    def pause(self) -> ConversationHandle:
+        """Pause its sandbox: the agent stops until ``resume()``. (``stop_watching()`` only stops polling.)"""
+        self._session.pause(self)
+        return self
+
+    def resume(self) -> ConversationHandle:
+        self._session.resume(self)
+        return self
+
+    def delete(self) -> None:
+        """Delete the conversation on the server, for good. (The magic asks first; this does not.)"""
+        self._session.delete(self)
+
+    # ------------------------------------------------------------------ reading
     def refresh(self) -> Conversation:
         """Fetch the conversation now (blocking) and update every view of it."""
         return self._session.refresh(self)
@@ -137,6 +219,15 @@ class ConversationHandle:
         self._conversation, self.note = conversation, note
         self._notify()
         return changed
+
+    def begin_turn(self, conversation: Conversation) -> None:
+        """A follow-up was accepted: the agent works again, from now; what it did before is the past."""
+        self.turn_started_at, self.seen_final_at, self.outcome = _now(), None, None
+        self.update(conversation)
+
+    def set_outcome(self, outcome: Outcome | None) -> None:
+        self.outcome = outcome
+        self._notify()
 
     def set_note(self, note: str | None) -> None:
         if note != self.note:

@@ -22,9 +22,14 @@ from .errors import NotFoundError, ProtocolError
 __all__ = [
     "FINAL_STATUSES",
     "SECRET_FIELDS",
+    "Change",
     "Conversation",
+    "Cost",
     "ConversationStatus",
     "Extra",
+    "FileDiff",
+    "Outcome",
+    "PullRequest",
     "is_final_status",
     "not_found",
     "parse_time",
@@ -46,6 +51,7 @@ class ConversationStatus:
     ERROR = "ERROR"  # the start or the agent failed; ``phase`` holds the reason when the server gave one
     STOPPED = "STOPPED"  # V0: the server closed the conversation; V1: its sandbox is gone
     ARCHIVED = "ARCHIVED"  # V0
+    DELETED = "DELETED"  # deleted from this notebook (the server no longer has it)
 
 
 #: Final *for watching*: the agent is done or cannot go on without someone, so polling stops and ``--wait`` returns.
@@ -58,6 +64,7 @@ FINAL_STATUSES: frozenset[str] = frozenset(
         ConversationStatus.ERROR,
         ConversationStatus.STOPPED,
         ConversationStatus.ARCHIVED,
+        ConversationStatus.DELETED,
     }
 )
 
@@ -123,12 +130,131 @@ def shared_fields(body: Mapping[str, Any], *, updated: str) -> dict[str, Any]:
         "updated_at": parse_time(body.get(updated), updated),
         "selected_repository": optional_str(body.get("selected_repository"), "selected_repository"),
         "trigger": optional_str(body.get("trigger"), "trigger"),
+        "git_provider": optional_str(body.get("git_provider"), "git_provider"),
+        "pr_numbers": pr_numbers(body.get("pr_number")),
     }
+
+
+#: The fields :func:`shared_fields` reads (besides the API's name for the last change).
+SHARED_FIELDS = frozenset({"title", "created_at", "selected_repository", "trigger", "git_provider", "pr_number"})
+
+
+def pr_numbers(value: Any) -> tuple[int, ...]:
+    """``pr_number`` is a list of ints; anything else in it is ignored (it is a detail, not worth a failed poll)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(n for n in value if isinstance(n, int) and not isinstance(n, bool) and n > 0)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def cost_from(metrics: Any) -> Cost | None:
+    """V1's ``metrics`` (``accumulated_cost``, ``accumulated_token_usage``) as a :class:`Cost`; None when absent.
+    Read leniently, like ``pr_number``: a malformed detail must not stop the status from being read."""
+    if not isinstance(metrics, Mapping):
+        return None
+    usd = metrics.get("accumulated_cost")
+    usage = metrics.get("accumulated_token_usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    return Cost(
+        float(usd) if isinstance(usd, (int, float)) and not isinstance(usd, bool) and usd >= 0 else None,
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+    )
 
 
 def public_fields(payload: Mapping[str, Any], known: frozenset[str] | set[str]) -> Extra:
     """What goes into ``extra``: the fields no dialect reads, minus the secrets."""
     return Extra({k: v for k, v in payload.items() if k not in known and k not in SECRET_FIELDS})
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a conversation cost so far: the server's ``metrics`` (V1), read from every snapshot."""
+
+    usd: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def tokens(self) -> int | None:
+        if self.prompt_tokens is None and self.completion_tokens is None:
+            return None
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    def __str__(self) -> str:
+        parts = [] if self.usd is None else [f"${self.usd:,.2f}"]
+        if self.tokens is not None:
+            parts.append(f"{self.tokens:,} tokens")
+        return " · ".join(parts) or "unknown"
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A pull request the agent opened: its number (from ``pr_number``) and, when the provider is known, its page."""
+
+    number: int
+    repository: str | None = None
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return self.url or f"#{self.number}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file the agent changed, as the workspace's git sees it: ADDED, UPDATED, DELETED or MOVED."""
+
+    status: str
+    path: str
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """One changed file as the server gives it: its text before and after (None: did not exist)."""
+
+    path: str
+    original: str | None
+    modified: str | None
+
+    def unified(self) -> str:
+        """A unified diff (``git diff`` style) of the file."""
+        import difflib
+
+        before = (self.original or "").splitlines(keepends=True)
+        after = (self.modified or "").splitlines(keepends=True)
+        old = f"a/{self.path}" if self.original is not None else "/dev/null"
+        new = f"b/{self.path}" if self.modified is not None else "/dev/null"
+        lines = difflib.unified_diff(before, after, old, new)
+        return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the agent did in its latest turn, read once it is over: its last message and the files it changed.
+    A part the server could not give is None, and ``problems`` says why in one line each."""
+
+    answer: str | None = None
+    changes: tuple[Change, ...] | None = None
+    problems: tuple[str, ...] = ()
+
+
+_PR_PAGES = {
+    "github": "https://github.com/{repo}/pull/{n}",
+    "gitlab": "https://gitlab.com/{repo}/-/merge_requests/{n}",
+    "bitbucket": "https://bitbucket.org/{repo}/pull-requests/{n}",
+}
+
+
+def pull_requests(numbers: tuple[int, ...], repository: str | None, provider: str | None) -> tuple[PullRequest, ...]:
+    """Links built as the OpenHands app builds them: the provider's page for the number in the repository (GitHub
+    when the server names none but a repository is set). Self-hosted providers get the number alone."""
+    page = _PR_PAGES.get((provider or ("github" if repository else "")).lower())
+    return tuple(
+        PullRequest(n, repository, page.format(repo=repository, n=n) if page and repository else None) for n in numbers
+    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +285,12 @@ class Conversation:
     # raw fields, V0
     server_status: str | None = None
     agent_state: str | None = None
+    #: V1: the sandbox it runs in (what pause and resume act on).
+    sandbox_id: str | None = None
+    git_provider: str | None = None
+    #: Numbers of the pull requests the agent opened, in ``selected_repository``.
+    pr_numbers: tuple[int, ...] = ()
+    cost: Cost | None = None
     extra: Mapping[str, Any] = field(default_factory=Extra, compare=False, repr=False)
 
     @property
@@ -178,6 +310,10 @@ class Conversation:
     def started_at(self) -> dt.datetime | None:
         """When it began, as far as anyone waiting for it is concerned."""
         return self.requested_at or self.created_at
+
+    @property
+    def pull_requests(self) -> tuple[PullRequest, ...]:
+        return pull_requests(self.pr_numbers, self.selected_repository, self.git_provider)
 
     @property
     def status_line(self) -> str:

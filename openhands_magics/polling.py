@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import OpenHandsError, RateLimitError, WaitTimeout
-from .models import Conversation, not_found
+from .models import Conversation, Outcome, not_found
 from .validation import printable
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ class Poller:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._not_before = 0.0
+        #: Handles whose turn just ended, while what the agent did is read (their panel still says "watching").
+        self._concluding: dict[int, asyncio.Task[None]] = {}
 
     @property
     def running(self) -> bool:
@@ -104,6 +106,9 @@ class Poller:
     def track(self, handle: ConversationHandle) -> None:
         """Watch ``handle`` until it is final, untracked, or the poller closes. Needs a running event loop."""
         loop = asyncio.get_running_loop()
+        concluding = self._concluding.pop(id(handle), None)
+        if concluding is not None:  # a follow-up while the last turn's outcome was being read: that one is old
+            concluding.cancel()
         if handle.is_final or id(handle) in self._watches:
             return
         self._watches[id(handle)] = Watch(handle, self.schedule, loop.time())
@@ -113,7 +118,10 @@ class Poller:
         self._wakeup.set()
 
     def untrack(self, handle: ConversationHandle) -> None:
-        if self._watches.pop(id(handle), None) is not None:
+        concluding = self._concluding.pop(id(handle), None)
+        if concluding is not None:
+            concluding.cancel()
+        if self._watches.pop(id(handle), None) is not None or concluding is not None:
             handle.set_watching(False)
 
     def close(self) -> None:
@@ -123,6 +131,8 @@ class Poller:
             self._task = None
         for watch in list(self._watches.values()):
             self.untrack(watch.handle)
+        for task in list(self._concluding.values()):
+            task.cancel()
 
     async def _run(self) -> None:
         """Never raises (bar cancellation): a task error would only surface as a log line later."""
@@ -184,8 +194,30 @@ class Poller:
             if id(watch.handle) not in self._watches:  # untracked while the read was on its way
                 continue
             go_on = watch.failed(error, now) if error is not None else watch.succeeded(snapshots[i], now)  # type: ignore[index]
-            if not go_on:
-                self.untrack(watch.handle)
+            if go_on:
+                continue
+            handle = watch.handle
+            if handle.is_final and handle.outcome is None and handle.id is not None:
+                del self._watches[id(handle)]
+                self._concluding[id(handle)] = loop.create_task(self._conclude(handle), name="openhands-outcome")
+            else:
+                self.untrack(handle)
+
+    async def _conclude(self, handle: ConversationHandle) -> None:
+        """Read what the agent did (its answer, the changed files) before watching ends, so the final card shows
+        it. A failure leaves a line in ``outcome.problems``; it never stops the poller."""
+        outcome: Outcome | None = None
+        try:
+            outcome = await self.client.outcome(handle.conversation)
+        except OpenHandsError as error:
+            outcome = Outcome(problems=(str(error),))
+        except Exception:  # a bug must not leave the panel watching for ever
+            log.exception("reading the outcome of %s failed", handle.reference)
+        finally:
+            if self._concluding.pop(id(handle), None) is not None:
+                if outcome is not None:
+                    handle.set_outcome(outcome)
+                handle.set_watching(False)
 
 
 def wait_until_final(

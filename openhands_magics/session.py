@@ -15,7 +15,9 @@ displayed, so neither of its ids is ever lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +32,9 @@ from .config import (
     resolve_ca_bundle,
     resolve_env_proxy,
 )
-from .handle import ConversationHandle, Listener
-from .models import Conversation
+from .errors import ConflictError, OpenHandsError, ValidationError
+from .handle import ConversationHandle, Diff, Listener
+from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import Poller, PollSchedule, wait_until_final
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last"]
@@ -156,8 +159,78 @@ class Session:
     ) -> Conversation:
         final = wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
                                  timeout=timeout, on_change=on_change)
+        if handle.outcome is None and handle.id is not None:
+            try:
+                self.conclude(handle)
+            except OpenHandsError as error:  # the status is what was waited for; the details can be read later
+                handle.set_outcome(Outcome(problems=(str(error),)))
         self.unwatch(handle)  # at once, within the waiting cell: its panel gives way to the final card there
         return final
+
+    # ------------------------------------------------------------------ what the agent did
+    def conclude(self, handle: ConversationHandle) -> Outcome | None:
+        """Read what the agent did in its latest turn (answer, changed files) and keep it on the handle; the
+        poller does the same, without blocking, when it sees a turn end."""
+        handle.set_outcome(self.client(handle.endpoint).outcome(handle.conversation))
+        return handle.outcome
+
+    def changes(self, handle: ConversationHandle) -> tuple[Change, ...]:
+        return self.client(handle.endpoint).changes(handle.conversation)
+
+    def diff(self, handle: ConversationHandle, path: str | None = None) -> Diff:
+        client = self.client(handle.endpoint)
+        paths = [path] if path is not None else [c.path for c in handle.changes()]
+        return Diff("".join(client.diff(handle.conversation, p).unified() for p in paths))
+
+    # ------------------------------------------------------------------ steering
+    #: How long a follow-up waits for a paused sandbox to run again before it gives up.
+    resume_timeout = 60.0
+
+    def send(self, handle: ConversationHandle, text: str) -> None:
+        """Send a follow-up; a paused sandbox is resumed first. Watched again (from the running loop) at once."""
+        client = self.client(handle.endpoint)
+        if not isinstance(text, str):
+            raise ValidationError(f"The message must be text, got {type(text).__name__}.")
+        try:
+            client.send_message(handle.conversation, text)
+        except ConflictError as error:
+            if error.status_code != 409:
+                raise
+            self._resume_and_wait(handle)
+            client.send_message(handle.conversation, text)
+        # The server answered 200 with ``run``: the agent works (it reads "running" at once on the real server).
+        running = dataclasses.replace(handle.conversation, status=ConversationStatus.RUNNING, phase=None,
+                                      execution_status="running", sandbox_status="RUNNING")
+        handle.begin_turn(running)
+        self.watch(handle)
+
+    def _resume_and_wait(self, handle: ConversationHandle) -> None:
+        client = self.client(handle.endpoint)
+        client.resume(handle.conversation)
+        deadline = time.monotonic() + self.resume_timeout
+        while True:
+            handle.update(client.refresh(handle.conversation))
+            if (handle.conversation.sandbox_status or "").upper() == "RUNNING":
+                return
+            if time.monotonic() >= deadline:
+                raise ConflictError(f"Conversation {handle.id} did not resume within {self.resume_timeout:g} s "
+                                    f"(its sandbox is {handle.conversation.sandbox_status}); try again later.")
+            time.sleep(min(1.0, self.schedule.interval))
+
+    def pause(self, handle: ConversationHandle) -> None:
+        self.client(handle.endpoint).pause(handle.conversation)
+        self.refresh(handle)
+
+    def resume(self, handle: ConversationHandle) -> None:
+        self.client(handle.endpoint).resume(handle.conversation)
+        self.refresh(handle)
+        self.watch(handle)
+
+    def delete(self, handle: ConversationHandle) -> None:
+        """Delete it on the server; the handle stays, as DELETED, and watching ends."""
+        self.client(handle.endpoint).delete(handle.conversation)
+        self.unwatch(handle)
+        handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a loop runs."""

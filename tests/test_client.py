@@ -113,7 +113,7 @@ def test_the_session_key_the_server_sends_back_is_dropped_on_arrival(
     final = client.refresh(snapshot)
     assert "session_api_key" not in final.extra
     assert PLANTED_SESSION_KEY not in repr(final) + repr(dict(final.extra))
-    assert "metrics" in final.extra  # other unknown fields are kept
+    assert "llm_model" in final.extra  # other unknown fields are kept
 
 
 def test_a_start_task_that_fails_is_an_error_status_with_its_reason() -> None:

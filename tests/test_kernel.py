@@ -226,9 +226,15 @@ def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_ot
     assert final == f"FINISHED {conversation_id} {task_id} Clean up the CSV loader\n"
 
     # What a saved notebook keeps beside the widget was rewritten twice: once the id existed, once it was final.
+    # (The final one comes once the agent's answer and changes were read, right after FINISHED.)
     display_id = display["content"]["transient"]["display_id"]
-    saved = [m["content"]["data"]["text/plain"] for m in kernel.messages
-             if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id]
+
+    def rewrites() -> list[str]:
+        return [m["content"]["data"]["text/plain"] for m in kernel.messages
+                if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id]
+
+    kernel.listen_until(lambda: len(rewrites()) >= 2, what="the final card")
+    saved = rewrites()
     assert len(saved) == 2, saved
     assert all(conversation_id in text and f"start task {task_id}" in text for text in saved)
     assert " FINISHED " in saved[-1] and " FINISHED " not in saved[0]

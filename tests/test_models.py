@@ -19,6 +19,7 @@ from openhands_magics.models import (
     FINAL_STATUSES,
     Conversation,
     ConversationStatus,
+    Cost,
     is_final_status,
     not_found,
     optional_str,
@@ -214,7 +215,7 @@ def test_not_found_names_the_conversation_or_else_its_start_task() -> None:
 
 def test_final_statuses_are_exactly_the_ones_where_watching_stops() -> None:
     assert FINAL_STATUSES == {
-        "FINISHED", "WAITING FOR INPUT", "STUCK", "ERROR", "STOPPED", "ARCHIVED",
+        "FINISHED", "WAITING FOR INPUT", "STUCK", "ERROR", "STOPPED", "ARCHIVED", "DELETED",
     }
 
 
@@ -484,10 +485,10 @@ def test_v1_unknown_fields_are_kept_in_extra_and_only_there(dialect: V1) -> None
     snapshot = dialect.from_conversation(conversation_item(brand_new_field={"x": 1}))
 
     assert set(snapshot.extra) == {
-        "sandbox_id", "selected_branch", "git_provider", "pr_number", "llm_model", "metrics",
-        "parent_conversation_id", "sub_conversation_ids", "tags", "conversation_url", "brand_new_field",
+        "selected_branch", "llm_model", "parent_conversation_id", "sub_conversation_ids", "tags", "conversation_url",
+        "brand_new_field",
     }
-    assert snapshot.extra["metrics"]["accumulated_token_usage"]["prompt_tokens"] == 12
+    assert snapshot.cost is not None and snapshot.cost.prompt_tokens == 12  # read into the model instead
     assert snapshot.extra["brand_new_field"] == {"x": 1}
     assert not hasattr(snapshot, "metrics")
 
@@ -833,3 +834,45 @@ def test_server_ids_are_protocol_errors_not_validation_errors() -> None:
         validate_conversation_id("../x")
     with pytest.raises(ProtocolError):
         validate_conversation_id(None)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- results
+def test_v1_reads_sandbox_cost_and_pull_requests(dialect: V1) -> None:
+    snapshot = dialect.from_conversation(conversation_item(pr_number=[12, 15]))
+
+    assert snapshot.sandbox_id == "4ni8x2mPq"
+    assert snapshot.cost == Cost(0.0, 12, 3)
+    assert snapshot.cost.tokens == 15 and str(snapshot.cost) == "$0.00 · 15 tokens"
+    assert [pr.url for pr in snapshot.pull_requests] == [
+        "https://github.com/octo/demo/pull/12", "https://github.com/octo/demo/pull/15",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("provider", "url"),
+    [
+        ("gitlab", "https://gitlab.com/octo/demo/-/merge_requests/7"),
+        ("bitbucket", "https://bitbucket.org/octo/demo/pull-requests/7"),
+        (None, "https://github.com/octo/demo/pull/7"),
+        ("azure_devops", None),  # a provider whose pages this client cannot build: the number alone
+    ],
+)
+def test_pull_request_links_follow_the_provider(dialect: V1, provider: str | None, url: str | None) -> None:
+    (pr,) = dialect.from_conversation(conversation_item(pr_number=[7], git_provider=provider)).pull_requests
+
+    assert (pr.number, pr.url, str(pr)) == (7, url, url or "#7")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"pr_number": "12"}, {"pr_number": [True, -1, "3", None]}, {"metrics": "lots"},
+     {"metrics": {"accumulated_cost": "1", "accumulated_token_usage": [1]}}],
+)
+def test_malformed_details_do_not_stop_the_status_from_being_read(dialect: V1, bad: dict[str, Any]) -> None:
+    snapshot = dialect.from_conversation(conversation_item(**bad))
+
+    assert snapshot.status == S.FINISHED
+    if "pr_number" in bad:
+        assert snapshot.pr_numbers == ()
+    else:
+        assert snapshot.cost in (None, Cost(None, None, None))

@@ -53,13 +53,19 @@ def test_one_poller_follows_many_conversations_to_finished_with_one_read_a_tick(
     seen = [_statuses(h) for h in handles]
     server.requests.clear()
 
-    _run_watching(session, handles, seconds=10)
+    _run_watching(session, handles, seconds=10, until=lambda: not any(h.watching for h in handles))
 
     assert all(h.status == "FINISHED" and h.id and h.task_id for h in handles)
     assert all(s[-1] == "FINISHED" and "RUNNING" in s for s in seen)
-    reads = [r for r in server.requests if r.method == "GET"]
-    assert {r.path for r in reads} == {"/api/v1/app-conversations/start-tasks", "/api/v1/app-conversations"}
+    statuses = {"/api/v1/app-conversations/start-tasks", "/api/v1/app-conversations"}
+    reads = [r for r in server.requests if r.method == "GET" and r.path in statuses]
+    assert {r.path for r in reads} == statuses
     assert max(len(r.query["ids"]) for r in reads) == 5  # all five in one request
+    # Once each is over, what the agent did is read once: its answer (events) and its changed files.
+    others = sorted(r.path for r in server.requests if r.method == "GET" and r.path not in statuses)
+    assert others == sorted([f"/api/v1/conversation/{h.id}/events/search" for h in handles]
+                            + [f"/api/v1/app-conversations/{h.id}/git/changes" for h in handles])
+    assert all(h.outcome is not None for h in handles)
     assert len(session.pollers) == 0 or not any(p.running for p in session.pollers)
     assert not any(h.watching for h in handles)
 

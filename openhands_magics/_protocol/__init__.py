@@ -22,7 +22,7 @@ from .common import (
     translate_transport_error,
     warning_if_maybe_started,
 )
-from .dialect import Dialect
+from .dialect import Dialect, Page
 from .v0 import V0
 from .v1 import V1
 
@@ -34,6 +34,7 @@ __all__ = [
     "Dialect",
     "KeyAuth",
     "Operation",
+    "Page",
     "RetryPolicy",
     "V0",
     "V1",

@@ -24,6 +24,7 @@ from ..errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ConflictError,
     NotFoundError,
     OpenHandsError,
     ProtocolError,
@@ -44,13 +45,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Call:
     """One HTTP request an operation needs. ``route`` names what the path is for, so a 404 can say the right thing:
-    on a ``read`` of one conversation it is an unknown id; on any other route the server lacks the API."""
+    on a ``read`` of one conversation (or an ``item`` route acting on one) it is an unknown id; on any other route the
+    server lacks the API."""
 
     method: str
     path: str
     params: tuple[tuple[str, str], ...] = ()
     json: Any = None
-    route: str = "read"  # "read" | "batch" | "start" | "probe"
+    route: str = "read"  # "read" | "item" | "batch" | "start" | "probe"
     api: str = "v1"
 
     @property
@@ -202,7 +204,7 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
             status_code=status,
         )
     if status in (404, 405):
-        if call.route == "read" and status == 404:
+        if call.route in ("read", "item") and status == 404:
             return NotFoundError(
                 f"Not found (HTTP 404) at {call.path}: check the conversation id and the base URL{suffix}.",
                 status_code=status,
@@ -210,6 +212,10 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
         return missing_route(call, base_url, status)
     if status == 407:
         return proxy_refused(f"HTTP 407{suffix}")
+    if status in (409, 410):
+        what = ("The conversation cannot do that now (HTTP 409): resume it first" if status == 409 else
+                "The conversation is archived (HTTP 410): its sandbox no longer exists; start a new one")
+        return ConflictError(f"{what}{suffix}.", status_code=status)
     if status == 429:
         wait = retry_after(response)
         when = f"; the server asks to retry in {wait:g} s" if wait is not None else ""

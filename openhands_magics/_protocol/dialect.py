@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ..models import Conversation
+from ..errors import OpenHandsError, UnsupportedApiError
+from ..models import Change, Conversation, FileDiff, Outcome
 from .common import Operation
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the account's conversations, newest first, and the token for the next (None: the last page)."""
+
+    items: tuple[Conversation, ...]
+    next_page_id: str | None
 
 
 class Dialect(abc.ABC):
@@ -35,6 +45,55 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def normalize_id(self, reference: str) -> str:
         """The id as this API writes it; ValidationError when it cannot be one."""
+
+    # ------------------------------------------------------------------ after the start
+    # What only some APIs can do raises one line here; a dialect overrides what its API offers.
+    def unsupported(self, what: str) -> UnsupportedApiError:
+        return UnsupportedApiError(
+            f"The {self.name.upper()} API of {self.base_url} cannot {what}: that needs OpenHands 1.7 or later (V1); "
+            "do it in the OpenHands app."
+        )
+
+    def search(self, limit: int, page_id: str | None = None) -> Operation[Page]:
+        """One page (at most ``limit``, newest first) of the account's conversations."""
+        raise self.unsupported("list conversations")
+
+    def send(self, snapshot: Conversation, text: str) -> Operation[None]:
+        """A follow-up message that runs the agent again."""
+        raise self.unsupported("send a follow-up message")
+
+    def pause(self, snapshot: Conversation) -> Operation[None]:
+        raise self.unsupported("pause a conversation")
+
+    def resume(self, snapshot: Conversation) -> Operation[None]:
+        raise self.unsupported("resume a conversation")
+
+    def delete(self, snapshot: Conversation) -> Operation[None]:
+        raise self.unsupported("delete a conversation")
+
+    def answer(self, snapshot: Conversation) -> Operation[str | None]:
+        """The agent's last message of the latest turn; None while it has none."""
+        raise self.unsupported("read the agent's answer")
+
+    def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
+        """The files the agent changed in the workspace."""
+        raise self.unsupported("read the changed files")
+
+    def diff(self, snapshot: Conversation, path: str) -> Operation[FileDiff]:
+        """One changed file before and after."""
+        raise self.unsupported("read a diff")
+
+    def outcome(self, snapshot: Conversation) -> Operation[Outcome]:
+        """The answer and the changed files together (what a panel shows when the agent is done). A part that fails
+        (a paused sandbox cannot list its changes) leaves that part None and a line in ``problems``."""
+        parts: dict[str, object] = {}
+        problems = []
+        for name, part in (("answer", self.answer), ("changes", self.changes)):
+            try:
+                parts[name] = yield from part(snapshot)
+            except OpenHandsError as error:
+                problems.append(f"{name}: {error}")
+        return Outcome(parts.get("answer"), parts.get("changes"), tuple(problems))  # type: ignore[arg-type]
 
     def conversation_url(self, conversation_id: str) -> str:
         """The page a person opens: ``{base}/conversations/{id}``."""

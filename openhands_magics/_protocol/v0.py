@@ -12,10 +12,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import BadRequestError, NotFoundError, ProtocolError
-from ..models import Conversation, ConversationStatus, optional_str, public_fields, shared_fields
+from ..models import (
+    SHARED_FIELDS,
+    Conversation,
+    ConversationStatus,
+    Outcome,
+    optional_str,
+    public_fields,
+    shared_fields,
+)
 from ..validation import validate_conversation_id, validate_user_conversation_id
 from .common import Call, Operation, expect_json, server_said
-from .dialect import Dialect
+from .dialect import Dialect, Page
 
 CONVERSATIONS_PATH = "/api/conversations"
 #: Events read back to find the agent's latest state; more than this since its last change means it is busy.
@@ -39,7 +47,7 @@ _AGENT_STATES = {
     "error": (S.ERROR, None),
 }
 _FIELDS = frozenset(
-    {"conversation_id", "title", "status", "created_at", "last_updated_at", "selected_repository", "trigger"}
+    {"conversation_id", "status", "last_updated_at", *SHARED_FIELDS}
 )
 
 
@@ -103,6 +111,24 @@ class V0(Dialect):
             raise NotFoundError(f"Conversation {ref} was not found on {self.base_url}: check the id and the base URL.")
         return found
 
+    def search(self, limit: int, page_id: str | None = None) -> Operation[Page]:
+        """``GET /api/conversations?limit=&page_id=`` (``results``, newest first). The agent's state is not read
+        for each: a listed V0 conversation shows the server's status (RUNNING also when the agent is done)."""
+        params = (("limit", str(limit)),) + ((("page_id", page_id),) if page_id else ())
+        call = Call("GET", CONVERSATIONS_PATH, params=params, route="batch", api=self.name)
+        body = expect_json((yield call), call, self.base_url)
+        results = body.get("results") if isinstance(body, Mapping) else None
+        if not isinstance(results, list):
+            raise ProtocolError(f"The server answered {CONVERSATIONS_PATH} without a list of results.")
+        next_page = body.get("next_page_id")
+        items = tuple(self._snapshot(item, None) for item in results if isinstance(item, Mapping))
+        return Page(items, str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None)
+
+    def outcome(self, snapshot: Conversation) -> Operation[Outcome]:
+        """V0 gives no answer or changes this client reads: nothing to show, and nothing to complain about."""
+        return Outcome()
+        yield  # (an operation: a generator that sends nothing)
+
     def _read_one(self, conversation_id: str) -> Operation[Conversation | None]:
         call = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}", api=self.name)
         body = expect_json((yield call), call, self.base_url)
@@ -123,9 +149,13 @@ class V0(Dialect):
             answer = yield events
             if answer.is_success:  # a server without the events route still gets the plain status
                 agent_state = latest_agent_state(expect_json(answer, events, self.base_url))
+        return self._snapshot(body, agent_state)
+
+    def _snapshot(self, body: Mapping[str, Any], agent_state: str | None) -> Conversation:
+        server_status = optional_str(body.get("status"), "status")
         status, phase = derive_status(server_status, agent_state)
         return Conversation(
-            conversation_id=conversation_id,
+            conversation_id=validate_conversation_id(str(body.get("conversation_id"))),
             status=status,
             phase=phase,
             **shared_fields(body, updated="last_updated_at"),

@@ -12,16 +12,36 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
-from ..errors import NotFoundError, ProtocolError, ValidationError
-from ..models import Conversation, ConversationStatus, optional_str, parse_time, public_fields, shared_fields
+from ..errors import ConflictError, NotFoundError, ProtocolError, ValidationError
+from ..models import (
+    SHARED_FIELDS,
+    Change,
+    Conversation,
+    ConversationStatus,
+    FileDiff,
+    cost_from,
+    optional_str,
+    parse_time,
+    public_fields,
+    shared_fields,
+)
 from ..validation import validate_user_conversation_id
-from .common import Call, Operation, expect_json, expect_list
-from .dialect import Dialect
+from .common import Call, Operation, error_for, expect_json, expect_list, server_said
+from .dialect import Dialect, Page
 
 START_PATH = "/api/v1/app-conversations"
 CONVERSATIONS_PATH = "/api/v1/app-conversations"
 TASKS_PATH = "/api/v1/app-conversations/start-tasks"
+SEARCH_PATH = "/api/v1/app-conversations/search"
+SANDBOXES_PATH = "/api/v1/sandboxes"
+EVENTS_PATH = "/api/v1/conversation/{}/events/search"  # (singular "conversation", no "app-")
+#: Where the agent's workspace is: repositories are cloned under it (``/workspace/project/<repo name>``); the web
+#: app asks for the changes of this directory, and the server finds the repositories in it.
+WORKSPACE = "/workspace/project"
+#: How far back (pages of 100 events, newest first) to look for the agent's last message.
+ANSWER_PAGES = 3
 MAX_IDS = 99  # the server answers 400 "Too many ids requested. Maximum is 99." from 100 on (start tasks allow 100)
 
 S = ConversationStatus
@@ -57,7 +77,7 @@ _NO_REASON = "the start failed and the server gave no reason (often: no access t
 
 _TASK_FIELDS = frozenset({"id", "status", "detail", "app_conversation_id", "request", "created_at", "updated_at"})
 _CONVERSATION_FIELDS = frozenset(
-    {"id", "title", "created_at", "updated_at", "selected_repository", "trigger", "sandbox_status", "execution_status"}
+    {"id", "updated_at", "sandbox_status", "execution_status", "sandbox_id", "metrics", *SHARED_FIELDS}
 )
 
 
@@ -206,5 +226,139 @@ class V1(Dialect):
             start_task_status=previous.start_task_status if previous else None,
             sandbox_status=sandbox,
             execution_status=execution,
+            sandbox_id=optional_str(item.get("sandbox_id"), "sandbox_id"),
+            cost=cost_from(item.get("metrics")),
             extra=public_fields(item, _CONVERSATION_FIELDS),
         )
+
+    # ------------------------------------------------------------------ after the start
+    def search(self, limit: int, page_id: str | None = None) -> Operation[Page]:
+        params = (("limit", str(limit)),) + ((("page_id", page_id),) if page_id else ())
+        call = Call("GET", SEARCH_PATH, params=params, route="batch", api=self.name)
+        body = expect_json((yield call), call, self.base_url)
+        items = body.get("items") if isinstance(body, Mapping) else None
+        if not isinstance(items, list):
+            raise ProtocolError(f"The server answered {SEARCH_PATH} without a list of items: is it an OpenHands server?")
+        next_page = body.get("next_page_id")
+        return Page(tuple(self.from_conversation(item) for item in items if item is not None),
+                    str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None)
+
+    def send(self, snapshot: Conversation, text: str) -> Operation[None]:
+        conversation_id = _started(snapshot, "take a message")
+        payload = {"role": "user", "content": [{"type": "text", "text": text}], "run": True}
+        call = Call("POST", f"{CONVERSATIONS_PATH}/{conversation_id}/send-message", json=payload, route="item")
+        response = yield call
+        if response.status_code == 409:
+            raise ConflictError(
+                f"Conversation {conversation_id} is paused: resume it first (`conv.resume()` or "
+                f"`%openhands resume {conversation_id}`).", status_code=409)
+        expect_json(response, call, self.base_url)
+
+    def pause(self, snapshot: Conversation) -> Operation[None]:
+        yield from self._sandbox(snapshot, "pause")
+
+    def resume(self, snapshot: Conversation) -> Operation[None]:
+        yield from self._sandbox(snapshot, "resume")
+
+    def _sandbox(self, snapshot: Conversation, verb: str) -> Operation[None]:
+        """Pausing and resuming act on the conversation's sandbox; its id comes from a fresh read (a snapshot from
+        before the start task was ready has none, and an old one may name a sandbox since replaced)."""
+        _started(snapshot, f"be {verb}d")
+        (fresh,) = yield from self.read([snapshot])
+        if fresh is None:
+            raise not_found_error(snapshot)
+        if not fresh.sandbox_id:
+            raise ConflictError(f"Conversation {fresh.conversation_id} has no sandbox to {verb}: it is archived.")
+        call = Call("POST", f"{SANDBOXES_PATH}/{quote(fresh.sandbox_id, safe='')}/{verb}", route="item")
+        expect_json((yield call), call, self.base_url)
+
+    def delete(self, snapshot: Conversation) -> Operation[None]:
+        conversation_id = _started(snapshot, "be deleted")
+        call = Call("DELETE", f"{CONVERSATIONS_PATH}/{conversation_id}", route="item")
+        expect_json((yield call), call, self.base_url)
+
+    def answer(self, snapshot: Conversation) -> Operation[str | None]:
+        """Newest events first, back to the latest user message: the agent's finish message or its last message
+        of this turn. (A server whose sandboxes are plain processes keeps no events: None there.)"""
+        conversation_id = _started(snapshot, "have an answer")
+        page_id: str | None = None
+        for _ in range(ANSWER_PAGES):
+            params = (("sort_order", "TIMESTAMP_DESC"), ("limit", "100")) + ((("page_id", page_id),) if page_id else ())
+            call = Call("GET", EVENTS_PATH.format(conversation_id), params=params, route="item", api=self.name)
+            body = expect_json((yield call), call, self.base_url)
+            items = body.get("items") if isinstance(body, Mapping) else None
+            if not isinstance(items, list):
+                raise ProtocolError("The server's events answer has no list of items: is it an OpenHands server?")
+            for event in items:
+                if not isinstance(event, Mapping):
+                    continue
+                if event.get("kind") == "MessageEvent" and event.get("source") == "user":
+                    return None  # the latest turn has no answer yet
+                text = agent_text(event)
+                if text is not None:
+                    return text
+            page_id = body.get("next_page_id") if isinstance(body.get("next_page_id"), str) else None
+            if not page_id:
+                break
+        return None
+
+    def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
+        conversation_id = _started(snapshot, "have changes")
+        call = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}/git/changes", params=(("path", WORKSPACE),),
+                    route="item")
+        body = expect_json((yield call), call, self.base_url)
+        if not isinstance(body, list):
+            raise ProtocolError("The server's git changes answer is not a list: is it an OpenHands server?")
+        return tuple(
+            Change(str(item["status"]).upper(), str(item["path"]))
+            for item in body
+            if isinstance(item, Mapping) and isinstance(item.get("path"), str) and isinstance(item.get("status"), str)
+        )
+
+    def diff(self, snapshot: Conversation, path: str) -> Operation[FileDiff]:
+        conversation_id = _started(snapshot, "have a diff")
+        where = path if path.startswith("/") else f"{WORKSPACE}/{path}"
+        call = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}/git/diff", params=(("path", where),),
+                    route="item")
+        response = yield call
+        if response.status_code == 502 and "Agent server error: 400" in server_said(response)[0]:
+            raise NotFoundError(f"No diff of {path[:200]!r}: it is not a file the agent changed (see conv.changes()).",
+                                status_code=502)
+        if not response.is_success:
+            raise error_for(response, call, self.base_url)
+        body = expect_json(response, call, self.base_url)
+        if not isinstance(body, Mapping):
+            raise ProtocolError("The server's git diff answer is not an object: is it an OpenHands server?")
+        original, modified = body.get("original"), body.get("modified")
+        return FileDiff(path, original if isinstance(original, str) else None,
+                        modified if isinstance(modified, str) else None)
+
+
+def _started(snapshot: Conversation, what: str) -> str:
+    if snapshot.conversation_id is None:
+        raise ConflictError(
+            f"Start task {snapshot.start_task_id} has not created its conversation yet, so it cannot {what}: "
+            "try again in a few seconds.")
+    return snapshot.conversation_id
+
+
+def not_found_error(snapshot: Conversation) -> NotFoundError:
+    return NotFoundError(f"Conversation {snapshot.conversation_id} was not found (deleted?): check the id and the "
+                         "base URL.")
+
+
+def agent_text(event: Mapping[str, Any]) -> str | None:
+    """The words an event says to the user, if it is the agent speaking: a ``finish`` action's message, or a
+    message from the agent."""
+    if event.get("source") != "agent":
+        return None
+    action = event.get("action")
+    if event.get("kind") == "ActionEvent" and isinstance(action, Mapping) and action.get("kind") == "FinishAction":
+        message = action.get("message")
+        return message if isinstance(message, str) else None
+    if event.get("kind") == "MessageEvent":
+        content = (event.get("llm_message") or {}).get("content") if isinstance(event.get("llm_message"), Mapping) else None
+        if isinstance(content, list):
+            texts = [i.get("text") for i in content if isinstance(i, Mapping) and isinstance(i.get("text"), str)]
+            return "\n".join(texts) if texts else None
+    return None
