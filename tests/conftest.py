@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from openhands_magics import config, session
+from openhands_magics import config, session, store
 from openhands_magics._protocol import RetryPolicy
 from openhands_magics.client import OpenHandsClient, forget_detected_apis
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
@@ -33,6 +34,17 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     config.clear_session_api_key()
     forget_detected_apis()
+
+
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Conversations recorded on disk go to a fresh directory per test (kernels started by a test inherit it), never
+    to the developer's Jupyter data directory."""
+    directory = tmp_path_factory.mktemp("openhands-data")
+    monkeypatch.setenv(store.DATA_DIR_ENV, str(directory))
+    store.reset_store()
+    yield directory
+    store.reset_store()
 
 
 @pytest.fixture(autouse=True)
