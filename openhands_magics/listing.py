@@ -1,0 +1,146 @@
+"""``ConversationList``: what ``%openhands list`` and ``Session.list()`` return.
+
+A plain ``list`` of :class:`ConversationHandle` (index it, loop over it, ``lst[0].send(...)``) that shows itself as a
+table: HTML in a notebook, fixed-width text in a terminal, and a pandas DataFrame on request. Like every view, it
+reads only what the snapshots already hold, so showing a list asks the server nothing; and it escapes (HTML) or
+neutralises (text) every string the server sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+from .views import cost_text, plain, pr_links, status_badge
+
+if TYPE_CHECKING:
+    from .handle import ConversationHandle
+
+__all__ = ["ConversationList"]
+
+_EMPTY = "No conversations."
+_TITLE_CHARS = 40
+#: Text columns wider than this are cut (the id, last, is never cut: it is what one copies).
+_TEXT_COLUMN_CHARS = 30
+_CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid var(--jp-border-color2,#ddd)"
+_LINK_STYLE = "color:var(--jp-content-link-color,#1a73e8);text-decoration:underline"
+
+
+def _updated(handle: ConversationHandle) -> str:
+    """The last change in local time (the creation when the server gave no later one)."""
+    conversation = handle.conversation
+    moment: dt.datetime | None = conversation.updated_at or conversation.created_at
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ConversationList(list):  # type: ignore[type-arg]
+    """A list of conversations, newest first, that shows itself as a table. ``source`` says where it came from and
+    how much of it this is ("app.all-hands.dev · 12 shown of 40 read")."""
+
+    def __init__(self, handles: Iterable[ConversationHandle] = (), *, source: str = "") -> None:
+        super().__init__(handles)
+        self.source = source
+
+    # ------------------------------------------------------------------ HTML
+    def _repr_html_(self) -> str:
+        if not self:
+            return f"<div>{_EMPTY}</div>"
+        e = html.escape
+        head = "".join(
+            f'<th style="{_CELL};font-weight:600">{name}</th>'
+            for name in ("status", "title", "repository", "PR", "cost", "updated", "", "id")
+        )
+        rows = []
+        for handle in self:
+            conversation = handle.conversation
+            title = e(conversation.title) if conversation.title else '<i style="color:#718096">untitled</i>'
+            link = (
+                f'<a href="{e(handle.url, quote=True)}" target="_blank" rel="noopener noreferrer" '
+                f'style="{_LINK_STYLE}">open</a>'
+                if handle.url
+                else ""
+            )
+            ident = handle.id or handle.task_id or ""
+            cells = [
+                status_badge(handle.status),
+                title,
+                e(conversation.selected_repository or ""),
+                pr_links(handle.pull_requests, prefix=""),
+                e(cost_text(handle.cost) or ""),
+                e(_updated(handle)),
+                link,
+                f'<code title="{e(ident, quote=True)}">{e(ident[:8])}</code>' if ident else "",
+            ]
+            rows.append("<tr>" + "".join(f'<td style="{_CELL}">{cell}</td>' for cell in cells) + "</tr>")
+        count = f"{len(self)} conversation{'' if len(self) == 1 else 's'}"
+        caption = e(f"{count} · {self.source}" if self.source else count)
+        return (
+            '<table class="openhands-conversations" style="border-collapse:collapse;font-size:90%;'
+            'font-family:var(--jp-ui-font-family,sans-serif)">'
+            f'<caption style="caption-side:top;text-align:left;color:#718096;padding:2px 8px">{caption}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+
+    # ------------------------------------------------------------------ text
+    def _text_rows(self) -> list[list[str]]:
+        rows = []
+        for handle in self:
+            conversation = handle.conversation
+            rows.append([
+                plain(handle.status or "?"),
+                _cut(plain(conversation.title or "untitled"), _TITLE_CHARS),
+                _cut(plain(conversation.selected_repository or ""), _TEXT_COLUMN_CHARS),
+                " ".join(f"#{pr.number}" for pr in handle.pull_requests),
+                cost_text(handle.cost) or "",
+                _updated(handle),
+                plain(handle.id or (f"task {handle.task_id}" if handle.task_id else "")),
+            ])
+        return rows
+
+    def __repr__(self) -> str:
+        if not self:
+            return _EMPTY
+        header = ["status", "title", "repository", "PR", "cost", "updated", "id"]
+        rows = [header, *self._text_rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        count = f"{len(self)} conversation{'' if len(self) == 1 else 's'}"
+        caption = plain(f"{count} · {self.source}" if self.source else count)
+        return "\n".join([caption, *lines])
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text("ConversationList(...)" if cycle else repr(self))
+
+    # ------------------------------------------------------------------ data
+    def to_dataframe(self) -> Any:
+        """The list as a pandas DataFrame, one row a conversation (the server's text as it sent it)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigurationError("to_dataframe() needs pandas: pip install pandas") from None
+        columns = ["id", "task_id", "status", "title", "repository", "pull_requests", "cost_usd", "tokens",
+                   "created_at", "updated_at", "url"]
+        records = []
+        for handle in self:
+            conversation, cost = handle.conversation, handle.cost
+            records.append({
+                "id": handle.id,
+                "task_id": handle.task_id,
+                "status": handle.status,
+                "title": conversation.title,
+                "repository": conversation.selected_repository,
+                "pull_requests": [str(pr) for pr in handle.pull_requests],
+                "cost_usd": cost.usd if cost else None,
+                "tokens": cost.tokens if cost else None,
+                "created_at": conversation.created_at,
+                "updated_at": conversation.updated_at,
+                "url": handle.url,
+            })
+        return pd.DataFrame.from_records(records, columns=columns)
