@@ -74,6 +74,24 @@ def string_problems(body: dict[str, Any], names: Sequence[str]) -> list[Problem]
     ]
 
 
+def boolean_field(body: dict[str, Any], name: str, default: bool, problems: list[Problem]) -> bool:
+    """A boolean body field read as pydantic's lax mode reads JSON (true/false, 0/1, "yes"/"no"...); a problem
+    added to ``problems`` for anything else."""
+    value = body.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    if isinstance(value, (str, int, float)):
+        msg = "Input should be a valid boolean, unable to interpret input"
+        problems.append(problem("bool_parsing", ["body", name], msg, value))
+    else:
+        problems.append(problem("bool_type", ["body", name], "Input should be a valid boolean", value))
+    return default
+
+
 class Query:
     """Reads query parameters like FastAPI: collects every problem, then :meth:`check` raises one 422."""
 
@@ -86,6 +104,12 @@ class Query:
         if name not in self.values:
             self.problems.append(problem("missing", ["query", name], "Field required", None))
         return self.values.get(name, [])
+
+    def required(self, name: str) -> str | None:
+        """A required parameter's (last) value; ``None`` (and a problem) if it is missing."""
+        if name not in self.values:
+            self.problems.append(problem("missing", ["query", name], "Field required", None))
+        return self.text(name)
 
     def text(self, name: str) -> str | None:
         """An optional parameter's (last) value."""

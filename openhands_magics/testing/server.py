@@ -2,9 +2,12 @@
 
 It answers like the real OpenHands server (recorded in the project's API notes): the current API **V1** by default,
 the old **V0** on request, with Cloud's or a self-hosted server's auth, over real sockets. Each conversation goes
-through a :class:`Timeline` the caller chooses (starting, agent working, outcome), a test can force raw status
-fields at any time and inject faults (5xx, malformed JSON, slow answers, dropped connections) on the next matching
-requests. Standard library only, so it costs nothing to import and runs wherever the package runs.
+through a :class:`Timeline` the caller chooses (starting, agent working, outcome, and what the agent leaves: its
+answer, git changes, pull requests, cost), a test can force raw status fields at any time, change one conversation's
+results (:meth:`LocalOpenHandsServer.set_result`) and inject faults (5xx, malformed JSON, slow answers, dropped
+connections) on the next matching requests. V1 also answers what a client does after the start: follow-up messages,
+pausing and resuming the sandbox, deleting, the agent's events, its git changes and diffs. Standard library only, so
+it costs nothing to import and runs wherever the package runs.
 
 Layout: :mod:`._http` (sockets, recording, faults, auth), :mod:`._fastapi` (how the real server's framework
 answers), :mod:`.v1` and :mod:`.v0` (routes and JSON per API), this module (the public server, timeline, state).
@@ -17,7 +20,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,12 @@ class Timeline:
     "awaiting_user_input"; "stuck" reads as "error"). ``close_delay`` (V0 only): seconds after the agent ended until
     the status turns STOPPED (``None``: RUNNING for ever, like the real server's hour). ``start_error``: V1, the
     start task ends ERROR with this ``detail`` at the end of ``starting``; V0, the POST answers 500 with this text.
+
+    What the agent leaves (V1 only; :meth:`LocalOpenHandsServer.set_result` changes it for one conversation):
+    ``answer``, the text of its finish; ``changes``, git changes as (status, path) with status ADDED, UPDATED, DELETED
+    or MOVED and a path relative to ``/workspace/project``; ``pr_numbers``; ``cost`` and tokens, the conversation's
+    ``metrics``. Changes, pull requests and metrics show once the agent ended a run. ``keeps_events=False``: a
+    self-hosted server whose sandboxes are plain processes, which keeps no events and whose metrics stay zero.
     """
 
     starting: float = 1.0
@@ -50,12 +59,19 @@ class Timeline:
     outcome: str = "finished"
     close_delay: float | None = None
     start_error: str | None = None
+    answer: str = "Done."
+    changes: tuple[tuple[str, str], ...] = ()
+    pr_numbers: tuple[int, ...] = ()
+    cost: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    keeps_events: bool = True
 
 
 DEFAULT_TIMELINE = Timeline()
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a server may hold thousands (the client's memory tests start them by the thousand)
 class Conversation:
     """One conversation the server holds: what was asked, when, and the raw fields a test forced on it."""
 
@@ -71,6 +87,13 @@ class Conversation:
     fails_in: str | None = None  #: V1: the start phase at whose end the task turns ERROR
     detail: str | None = None  #: V1: the ERROR task's ``detail``
     forced: dict[str, str] = field(default_factory=dict)
+    #: V1: follow-up messages as (when, text, whether the agent runs on it), oldest first
+    follow_ups: list[tuple[float, str, bool]] = field(default_factory=list)
+    paused: bool = False  #: V1: the sandbox was paused (and not resumed since)
+    deleted: bool = False  #: V1: deleted; reads answer as for an unknown id
+    results: dict[str, Any] = field(default_factory=dict)  #: V1: ``set_result`` overrides of the timeline's results
+    answers: dict[int, str] = field(default_factory=dict)  #: V1: a run's answer, kept when ``set_result`` changes it
+    event_ids: dict[Any, str] = field(default_factory=dict)  #: V1: ids of the events, stable from poll to poll
 
     @property
     def ready_at(self) -> float:
@@ -105,6 +128,9 @@ class LocalOpenHandsServer:
         api_class = v1.V1Api if api == "v1" else v0.V0Api
         if timeline.outcome not in api_class.OUTCOMES:
             raise ValueError(f"a {api} timeline ends in one of {api_class.OUTCOMES}, not {timeline.outcome!r}")
+        _results(answer=timeline.answer, changes=timeline.changes, pr_numbers=timeline.pr_numbers, cost=timeline.cost,
+                 prompt_tokens=timeline.prompt_tokens, completion_tokens=timeline.completion_tokens,
+                 keeps_events=timeline.keeps_events)
         self.api_key, self.api, self.auth, self.timeline = api_key, api, auth, timeline
         self.max_running = max_running
         self.repositories = None if repositories is None else frozenset(repositories)
@@ -140,7 +166,7 @@ class LocalOpenHandsServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> LocalOpenHandsServer:
+    def __enter__(self) -> LocalOpenHandsServer:  # noqa: PYI034 (typing.Self is Python 3.11+)
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -192,10 +218,40 @@ class LocalOpenHandsServer:
         with self._lock:
             self._existing(conversation_id).forced.update(fields)
 
-    def state_of(self, conversation_id: str) -> dict[str, str]:
-        """The raw status fields now: V1 ``execution_status``, ``sandbox_status``; V0 ``status``, ``agent_state``."""
+    def state_of(self, conversation_id: str) -> dict[str, str | None]:
+        """The raw status fields now: V1 ``execution_status`` (``None`` while the sandbox is not RUNNING),
+        ``sandbox_status``; V0 ``status``, ``agent_state``."""
         with self._lock:
             return self._api.state(self._existing(conversation_id), time.time())
+
+    def set_result(
+        self,
+        conversation_id: str,
+        *,
+        answer: str | None = None,
+        changes: Iterable[tuple[str, str]] | None = None,
+        pr_numbers: Iterable[int] | None = None,
+        cost: float | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        diffs: Mapping[str, tuple[str | None, str | None]] | None = None,
+    ) -> None:
+        """V1: what this conversation's agent leaves, over the timeline's (only the given ones change).
+
+        ``diffs`` maps a changed path to (original, modified); a changed path without one gets "old line\\n" /
+        "new line\\n" (``None`` for the original of an ADDED file and the modified of a DELETED one). A new
+        ``answer`` is for runs that end from now on: runs that already ended keep theirs.
+        """
+        if self.api != "v1":
+            raise ValueError("set_result is for V1 conversations: V0 has no git changes, pull requests or metrics")
+        given = {"answer": answer, "changes": changes, "pr_numbers": pr_numbers, "cost": cost,
+                 "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "diffs": diffs}
+        fields = _results(**{name: value for name, value in given.items() if value is not None})
+        with self._lock:
+            conversation = self._existing(conversation_id)
+            if "answer" in fields:
+                v1.keep_answers(conversation, time.time())
+            conversation.results.update(fields)
 
     # ------------------------------------------------------------------ used by the API modules (.v1, .v0)
     def _open(self, **fields: Any) -> Conversation | None:
@@ -244,3 +300,44 @@ class LocalOpenHandsServer:
         title = html.escape(str(info["title"]))
         text = f"<!doctype html><title>{title}</title><h1>Local OpenHands</h1><table>{rows}</table>"
         return Reply(200, text, content_type="text/html; charset=utf-8")
+
+
+def _results(**fields: Any) -> dict[str, Any]:
+    """The results given (see :class:`Timeline`), normalised to tuples, or a ``ValueError`` for a wrong type."""
+    def wrong(name: str) -> ValueError:
+        return ValueError(f"{name} has the wrong type or value: {fields[name]!r}")
+
+    out = dict(fields)
+    if "answer" in fields and not isinstance(fields["answer"], str):
+        raise wrong("answer")
+    if "keeps_events" in fields and not isinstance(fields["keeps_events"], bool):
+        raise wrong("keeps_events")
+    if "changes" in fields:
+        try:
+            out["changes"] = tuple((status, path) for status, path in fields["changes"])
+        except (TypeError, ValueError):
+            raise wrong("changes") from None
+        if any(status not in v1.CHANGE_STATUSES or not isinstance(path, str) for status, path in out["changes"]):
+            raise ValueError(f"changes are (status, path) with status in {v1.CHANGE_STATUSES}: {fields['changes']!r}")
+    if "pr_numbers" in fields:
+        try:
+            out["pr_numbers"] = tuple(fields["pr_numbers"])
+        except TypeError:
+            raise wrong("pr_numbers") from None
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in out["pr_numbers"]):
+            raise wrong("pr_numbers")
+    if "cost" in fields and (isinstance(fields["cost"], bool) or not isinstance(fields["cost"], (int, float))):
+        raise wrong("cost")
+    for name in ("prompt_tokens", "completion_tokens"):
+        if name in fields and (isinstance(fields[name], bool) or not isinstance(fields[name], int)):
+            raise wrong(name)
+    if "diffs" in fields:
+        diffs = fields["diffs"]
+        if not isinstance(diffs, Mapping) or not all(
+            isinstance(path, str) and isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(side is None or isinstance(side, str) for side in pair)
+            for path, pair in diffs.items()
+        ):
+            raise wrong("diffs")
+        out["diffs"] = {path.removeprefix(v1.WORKSPACE + "/"): (pair[0], pair[1]) for path, pair in diffs.items()}
+    return out

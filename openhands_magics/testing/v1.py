@@ -5,18 +5,38 @@ slices of ``timeline.starting`` and ends READY (with ``app_conversation_id``) or
 empty: a repository the key cannot use shows up here, after a 200 POST). Unknown body fields are ignored, so a V0
 body starts an empty conversation. Reads are batched lists with ``null`` for unknown ids, and the two list routes
 validate ids differently (422 vs 400), as on the real server. A conversation has two statuses: ``sandbox_status``
-stays RUNNING after the agent ended, ``execution_status`` is the agent's. Every ``/api/conversations`` (V0) route
-is gone: 404.
+stays RUNNING after the agent ended, ``execution_status`` is the agent's (``null`` while the sandbox is not
+RUNNING). Every ``/api/conversations`` (V0) route is gone: 404.
+
+After the start: ``send-message`` (a follow-up; with ``run`` the agent runs again at once), pausing and resuming the
+sandbox (``/api/v1/sandboxes/{id}/pause``), DELETE, the agent's events (``/api/v1/conversation/{id}/events/search``:
+messages, the finish action and its observation, execution status changes) and what it left in the workspace
+(``git/changes``, ``git/diff``, ``file``), each with the real server's errors. Pausing does not stop the agent's
+clock: a run whose time passed while paused reads as ended after the resume.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._fastapi import HttpError, Query, dispatch, iso, json_object, page, problem, route, string_problems
+from ._fastapi import (
+    HttpError,
+    Problem,
+    Query,
+    boolean_field,
+    dispatch,
+    iso,
+    json_object,
+    page,
+    problem,
+    route,
+    string_problems,
+)
 from ._http import RecordedRequest, Reply
 
 if TYPE_CHECKING:
@@ -37,7 +57,15 @@ _REQUEST_DEFAULTS: dict[str, Any] = {  # AppConversationStartRequest as the task
     "secrets": None,
 }
 _ID = r"/api/v1/app-conversations"
+_ITEM = _ID + r"/(?P<conversation_id>[^/]+)"
 _HEX = frozenset(string.hexdigits)
+#: Where the agent works: a repository's changes are read at this path, their paths are relative to it.
+WORKSPACE = "/workspace/project"
+CHANGE_STATUSES = ("ADDED", "UPDATED", "DELETED", "MOVED")
+SORT_ORDERS = ("TIMESTAMP", "TIMESTAMP_DESC")  #: ``EventSortOrder``
+#: Events of one moment are this far apart (seconds), so that their time stamps differ and sort them: more than a
+#: microsecond, as a float of today's epoch is only precise to ~0.2 µs and time stamps are rounded to microseconds.
+_TICK = 1e-5
 _ZERO_TOKENS = {
     "model": "", "prompt_tokens": 0, "completion_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
     "reasoning_tokens": 0, "context_window": 0, "per_turn_token": 0, "response_id": "",
@@ -56,29 +84,84 @@ def task_status(c: Conversation, now: float) -> tuple[str, float]:
     return PHASES[phase], c.created + slice_ * phase
 
 
-def execution_status(c: Conversation, now: float) -> str:
-    """The agent: idle without a first message, running for ``timeline.running`` after READY, then the outcome."""
+def run_starts(c: Conversation) -> list[float]:
+    """When each run of the agent began: the first message's at READY, then each follow-up sent with ``run``."""
+    first = [c.ready_at] if c.message is not None else []
+    return first + [moment for moment, _, run in c.follow_ups if run]
+
+
+def run_ends(c: Conversation) -> list[tuple[int, float]]:
+    """(index, end) of the runs that end: a run that a follow-up joins before its end ends with the follow-up's."""
+    starts, running = run_starts(c), c.timeline.running
+    return [
+        (index, start + running)
+        for index, start in enumerate(starts)
+        if index + 1 == len(starts) or starts[index + 1] >= start + running
+    ]
+
+
+def ended_once(c: Conversation, now: float) -> bool:
+    """Whether the agent ended a run by ``now``: what its changes, pull requests and metrics wait for."""
+    return any(end <= now for _, end in run_ends(c))
+
+
+def agent_status(c: Conversation, now: float) -> str:
+    """The agent by the timeline: idle before its first run, running for ``timeline.running``, then the outcome."""
+    started = [start for start in run_starts(c) if start <= now]
+    if not started:
+        return "idle"
+    return "running" if now < started[-1] + c.timeline.running else c.timeline.outcome
+
+
+def execution_status(c: Conversation, now: float) -> str | None:
+    """The agent's status as the server reports it: ``None`` while the sandbox is not RUNNING (forced fields win)."""
     if "execution_status" in c.forced:
         return c.forced["execution_status"]
-    if c.message is None:
-        return "idle"
-    return "running" if now < c.ready_at + c.timeline.running else c.timeline.outcome
+    return agent_status(c, now) if _sandbox_status(c) == "RUNNING" else None
 
 
 def _sandbox_status(c: Conversation) -> str:
-    """The sandbox: RUNNING from READY on, even long after the agent ended (18 minutes observed)."""
-    return c.forced.get("sandbox_status", "RUNNING")
+    """The sandbox: RUNNING from READY on, even long after the agent ended (18 minutes observed), unless paused."""
+    return c.forced.get("sandbox_status", "PAUSED" if c.paused else "RUNNING")
 
 
 def exists(c: Conversation, now: float) -> bool:
-    """Whether the conversation exists (its start task is READY)."""
-    return task_status(c, now)[0] == "READY"
+    """Whether the conversation exists (its start task is READY, and it was not deleted)."""
+    return not c.deleted and task_status(c, now)[0] == "READY"
 
 
 def active(c: Conversation, now: float) -> bool:
-    """Still starting, or started with an agent that has not ended."""
+    """Still starting, or started with an agent that has not ended (a paused or deleted one has none running)."""
     status = task_status(c, now)[0]
-    return status != "ERROR" and (status != "READY" or execution_status(c, now).lower() not in ENDED)
+    if status == "ERROR" or c.deleted:
+        return False
+    execution = execution_status(c, now)
+    return status != "READY" or (execution is not None and execution.lower() not in ENDED)
+
+
+def result(c: Conversation, name: str) -> Any:
+    """One of the agent's results (see ``Timeline``): the conversation's own if ``set_result`` gave it."""
+    return c.results[name] if name in c.results else getattr(c.timeline, name)
+
+
+def keep_answers(c: Conversation, now: float) -> None:
+    """Before the answer changes: the runs that already ended keep the answer they ended with."""
+    for index, end in run_ends(c):
+        if end <= now:
+            c.answers.setdefault(index, result(c, "answer"))
+
+
+def changes(c: Conversation, now: float) -> list[tuple[str, str]]:
+    """The git changes (status, path) by path, once the agent ended a run."""
+    return sorted(result(c, "changes"), key=lambda change: change[1]) if ended_once(c, now) else []
+
+
+def diff(c: Conversation, path: str, status: str) -> tuple[str | None, str | None]:
+    """A changed file's (original, modified)."""
+    given = c.results.get("diffs", {})
+    if path in given:
+        return given[path]
+    return (None if status == "ADDED" else "old line\n"), (None if status == "DELETED" else "new line\n")
 
 
 # ---------------------------------------------------------------------------------------------------- JSON shapes
@@ -103,8 +186,15 @@ def task_json(c: Conversation, now: float, *, naive: bool = True) -> dict[str, A
 def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
     """An ``AppConversation``. ``updated_at`` does not move when the agent ends, as on the real server."""
     execution = execution_status(c, now)
-    first_line = (c.message or "").strip().splitlines()
-    title = first_line[0][:60] if first_line and execution.lower() in ENDED else f"Conversation {c.conversation_id[:5]}"
+    said = c.message if c.message is not None else next((text for _, text, _ in c.follow_ups), "")
+    first_line = said.strip().splitlines()
+    named = ended_once(c, now) or c.forced.get("execution_status", "").lower() in ENDED
+    title = first_line[0][:60] if first_line and named else f"Conversation {c.conversation_id[:5]}"
+    ended = ended_once(c, now)
+    counted = ended and c.timeline.keeps_events  # a server that keeps no events counts nothing
+    usage = dict(_ZERO_TOKENS)
+    if counted:
+        usage.update(prompt_tokens=result(c, "prompt_tokens"), completion_tokens=result(c, "completion_tokens"))
     request = c.request
     return {
         "id": c.conversation_id,
@@ -115,12 +205,12 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
         "git_provider": request["git_provider"] or ("github" if c.repository else None),
         "title": c.forced.get("title", title),
         "trigger": request["trigger"],
-        "pr_number": [],
+        "pr_number": list(result(c, "pr_numbers")) if ended else [],
         "llm_model": request["llm_model"] or "openai/fake-model",
         "agent_kind": "openhands",
         "metrics": {
-            "model_name": "default", "accumulated_cost": 0.0, "max_budget_per_task": None,
-            "accumulated_token_usage": dict(_ZERO_TOKENS),
+            "model_name": "default", "accumulated_cost": float(result(c, "cost")) if counted else 0.0,
+            "max_budget_per_task": None, "accumulated_token_usage": usage,
         },
         "parent_conversation_id": request["parent_conversation_id"],
         "sub_conversation_ids": [],
@@ -135,6 +225,74 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
         "acp_server": None,
         "launched_agent_profile": None,
     }
+
+
+def _event_id(c: Conversation, key: Any, make: Callable[[], str] | None = None) -> str:
+    """An event's (or tool call's) id, made once so that every poll sees the same."""
+    if key not in c.event_ids:
+        c.event_ids[key] = make() if make else str(uuid.uuid4())
+    return c.event_ids[key]
+
+
+def _state_update(value: str) -> dict[str, Any]:
+    return {"source": "environment", "key": "execution_status", "value": value, "kind": "ConversationStateUpdateEvent"}
+
+
+def _user_message(text: str) -> dict[str, Any]:
+    llm_message = {"role": "user", "content": [{"cache_prompt": False, "type": "text", "text": text}],
+                   "thinking_blocks": []}
+    return {"source": "user", "llm_message": llm_message, "activated_skills": [], "extended_content": [],
+            "kind": "MessageEvent"}
+
+
+def _finish(c: Conversation, index: int) -> list[dict[str, Any]]:
+    """The agent's ``finish`` action and its observation, as the events of the run ``index`` end with."""
+    answer = c.answers.get(index, result(c, "answer"))
+    arguments = json.dumps({"message": answer})
+    call_id = _event_id(c, ("call", index), lambda: "call_" + _token(24))
+    action_id = _event_id(c, ("finish", index))
+    action = {
+        "id": action_id, "source": "agent", "thought": [], "thinking_blocks": [],
+        "action": {"message": answer, "kind": "FinishAction"}, "tool_name": "finish", "tool_call_id": call_id,
+        "tool_call": {"id": call_id, "name": "finish", "arguments": arguments, "origin": "completion"},
+        "llm_response_id": _event_id(c, ("response", index), lambda: "chatcmpl-" + _token(29)),
+        "security_risk": "UNKNOWN", "summary": "finish: " + arguments, "kind": "ActionEvent",
+    }
+    observation = {
+        "id": _event_id(c, ("observation", index)), "source": "environment", "tool_name": "finish",
+        "tool_call_id": call_id,
+        "observation": {"content": [{"cache_prompt": False, "type": "text", "text": answer}], "is_error": False,
+                        "kind": "FinishObservation"},
+        "action_id": action_id, "extended_content": [], "kind": "ObservationEvent",
+    }
+    return [action, observation]
+
+
+def events(c: Conversation, now: float) -> list[dict[str, Any]]:
+    """The conversation's events up to ``now``, oldest first: per run the user's message and the status turning
+    running, then at its end the finish action and observation (outcome "finished") and the final status. They
+    follow the timeline, not forced fields; a server that keeps no events has none."""
+    if not c.timeline.keeps_events:
+        return []
+    timed: list[tuple[float, Any, dict[str, Any]]] = []  # (when, key for its id, event)
+    said = ([(c.ready_at, c.message, True)] if c.message is not None else []) + c.follow_ups
+    for n, (moment, text, run) in enumerate(said):
+        timed.append((moment, ("user", n), _user_message(text)))
+        if run:
+            timed.append((moment + _TICK, ("running", n), _state_update("running")))
+    for index, end in run_ends(c):
+        if end > now:
+            continue
+        outcome = c.timeline.outcome
+        last_words = _finish(c, index) if outcome == "finished" else []
+        timed += [(end + n * _TICK, None, event) for n, event in enumerate(last_words)]
+        timed.append((end + len(last_words) * _TICK, ("end", index), _state_update(outcome)))
+    shown = sorted((item for item in timed if item[0] <= now), key=lambda item: item[0])
+    return [
+        {"id": event.get("id") or _event_id(c, key), "timestamp": iso(moment, naive=True),
+         **{name: value for name, value in event.items() if name != "id"}}
+        for moment, key, event in shown
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- requests
@@ -166,6 +324,61 @@ def _message_text(request: dict[str, Any]) -> str | None:
     return "\n".join(item.get("text", "") for item in items if item.get("type") == "text")
 
 
+def _send_message_request(body: Any, problems: list[Problem]) -> tuple[str, bool]:
+    """A follow-up's text and ``run``, or the 422 for the body (with ``problems`` already found in the path)."""
+    try:
+        body = json_object(body)
+    except HttpError as error:
+        raise HttpError(422, problems + error.reply.body["detail"]) from None
+    role = body.get("role", "user")
+    if role != "user":
+        msg, ctx = "Input should be 'user'", {"expected": "'user'"}
+        problems.append(problem("literal_error", ["body", "role"], msg, role, ctx))
+    content = body.get("content")
+    if "content" not in body:
+        problems.append(problem("missing", ["body", "content"], "Field required", body))
+    elif not isinstance(content, list):
+        problems.append(problem("list_type", ["body", "content"], "Input should be a valid list", content))
+    elif not content:
+        msg = "List should have at least 1 item after validation, not 0"
+        ctx = {"field_type": "List", "min_length": 1, "actual_length": 0}
+        problems.append(problem("too_short", ["body", "content"], msg, content, ctx))
+    else:
+        problems += _content_problems(content)
+    run = boolean_field(body, "run", False, problems)
+    if problems:
+        raise HttpError(422, problems)
+    texts = [item["text"] for item in content if isinstance(item, dict) and item.get("type", "text") == "text"]
+    return "\n".join(texts), run
+
+
+def _content_problems(content: list[Any]) -> list[Problem]:
+    """Problems of the items that are neither text nor an image. (Pydantic also lists how each item failed to be an
+    ``ImageContent``; only the ``TextContent`` part is written here.)"""
+    found = []
+    for index, item in enumerate(content):
+        loc = ["body", "content", index, "TextContent"]
+        if isinstance(item, dict) and item.get("type") == "image" and isinstance(item.get("image_urls"), list):
+            continue
+        if not isinstance(item, dict):
+            msg = "Input should be a valid dictionary or object to extract fields from"
+            found.append(problem("model_attributes_type", loc, msg, item))
+        elif "text" not in item:
+            found.append(problem("missing", [*loc, "text"], "Field required", item))
+        elif not isinstance(item["text"], str):
+            found.append(problem("string_type", [*loc, "text"], "Input should be a valid string", item["text"]))
+    return found
+
+
+def _path_problems(conversation_id: str) -> list[Problem]:
+    """The 422 item for a ``conversation_id: UUID`` path parameter that pydantic refuses."""
+    why = _uuid_problem(conversation_id)
+    if why is None:
+        return []
+    msg = f"Input should be a valid UUID, {why}"
+    return [problem("uuid_parsing", ["path", "conversation_id"], msg, conversation_id, {"error": why})]
+
+
 def _uuid_problem(text: str) -> str | None:
     """Why pydantic (the Rust ``uuid`` crate) refuses ``text`` as a UUID, in its words; ``None`` if it takes it."""
     body = text[9:] if text.lower().startswith("urn:uuid:") else text[1:-1] if text[:1] + text[-1:] == "{}" else text
@@ -183,8 +396,12 @@ def _uuid_problem(text: str) -> str | None:
     return None
 
 
+def _token(length: int) -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
+
+
 def _sandbox_id() -> str:
-    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(22))
+    return _token(22)
 
 
 class V1Api:
@@ -202,7 +419,14 @@ class V1Api:
             route(("GET",), _ID + "/count", self.count_conversations),
             route(("GET",), _ID + "/start-tasks", self.get_tasks),
             route(("GET",), _ID + "/start-tasks/search", self.search_tasks),
-            route(("DELETE", "PATCH"), _ID + "/(?P<conversation_id>[^/]+)", _not_modelled),
+            route(("POST",), _ITEM + "/send-message", self.send_message),
+            route(("GET",), _ITEM + "/git/changes", self.git_changes),
+            route(("GET",), _ITEM + "/git/diff", self.git_diff),
+            route(("GET",), _ITEM + "/file", self.read_file),
+            route(("DELETE",), _ITEM, self.delete),
+            route(("PATCH",), _ITEM, _not_modelled),
+            route(("POST",), r"/api/v1/sandboxes/(?P<sandbox_id>[^/]+)/(?P<action>pause|resume)", self.sandbox),
+            route(("GET",), r"/api/v1/conversation/(?P<conversation_id>[^/]+)/events/search", self.search_events),
         ]
         if not reads_only:
             self.routes.insert(0, route(("POST",), _ID, self.start))
@@ -212,7 +436,7 @@ class V1Api:
     active = staticmethod(active)
 
     @staticmethod
-    def state(c: Conversation, now: float) -> dict[str, str]:
+    def state(c: Conversation, now: float) -> dict[str, str | None]:
         """The raw status fields now."""
         return {"execution_status": execution_status(c, now), "sandbox_status": _sandbox_status(c)}
 
@@ -310,7 +534,136 @@ class V1Api:
             items, next_page = page(conversations[::-1], page_id, limit)
             return Reply(200, {"items": [task_json(c, now) for c in items], "next_page_id": next_page})
 
+    def send_message(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``POST .../{id}/send-message``: a follow-up; with ``run`` the agent runs on it at once. The sandbox must
+        be RUNNING: 410 if gone, 503 in error, 409 otherwise (paused, starting)."""
+        text, run = _send_message_request(request.body, _path_problems(conversation_id))
+        wanted = uuid.UUID(conversation_id)
+        with self.server._lock:
+            conversation, now = self._find(wanted.hex)
+            if conversation is None:
+                raise HttpError(404, f"Conversation {wanted} not found")
+            sandbox = _sandbox_status(conversation)
+            if sandbox == "MISSING":
+                raise HttpError(410, "Conversation is archived. The sandbox no longer exists.")
+            if sandbox == "ERROR":
+                raise HttpError(503, "Sandbox is in an error state and cannot accept messages.")
+            if sandbox != "RUNNING":
+                resume = f"Use POST /api/v1/sandboxes/{conversation.sandbox_id}/resume to resume it first."
+                raise HttpError(409, f"Sandbox is {sandbox}. {resume}")
+            conversation.follow_ups.append((now, text, run))
+        return Reply(200, {"success": True, "sandbox_status": "RUNNING", "message": None})
+
+    def sandbox(self, request: RecordedRequest, sandbox_id: str, action: str) -> Reply:
+        """``POST /api/v1/sandboxes/{id}/pause`` or ``/resume``."""
+        with self.server._lock:
+            found = [c for c in self._read(ready_only=True)[0] if c.sandbox_id == sandbox_id]
+            if not found:
+                raise HttpError(404, "Not Found")
+            for conversation in found:
+                conversation.paused = action == "pause"
+        return Reply(200, {"success": True})
+
+    def delete(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``DELETE .../{id}``: the id is read by Python's ``UUID()`` (400), then it must exist (404)."""
+        try:
+            wanted = uuid.UUID(conversation_id).hex
+        except ValueError:
+            raise HttpError(400, "Invalid conversation ID format") from None
+        with self.server._lock:
+            conversation, _ = self._find(wanted)
+            if conversation is None:
+                raise HttpError(404, "Conversation not found")
+            conversation.deleted = True
+        return Reply(200, {"success": True})
+
+    def git_changes(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``GET .../{id}/git/changes?path=``: the changes of the repository at ``path`` (none elsewhere)."""
+        conversation, now, path = self._agent_server(request, conversation_id, "path")
+        if path.rstrip("/") != WORKSPACE:
+            return Reply(200, [])
+        return Reply(200, [{"status": status, "path": name} for status, name in changes(conversation, now)])
+
+    def git_diff(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``GET .../{id}/git/diff?path=``: a changed file's original and modified text; the agent server refuses
+        any other path (400), which the app server passes on as a 502."""
+        conversation, now, path = self._agent_server(request, conversation_id, "path")
+        changed = {name: status for status, name in changes(conversation, now)}
+        name = path[len(WORKSPACE) + 1:] if path.startswith(WORKSPACE + "/") else None
+        if name not in changed:
+            raise HttpError(502, "Agent server error: 400")
+        original, modified = diff(conversation, name, changed[name])
+        return Reply(200, {"modified": modified, "original": original})
+
+    def read_file(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``GET .../{id}/file?file_path=``: a JSON string, the file's text; ``""`` for anything it cannot read."""
+        query = Query(request)
+        query.problems += _path_problems(conversation_id)
+        query.check()
+        file_path = query.text("file_path")
+        file_path = WORKSPACE + "/PLAN.md" if file_path is None else file_path
+        with self.server._lock:
+            conversation, now = self._find(uuid.UUID(conversation_id).hex)
+            if conversation is None or _sandbox_status(conversation) != "RUNNING":
+                return Reply(200, "")
+            changed = {name: status for status, name in changes(conversation, now)}
+            name = file_path[len(WORKSPACE) + 1:] if file_path.startswith(WORKSPACE + "/") else None
+            modified = diff(conversation, name, changed[name])[1] if name in changed else None
+        return Reply(200, modified or "")
+
+    def search_events(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``GET /api/v1/conversation/{id}/events/search?kind__eq=&sort_order=&page_id=&limit=``: the events, oldest
+        first by default. An unknown conversation has none; an id that is not a UUID breaks the route (500). Unlike
+        the real server, a ``kind__eq`` that names no event class is not a 422: it just finds nothing."""
+        query = Query(request)
+        limit = query.integer("limit", 100, gt=0, le=100)
+        order = query.text("sort_order")
+        order = "TIMESTAMP" if order is None else order
+        if order not in SORT_ORDERS:
+            expected = "'TIMESTAMP' or 'TIMESTAMP_DESC'"
+            query.problems.append(problem("enum", ["query", "sort_order"], f"Input should be {expected}", order,
+                                          {"expected": expected}))
+        query.check()
+        try:
+            wanted = uuid.UUID(conversation_id).hex
+        except ValueError:
+            return Reply(500, "Internal Server Error", content_type="text/plain; charset=utf-8")
+        kind = query.text("kind__eq")
+        with self.server._lock:
+            conversation, now = self._find(wanted)
+            stream = events(conversation, now) if conversation else []
+        if kind is not None:
+            stream = [event for event in stream if event["kind"] == kind]
+        if order == "TIMESTAMP_DESC":
+            stream.reverse()
+        items, next_page = page(stream, query.text("page_id"), limit or 100)
+        return Reply(200, {"items": items, "next_page_id": next_page})
+
     # -------------------------------------------------------------- helpers
+    def _find(self, conversation_hex: str) -> tuple[Conversation | None, float]:
+        """The conversation with this id if it exists now, and the time to render it at; hold ``_lock``."""
+        conversations, now = self._read(ready_only=True)
+        return next((c for c in conversations if c.conversation_id == conversation_hex), None), now
+
+    def _agent_server(
+        self, request: RecordedRequest, conversation_id: str, name: str
+    ) -> tuple[Conversation, float, str]:
+        """For the routes the app server passes on to the sandbox's agent server: the conversation, the time and the
+        required query parameter ``name``, or the error: 422, 404 if not there or not running, 409 if paused."""
+        query = Query(request)
+        query.problems += _path_problems(conversation_id)
+        value = query.required(name)
+        query.check()
+        wanted = uuid.UUID(conversation_id)
+        with self.server._lock:
+            conversation, now = self._find(wanted.hex)
+            sandbox = _sandbox_status(conversation) if conversation else None
+        if sandbox == "PAUSED":
+            raise HttpError(409, "Sandbox is paused; resume it before reading git state.")
+        if conversation is None or sandbox != "RUNNING":
+            raise HttpError(404, f"Conversation {wanted} is not reachable")
+        return conversation, now, value or ""
+
     def _read(self, *, ready_only: bool) -> tuple[list[Conversation], float]:
         """The conversations (oldest first; only READY ones if ``ready_only``) and the time to render them at."""
         conversations, now = self.server._snapshot()
