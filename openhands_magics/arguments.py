@@ -2,6 +2,12 @@
 
 argparse/shlex would eat the quotes and backslashes of a message like ``Fix "naïve" {x} parsing``, so this parser
 reads whitespace-separated option tokens from the left and hands back the untouched rest of the line.
+
+Commands (``list``, ``pause ID``, ``resume ID``, ``delete ID``) are recognised only when the *whole* rest of the
+line fits them: ``%openhands list --running`` lists, while ``%openhands list the TODOs in src/`` and ``%openhands
+pause the nightly job`` are tasks, as they always were. The argument of ``pause``/``resume``/``delete`` must look
+like an id (32 hex digits, a UUID, or a conversation link), so no sentence can fit. A bare command word without its
+id is refused with a line saying how to send it as a task (``%openhands -- pause``); ``--`` always forces a task.
 """
 
 from __future__ import annotations
@@ -23,15 +29,30 @@ USAGE = """\
   --timeout SECONDS    give up waiting after this long (with --wait); the conversation goes on
   --no-panel           plain text instead of the widget panel
   --watch ID           a live panel for an existing conversation (its id, link or start task id); nothing is started
+  --continue [ID]      a follow-up to a conversation (default: the latest), resuming it if paused; same live panel
   --reattach           after a kernel restart: live panels again for the conversations this notebook started
   --login              ask for the API key (kept in memory only, never in the notebook)
   --help               this text
   --                   end of options: everything after it is the message
-conv = %openhands ...  gives a handle: conv.id, conv.task_id, conv.url, conv.status, conv.refresh(), conv.wait()"""
+%openhands list [--running] [--repo R] [--limit N] [--here]
+                       the account's conversations as a table (--here: the ones this notebook started, with live
+                       panels again for those not over)
+%openhands pause ID | resume ID | delete ID [--yes]
+                       pause or resume a conversation's sandbox; delete one for good (asks first unless --yes)
+                       (commands only when the whole line fits them: `%openhands list the TODOs` is a task)
+conv = %openhands ...  gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost .changes() .diff()
+                       .send(text) .pause() .resume() .delete() .refresh() .wait()"""
 
 _VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch"}
-_FLAG_OPTIONS = {"--reattach": "reattach", "--wait": "wait", "--no-panel": "no_panel", "--login": "login", "--help": "help", "-h": "help"}
+_FLAG_OPTIONS = {"--reattach": "reattach", "--wait": "wait", "--no-panel": "no_panel", "--login": "login",
+                 "--help": "help", "-h": "help"}
 _TOKEN = re.compile(r"\S+")
+_HEX_ID = r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+#: What a command's argument must look like: an id or a conversation's link, never a word of a sentence.
+ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?")
+COMMANDS = ("list", "pause", "resume", "delete")
+_LIST_FLAGS = {"--running": "running", "--here": "here"}
+_LIST_VALUES = {"--repo": "repo", "--limit": "limit"}
 
 
 @dataclass
@@ -47,6 +68,16 @@ class Invocation:
     no_panel: bool = False
     login: bool = False
     help: bool = False
+    #: ``--continue [ID]``: a follow-up; ``continue_id`` None means the latest conversation.
+    follow_up: bool = False
+    continue_id: str | None = None
+    #: ``list`` / ``pause`` / ``resume`` / ``delete`` when the whole line is that command; ``target`` its id.
+    command: str | None = None
+    target: str | None = None
+    yes: bool = False
+    running: bool = False
+    here: bool = False
+    limit: int | None = None
 
 
 def _unquote(value: str) -> str:
@@ -59,6 +90,7 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
     """Read options off the front of ``line``; the rest (or the cell body) is the message, unchanged."""
     invocation = Invocation()
     position = 0
+    dashed = False
     while True:
         token = _TOKEN.search(line, position)
         if token is None or not token.group().startswith("-"):
@@ -67,11 +99,20 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         position = token.end()
         name, has_equals, inline_value = token.group().partition("=")
         if name == "--":
+            dashed = True
             rest = line[position:]
             rest = rest[1:] if rest[:1] == " " else rest
             break
         if name in _FLAG_OPTIONS and not has_equals:
             setattr(invocation, _FLAG_OPTIONS[name], True)
+            continue
+        if name == "--continue":  # an optional id: taken only if the next token looks like one
+            invocation.follow_up = True
+            following = _TOKEN.search(line, position)
+            if has_equals:
+                invocation.continue_id = _unquote(inline_value) or None
+            elif following is not None and ID_LIKE.fullmatch(following.group()):
+                invocation.continue_id, position = following.group(), following.end()
             continue
         if name not in _VALUE_OPTIONS:
             raise ValidationError(
@@ -100,6 +141,8 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         invocation.api = invocation.api.lower()
         if invocation.api not in ("auto", "v1", "v0"):
             raise ValidationError(f"--api takes auto, v1 or v0, got {invocation.api!r}.")
+    if cell is None and not dashed and _command(invocation, rest):
+        return invocation
     if cell is not None:
         if rest.strip():
             raise ValidationError(
@@ -113,4 +156,58 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         raise ValidationError("--watch shows an existing conversation; it takes no message.")
     if invocation.reattach and (invocation.message.strip() or invocation.watch is not None):
         raise ValidationError("--reattach finds the conversations by itself; it takes no message and no --watch.")
+    if invocation.follow_up and invocation.watch is not None:
+        raise ValidationError("--continue sends a message to a conversation; --watch only shows one: use one of them.")
     return invocation
+
+
+def _command(invocation: Invocation, rest: str) -> bool:
+    """Whether ``rest`` is a whole command (then ``invocation`` holds it); False leaves it a message."""
+    words = rest.split()
+    if not words or words[0] not in COMMANDS:
+        return False
+    name, arguments = words[0], words[1:]
+    if invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.wait:
+        return False  # options of a message came first: it is a message
+    if name == "list":
+        options: dict[str, object] = {}
+        i = 0
+        while i < len(arguments):
+            word, _, inline = arguments[i].partition("=")
+            if word in _LIST_FLAGS and not inline:
+                options[_LIST_FLAGS[word]] = True
+            elif word in _LIST_VALUES:
+                value = inline or (arguments[i + 1] if i + 1 < len(arguments) and not inline else "")
+                i += 0 if inline else 1
+                if not value or value.startswith("--"):
+                    raise ValidationError(f"list {word} needs a value; see `%openhands --help`.")
+                options[_LIST_VALUES[word]] = _unquote(value)
+            else:
+                return False  # "list the TODOs in src/": a task
+            i += 1
+        if "limit" in options:
+            try:
+                options["limit"] = int(str(options["limit"]))
+            except ValueError:
+                raise ValidationError(f"list --limit takes a whole number, got {options['limit']!r}.") from None
+            if not 1 <= int(options["limit"]) <= 1000:  # type: ignore[call-overload]
+                raise ValidationError("list --limit takes a number from 1 to 1000.")
+        if options.get("here") and ("repo" in options or options.get("running")):
+            raise ValidationError("list --here shows this notebook's conversations; it takes no --repo or --running.")
+        if invocation.repo and "repo" in options:
+            raise ValidationError("--repo was given twice.")
+        invocation.command = name
+        for key, value in options.items():
+            setattr(invocation, key, value)
+        return True
+    yes = "--yes" in arguments and name == "delete"
+    ids = [a for a in arguments if a != "--yes"] if yes else arguments
+    if len(ids) == 1 and ID_LIKE.fullmatch(ids[0]) and len(ids) + yes == len(arguments):
+        invocation.command, invocation.target, invocation.yes = name, ids[0], yes
+        return True
+    if not arguments:  # a bare "pause": never a task of one word, never an action on a guessed conversation
+        raise ValidationError(
+            f"`%openhands {name}` needs a conversation id (see `%openhands list`); to send the word as a task, "
+            f"write `%openhands -- {name}`."
+        )
+    return False

@@ -31,6 +31,25 @@ def static_card(handle: ConversationHandle) -> dict[str, str]:
     return {"text/html": html_card(handle), "text/plain": text_summary(handle)}
 
 
+def done_cue(handle: ConversationHandle) -> dict[str, str]:
+    """A one-off script for the browser when a watched conversation ends, for a user who looked away: the tab's
+    title says so until the page has focus again, and a desktop notification shows if the page already has the
+    permission (it is never asked for). Sent as an update of the panel's own output, immediately replaced by the
+    final card, so nothing of it is saved in the notebook; front ends that do not run scripts just skip it."""
+    import json
+
+    from .views import plain
+
+    words = f"OpenHands {handle.status or '?'}" + (f" · {plain(handle.title)[:80]}" if handle.title else "")
+    text = json.dumps(words).replace("<", "\\u003c")  # (ensure_ascii: U+2028 and friends are escaped too)
+    script = (
+        "(function(){var m=%s;if(document.hasFocus())return;var t=document.title;document.title='\\u25cf '+m;"
+        "window.addEventListener('focus',function f(){document.title=t;window.removeEventListener('focus',f);});"
+        "if(window.Notification&&Notification.permission==='granted'){new Notification('OpenHands',{body:m});}})();"
+    ) % text
+    return {"application/javascript": script}
+
+
 def show(session: Session, handle: ConversationHandle, *, panel: bool = True) -> None:
     from IPython.display import display
 
@@ -56,6 +75,8 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                 # card, which every front end shows, with or without a kernel, so a saved notebook shows the last
                 # card instead of a widget it cannot find.
                 h.unsubscribe(follow)
+                if session.notify and h.is_final and widget.comm is not None:
+                    shown.update(done_cue(h), raw=True)
                 shown.update(static_card(h), raw=True, metadata=metadata_for(h))
                 widget.close()
             elif h.id != milestone[0] and widget.comm is not None:

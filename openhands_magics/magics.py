@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Float, TraitError, Unicode, validate
 
+from . import commands
 from .arguments import USAGE, Invocation, parse_invocation
 from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
 from .errors import OpenHandsError, WaitTimeout
@@ -21,7 +22,6 @@ from .errors import OpenHandsError, WaitTimeout
 if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .polling import PollSchedule
-    from .session import Endpoint
 
 __all__ = ["OpenHandsMagics"]
 
@@ -88,6 +88,16 @@ class OpenHandsMagics(Magics):
     ).tag(config=True)
     timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})"
                     ).tag(config=True)
+    notify = Bool(
+        True,
+        help="when a conversation a live panel shows ends, mark the browser tab's title (and show a desktop "
+        "notification if the page already may); nothing is saved in the notebook",
+    ).tag(config=True)
+    remember_conversations = Bool(
+        True,
+        help="record the ids of the conversations started here (and the notebook's path, never a key) in a small file "
+        "in Jupyter's data directory, so `%openhands list --here` finds them after a kernel restart",
+    ).tag(config=True)
 
     @validate("poll_interval", "max_poll_interval", "timeout")
     def _seconds(self, proposal: Any) -> float:
@@ -182,18 +192,27 @@ class OpenHandsMagics(Magics):
         return True
 
     def _run(self, invocation: Invocation) -> ConversationHandle:
+        from .saved import notebook_path
         from .session import Endpoint, get_session
 
         session = get_session()
         session.schedule = self._schedule()
+        session.remember = self.remember_conversations
+        session.notify = self.notify
+        path = notebook_path(self.shell.user_ns if self.shell is not None else {})
+        session.notebook = str(path) if path else None
         # The no-key / bad-URL line comes before anything is sent.
         endpoint = Endpoint.resolve(invocation.base_url or self.base_url, api=invocation.api or self.api,
                                     timeout=self.timeout, ca_bundle=self.ca_bundle, use_env_proxy=self.use_env_proxy)
+        if invocation.command is not None:
+            return commands.run(self, invocation, endpoint)
         if invocation.reattach:
-            self._reattach(endpoint)
+            commands.reattach(self, endpoint)
             return None
-        if invocation.watch is not None:
-            handle = session.attach(invocation.watch, endpoint=endpoint)
+        if invocation.follow_up:  # the message is checked before anything is sent; a paused sandbox is resumed
+            handle = commands.follow_up(self, invocation, endpoint)
+        elif invocation.watch is not None:
+            handle = session.attach(invocation.watch, endpoint=endpoint, remember=True)
         else:  # the client refuses an empty message or a bad --repo before sending anything
             handle = session.start(invocation.message, invocation.repo, endpoint=endpoint)
         # From here on it exists on the server and is recorded: make sure every path shows its ids.
@@ -211,50 +230,14 @@ class OpenHandsMagics(Magics):
             self._wait(handle, invocation.timeout)
         return handle
 
-    def _reattach(self, endpoint: Endpoint) -> None:
-        """Live panels again for the conversations of this notebook that are not over: those in this process's
-        record that nothing watches (after ``%reload_ext``), and those named in the notebook's saved outputs (after
-        a kernel restart)."""
-        from .saved import notebook_path, saved_conversations
-        from .session import get_session
-
-        session = get_session()
-        wanted = [h.id or h.task_id or "" for h in session.history()
-                  if not h.is_final and not h.watching and h.endpoint.base_url == endpoint.base_url]
-        path = notebook_path(self.shell.user_ns if self.shell is not None else {})
-        elsewhere = set()
-        for saved in saved_conversations(path) if path else []:
-            if saved.base_url not in (None, endpoint.base_url):  # a notebook's text must not send the key elsewhere
-                elsewhere.add(saved.base_url)
-            elif saved.reference not in wanted:
-                wanted.append(saved.reference)
-        if elsewhere:
-            _say(f"Left alone: conversations on {', '.join(sorted(elsewhere))[:200]}; re-attach them with "
-                 "`%openhands --reattach --base-url URL` if you trust that server with your key.")
-        if not wanted:
-            where = f"the outputs of {path.name}" if path else "this process (the kernel does not know its notebook's file)"
-            _say(f"Nothing to re-attach from {where} on {endpoint.base_url}; give one with `%openhands --watch ID`.")
-            return
-        watched = over = 0
-        for reference in wanted:
-            try:
-                handle = session.attach(reference, endpoint=endpoint)
-            except OpenHandsError as error:
-                _say(f"{reference}: {error}")
-                continue
-            if handle.is_final:
-                over += 1
-            else:
-                watched += 1
-                session.show(handle)
-        print(f"openhands: {watched} watched again, {over} already over.")
-
     def _wait(self, handle: ConversationHandle, timeout: float | None) -> None:
-        from .views import status_change_line
+        from .views import plain, status_change_line
 
         print(status_change_line(handle), flush=True)
         try:
             handle.wait(timeout, on_change=lambda h: print(status_change_line(h), flush=True))
+            if handle.outcome is not None and handle.outcome.answer:  # a log that ends with what the agent said
+                print(f"{handle.reference}: answer: {plain(handle.outcome.answer[:2000])}", flush=True)
         except KeyboardInterrupt:
             _say(f"Stopped waiting; {handle.reference} goes on: {handle.url or handle.endpoint.base_url}")
         except WaitTimeout as error:

@@ -80,7 +80,7 @@ def _from_output(output: Any) -> list[SavedConversation]:
     lines = "".join(text) if isinstance(text, list) else str(text)
     saved = []
     for line in lines.splitlines():
-        match = _LINE.search(line.strip())
+        match = _LINE.match(line.strip())  # at the start: an agent's answer quoted on a later line is not an id
         if match:
             conversation = match.group("id") if match.group("id") != "(not created yet)" else None
             saved.append(SavedConversation(conversation, match.group("task"), None))

@@ -40,6 +40,8 @@ from .polling import Poller, PollSchedule, wait_until_final
 __all__ = ["Endpoint", "Session", "get_session", "history", "last"]
 
 log = logging.getLogger("openhands_magics")
+#: ``list`` reads at most this many pages (of 100) looking for matches: a filter with few matches stays bounded.
+MAX_LIST_PAGES = 10
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ class Session:
         self._clients: dict[Endpoint, OpenHandsClient] = {}
         self._pollers: dict[Endpoint, Poller] = {}
         self._history: list[ConversationHandle] = []
+        #: The notebook this kernel runs, when known (the magic sets it): recorded on disk with each conversation.
+        self.notebook: str | None = None
+        #: Whether conversations started here are recorded on disk (``%openhands list --here`` after a restart).
+        self.remember = True
+        #: Whether the browser is told when a watched conversation ends (tab title, a permitted notification).
+        self.notify = True
 
     # ------------------------------------------------------------------ clients and pollers
     def client(self, endpoint: Endpoint) -> OpenHandsClient:
@@ -113,19 +121,120 @@ class Session:
     ) -> ConversationHandle:
         """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``)."""
         endpoint = endpoint or Endpoint.resolve()
-        return self.record(self.client(endpoint).start_conversation(message, repository), endpoint)
+        return self.record(self.client(endpoint).start_conversation(message, repository), endpoint, remember=True)
 
-    def attach(self, reference: str, *, endpoint: Endpoint | None = None) -> ConversationHandle:
-        """A handle for an existing conversation: its id, its link, or (V1) its start task's id."""
+    def attach(
+        self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False
+    ) -> ConversationHandle:
+        """A new handle for an existing conversation: its id, its link, or (V1) its start task's id."""
         endpoint = endpoint or Endpoint.resolve()
-        return self.record(self.client(endpoint).get_conversation(reference), endpoint)
+        return self.record(self.client(endpoint).get_conversation(reference), endpoint, remember=remember)
 
-    def record(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle:
+    def find(self, reference: str, *, endpoint: Endpoint | None = None) -> ConversationHandle:
+        """The handle this session already has for that id (so ``conv`` in the notebook sees what a command did to
+        it), refreshed; else a new one, as :meth:`attach`."""
+        endpoint = endpoint or Endpoint.resolve()
+        client = self.client(endpoint)
+        client._reference(reference)
+        wanted = client.dialect().normalize_id(reference)
+        for handle in reversed(self._history):
+            if handle.endpoint.base_url == endpoint.base_url and wanted in (handle.id, handle.task_id):
+                handle.refresh()
+                return handle
+        return self.attach(reference, endpoint=endpoint)
+
+    def reattach(self, probes: list[Conversation], *, endpoint: Endpoint) -> list[ConversationHandle]:
+        """Handles for conversations known by id (after a kernel restart), read in as few requests as the API
+        allows; those the server no longer has are left out (and forgotten on disk)."""
+        fresh = self.client(endpoint).read(probes) if probes else []
+        handles = []
+        for probe, conversation in zip(probes, fresh):
+            if conversation is None:
+                if self.remember:
+                    self._store().forget(endpoint.base_url, probe.conversation_id or probe.start_task_id or "")
+                continue
+            handles.append(self._known(conversation, endpoint) or self.record(conversation, endpoint))
+        return handles
+
+    def record(self, conversation: Conversation, endpoint: Endpoint, *, remember: bool = False) -> ConversationHandle:
+        """Keep it in this process's record (and, ``remember``, on disk, with its conversation id once known)."""
         handle = ConversationHandle(conversation, self, endpoint)
         self._history.append(handle)
         what = f"conversation {handle.id}" if handle.id else f"start task {handle.task_id}"
         log.info("recorded %s on %s", what, endpoint.base_url)
+        if remember and self.remember:
+            try:
+                self._remember(handle)
+            except Exception:  # the record on disk is a convenience: it must never cost a started conversation
+                log.warning("could not record conversation %s on disk", handle.reference, exc_info=True)
         return handle
+
+    def _known(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle | None:
+        for handle in self._history:
+            if handle.endpoint.base_url == endpoint.base_url and handle.is_same(conversation):
+                return handle
+        return None
+
+    @staticmethod
+    def _store() -> Any:
+        from .store import get_store
+
+        return get_store()
+
+    def _remember(self, handle: ConversationHandle) -> None:
+        """On disk now, and again once the start task names the conversation (the store merges the two)."""
+        notebook, store = self.notebook, self._store()
+
+        def add(h: ConversationHandle) -> None:
+            c = h.conversation
+            store.add(base_url=h.endpoint.base_url, conversation_id=h.id, task_id=h.task_id, api=c.api,
+                      notebook=notebook, repository=c.selected_repository)
+
+        add(handle)
+        if handle.id is None:
+            def when_created(h: ConversationHandle) -> None:
+                if h.id is not None:
+                    h.unsubscribe(when_created)
+                    add(h)
+
+            handle.subscribe(when_created)
+
+    def list(
+        self,
+        *,
+        endpoint: Endpoint | None = None,
+        running: bool = False,
+        repository: str | None = None,
+        limit: int = 20,
+    ) -> Any:
+        """The account's conversations, newest first, as a table of handles (``ConversationList``). The server
+        filters nothing but time and title, so ``running`` (not over, not paused) and ``repository`` are applied
+        here, reading pages until ``limit`` match or :data:`MAX_LIST_PAGES` pages were read."""
+        from .listing import ConversationList
+
+        endpoint = endpoint or Endpoint.resolve()
+        client = self.client(endpoint)
+        wanted = repository.lower() if repository else None
+        found: list[Conversation] = []
+        page_id: str | None = None
+        pages = scanned = 0
+        while len(found) < limit and pages < MAX_LIST_PAGES:
+            filtered = running or wanted is not None
+            page = client.search(100 if filtered else min(100, limit - len(found)), page_id)
+            pages, scanned = pages + 1, scanned + len(page.items)
+            for conversation in page.items:
+                if running and (conversation.is_final or conversation.status == ConversationStatus.PAUSED):
+                    continue
+                if wanted is not None and (conversation.selected_repository or "").lower() != wanted:
+                    continue
+                found.append(conversation)
+            page_id = page.next_page_id
+            if page_id is None:
+                break
+        found = found[:limit]
+        handles = [self._known(c, endpoint) or ConversationHandle(c, self, endpoint) for c in found]
+        more = " · more on the server" if page_id is not None else ""
+        return ConversationList(handles, source=f"{endpoint.base_url} · {len(handles)} shown of {scanned} read{more}")
 
     def watch(self, handle: ConversationHandle) -> bool:
         """Poll it from the running event loop (a kernel's); False where there is none (terminal IPython)."""
@@ -191,9 +300,11 @@ class Session:
         client = self.client(handle.endpoint)
         if not isinstance(text, str):
             raise ValidationError(f"The message must be text, got {type(text).__name__}.")
+        if (handle.conversation.sandbox_status or "").upper() == "PAUSED":  # known paused: no 409 needed to learn it
+            self._resume_and_wait(handle)
         try:
             client.send_message(handle.conversation, text)
-        except ConflictError as error:
+        except ConflictError as error:  # paused since the last read (Cloud pauses old ones past 10 running)
             if error.status_code != 409:
                 raise
             self._resume_and_wait(handle)
@@ -230,6 +341,10 @@ class Session:
         """Delete it on the server; the handle stays, as DELETED, and watching ends."""
         self.client(handle.endpoint).delete(handle.conversation)
         self.unwatch(handle)
+        if self.remember:
+            for reference in (handle.id, handle.task_id):
+                if reference:
+                    self._store().forget(handle.endpoint.base_url, reference)
         handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:

@@ -200,3 +200,108 @@ def test_usage_lists_every_option() -> None:
 def test_an_option_missing_its_value_is_refused_not_ignored(line: str) -> None:
     with pytest.raises(ValidationError, match="needs a value"):
         parse_invocation(line)
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+HEX = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "list the TODOs in src/",
+        "list all the CSV files and explain them",
+        "pause the nightly job",
+        "resume the refactoring you started",
+        "delete the dead code in utils.py",
+        "delete nightly",  # one word that is not an id: a task
+        f"pause {HEX} and then summarise it",
+        "list --running jobs in the scheduler",  # "jobs" is not a list option
+        "Delete the cache",  # commands are lower case, as typed
+    ],
+)
+def test_a_sentence_that_starts_with_a_command_word_stays_a_task(line: str) -> None:
+    invocation = parse_invocation(line)
+
+    assert invocation.command is None
+    assert invocation.message == line
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("list", {"command": "list"}),
+        ("list --running --limit 5", {"command": "list", "running": True, "limit": 5}),
+        ("list --repo octo/demo --limit=3", {"command": "list", "repo": "octo/demo", "limit": 3}),
+        ("--repo octo/demo list", {"command": "list", "repo": "octo/demo"}),
+        ("list --here", {"command": "list", "here": True}),
+        (f"pause {HEX}", {"command": "pause", "target": HEX}),
+        (f"resume {HEX}", {"command": "resume", "target": HEX}),
+        (f"delete {HEX}", {"command": "delete", "target": HEX, "yes": False}),
+        (f"delete {HEX} --yes", {"command": "delete", "target": HEX, "yes": True}),
+        (f"delete --yes {HEX}", {"command": "delete", "target": HEX, "yes": True}),
+        (f"pause https://app.all-hands.dev/conversations/{HEX}", {"command": "pause"}),
+        ("pause 01234567-89ab-cdef-0123-456789abcdef", {"command": "pause"}),
+    ],
+)
+def test_a_line_that_is_a_whole_command_is_that_command(line: str, expected: dict[str, object]) -> None:
+    invocation = parse_invocation(line)
+
+    assert {key: getattr(invocation, key) for key in expected} == expected
+    assert invocation.message == ""
+
+
+@pytest.mark.parametrize("line", ["-- list", f"-- pause {HEX}", "--wait list"])
+def test_dashes_or_a_message_option_make_a_command_word_a_task(line: str) -> None:
+    invocation = parse_invocation(line)
+
+    assert invocation.command is None
+    assert invocation.message.strip() in ("list", f"pause {HEX}")
+
+
+@pytest.mark.parametrize("word", ["pause", "resume", "delete"])
+def test_a_bare_action_word_is_refused_with_how_to_send_it_as_a_task(word: str) -> None:
+    with pytest.raises(ValidationError, match=rf"`%openhands -- {word}`"):
+        parse_invocation(word)
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("list --limit many", "whole number"),
+        ("list --limit 0", "from 1 to 1000"),
+        ("list --repo", "needs a value"),
+        ("list --here --running", "takes no --repo or --running"),
+        (f"pause {HEX} --yes", None),  # --yes belongs to delete only: the line is a task then
+    ],
+)
+def test_command_options_are_checked(line: str, match: str | None) -> None:
+    if match is None:
+        assert parse_invocation(line).command is None
+        return
+    with pytest.raises(ValidationError, match=match):
+        parse_invocation(line)
+
+
+def test_a_cell_magic_line_is_never_a_command() -> None:
+    with pytest.raises(ValidationError, match="goes in the cell body"):
+        parse_invocation("list", "do the thing")
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "target", "message"),
+    [
+        ("--continue now add tests", None, None, "now add tests"),
+        (f"--continue {HEX} now add tests", None, HEX, "now add tests"),
+        ("--continue", "now add tests\n", None, "now add tests\n"),
+        (f"--continue {HEX}", "and docs", HEX, "and docs"),
+        (f"--continue={HEX} go on", None, HEX, "go on"),
+        ("--continue list", None, None, "list"),  # a follow-up whose text is "list"
+    ],
+)
+def test_continue_takes_an_optional_id_then_the_message(line: str, cell: str | None, target: str | None,
+                                                        message: str) -> None:
+    invocation = parse_invocation(line, cell)
+
+    assert (invocation.follow_up, invocation.continue_id, invocation.message) == (True, target, message)
+    assert invocation.command is None

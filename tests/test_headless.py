@@ -44,7 +44,8 @@ def _openhands_outputs(path: Path) -> list[dict]:
 def _assert_final_recorded(outputs: list[dict]) -> None:
     printed = "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"]
                       for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
-    assert "FINISHED" in printed.splitlines()[-1]  # the --wait log of status changes ends with it
+    lines = printed.splitlines()
+    assert "FINISHED" in lines[-2] and lines[-1].endswith(": answer: Done.")  # the --wait log ends with the answer
     cards = [o for o in outputs if o["output_type"] == "display_data"]
     assert cards and all(WIDGET not in o["data"] for o in cards)  # the final card, not a widget
     assert "FINISHED" in "".join(cards[0]["data"]["text/html"]) and "FINISHED" in "".join(cards[0]["data"]["text/plain"])

@@ -37,9 +37,14 @@ class Live:
 
     def agent_delay(self, seconds: float) -> None:
         """Make each agent step of the fake LLM take ``seconds`` (needs ``OPENHANDS_CONTRACT_LLM``)."""
+        self.fake_llm(delay=seconds)
+
+    def fake_llm(self, **settings: object) -> None:
+        """Reconfigure the fake LLM (``delay``, ``answer``: the agent's finish message); needs
+        ``OPENHANDS_CONTRACT_LLM``."""
         if not self.llm:
             pytest.skip("OPENHANDS_CONTRACT_LLM is not set")
-        request = urllib.request.Request(f"{self.llm}/fake/config", data=json.dumps({"delay": seconds}).encode(),
+        request = urllib.request.Request(f"{self.llm}/fake/config", data=json.dumps(settings).encode(),
                                          method="POST")
         urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - a loopback URL the tester gave
 
@@ -53,4 +58,4 @@ def live() -> Iterator[Live]:
                   os.environ.get("OPENHANDS_CONTRACT_EXPECT_API"), os.environ.get("OPENHANDS_CONTRACT_LLM"))
     yield server
     if server.llm:
-        server.agent_delay(0)
+        server.fake_llm(delay=0, answer="Hello! Done.")

@@ -1,0 +1,235 @@
+"""Issue 9 through the magic (in-process IPython, real HTTP to the local server): ``list``, ``pause`` / ``resume`` /
+``delete`` ID, ``--continue``, ``list --here`` after a restart, and the grammar that keeps sentences tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import openhands_magics
+import openhands_magics.session as session_module
+from openhands_magics.handle import ConversationHandle
+from openhands_magics.listing import ConversationList
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
+
+from .conftest import SECRET
+from .test_magics import Output, _test_shell, _until
+
+QUICK = Timeline(starting=0.1, running=0.3, answer="Cleaned up.\nSee data/load.py",
+                 changes=(("UPDATED", "demo/data/load.py"),), pr_numbers=(42,), cost=0.12, prompt_tokens=1000,
+                 completion_tokens=234)
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOpenHandsServer]:
+    with LocalOpenHandsServer(SECRET, timeline=QUICK) as server:
+        for name, value in server.environ().items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def ip() -> Iterator[InteractiveShell]:
+    shell = _test_shell()
+    shell.run_line_magic("load_ext", "openhands_magics")
+    shell.run_line_magic("config", "OpenHandsMagics.poll_interval = 0.05")
+    shell.run_line_magic("config", "OpenHandsMagics.max_poll_interval = 0.2")
+    yield shell
+    shell.run_line_magic("unload_ext", "openhands_magics")
+    shell.config.pop("OpenHandsMagics", None)
+
+
+@pytest.fixture
+def output(capsys: pytest.CaptureFixture[str]) -> Iterator[Output]:
+    captured = Output(capsys)
+    yield captured
+    captured.read()
+
+
+def _finished(ip: InteractiveShell, message: str = "Clean up the CSV loader", repo: str = "") -> ConversationHandle:
+    handle = ip.run_line_magic("openhands", f"--wait {'--repo ' + repo if repo else ''} {message}")
+    assert handle.status == "FINISHED", handle
+    return handle
+
+
+def _sent_messages(server: LocalOpenHandsServer) -> list[str]:
+    return [r.body["content"][0]["text"] for r in server.posts() if r.path.endswith("/send-message")]
+
+
+# ---------------------------------------------------------------------------------------------------- grammar
+@pytest.mark.parametrize("line", ["list the TODOs in src/", "pause the nightly job", "delete the dead code"])
+def test_a_sentence_starting_with_a_command_word_is_a_task(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output, line: str
+) -> None:
+    handle = ip.run_line_magic("openhands", line)
+
+    assert isinstance(handle, ConversationHandle)
+    [post] = quick.posts()
+    assert post.body["initial_message"]["content"][0]["text"] == line
+    output.read()
+
+
+def test_a_bare_action_word_sends_nothing_and_says_how_to_send_it(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
+    assert ip.run_line_magic("openhands", "pause") is None
+    assert "`%openhands -- pause`" in output.one_error_line()
+    assert quick.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------- results
+def test_wait_prints_the_answer_and_the_handle_has_the_results(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
+    handle = _finished(ip, repo="octo/demo")
+
+    out, err = output.read()
+    assert err == ""
+    assert out.strip().splitlines()[-1] == f"{handle.id}: answer: Cleaned up.\nSee data/load.py".replace("\n", "\ufffd")
+    assert handle.answer == "Cleaned up.\nSee data/load.py"
+    assert [pr.url for pr in handle.pull_requests] == ["https://github.com/octo/demo/pull/42"]
+    assert (handle.cost.usd, handle.cost.tokens) == (0.12, 1234)
+    assert [(c.status, c.path) for c in handle.changes()] == [("UPDATED", "demo/data/load.py")]
+    diff = handle.diff()
+    assert "--- a/demo/data/load.py" in diff and "+new line" in diff and "-old line" in diff
+    assert handle.diff("demo/data/load.py") == diff
+    assert diff._repr_markdown_().startswith("```diff\n")
+
+
+# ---------------------------------------------------------------------------------------------------- follow-ups
+def test_continue_sends_to_the_latest_and_it_runs_and_finishes_again(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
+    older = _finished(ip, "first")
+    latest = _finished(ip, "second")
+    output.read()
+
+    again = ip.run_cell_magic("openhands", "--continue --wait", "now add tests\n")
+
+    assert again is latest
+    assert _sent_messages(quick) == ["now add tests"]
+    out, _ = output.read()
+    changes = [line for line in out.splitlines() if line.startswith(f"{latest.id}: ") and ": answer:" not in line]
+    statuses = [line.split(": ", 1)[1].split(" after")[0] for line in changes]
+    assert statuses[0] == "RUNNING" and statuses[-1] == "FINISHED"
+    assert latest.status == "FINISHED" and older.status == "FINISHED"
+
+    ip.run_line_magic("openhands", f"--continue {older.id} --wait and docs")
+    assert _sent_messages(quick) == ["now add tests", "and docs"]
+    output.read()
+
+
+def test_continue_resumes_a_paused_conversation_first(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
+    handle = _finished(ip)
+    ip.run_line_magic("openhands", f"pause {handle.id}")
+    assert quick.state_of(handle.id)["sandbox_status"] == "PAUSED"
+
+    ip.run_line_magic("openhands", f"--continue {handle.id} --wait go on")
+
+    paths = [r.path.rsplit("/", 1)[-1] for r in quick.posts()]
+    assert paths[-3:] == ["pause", "resume", "send-message"]
+    assert handle.status == "FINISHED"
+    output.read()
+
+
+def test_continue_with_nothing_to_continue_is_one_line(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
+    assert ip.run_line_magic("openhands", "--continue go on") is None
+    assert "No conversation to continue" in output.one_error_line()
+    assert quick.posts() == []
+
+
+# ---------------------------------------------------------------------------------------------------- control
+def test_pause_resume_delete_by_id(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = _finished(ip)
+    output.read()
+
+    ip.run_line_magic("openhands", f"pause {handle.id}")
+    assert quick.state_of(handle.id)["sandbox_status"] == "PAUSED"
+    assert f"paused {handle.id} (PAUSED" in output.read()[0]
+    ip.run_line_magic("openhands", f"resume {handle.id}")
+    assert quick.state_of(handle.id)["sandbox_status"] == "RUNNING"
+    assert f"resumed {handle.id} (FINISHED)" in output.read()[0]
+
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    ip.run_line_magic("openhands", f"delete {handle.id}")
+    assert handle.id in quick.conversation_ids()
+    assert "was not deleted" in output.read()[0]
+
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "y")
+    ip.run_line_magic("openhands", f"delete {handle.id}")
+    assert handle.id not in quick.conversation_ids()
+    assert asked and handle.id in asked[0] and "for good" in asked[0]
+    assert handle.status == "DELETED"
+    assert f"deleted {handle.id}" in output.read()[0]
+
+    ip.run_line_magic("openhands", f"pause {handle.id}")
+    assert f"Conversation {handle.id} was not found" in output.one_error_line()
+
+
+def test_delete_where_nobody_can_answer_needs_yes(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = _finished(ip)
+    output.read()
+    monkeypatch.setattr("openhands_magics.magics._headless", lambda shell: True)
+
+    ip.run_line_magic("openhands", f"delete {handle.id}")
+    assert "add --yes" in output.one_error_line()
+    assert handle.id in quick.conversation_ids()
+    ip.run_line_magic("openhands", f"delete {handle.id} --yes")
+    assert handle.id not in quick.conversation_ids()
+    output.read()
+
+
+# ---------------------------------------------------------------------------------------------------- list
+def test_list_filters_and_pages(ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output) -> None:
+    done = [_finished(ip, f"task {i}", repo="octo/demo" if i % 2 else "octo/other") for i in range(5)]
+    output.read()
+
+    listed = ip.run_line_magic("openhands", "list")
+    assert isinstance(listed, ConversationList)
+    assert [h.id for h in listed] == [h.id for h in reversed(done)]
+    assert listed[0] is done[-1]
+    assert [h.id for h in ip.run_line_magic("openhands", "list --limit 2")] == [done[4].id, done[3].id]
+    demo = ip.run_line_magic("openhands", "list --repo octo/demo")
+    assert [h.id for h in demo] == [done[3].id, done[1].id]
+    assert ip.run_line_magic("openhands", "list --running") == []
+    text = repr(listed)
+    assert all(h.id[:8] in text for h in done)
+    output.read()
+
+
+def test_list_here_after_a_kernel_restart_brings_the_live_panels_back(
+    ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text('{"cells": []}')  # saved before any output: only the record on disk knows
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=60)) as server:
+        for name, value in server.environ().items():
+            monkeypatch.setenv(name, value)
+        running = ip.run_line_magic("openhands", "a long task")
+        _until(lambda: running.refresh().status == "RUNNING")
+        session_module.get_session().close()
+        session_module._session = None  # a new kernel: nothing in memory
+
+        listed = ip.run_line_magic("openhands", "list --here")
+
+        assert [h.id for h in listed] == [running.id]
+        assert listed[0] is not running and listed[0].status == "RUNNING"
+        assert listed[0].task_id == running.task_id
+        assert openhands_magics.history() == [listed[0]]
+        time.sleep(0.1)
+        out, err = output.read()
+        assert err == "" and running.id in out
