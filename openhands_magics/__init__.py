@@ -29,9 +29,11 @@ if TYPE_CHECKING:
         UnsupportedApiError,
         ValidationError,
         WaitTimeout,
+        ConflictError,
     )
     from .handle import ConversationHandle
-    from .models import Conversation, ConversationStatus
+    from .listing import ConversationList
+    from .models import Change, Conversation, ConversationStatus, Cost, FileDiff, Outcome, PullRequest
     from .session import Endpoint, Session, get_session, history, last
 
 _LAZY = {
@@ -39,6 +41,12 @@ _LAZY = {
     "AsyncOpenHandsClient": "client",
     "Conversation": "models",
     "ConversationStatus": "models",
+    "Change": "models",
+    "Cost": "models",
+    "FileDiff": "models",
+    "Outcome": "models",
+    "PullRequest": "models",
+    "ConversationList": "listing",
     "ConversationHandle": "handle",
     "Endpoint": "session",
     "Session": "session",
@@ -50,7 +58,7 @@ _LAZY = {
         for name in (
             "OpenHandsError", "ConfigurationError", "ValidationError", "AuthenticationError", "BadRequestError",
             "NotFoundError", "RateLimitError", "ServerError", "TransportError", "ProtocolError", "WaitTimeout",
-            "UnsupportedApiError",
+            "UnsupportedApiError", "ConflictError",
         )
     },
 }
@@ -64,6 +72,12 @@ __all__ = [
     "Conversation",
     "ConversationStatus",
     "ConversationHandle",
+    "ConversationList",
+    "Change",
+    "Cost",
+    "FileDiff",
+    "Outcome",
+    "PullRequest",
     "Endpoint",
     "Session",
     "get_session",
@@ -80,6 +94,7 @@ __all__ = [
     "TransportError",
     "ProtocolError",
     "UnsupportedApiError",
+    "ConflictError",
     "WaitTimeout",
 ]
 

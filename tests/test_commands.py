@@ -233,3 +233,28 @@ def test_list_here_after_a_kernel_restart_brings_the_live_panels_back(
         time.sleep(0.1)
         out, err = output.read()
         assert err == "" and running.id in out
+
+
+def test_a_follow_up_to_a_sandbox_paused_behind_its_back_resumes_it_and_is_sent_once(
+    quick: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from openhands_magics.session import get_session
+
+    handle = get_session().start("first")
+    handle.wait(timeout=10)
+    sandbox = handle.conversation.sandbox_id
+    httpx.post(f"{quick.base_url}/api/v1/sandboxes/{sandbox}/pause",  # as Cloud does past 10 running
+               headers={"Authorization": f"Bearer {SECRET}"}).raise_for_status()
+
+    handle.send("go on")
+
+    paths = [r.path.rsplit("/", 1)[-1] for r in quick.posts()]
+    assert paths[-3:] == ["send-message", "resume", "send-message"]  # the 409 said why, then it went through once
+    events = httpx.get(f"{quick.base_url}/api/v1/conversation/{handle.id}/events/search",
+                       params={"kind__eq": "MessageEvent"}, headers={"Authorization": f"Bearer {SECRET}"}).json()
+    said = [e["llm_message"]["content"][0]["text"] for e in events["items"] if e["source"] == "user"]
+    assert said == ["first", "go on"]
+    assert handle.status == "RUNNING"
+    assert handle.wait(timeout=10).status == "FINISHED" and handle.answer == QUICK.answer
