@@ -258,3 +258,22 @@ def test_a_follow_up_to_a_sandbox_paused_behind_its_back_resumes_it_and_is_sent_
     assert said == ["first", "go on"]
     assert handle.status == "RUNNING"
     assert handle.wait(timeout=10).status == "FINISHED" and handle.answer == QUICK.answer
+
+
+def test_on_a_v0_server_list_works_and_the_rest_is_one_line(
+    ip: InteractiveShell, v0_server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in v0_server.environ().items():
+        monkeypatch.setenv(name, value)
+    started = ip.run_line_magic("openhands", "--wait an old server")
+    output.read()
+
+    listed = ip.run_line_magic("openhands", "list")
+    assert [h.id for h in listed] == [started.id]
+    assert started.outcome is not None and started.outcome.problems == ()  # nothing to read, nothing to complain of
+    for command in (f"pause {started.id}", f"resume {started.id}", f"delete {started.id} --yes"):
+        ip.run_line_magic("openhands", command)
+        assert "needs OpenHands 1.7 or later" in output.one_error_line()
+    ip.run_line_magic("openhands", "--continue go on")
+    assert "cannot send a follow-up message" in output.one_error_line()
+    assert [p.path for p in v0_server.posts()] == ["/api/conversations"]  # only the start

@@ -111,3 +111,16 @@ def test_the_list_pages_through_the_accounts_conversations(session: Session, liv
     assert second.items[0].conversation_id != first.items[0].conversation_id
     running = session.list(endpoint=live.endpoint(), running=True, limit=5)
     assert all(not h.is_final for h in running)
+
+
+def test_the_list_on_either_api(live: Live) -> None:
+    session = Session(PollSchedule(interval=1.0, max_interval=3.0))
+    session.remember = False
+    handle = session.start("say hello", endpoint=live.endpoint())
+    handle.wait(timeout=FINISH_WITHIN)
+
+    listed = session.list(endpoint=live.endpoint(), limit=5)
+    print(f"\n{session.client(live.endpoint()).api}: {len(listed)} listed, newest {listed[0].status}")
+    assert listed[0] is handle
+    assert all(h.id for h in listed)
+    session.close()
