@@ -303,20 +303,27 @@ def html_card(handle: ConversationHandle, *, live: bool = False) -> str:
 
 
 def _answer_block(answer: str) -> str:
+    """The answer's first lines; the rest, if any, one click away ("show more") right after them, so the opened
+    card reads as one text and nothing is shown twice."""
     e = html.escape
     text = _multiline(answer).strip("\n")
     short, cut = _preview(text)
     box = ("white-space:pre-wrap;overflow-wrap:anywhere;background:var(--jp-layout-color2,#f3f4f6);"
            "border-radius:3px;padding:2px 6px;margin:2px 0")
-    block = f'<div class="openhands-answer" style="{box}">{e(short)}{"…" if cut else ""}</div>'
-    if cut:
-        if len(text) > ANSWER_FULL_CHARS:
-            text = text[:ANSWER_FULL_CHARS] + "\n… (cut here: the whole answer is in .answer)"
-        block += (
-            f'<details><summary style="cursor:pointer;{_MUTED};font-size:90%">show more</summary>'
-            f'<div style="{box};max-height:24em;overflow:auto">{e(text)}</div></details>'
-        )
-    return block
+    if not cut:
+        return f'<div class="openhands-answer" style="{box}">{e(short)}</div>'
+    rest = text[len(short):]
+    rest = rest.lstrip(" \t")  # (the preview was cut at a space, or at the end of a line)
+    rest = rest[1:] if rest.startswith("\n") else rest
+    if len(rest) > ANSWER_FULL_CHARS:
+        rest = rest[:ANSWER_FULL_CHARS] + "\n… (cut here: the whole answer is in .answer)"
+    more = rest.count("\n") + 1
+    return (
+        f'<div class="openhands-answer" style="{box}">{e(short)}'
+        f'<details><summary style="cursor:pointer;{_MUTED};font-size:90%">show more ({more} more '
+        f'line{"s" if more != 1 else ""})</summary><div style="max-height:24em;overflow:auto">{e(rest)}</div>'
+        "</details></div>"
+    )
 
 
 def _files_block(changes: tuple[Change, ...]) -> str:

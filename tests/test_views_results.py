@@ -80,18 +80,21 @@ def test_a_short_answer_is_shown_whole_and_a_long_one_folds_the_rest_under_show_
     long_answer = "\n".join(f"line {i}: " + "word " * 10 for i in range(12)) + "\nTHE END"
     handle.set_outcome(Outcome(answer=long_answer))
     card = html_card(handle)
-    visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)</div>', card, re.S)
+    visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)<details>', card, re.S)
     assert visible is not None
-    assert visible.group(1).count("\n") == 3 and visible.group(1).endswith("…")  # four lines, then a mark
+    assert visible.group(1).count("\n") == 3  # four lines
     assert "THE END" not in visible.group(1) and "line 4:" not in visible.group(1)
-    folded = re.search(r"<details><summary[^>]*>show more</summary>(.*?)</details>", card, re.S)
-    assert folded is not None and "THE END" in folded.group(1) and "line 11:" in folded.group(1)
+    folded = re.search(r"<details><summary[^>]*>show more \(9 more lines\)</summary>(.*?)</details>", card, re.S)
+    assert folded is not None and "THE END" in folded.group(1) and folded.group(1).count("line 11:") == 1
+    assert "line 3:" not in folded.group(1)  # the rest only: opened, the card reads as one text, nothing twice
     assert "<script" not in card  # the fold needs no script
 
     one_long_line = "x" * 250 + " " + "y" * 100
     handle.set_outcome(Outcome(answer=one_long_line))
-    visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)</div>', html_card(handle), re.S)
-    assert visible is not None and visible.group(1) == "x" * 250 + "…"  # cut at the space before 280
+    card = html_card(handle)
+    visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)<details>', card, re.S)
+    assert visible is not None and visible.group(1) == "x" * 250  # cut at the space before 280
+    assert ">" + "y" * 100 + "</div></details>" in card  # and the rest goes on from there
 
 
 def test_the_text_summary_keeps_its_first_line_and_adds_the_answer_on_a_second(handle: ConversationHandle) -> None:
