@@ -340,12 +340,13 @@ class Session:
     def delete(self, handle: ConversationHandle) -> None:
         """Delete it on the server; the handle stays, as DELETED, and watching ends."""
         self.client(handle.endpoint).delete(handle.conversation)
+        # DELETED first, then watching ends: a live panel turns into the final card showing DELETED.
+        handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
         self.unwatch(handle)
         if self.remember:
             for reference in (handle.id, handle.task_id):
                 if reference:
                     self._store().forget(handle.endpoint.base_url, reference)
-        handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a loop runs."""

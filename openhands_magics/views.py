@@ -320,7 +320,8 @@ def _answer_block(answer: str) -> str:
     more = rest.count("\n") + 1
     return (
         f'<div class="openhands-answer" style="{box}">{e(short)}'
-        f'<details><summary style="cursor:pointer;{_MUTED};font-size:90%">show more ({more} more '
+        f'<details><summary style="cursor:pointer;color:var(--jp-content-font-color2,#4a5568);font-size:90%">'
+        f'show more ({more} more '
         f'line{"s" if more != 1 else ""})</summary><div style="max-height:24em;overflow:auto">{e(rest)}</div>'
         "</details></div>"
     )

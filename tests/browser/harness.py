@@ -547,3 +547,27 @@ def run_panel_notebook(
     screenshots["page"] = out_dir / f"{prefix}-page.png"
     page.screenshot(path=screenshots["page"])
     return observation
+
+
+# ---------------------------------------------------------------------------------------------------- readability
+def _relative_luminance(rgb: str) -> float:
+    """WCAG's relative luminance of a computed CSS colour (``rgb(r, g, b)`` or ``rgba(r, g, b, a)``; alpha ignored)."""
+    parts = [int(float(p)) / 255 for p in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+    linear = [p / 12.92 if p <= 0.03928 else ((p + 0.055) / 1.055) ** 2.4 for p in parts]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG's contrast ratio of two computed CSS colours (1 to 21): how a test tells a theme left text readable
+    without a person looking (4.5 is the bar for body text, 3 for large or secondary text)."""
+    high, low = sorted((_relative_luminance(foreground), _relative_luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+#: For ``Locator.evaluate`` on an element: [its text colour, the first opaque background at or above it].
+TEXT_AND_BACKGROUND_JS = """el => {
+  const opaque = c => c !== 'transparent' && !/^rgba\\(.*,\\s*0\\)$/.test(c);
+  let up = el;
+  while (up && !opaque(getComputedStyle(up).backgroundColor)) up = up.parentElement;
+  return [getComputedStyle(el).color, up ? getComputedStyle(up).backgroundColor : 'rgb(255, 255, 255)'];
+}"""
