@@ -126,9 +126,7 @@ class _ClientSettings:
 
     @staticmethod
     def _start_args(message: str, repository: str | None) -> tuple[str, str | None]:
-        if not isinstance(message, str):
-            raise ValidationError(f"The message must be text, got {type(message).__name__}.")
-        return validate_message(message), validate_repository(repository) if repository else None
+        return validate_message(_ClientSettings._text(message)), validate_repository(repository) if repository else None
 
     @staticmethod
     def _text(text: str) -> str:

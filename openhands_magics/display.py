@@ -75,7 +75,8 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                 # card, which every front end shows, with or without a kernel, so a saved notebook shows the last
                 # card instead of a widget it cannot find.
                 h.unsubscribe(follow)
-                if session.notify and h.is_final and h.status != "DELETED" and widget.comm is not None:  # (deleted here)
+                cue = session.notify and h.is_final and h.status != "DELETED"  # (deleting was done here: no cue)
+                if cue and widget.comm is not None:
                     shown.update(done_cue(h), raw=True)
                 shown.update(static_card(h), raw=True, metadata=metadata_for(h))
                 widget.close()

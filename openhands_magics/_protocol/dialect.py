@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import OpenHandsError, UnsupportedApiError
+from ..errors import OpenHandsError, ProtocolError, UnsupportedApiError
 from ..models import Change, Conversation, FileDiff, Outcome
-from .common import Operation
+from .common import Call, Operation, expect_json
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ class Dialect(abc.ABC):
     def search(self, limit: int, page_id: str | None = None) -> Operation[Page]:
         """One page (at most ``limit``, newest first) of the account's conversations."""
         raise self.unsupported("list conversations")
+
+    def _page(self, path: str, key: str, limit: int, page_id: str | None) -> Operation[tuple[list[Any], str | None]]:
+        """One page of a paged list (``?limit=&page_id=``): its ``key`` items and the next page's token."""
+        params = (("limit", str(limit)),) + ((("page_id", page_id),) if page_id else ())
+        call = Call("GET", path, params=params, route="batch", api=self.name)
+        body = expect_json((yield call), call, self.base_url)
+        items = body.get(key) if isinstance(body, Mapping) else None
+        if not isinstance(items, list):
+            raise ProtocolError(f"The server answered {path} without a list of {key}: is it an OpenHands server?")
+        next_page = body.get("next_page_id")
+        return items, str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None
 
     def send(self, snapshot: Conversation, text: str) -> Operation[None]:
         """A follow-up message that runs the agent again."""

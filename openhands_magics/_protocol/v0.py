@@ -114,15 +114,8 @@ class V0(Dialect):
     def search(self, limit: int, page_id: str | None = None) -> Operation[Page]:
         """``GET /api/conversations?limit=&page_id=`` (``results``, newest first). The agent's state is not read
         for each: a listed V0 conversation shows the server's status (RUNNING also when the agent is done)."""
-        params = (("limit", str(limit)),) + ((("page_id", page_id),) if page_id else ())
-        call = Call("GET", CONVERSATIONS_PATH, params=params, route="batch", api=self.name)
-        body = expect_json((yield call), call, self.base_url)
-        results = body.get("results") if isinstance(body, Mapping) else None
-        if not isinstance(results, list):
-            raise ProtocolError(f"The server answered {CONVERSATIONS_PATH} without a list of results.")
-        next_page = body.get("next_page_id")
-        items = tuple(self._snapshot(item, None) for item in results if isinstance(item, Mapping))
-        return Page(items, str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None)
+        results, next_page = yield from self._page(CONVERSATIONS_PATH, "results", limit, page_id)
+        return Page(tuple(self._snapshot(item, None) for item in results if isinstance(item, Mapping)), next_page)
 
     def outcome(self, snapshot: Conversation) -> Operation[Outcome]:
         """V0 gives no answer or changes this client reads: nothing to show, and nothing to complain about."""

@@ -233,15 +233,8 @@ class V1(Dialect):
 
     # ------------------------------------------------------------------ after the start
     def search(self, limit: int, page_id: str | None = None) -> Operation[Page]:
-        params = (("limit", str(limit)),) + ((("page_id", page_id),) if page_id else ())
-        call = Call("GET", SEARCH_PATH, params=params, route="batch", api=self.name)
-        body = expect_json((yield call), call, self.base_url)
-        items = body.get("items") if isinstance(body, Mapping) else None
-        if not isinstance(items, list):
-            raise ProtocolError(f"The server answered {SEARCH_PATH} without a list of items: is it an OpenHands server?")
-        next_page = body.get("next_page_id")
-        return Page(tuple(self.from_conversation(item) for item in items if item is not None),
-                    str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None)
+        items, next_page = yield from self._page(SEARCH_PATH, "items", limit, page_id)
+        return Page(tuple(self.from_conversation(item) for item in items if item is not None), next_page)
 
     def send(self, snapshot: Conversation, text: str) -> Operation[None]:
         conversation_id = _started(snapshot, "take a message")
@@ -357,7 +350,8 @@ def agent_text(event: Mapping[str, Any]) -> str | None:
         message = action.get("message")
         return message if isinstance(message, str) else None
     if event.get("kind") == "MessageEvent":
-        content = (event.get("llm_message") or {}).get("content") if isinstance(event.get("llm_message"), Mapping) else None
+        message = event.get("llm_message")
+        content = message.get("content") if isinstance(message, Mapping) else None
         if isinstance(content, list):
             texts = [i.get("text") for i in content if isinstance(i, Mapping) and isinstance(i.get("text"), str)]
             return "\n".join(texts) if texts else None
