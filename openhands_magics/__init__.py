@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         AuthenticationError,
         BadRequestError,
         ConfigurationError,
+        ConflictError,
         NotFoundError,
         OpenHandsError,
         ProtocolError,
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
         UnsupportedApiError,
         ValidationError,
         WaitTimeout,
-        ConflictError,
     )
     from .handle import ConversationHandle
     from .listing import ConversationList

@@ -30,6 +30,10 @@ USAGE = """\
   --no-panel           plain text instead of the widget panel
   --watch ID           a live panel for an existing conversation (its id, link or start task id); nothing is started
   --continue [ID]      a follow-up to a conversation (default: the latest), resuming it if paused; same live panel
+  --expand             fill {{name}}, {{df.shape}}, {{items[0]}} from the notebook (or %config OpenHandsMagics.expand)
+  --context A,B        append a short description of these variables (DataFrames: shape, dtypes, head)
+  --cells N            append the source of the N cells above (and their errors)
+  --dry-run            print exactly what would be sent; send nothing
   --reattach           after a kernel restart: live panels again for the conversations this notebook started
   --login              ask for the API key (kept in memory only, never in the notebook)
   --help               this text
@@ -37,20 +41,25 @@ USAGE = """\
 %openhands list [--running] [--repo R] [--limit N] [--here]
                        the account's conversations as a table (--here: the ones this notebook started, with live
                        panels again for those not over)
+%openhands fix [options]
+                       the last error (its traceback and the cell that raised it) becomes the task
 %openhands pause ID | resume ID | delete ID [--yes]
                        pause or resume a conversation's sandbox; delete one for good (asks first unless --yes)
                        (commands only when the whole line fits them: `%openhands list the TODOs` is a task)
 conv = %openhands ...  gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost .changes() .diff()
                        .send(text) .pause() .resume() .delete() .refresh() .wait()"""
 
-_VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch"}
+_VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch",
+                  "--context": "context", "--cells": "cells"}
 _FLAG_OPTIONS = {"--reattach": "reattach", "--wait": "wait", "--no-panel": "no_panel", "--login": "login",
+                 "--expand": "expand", "--dry-run": "dry_run",
                  "--help": "help", "-h": "help"}
 _TOKEN = re.compile(r"\S+")
 _HEX_ID = r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 #: What a command's argument must look like: an id or a conversation's link, never a word of a sentence.
 ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?")
-COMMANDS = ("list", "pause", "resume", "delete")
+COMMANDS = ("list", "pause", "resume", "delete", "fix")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LIST_FLAGS = {"--running": "running", "--here": "here"}
 _LIST_VALUES = {"--repo": "repo", "--limit": "limit"}
 
@@ -78,6 +87,13 @@ class Invocation:
     running: bool = False
     here: bool = False
     limit: int | None = None
+    #: ``--expand``: ``{{name}}`` placeholders filled from the notebook (None: as ``%config`` says).
+    expand: bool = False
+    #: ``--context a,b``: variables described after the message; ``--cells N``: the N cells above.
+    context: str | tuple[str, ...] | None = None
+    cells: str | int | None = None
+    #: ``--dry-run``: print what would be sent, send nothing.
+    dry_run: bool = False
 
 
 def _unquote(value: str) -> str:
@@ -128,6 +144,20 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         if not value or value.startswith("--"):  # `--repo --wait msg` or `--repo=`: a forgotten value
             raise ValidationError(f"{name} needs a value; see `%openhands --help`.")
         setattr(invocation, _VALUE_OPTIONS[name], value)
+    if invocation.context is not None:
+        names = tuple(n.strip() for n in str(invocation.context).split(",") if n.strip())
+        bad = [n for n in names if not _NAME.fullmatch(n)]
+        if not names or bad:
+            raise ValidationError(f"--context takes variable names separated by commas (e.g. --context df,model), "
+                                  f"got {str(invocation.context)[:60]!r}.")
+        invocation.context = names
+    if invocation.cells is not None:
+        try:
+            invocation.cells = int(str(invocation.cells))
+        except ValueError:
+            raise ValidationError(f"--cells takes a number of cells, got {invocation.cells!r}.") from None
+        if not 1 <= invocation.cells <= 50:
+            raise ValidationError("--cells takes a number from 1 to 50.")
     if invocation.timeout is not None:
         try:
             invocation.timeout = float(invocation.timeout)
@@ -167,6 +197,19 @@ def _command(invocation: Invocation, rest: str) -> bool:
     if not words or words[0] not in COMMANDS:
         return False
     name, arguments = words[0], words[1:]
+    if name == "fix":  # "fix" alone, or followed by options only: "fix the flaky test" is a task
+        if arguments and not arguments[0].startswith("-"):
+            return False
+        if invocation.follow_up or invocation.watch is not None or invocation.reattach:
+            return False
+        rest_options = parse_invocation(" ".join(arguments))
+        if rest_options.message.strip() or rest_options.command:
+            return False
+        for option, value in vars(rest_options).items():
+            if value not in (None, False, "") and option != "message":
+                setattr(invocation, option, value)
+        invocation.command = "fix"
+        return True
     if invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.wait:
         return False  # options of a message came first: it is a message
     if name == "list":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .models import Conversation
     from .session import Endpoint
 
-__all__ = ["follow_up", "here", "reattach", "run"]
+__all__ = ["compose_message", "dry_run", "follow_up", "here", "reattach", "run"]
 
 
 def _say(line: str) -> None:
@@ -34,6 +34,8 @@ def _session() -> Any:
 
 def run(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint) -> Any:
     """``list`` returns its table (the cell shows it); the actions print one line and return None."""
+    if invocation.command == "fix":  # a task like any other, written from the last error
+        return magics.start(invocation, endpoint, compose_message(magics, invocation))
     if invocation.command == "list":
         if invocation.here:
             return here(magics, endpoint)
@@ -75,11 +77,61 @@ def _confirmed(magics: OpenHandsMagics, handle: ConversationHandle) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def follow_up(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint) -> ConversationHandle:
+def compose_message(magics: OpenHandsMagics, invocation: Invocation) -> str:
+    """The text to send: the message (or, for ``fix``, the last error and its cell), ``{{name}}`` filled in when
+    asked, then the described variables and the cells above, within a total size; a bad name is one line and
+    nothing is sent."""
+    from . import context
+
+    shell = magics.shell
+    namespace = shell.user_ns if shell is not None else {}
+    if invocation.command == "fix":
+        message = context.last_error_task(shell, magics.errors)
+    else:
+        message = invocation.message
+        if invocation.expand or magics.expand:
+            message = context.expand(message, namespace)
+    sections = []
+    if invocation.context:
+        sections.append(("Variables", context.describe(invocation.context, namespace)))
+    if invocation.cells:
+        sections.append(("Cells above", context.cells_above(shell, int(invocation.cells), errors=magics.errors)))
+    return context.compose(message, sections) if sections else message
+
+
+def dry_run(magics: OpenHandsMagics, invocation: Invocation) -> None:
+    """``--dry-run``: exactly what would be sent and where. Nothing is sent, not even the question of which API the
+    server speaks, and no key is needed."""
+    from .client import _detected
+    from .config import resolve_api, resolve_base_url
+    from .validation import validate_message, validate_repository
+
+    if invocation.watch is not None or invocation.reattach or invocation.command not in (None, "fix"):
+        raise ValidationError("--dry-run shows a task before it is sent: use it with a message, --continue or fix.")
+    base_url = resolve_base_url(invocation.base_url or magics.base_url)
+    api = resolve_api(invocation.api or magics.api)
+    api = api if api != "auto" else _detected.get(base_url, "auto: asked of the server on the first real call")
+    message = validate_message(compose_message(magics, invocation))
+    if invocation.follow_up:
+        target = f"a follow-up to {invocation.continue_id or 'the latest conversation'}"
+    elif invocation.repo:
+        target = f"a new conversation on {validate_repository(invocation.repo)}"
+    else:
+        target = "a new conversation, no repository"
+    print(f"openhands: dry run, nothing was sent. Would send {target}\n"
+          f"  server: {base_url} (API {api})\n"
+          f"  message ({len(message):,} characters):\n"
+          "-----\n" + message + "\n-----")
+
+
+def follow_up(
+    magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint, message: str | None = None
+) -> ConversationHandle:
     """``--continue [ID]``: the message goes to that conversation, or to the latest one of this notebook."""
     from .validation import validate_message
 
-    message = validate_message(invocation.message)  # refused before anything else is asked of the server
+    # Refused before anything else is asked of the server.
+    message = validate_message(invocation.message if message is None else message)
     session = _session()
     if invocation.continue_id is not None:
         handle = session.find(invocation.continue_id, endpoint=endpoint)

@@ -22,6 +22,7 @@ from .errors import OpenHandsError, WaitTimeout
 if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .polling import PollSchedule
+    from .session import Endpoint
 
 __all__ = ["OpenHandsMagics"]
 
@@ -53,7 +54,23 @@ class OpenHandsMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._refused = []  # (before the config is loaded: loading it may refuse values)
+        self._errors: Any = None
         super().__init__(shell, **kwargs)
+        if shell is not None:  # the errors of the cells run from now on, for `%openhands fix` and `--cells N`
+            shell.events.register("post_run_cell", self._record_error)
+
+    @property
+    def errors(self) -> Any:
+        """The :class:`~openhands_magics.context.ErrorLog` (made, and its module imported, on the first error)."""
+        if self._errors is None:
+            from .context import ErrorLog
+
+            self._errors = ErrorLog()
+        return self._errors
+
+    def _record_error(self, result: Any) -> None:
+        if result is not None and (getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)):
+            self.errors._after(result)
 
     base_url = Unicode(
         None,
@@ -88,6 +105,11 @@ class OpenHandsMagics(Magics):
     ).tag(config=True)
     timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})"
                     ).tag(config=True)
+    expand = Bool(
+        False,
+        help="fill {{name}} placeholders (names, attributes, indexes) in every task from the notebook's variables, as "
+        "--expand does; off by default so a task that worked verbatim stays verbatim",
+    ).tag(config=True)
     notify = Bool(
         True,
         help="when a conversation a live panel shows ends, mark the browser tab's title (and show a desktop "
@@ -134,7 +156,12 @@ class OpenHandsMagics(Magics):
             self._refused.clear()
 
     def unregister(self) -> None:
-        """Take the cleanup hook out of the shell (``%unload_ext``)."""
+        """Take the hooks out of the shell (``%unload_ext``)."""
+        if self.shell is not None:
+            try:
+                self.shell.events.unregister("post_run_cell", self._record_error)
+            except ValueError:  # (not registered)
+                pass
         if self.shell is not None and self._cleanup_registered:
             self.shell.events.unregister("post_run_cell", self._drop_refused)
             self._cleanup_registered = False
@@ -201,6 +228,9 @@ class OpenHandsMagics(Magics):
         session.notify = self.notify
         path = notebook_path(self.shell.user_ns if self.shell is not None else {})
         session.notebook = str(path) if path else None
+        if invocation.dry_run:  # what would be sent, and where: no key needed, nothing sent
+            commands.dry_run(self, invocation)
+            return None
         # The no-key / bad-URL line comes before anything is sent.
         endpoint = Endpoint.resolve(invocation.base_url or self.base_url, api=invocation.api or self.api,
                                     timeout=self.timeout, ca_bundle=self.ca_bundle, use_env_proxy=self.use_env_proxy)
@@ -209,12 +239,21 @@ class OpenHandsMagics(Magics):
         if invocation.reattach:
             commands.reattach(self, endpoint)
             return None
+        if invocation.watch is not None:
+            return self.start(invocation, endpoint, None)
+        return self.start(invocation, endpoint, commands.compose_message(self, invocation))
+
+    def start(self, invocation: Invocation, endpoint: Endpoint, message: str | None) -> ConversationHandle | None:
+        """Start (or follow up, or watch) and show it."""
+        from .session import get_session
+
+        session = get_session()
         if invocation.follow_up:  # the message is checked before anything is sent; a paused sandbox is resumed
-            handle = commands.follow_up(self, invocation, endpoint)
+            handle = commands.follow_up(self, invocation, endpoint, message)
         elif invocation.watch is not None:
             handle = session.attach(invocation.watch, endpoint=endpoint, remember=True)
         else:  # the client refuses an empty message or a bad --repo before sending anything
-            handle = session.start(invocation.message, invocation.repo, endpoint=endpoint)
+            handle = session.start(message or "", invocation.repo, endpoint=endpoint)
         # From here on it exists on the server and is recorded: make sure every path shows its ids.
         try:
             session.show(handle, panel=not invocation.no_panel)
