@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,7 +19,8 @@ import pytest
 
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-KEY = "sk-oh-results-test-key"
+from .test_server import KEY, Serve, Served, no_proxies, serve_local  # noqa: F401 (fixtures used by name)
+
 V1 = "/api/v1/app-conversations"
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 NAIVE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
@@ -29,33 +30,13 @@ SHORT = Timeline(starting=0.05, running=0.3)
 #: Ready at once; the agent works for longer than any test.
 LONG = Timeline(starting=0.05, running=30.0)
 CHANGES = (("UPDATED", "demo/data/load.py"), ("ADDED", "demo/README.md"), ("DELETED", "demo/old.py"))
-Served = tuple[LocalOpenHandsServer, httpx.Client]
-
-
-@pytest.fixture(autouse=True)
-def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx honours *_PROXY variables; every request here must go straight to 127.0.0.1."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., Served]]:
-    """Start servers with a client holding the right Bearer key; all are stopped after the test."""
-    opened: list[Served] = []
-
-    def open_(timeline: Timeline = SHORT, **options: Any) -> Served:
-        server = LocalOpenHandsServer(KEY, timeline=timeline, **options).start()
-        client = httpx.Client(
-            base_url=server.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5.0, verify=False
-        )
-        opened.append((server, client))
-        return server, client
-
-    yield open_
-    for server, client in opened:
-        client.close()
-        server.stop()
+def serve(serve_local: Serve) -> Serve:  # noqa: F811 - the imported fixture, by name
+    """``tests/test_server.py``'s servers (with a client holding the right key), this file's short timeline by
+    default."""
+    return lambda timeline=SHORT, **options: serve_local(timeline, **options)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
