@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .listing import ConversationList
     from .models import Change, Conversation, ConversationStatus, Cost, FileDiff, Outcome, PullRequest
-    from .session import Endpoint, Session, get_session, history, last
+    from .session import Endpoint, Session, get_session, history, last, map
 
 _LAZY = {
     "OpenHandsClient": "client",
@@ -52,6 +52,7 @@ _LAZY = {
     "Session": "session",
     "get_session": "session",
     "last": "session",
+    "map": "session",
     "history": "session",
     **{
         name: "errors"
@@ -83,6 +84,7 @@ __all__ = [
     "get_session",
     "last",
     "history",
+    "map",
     "OpenHandsError",
     "ConfigurationError",
     "ValidationError",

@@ -37,7 +37,7 @@ from .handle import ConversationHandle, Diff, Listener
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import Poller, PollSchedule, wait_until_final
 
-__all__ = ["Endpoint", "Session", "get_session", "history", "last"]
+__all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
 log = logging.getLogger("openhands_magics")
 #: ``list`` reads at most this many pages (of 100) looking for matches: a filter with few matches stays bounded.
@@ -198,6 +198,25 @@ class Session:
                     add(h)
 
             handle.subscribe(when_created)
+
+    def map(
+        self,
+        task: Any,
+        items: Any,
+        *,
+        repository: str | None = None,
+        max_running: int = 10,
+        endpoint: Endpoint | None = None,
+    ) -> Any:
+        """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
+        ``max_running`` at a time; returns the :class:`~openhands_magics.batch.Batch` at once (its queue runs in the
+        event loop where one runs; ``.wait()`` runs it anywhere)."""
+        from .batch import Batch
+        from .validation import validate_repository
+
+        endpoint = endpoint or Endpoint.resolve()
+        repository = validate_repository(repository) if repository else None
+        return Batch(self, task, items, endpoint=endpoint, repository=repository, max_running=max_running).start()
 
     def list(
         self,
@@ -400,3 +419,9 @@ def history() -> list[ConversationHandle]:
 def last() -> ConversationHandle | None:
     """The most recent conversation started or watched in this process (None before the first)."""
     return get_session().last()
+
+
+def map(task: Any, items: Any, *, repository: str | None = None, max_running: int = 10,  # noqa: A001
+        endpoint: Endpoint | None = None) -> Any:
+    """One conversation per item, at most ``max_running`` at once: see :meth:`Session.map`."""
+    return get_session().map(task, items, repository=repository, max_running=max_running, endpoint=endpoint)

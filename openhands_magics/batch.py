@@ -1,0 +1,238 @@
+"""Fan-out: one task over many items, at most ``max_running`` conversations at a time.
+
+``session.map(task, items, ...)`` (or ``openhands_magics.map``) returns a :class:`Batch` at once. A queue starts the
+next conversation as one ends; every conversation is watched by the server's one poller (one batched read a tick
+for the whole batch). In a kernel the queue runs in the event loop; ``.wait()`` (and any place without a loop)
+drives it with the blocking client. A start refused with 429 goes back to the queue, which pauses for the server's
+``Retry-After``: a 429 started nothing, so nothing is started twice. Any other failed start is a failed row, and
+the rest go on. Every id is recorded (on the handle, in ``history()``, on disk) the moment the server answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import OpenHandsError, RateLimitError, ValidationError
+
+if TYPE_CHECKING:
+    from .handle import ConversationHandle
+    from .session import Endpoint, Session
+
+__all__ = ["Batch"]
+
+QUEUED, FAILED, CANCELLED = "QUEUED", "FAILED", "CANCELLED"
+#: Pause after a 429 that gave no ``Retry-After``.
+DEFAULT_RATE_PAUSE = 30.0
+
+
+@dataclass
+class Row:
+    """One item of the batch: queued, then its conversation's handle, or why it has none."""
+
+    index: int
+    item: Any
+    message: str
+    handle: ConversationHandle | None = None
+    state: str = QUEUED  # QUEUED, "STARTING" while its POST is on its way, FAILED, CANCELLED, or "STARTED"
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.handle.status or "?" if self.handle is not None else self.state
+
+    @property
+    def running(self) -> bool:
+        return self.state == "STARTING" or (self.handle is not None and not self.handle.is_final)
+
+
+def _messages(task: str | Callable[[Any], str], items: list[Any]) -> list[str]:
+    """Every message up front, so a bad template fails before anything is started."""
+    messages = []
+    for item in items:
+        try:
+            message = task(item) if callable(task) else task.format(item=item)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise ValidationError(f"The task template failed for item {item!r:.60}: {type(error).__name__}: "
+                                  f"{error}; use {{item}} (and double other braces: {{{{ }}}}).") from None
+        if not isinstance(message, str) or not message.strip():
+            raise ValidationError(f"The task for item {item!r:.60} is empty or not text.")
+        messages.append(message)
+    return messages
+
+
+class Batch:
+    """Many conversations of one task: ``.rows``, ``.summary``, ``.wait()``, ``.results()``, ``.to_dataframe()``,
+    ``.cancel()``."""
+
+    def __init__(
+        self,
+        session: Session,
+        task: str | Callable[[Any], str],
+        items: Iterable[Any],
+        *,
+        endpoint: Endpoint,
+        repository: str | None = None,
+        max_running: int = 10,
+    ) -> None:
+        if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
+            raise ValidationError(f"max_running must be a whole number from 1 on, got {max_running!r}.")
+        if not (isinstance(task, str) or callable(task)):
+            raise ValidationError("task must be a template with {item} or a function of the item.")
+        items = list(items)
+        if not items:
+            raise ValidationError("map() needs at least one item.")
+        self._session, self.endpoint = session, endpoint
+        self.repository, self.max_running = repository, max_running
+        self.rows = [Row(i, item, message) for i, (item, message) in enumerate(zip(items, _messages(task, items)))]
+        self._paused_until = 0.0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ what users read
+    @property
+    def handles(self) -> list[ConversationHandle]:
+        return [row.handle for row in self.rows if row.handle is not None]
+
+    @property
+    def done(self) -> bool:
+        return not any(row.state in (QUEUED, "STARTING") or row.running for row in self.rows)
+
+    @property
+    def summary(self) -> str:
+        """``7/20 finished · 10 running · 3 queued · 0 failed``."""
+        finished = sum(1 for r in self.rows if r.handle is not None and r.handle.status == "FINISHED")
+        running = sum(1 for r in self.rows if r.running)
+        queued = sum(1 for r in self.rows if r.state == QUEUED)
+        failed = sum(1 for r in self.rows if r.state == FAILED or (
+            r.handle is not None and r.handle.is_final and r.handle.status != "FINISHED"))
+        cancelled = sum(1 for r in self.rows if r.state == CANCELLED)
+        line = (f"{finished}/{len(self.rows)} finished · {running} running · {queued} queued · {failed} failed")
+        return line + (f" · {cancelled} cancelled" if cancelled else "")
+
+    def results(self) -> list[dict[str, Any]]:
+        """A record per item, in order: item, status, id, task_id, url, title, answer, error."""
+        records = []
+        for row in self.rows:
+            h = row.handle
+            records.append({
+                "item": row.item, "status": row.status, "id": h.id if h else None, "task_id": h.task_id if h else None,
+                "url": h.url if h else None, "title": h.title if h else None,
+                "answer": h.outcome.answer if h is not None and h.outcome is not None else None,
+                "error": row.error,
+            })
+        return records
+
+    def to_dataframe(self) -> Any:
+        try:
+            import pandas
+        except ImportError:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError("to_dataframe() needs pandas: pip install pandas") from None
+        return pandas.DataFrame(self.results())
+
+    def cancel(self) -> int:
+        """Cancel the queued rows (those started go on); returns how many."""
+        queued = [row for row in self.rows if row.state == QUEUED]
+        for row in queued:
+            row.state = CANCELLED
+        return len(queued)
+
+    # ------------------------------------------------------------------ the queue
+    def _due(self) -> list[Row]:
+        """The queued rows that may start now: as many as there are free places, unless a 429 paused the queue."""
+        if time.monotonic() < self._paused_until:
+            return []
+        free = self.max_running - sum(1 for row in self.rows if row.running)
+        return [row for row in self.rows if row.state == QUEUED][:max(0, free)]
+
+    def _started(self, row: Row, conversation: Any) -> None:
+        row.handle = self._session.record(conversation, self.endpoint, remember=True)
+        row.state = "STARTED"
+        row.handle.subscribe(self._changed)
+
+    def _refused(self, row: Row, error: OpenHandsError) -> None:
+        if isinstance(error, RateLimitError):  # nothing was started: back in the queue, which pauses
+            row.state = QUEUED
+            self._paused_until = time.monotonic() + (error.retry_after or DEFAULT_RATE_PAUSE)
+        else:
+            row.state, row.error = FAILED, str(error)
+
+    def _changed(self, _handle: ConversationHandle) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def start(self) -> Batch:
+        """Run the queue in the running event loop (a kernel's); where there is none, ``.wait()`` runs it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = loop.create_task(self._drive(), name="openhands-batch")
+        return self
+
+    async def _drive(self) -> None:
+        client = self._session.poller(self.endpoint).client
+        while not self.done:
+            for row in self._due():
+                row.state = "STARTING"
+                try:
+                    conversation = await client.start_conversation(row.message, self.repository)
+                except OpenHandsError as error:
+                    self._refused(row, error)
+                    continue
+                self._started(row, conversation)
+                self._session.watch(row.handle)
+            assert self._wakeup is not None
+            self._wakeup.clear()
+            pause = max(0.0, self._paused_until - time.monotonic()) or self._session.schedule.interval
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), pause)
+            except asyncio.TimeoutError:
+                pass
+
+    def wait(self, timeout: float | None = None) -> Batch:
+        """Block until every row is over (queued ones started as places free up); WaitTimeout after ``timeout``."""
+        from .errors import WaitTimeout
+
+        client = self._session.client(self.endpoint)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            for row in self._due():
+                row.state = "STARTING"
+                try:
+                    self._started(row, client.start_conversation(row.message, self.repository))
+                except OpenHandsError as error:
+                    self._refused(row, error)
+            live = [row.handle for row in self.rows if row.handle is not None and not row.handle.is_final]
+            if live:
+                for handle, fresh in zip(live, client.read([h.conversation for h in live])):
+                    if fresh is not None:
+                        handle.update(fresh)
+                for handle in live:
+                    if handle.is_final and handle.outcome is None and handle.id is not None:
+                        try:
+                            self._session.conclude(handle)
+                        except OpenHandsError:
+                            pass
+            if self.done:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"The batch is not over after {timeout:g} s ({self.summary}); it goes on.")
+            time.sleep(self._session.schedule_for(self.endpoint).interval)
+        return self
+
+    def __repr__(self) -> str:
+        from .views import plain
+
+        lines = [self.summary]
+        for row in self.rows:
+            where = row.handle.url if row.handle is not None and row.handle.url else (row.error or "")
+            lines.append(f"{row.index:>3}  {row.status:<10}  {plain(str(row.item))[:30]:<30}  {plain(where)[:100]}")
+        return "\n".join(lines)

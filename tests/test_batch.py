@@ -1,0 +1,92 @@
+"""Fan-out: a queue that keeps at most ``max_running`` conversations running (counted by the server), over real
+HTTP to the local server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from openhands_magics.errors import ValidationError
+from openhands_magics.polling import PollSchedule
+from openhands_magics.session import Endpoint, Session
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
+
+from .conftest import SECRET
+
+
+def _peak(server: LocalOpenHandsServer, stop: threading.Event) -> list[int]:
+    seen = [0]
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen[0] = max(seen[0], server.running_count())
+            time.sleep(0.005)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return seen
+
+
+def test_fifty_tasks_never_more_than_ten_running_and_all_end_with_a_dataframe() -> None:
+    pd = pytest.importorskip("pandas")
+    timeline = Timeline(starting=0.05, running=0.25, answer="done")
+    with LocalOpenHandsServer(SECRET, timeline=timeline, max_running=100) as server:
+        session = Session(PollSchedule(interval=0.05, max_interval=0.1))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        stop = threading.Event()
+        peak = _peak(server, stop)
+
+        batch = session.map("Fix the lint errors in {item}", [f"file_{i}.py" for i in range(50)],
+                            max_running=10, endpoint=endpoint)
+        assert batch.summary == "0/50 finished · 0 running · 50 queued · 0 failed"  # nothing starts without a loop
+        batch.wait(timeout=60)
+        stop.set()
+
+        assert 1 < peak[0] <= 10, peak
+        assert len(server.task_ids()) == 50  # each started once
+        assert batch.summary == "50/50 finished · 0 running · 0 queued · 0 failed"
+        frame = batch.to_dataframe()
+        assert isinstance(frame, pd.DataFrame) and len(frame) == 50
+        assert set(frame["status"]) == {"FINISHED"} and set(frame["answer"]) == {"done"}
+        assert list(frame["item"]) == [f"file_{i}.py" for i in range(50)]
+        sent = sorted(r.body["initial_message"]["content"][0]["text"] for r in server.posts())
+        assert sent == sorted(f"Fix the lint errors in file_{i}.py" for i in range(50))
+        session.close()
+
+
+def test_in_an_event_loop_the_queue_runs_by_itself_and_a_429_pauses_it_without_starting_twice() -> None:
+    timeline = Timeline(starting=0.05, running=0.2)
+    with LocalOpenHandsServer(SECRET, timeline=timeline, max_running=3) as server:  # a 4th running is a 429
+        session = Session(PollSchedule(interval=0.05, max_interval=0.1))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": "0.3"}, method="POST",
+                      path_prefix="/api/v1/app-conversations", times=1)
+
+        async def scenario() -> None:
+            batch = session.map(lambda n: f"task {n}", range(8), max_running=3, endpoint=endpoint)
+            deadline = time.monotonic() + 20
+            while not batch.done and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert batch.done, batch.summary
+            assert batch.summary == "8/8 finished · 0 running · 0 queued · 0 failed"
+            session.close()
+            await asyncio.sleep(0)
+
+        asyncio.run(scenario())
+        assert len(server.task_ids()) == 8  # the refused start was queued again, not lost, not doubled
+
+
+def test_cancel_leaves_the_started_ones_and_a_bad_template_starts_nothing() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
+        session = Session(PollSchedule(interval=0.05, max_interval=0.1))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        with pytest.raises(ValidationError, match="template failed"):
+            session.map("Look at {file}", ["a"], endpoint=endpoint)
+        batch = session.map("task {item}", range(5), max_running=2, endpoint=endpoint)
+        assert batch.cancel() == 5
+        batch.wait(timeout=5)
+        assert server.posts() == []
+        assert batch.summary.endswith("· 5 cancelled")
+        session.close()
