@@ -89,6 +89,7 @@ class Batch:
         self.repository, self.max_running = repository, max_running
         self.rows = [Row(i, item, message) for i, (item, message) in enumerate(zip(items, _messages(task, items)))]
         self._paused_until = 0.0
+        self._views: list[Callable[[], None]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -140,6 +141,7 @@ class Batch:
         queued = [row for row in self.rows if row.state == QUEUED]
         for row in queued:
             row.state = CANCELLED
+        self._changed(None)
         return len(queued)
 
     # ------------------------------------------------------------------ the queue
@@ -154,6 +156,7 @@ class Batch:
         row.handle = self._session.record(conversation, self.endpoint, remember=True)
         row.state = "STARTED"
         row.handle.subscribe(self._changed)
+        self._changed(None)
 
     def _refused(self, row: Row, error: OpenHandsError) -> None:
         if isinstance(error, RateLimitError):  # nothing was started: back in the queue, which pauses
@@ -161,10 +164,18 @@ class Batch:
             self._paused_until = time.monotonic() + (error.retry_after or DEFAULT_RATE_PAUSE)
         else:
             row.state, row.error = FAILED, str(error)
+        self._changed(None)
 
-    def _changed(self, _handle: ConversationHandle) -> None:
+    def _changed(self, _handle: ConversationHandle | None) -> None:
         if self._wakeup is not None:
             self._wakeup.set()
+        for view in list(self._views):
+            try:
+                view()
+            except Exception:  # a broken view must not stop the queue
+                import logging
+
+                logging.getLogger("openhands_magics").exception("a view of a batch failed")
 
     def start(self) -> Batch:
         """Run the queue in the running event loop (a kernel's); where there is none, ``.wait()`` runs it."""
@@ -227,6 +238,51 @@ class Batch:
                 raise WaitTimeout(f"The batch is not over after {timeout:g} s ({self.summary}); it goes on.")
             time.sleep(self._session.schedule_for(self.endpoint).interval)
         return self
+
+    def _repr_html_(self) -> str:
+        from .views import grid_html
+
+        return grid_html(self)
+
+    def _ipython_display_(self) -> None:
+        """A grid that follows the batch (at most two redraws a second) in a kernel; the final grid as HTML once
+        every row is over, so a saved notebook keeps it; a text table elsewhere."""
+        from IPython import get_ipython
+        from IPython.display import display
+
+        from .views import grid_html
+
+        shell = get_ipython()
+        if getattr(shell, "kernel", None) is None:
+            print(repr(self))
+            return
+        if self.done:
+            display({"text/html": grid_html(self), "text/plain": repr(self)}, raw=True)
+            return
+        import ipywidgets as widgets
+
+        grid = widgets.HTML(grid_html(self, live=True))
+        shown = display(grid, display_id=True)
+        due: list[Any] = []
+
+        def redraw() -> None:
+            due.clear()
+            if self.done:
+                self._views.remove(follow)
+                shown.update({"text/html": grid_html(self), "text/plain": repr(self)}, raw=True)
+                grid.close()
+            else:
+                grid.value = grid_html(self, live=True)
+
+        def follow() -> None:
+            if due:
+                return
+            try:
+                due.append(asyncio.get_running_loop().call_later(0.5, redraw))
+            except RuntimeError:  # no loop (a blocking .wait()): draw now
+                redraw()
+
+        self._views.append(follow)
 
     def __repr__(self) -> str:
         from .views import plain

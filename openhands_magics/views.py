@@ -55,6 +55,9 @@ BADGE_COLORS: dict[str, str] = {
     "STOPPED": "#4a5568",
     "ARCHIVED": "#718096",
     "DELETED": "#4a5568",
+    "QUEUED": "#a0aec0",
+    "FAILED": "#c53030",
+    "CANCELLED": "#a0aec0",
     "?": "#6b46c1",
 }
 
@@ -362,3 +365,32 @@ def _results(handle: ConversationHandle) -> str:
         problem = html.escape(one_line(outcome.problems[0], PROBLEM_CHARS))
         parts.append(f'<div style="{_MUTED};font-size:85%">details unavailable: {problem}</div>')
     return f'<div class="openhands-results" style="margin-top:4px">{"".join(parts)}</div>' if parts else ""
+
+
+def grid_html(batch: Any, *, live: bool = False) -> str:
+    """A batch as one table: the aggregate line, then a row per task (status, item, title, link, answer snippet or
+    error), every server text escaped."""
+    e = html.escape
+    cell = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2,#ddd);text-align:left;vertical-align:top"
+    rows = []
+    for row in batch.rows:
+        h = row.handle
+        link = (f'<a href="{e(h.url, quote=True)}" target="_blank" rel="noopener noreferrer" '
+                'style="color:var(--jp-content-link-color,#1a73e8)">open</a>') if h is not None and h.url else ""
+        answer = h.outcome.answer if h is not None and h.outcome is not None else None
+        note = one_line(answer, 80) if answer else (one_line(row.error, 120) if row.error else "")
+        title = one_line(h.title, 50) if h is not None and h.title else ""
+        rows.append(
+            f'<tr><td style="{cell}">{row.index}</td><td style="{cell}">{status_badge(row.status)}</td>'
+            f'<td style="{cell}"><code>{e(one_line(str(row.item), 40))}</code></td><td style="{cell}">{e(title)}</td>'
+            f'<td style="{cell}">{link}</td><td style="{cell};color:var(--jp-content-font-color2,#4a5568)">'
+            f"{e(note)}</td></tr>"
+        )
+    head = "".join(f'<th style="{cell}">{name}</th>' for name in ("#", "status", "item", "title", "", "answer"))
+    frame = "" if live else ";border-left:4px solid var(--jp-border-color1,#999);padding-left:8px"
+    return (
+        f'<div class="openhands-batch" style="font-family:var(--jp-ui-font-family,sans-serif){frame}">'
+        f'<div style="font-weight:600;margin:2px 0 4px">{e(batch.summary)}</div>'
+        f'<table style="border-collapse:collapse;font-size:90%"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+    )

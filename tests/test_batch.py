@@ -90,3 +90,21 @@ def test_cancel_leaves_the_started_ones_and_a_bad_template_starts_nothing() -> N
         assert server.posts() == []
         assert batch.summary.endswith("· 5 cancelled")
         session.close()
+
+
+def test_the_grid_shows_a_row_per_task_escaped_with_the_summary() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.1, answer="<b>ok</b> done")) as server:
+        session = Session(PollSchedule(interval=0.05, max_interval=0.1))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        batch = session.map("look at {item}", ["<i>a</i>", "b", "c"], max_running=2, endpoint=endpoint)
+        queued = batch._repr_html_()
+        assert "0/3 finished · 0 running · 3 queued · 0 failed" in queued and queued.count(">QUEUED<") == 3
+        assert "&lt;i&gt;a&lt;/i&gt;" in queued and "<i>a</i>" not in queued
+        batch.wait(timeout=10)
+
+        final = batch._repr_html_()
+        assert "3/3 finished" in final and final.count(">FINISHED<") == 3
+        assert final.count("&lt;b&gt;ok&lt;/b&gt; done") == 3 and "<b>ok</b>" not in final
+        assert all(f'href="{h.url}"' in final for h in batch.handles)
+        assert repr(batch).splitlines()[0] == batch.summary
+        session.close()
