@@ -34,6 +34,8 @@ USAGE = """\
   --context A,B        append a short description of these variables (DataFrames: shape, dtypes, head)
   --cells N            append the source of the N cells above (and their errors)
   --dry-run            print exactly what would be sent; send nothing
+  --map ITEMS          one conversation per item of the list ITEMS, the message a template with {item}
+  --max-running N      with --map: at most N running at once (default 10); the rest wait in a queue
   --reattach           after a kernel restart: live panels again for the conversations this notebook started
   --login              ask for the API key (kept in memory only, never in the notebook)
   --help               this text
@@ -50,7 +52,7 @@ conv = %openhands ...  gives a handle: conv.id .task_id .url .status .answer .pu
                        .send(text) .pause() .resume() .delete() .refresh() .wait()"""
 
 _VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch",
-                  "--context": "context", "--cells": "cells"}
+                  "--context": "context", "--cells": "cells", "--map": "map_over", "--max-running": "max_running"}
 _FLAG_OPTIONS = {"--reattach": "reattach", "--wait": "wait", "--no-panel": "no_panel", "--login": "login",
                  "--expand": "expand", "--dry-run": "dry_run",
                  "--help": "help", "-h": "help"}
@@ -94,6 +96,9 @@ class Invocation:
     cells: str | int | None = None
     #: ``--dry-run``: print what would be sent, send nothing.
     dry_run: bool = False
+    #: ``--map ITEMS``: one conversation per item of the notebook variable ITEMS (the message a ``{item}`` template).
+    map_over: str | None = None
+    max_running: str | int | None = None
 
 
 def _unquote(value: str) -> str:
@@ -158,6 +163,17 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
             raise ValidationError(f"--cells takes a number of cells, got {invocation.cells!r}.") from None
         if not 1 <= invocation.cells <= 50:
             raise ValidationError("--cells takes a number from 1 to 50.")
+    if invocation.map_over is not None and not _NAME.fullmatch(invocation.map_over):
+        raise ValidationError(f"--map takes the name of a list in the notebook, got {invocation.map_over[:60]!r}.")
+    if invocation.max_running is not None:
+        if invocation.map_over is None:
+            raise ValidationError("--max-running goes with --map.")
+        try:
+            invocation.max_running = int(str(invocation.max_running))
+        except ValueError:
+            raise ValidationError(f"--max-running takes a number, got {invocation.max_running!r}.") from None
+        if not 1 <= invocation.max_running <= 100:
+            raise ValidationError("--max-running takes a number from 1 to 100.")
     if invocation.timeout is not None:
         try:
             invocation.timeout = float(invocation.timeout)

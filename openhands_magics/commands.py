@@ -99,6 +99,28 @@ def compose_message(magics: OpenHandsMagics, invocation: Invocation) -> str:
     return context.compose(message, sections) if sections else message
 
 
+def fan_out(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint) -> Any:
+    """``--map ITEMS``: the message (with its context, if asked) is the template, ``{item}`` each item."""
+    from IPython.display import display
+
+    namespace = magics.shell.user_ns if magics.shell is not None else {}
+    if invocation.map_over not in namespace:
+        raise ValidationError(f"--map {invocation.map_over}: no variable {invocation.map_over!r} in the notebook; "
+                              "nothing was sent.")
+    items = namespace[invocation.map_over]
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise ValidationError(f"--map {invocation.map_over} needs a list (or any iterable) of items, not a "
+                              f"{type(items).__name__}.")
+    template = compose_message(magics, invocation)
+    batch = _session().map(template, list(items), repository=invocation.repo,
+                           max_running=int(invocation.max_running or 10), endpoint=endpoint)
+    display(batch)
+    if invocation.wait:
+        batch.wait(invocation.timeout)
+        print(batch.summary)
+    return None
+
+
 def dry_run(magics: OpenHandsMagics, invocation: Invocation) -> None:
     """``--dry-run``: exactly what would be sent and where. Nothing is sent, not even the question of which API the
     server speaks, and no key is needed."""

@@ -241,6 +241,8 @@ class OpenHandsMagics(Magics):
             return None
         if invocation.watch is not None:
             return self.start(invocation, endpoint, None)
+        if invocation.map_over is not None:
+            return commands.fan_out(self, invocation, endpoint)
         return self.start(invocation, endpoint, commands.compose_message(self, invocation))
 
     def start(self, invocation: Invocation, endpoint: Endpoint, message: str | None) -> ConversationHandle | None:

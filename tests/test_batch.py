@@ -7,6 +7,8 @@ import asyncio
 import threading
 import time
 
+from typing import Any
+
 import pytest
 
 from openhands_magics.errors import ValidationError
@@ -15,6 +17,7 @@ from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
 from .conftest import SECRET
+from .test_commands import ip, output, quick  # noqa: F401 - fixtures, used by name
 
 
 def _peak(server: LocalOpenHandsServer, stop: threading.Event) -> list[int]:
@@ -108,3 +111,14 @@ def test_the_grid_shows_a_row_per_task_escaped_with_the_summary() -> None:
         assert all(f'href="{h.url}"' in final for h in batch.handles)
         assert repr(batch).splitlines()[0] == batch.summary
         session.close()
+
+
+def test_the_magic_form_maps_a_notebook_list(quick: LocalOpenHandsServer, ip: Any, output: Any) -> None:  # noqa: F811
+    ip.user_ns["files"] = ["a.py", "b.py", "c.py"]
+    assert ip.run_cell_magic("openhands", "--map files --max-running 2 --wait", "Fix the lint errors in {item}\n") is None
+    out, err = output.read()
+    assert err == "" and out.strip().splitlines()[-1] == "3/3 finished · 0 running · 0 queued · 0 failed"
+    sent = sorted(r.body["initial_message"]["content"][0]["text"] for r in quick.posts())
+    assert sent == ["Fix the lint errors in a.py", "Fix the lint errors in b.py", "Fix the lint errors in c.py"]
+    ip.run_cell_magic("openhands", "--map nothing_here", "x {item}")
+    assert "no variable 'nothing_here'" in output.one_error_line()
