@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,17 @@ __all__ = ["Batch"]
 QUEUED, FAILED, CANCELLED = "QUEUED", "FAILED", "CANCELLED"
 #: Pause after a 429 that gave no ``Retry-After``.
 DEFAULT_RATE_PAUSE = 30.0
+_starter: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """Starts are POSTs of the blocking client, in threads: the event loop never waits for one, and a blocking
+    ``.wait()`` in the same kernel can finish a start the loop began (it cannot finish a coroutine of a loop it
+    blocks)."""
+    global _starter
+    if _starter is None:
+        _starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="openhands-start")
+    return _starter
 
 
 @dataclass
@@ -39,6 +51,8 @@ class Row:
     handle: ConversationHandle | None = None
     state: str = QUEUED  # QUEUED, "STARTING" while its POST is on its way, FAILED, CANCELLED, or "STARTED"
     error: str | None = None
+    #: The POST on its way (a thread's): whichever side of the batch sees it done first settles the row.
+    pending: Future[Any] | None = None
 
     @property
     def status(self) -> str:
@@ -188,19 +202,41 @@ class Batch:
             self._task = loop.create_task(self._drive(), name="openhands-batch")
         return self
 
+    def _submit(self, row: Row) -> Future[Any]:
+        row.state = "STARTING"
+        client = self._session.client(self.endpoint)
+        row.pending = _threads().submit(client.start_conversation, row.message, self.repository)
+        return row.pending
+
+    def _settle(self, row: Row) -> None:
+        """Take in a finished POST, once: the row starts (recorded at once) or is refused."""
+        future = row.pending
+        if row.state != "STARTING" or future is None or not future.done():
+            return
+        row.pending = None
+        try:
+            conversation = future.result()
+        except OpenHandsError as error:
+            self._refused(row, error)
+            return
+        except Exception as error:  # a bug must not leave the row STARTING for ever
+            self._refused(row, OpenHandsError(f"The start failed ({type(error).__name__}: {error})."))
+            return
+        self._started(row, conversation)
+        self._session.watch(row.handle)
+
     async def _drive(self) -> None:
-        client = self._session.poller(self.endpoint).client
         while not self.done:
-            for row in self._due():
-                row.state = "STARTING"
+            starting = [self._submit(row) for row in self._due()]
+            for row in [r for r in self.rows if r.state == "STARTING" and r.pending is not None]:
                 try:
-                    conversation = await client.start_conversation(row.message, self.repository)
-                except OpenHandsError as error:
-                    self._refused(row, error)
-                    continue
-                self._started(row, conversation)
-                self._session.watch(row.handle)
+                    await asyncio.wrap_future(row.pending)
+                except Exception:  # (settled below, whatever it was)
+                    pass
+                self._settle(row)
             assert self._wakeup is not None
+            if starting:
+                continue
             self._wakeup.clear()
             pause = max(0.0, self._paused_until - time.monotonic()) or self._session.schedule.interval
             try:
@@ -216,11 +252,13 @@ class Batch:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.done:
             for row in self._due():
-                row.state = "STARTING"
+                self._submit(row)
+            for row in [r for r in self.rows if r.state == "STARTING" and r.pending is not None]:
                 try:
-                    self._started(row, client.start_conversation(row.message, self.repository))
-                except OpenHandsError as error:
-                    self._refused(row, error)
+                    row.pending.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except Exception:  # (settled below; a timeout leaves it starting, and the deadline says so)
+                    pass
+                self._settle(row)
             live = [row.handle for row in self.rows if row.handle is not None and not row.handle.is_final]
             if live:
                 for handle, fresh in zip(live, client.read([h.conversation for h in live])):
@@ -275,6 +313,11 @@ class Batch:
                 grid.value = grid_html(self, live=True)
 
         def follow() -> None:
+            if self.done:  # the last change: the final grid at once (a blocking .wait() may hold the loop)
+                for call in due:
+                    call.cancel()
+                redraw()
+                return
             if due:
                 return
             try:
