@@ -19,7 +19,7 @@ import pytest
 
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .test_server import KEY, Serve, Served, no_proxies, serve_local  # noqa: F401 (fixtures used by name)
+from .test_server import KEY, Serve, Served, no_proxies, serve_local, wait_until  # noqa: F401 (fixtures used by name)
 
 V1 = "/api/v1/app-conversations"
 UNKNOWN = "0123456789abcdef0123456789abcdef"
@@ -37,15 +37,6 @@ def serve(serve_local: Serve) -> Serve:  # noqa: F811 - the imported fixture, by
     """``tests/test_server.py``'s servers (with a client holding the right key), this file's short timeline by
     default."""
     return lambda timeline=SHORT, **options: serve_local(timeline, **options)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-    return result
 
 
 def start(http: httpx.Client, text: str = "Fix the loader") -> str:
