@@ -237,8 +237,8 @@ class Session:
         found: list[Conversation] = []
         page_id: str | None = None
         pages = scanned = 0
+        filtered = running or wanted is not None  # then a page holds fewer matches than it holds items
         while len(found) < limit and pages < MAX_LIST_PAGES:
-            filtered = running or wanted is not None
             page = client.search(100 if filtered else min(100, limit - len(found)), page_id)
             pages, scanned = pages + 1, scanned + len(page.items)
             for conversation in page.items:
@@ -335,11 +335,10 @@ class Session:
         self.watch(handle)
 
     def _resume_and_wait(self, handle: ConversationHandle) -> None:
-        client = self.client(handle.endpoint)
-        client.resume(handle.conversation)
+        self.client(handle.endpoint).resume(handle.conversation)
         deadline = time.monotonic() + self.resume_timeout
         while True:
-            handle.update(client.refresh(handle.conversation))
+            self.refresh(handle)
             if (handle.conversation.sandbox_status or "").upper() == "RUNNING":
                 return
             if time.monotonic() >= deadline:
