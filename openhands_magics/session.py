@@ -32,10 +32,11 @@ from .config import (
     resolve_ca_bundle,
     resolve_env_proxy,
 )
-from .errors import ConflictError, OpenHandsError, ValidationError
+from .errors import ConflictError, OpenHandsError
 from .handle import ConversationHandle, Diff, Listener
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import Poller, PollSchedule, wait_until_final
+from .validation import validate_message
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
@@ -317,8 +318,7 @@ class Session:
     def send(self, handle: ConversationHandle, text: str) -> None:
         """Send a follow-up; a paused sandbox is resumed first. Watched again (from the running loop) at once."""
         client = self.client(handle.endpoint)
-        if not isinstance(text, str):
-            raise ValidationError(f"The message must be text, got {type(text).__name__}.")
+        text = validate_message(client._text(text))  # the client's own check, before a paused sandbox is resumed
         if (handle.conversation.sandbox_status or "").upper() == "PAUSED":  # known paused: no 409 needed to learn it
             self._resume_and_wait(handle)
         try:
