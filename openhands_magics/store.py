@@ -6,7 +6,10 @@ added twice when its start task names it: the lines are merged on read) and a to
 line by one ``os.write`` to a file opened ``O_APPEND`` do not interleave between kernels, and a lock file serialises
 writers with the occasional compaction that rewrites the file. Nothing secret is ever written: ids, the server's base
 URL (refused if it carries credentials, a query or a fragment), the API name, the notebook's path, the repository and
-times, each checked before it is written and again when it is read back.
+times, each checked before it is written and again when it is read back. Still, the names of a user's notebooks and
+repositories are theirs alone: the record and its lock are opened without following a symbolic link (one planted in
+their place would have the record written wherever it points) and are made ``0600`` on every write, whatever mode an
+older version or a copy left them with.
 
 The record is a convenience, so the store never raises to its caller: a line it cannot read is skipped, a write that
 fails is logged (a warning the first time) and dropped.
@@ -151,8 +154,7 @@ class ConversationStore:
         try:
             self._make_directory()
             with self._locked():
-                flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-                fd = os.open(self.path, flags, 0o600)
+                fd = _open_private(self.path, os.O_RDWR | os.O_APPEND | getattr(os, "O_BINARY", 0))
                 try:
                     if not _ends_whole(fd):
                         line = b"\n" + line  # a torn last line (a full disk, a crash) must not swallow this one
@@ -190,7 +192,7 @@ class ConversationStore:
             if fcntl is None:
                 yield
                 return
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = _open_private(self._lock_path, os.O_RDWR)
             try:
                 _flock(fd)
                 yield
@@ -271,10 +273,13 @@ class ConversationStore:
     def _read_records(self) -> list[dict[str, Any]]:
         """The valid lines of the file's last ``MAX_READ_BYTES``, in order; every other line is skipped."""
         try:
-            # Non-blocking: a FIFO put in its place must not hang the kernel; only a regular file is read.
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+            # Non-blocking: a FIFO put in its place must not hang the kernel; only a regular file is read, and not
+            # through a symbolic link (which writing refuses too: what it points at is not this record).
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | _NOFOLLOW)
         except FileNotFoundError:
             return []
+        except OSError as error:
+            raise _not_followed(self.path, error) from None
         with open(fd, "rb") as file:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
@@ -444,6 +449,40 @@ def _notebook(value: Any, *, resolve: bool) -> str | None:
     except (OSError, RuntimeError):  # a symlink loop; an unreadable directory on the way
         resolved = os.path.abspath(text)
     return _text(resolved, MAX_NOTEBOOK_CHARS)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # (Windows has none: there the path is checked just before opening)
+_A_LINK = "it is a symbolic link, which is not followed: remove it to record conversations again"
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """Open (or create) one of this store's files for writing: never through a symbolic link, only a regular file,
+    and mode 0600 even if it existed with another (an older version, a copy, a restored backup)."""
+    if not _NOFOLLOW and os.path.islink(path):
+        raise _Invalid(_A_LINK)
+    try:
+        # O_NONBLOCK: a FIFO put in its place must not hang the kernel before it is refused (no effect on a file).
+        flags |= os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags, 0o600)
+    except OSError as error:
+        raise _not_followed(path, error) from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise _Invalid("it is not a regular file: move it away to record conversations again")
+        if stat.S_IMODE(status.st_mode) != 0o600 and hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # on the open file: the path cannot be swapped meanwhile
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _not_followed(path: Path, error: OSError) -> OSError | _Invalid:
+    """O_NOFOLLOW on a symbolic link fails with ELOOP (EMLINK on some BSDs): say so, instead of "too many levels"."""
+    if error.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
+        return _Invalid(_A_LINK)
+    return error
 
 
 def _ends_whole(fd: int) -> bool:

@@ -290,13 +290,65 @@ def test_a_directory_that_cannot_be_made_never_raises_and_warns_once(
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-def test_a_full_disk_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    (tmp_path / "conversations.jsonl").symlink_to("/dev/full")  # every write fails with ENOSPC
+def test_a_device_behind_a_link_is_neither_written_nor_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "conversations.jsonl").symlink_to("/dev/full")  # a write fails with ENOSPC, a read is endless zeros
     full = ConversationStore(tmp_path / "conversations.jsonl")
     with caplog.at_level(logging.WARNING, logger="openhands_magics"):
         full.add(base_url=URL, conversation_id=new_id())
-    assert "No space left" in caplog.text
-    assert full.entries() == []  # and a device is not read (/dev/full reads as endless zeros)
+    assert "symbolic link" in caplog.text
+    assert full.entries() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="needs O_NOFOLLOW")
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a file", "to nothing yet"])
+def test_a_record_that_is_a_symbolic_link_is_not_written_through(
+    conversations: ConversationStore, tmp_path: Path, caplog: pytest.LogCaptureFixture, dangling: bool
+) -> None:
+    target = tmp_path / "elsewhere" / "precious.txt"
+    target.parent.mkdir()
+    if not dangling:
+        target.write_text("someone's file\n")
+    conversations.path.parent.mkdir()
+    conversations.path.symlink_to(target)
+    with caplog.at_level(logging.WARNING, logger="openhands_magics"):
+        conversations.add(base_url=URL, conversation_id=new_id())  # never raises
+        conversations.forget(URL, new_id())
+    assert (target.read_text() == "someone's file\n") if not dangling else not target.exists()
+    assert conversations.path.is_symlink()
+    assert "symbolic link, which is not followed" in caplog.text
+    assert conversations.entries() == []  # nor read through
+
+
+@pytest.mark.skipif(store.fcntl is None, reason="no lock file here (no fcntl)")
+def test_a_lock_file_that_is_a_symbolic_link_is_not_followed(
+    conversations: ConversationStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("someone's file\n")
+    target.chmod(0o644)
+    conversations.path.parent.mkdir()
+    conversations.path.with_name(conversations.path.name + ".lock").symlink_to(target)
+    with caplog.at_level(logging.WARNING, logger="openhands_magics"):
+        conversations.add(base_url=URL, conversation_id=new_id())  # never raises
+    assert target.read_text() == "someone's file\n" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert "symbolic link, which is not followed" in caplog.text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_record_left_readable_by_others_is_made_private_on_the_next_write(conversations: ConversationStore) -> None:
+    first = new_id()
+    conversations.add(base_url=URL, conversation_id=first)
+    lock = conversations.path.with_name(conversations.path.name + ".lock")
+    conversations.path.chmod(0o644)  # as an older version, a copy or a restored backup may leave it
+    if lock.exists():
+        lock.chmod(0o666)
+    assert [e.conversation_id for e in conversations.entries()] == [first]  # reading alone changes nothing
+    second = new_id()
+    conversations.add(base_url=URL, conversation_id=second)
+    assert stat.S_IMODE(conversations.path.stat().st_mode) == 0o600
+    if lock.exists():
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert [e.conversation_id for e in conversations.entries()] == [first, second]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
