@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _protocol as protocol
+from ._secrets import blank
 from ._transport import DEFAULT_MAX_ANSWER_BYTES, deadline_transport, exchange, exchange_async
 from .config import (
     ApiKey,
@@ -28,7 +29,7 @@ from .config import (
 )
 from .errors import OpenHandsError, ValidationError
 from .models import Change, Conversation, FileDiff, Outcome, not_found
-from .validation import validate_message, validate_repository, validate_user_conversation_id
+from .validation import is_id, validate_message, validate_repository, validate_user_conversation_id
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient", "forget_detected_apis"]
 
@@ -132,7 +133,7 @@ class _ClientSettings:
     def _text(text: str) -> str:
         if not isinstance(text, str):
             raise ValidationError(f"The message must be text, got {type(text).__name__}.")
-        return text
+        return blank(text)  # what the agent gets (a start or a follow-up) never holds a key the package knows
 
     @staticmethod
     def _path(path: str) -> str:
@@ -160,8 +161,16 @@ class _ClientSettings:
 
     @staticmethod
     def _one(snapshot: Conversation) -> Conversation:
+        """A snapshot to act on. Those the server gave always hold good ids; one made by hand (or from a saved
+        notebook) whose id is none is refused here, before it could reach a URL."""
         if not isinstance(snapshot, Conversation):
             raise ValidationError(f"Expected a Conversation snapshot, got {type(snapshot).__name__}.")
+        for what, value in (("conversation id", snapshot.conversation_id), ("start task id", snapshot.start_task_id)):
+            if value is not None and not is_id(value):
+                raise ValidationError(
+                    f"The snapshot's {what} {str(value)[:60]!r} is not an id (letters, digits, '-' or '_'): use a "
+                    "snapshot from start_conversation, read or get_conversation."
+                )
         return snapshot
 
     @staticmethod
@@ -251,7 +260,7 @@ class OpenHandsClient(_ClientSettings):
 
     def refresh(self, snapshot: Conversation, *, deadline: float | None = None) -> Conversation:
         """A fresh snapshot of one conversation (following its start task until the conversation exists)."""
-        (fresh,) = self.read([snapshot], deadline=deadline)
+        (fresh,) = self.read([self._one(snapshot)], deadline=deadline)
         return self._found(fresh, snapshot)
 
     # ------------------------------------------------------------------ after the start (V1; V0 says it cannot)
@@ -360,7 +369,7 @@ class AsyncOpenHandsClient(_ClientSettings):
         return results
 
     async def refresh(self, snapshot: Conversation) -> Conversation:
-        (fresh,) = await self.read([snapshot])
+        (fresh,) = await self.read([self._one(snapshot)])
         return self._found(fresh, snapshot)
 
     async def _act(self, operation: str, *args: Any) -> Any:

@@ -6,7 +6,14 @@ import re
 
 from .errors import ProtocolError, ValidationError
 
-__all__ = ["printable", "validate_conversation_id", "validate_message", "validate_repository", "validate_user_conversation_id"]
+__all__ = [
+    "is_id",
+    "printable",
+    "validate_conversation_id",
+    "validate_message",
+    "validate_repository",
+    "validate_user_conversation_id",
+]
 
 # GitHub's rules: owner is alphanumerics and single hyphens; repo names also allow '.', '_' (but not '.' / '..').
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
@@ -40,6 +47,12 @@ def validate_repository(repository: str) -> str:
     if not _REPOSITORY.fullmatch(repository) or repository.split("/")[1] in {".", ".."}:
         raise ValidationError(f"--repo must look like owner/repo (e.g. octocat/hello-world), got {repository!r}.")
     return repository
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` can stand as one segment of a URL path: what OpenHands ids are made of (letters, digits,
+    '-', '_'), so never '.', '..', '/', '%', '?' or anything else a path or a query would read."""
+    return isinstance(value, str) and _CONVERSATION_ID.fullmatch(value) is not None
 
 
 def validate_conversation_id(conversation_id: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from ..errors import (
     TransportError,
     UnsupportedApiError,
 )
-from ..validation import printable
+from ..validation import is_id, printable
 
 USER_AGENT = f"openhands-magics/{__version__}"
 MAX_CONCURRENT_CONVERSATIONS = 10
@@ -55,9 +56,30 @@ class Call:
     route: str = "read"  # "read" | "item" | "batch" | "start" | "probe"
     api: str = "v1"
 
+    def __post_init__(self) -> None:
+        # The backstop of :func:`item_path`: whatever built this path, no segment of it is anything but a plain word
+        # or id, so no id can climb out of its route ("..") or end the path early ("%2F", "?", "#").
+        if not _PATH.fullmatch(self.path):
+            raise ProtocolError(f"Refusing to send a request to {printable(self.path[:80])!r}: a part of that path is "
+                                "not a plain id (the server, a saved notebook or the record gave a malformed one).")
+
     @property
     def idempotent(self) -> bool:
         return self.method == "GET"
+
+
+#: What every path this client sends looks like: segments of letters, digits, '-' and '_' only.
+_PATH = re.compile(r"(?:/[A-Za-z0-9_-]+)+")
+
+
+def item_path(template: str, value: Any, what: str) -> str:
+    """The one way an id enters a URL path: ``template`` (ours, one ``{}``) with ``value`` in it, refused unless it is
+    a plain id (:func:`..validation.is_id`). Ids a person gives are checked where they give them (ValidationError);
+    reads skip malformed ones from a notebook or the record; so a bad id that gets here came from the server."""
+    if not is_id(value):
+        raise ProtocolError(f"The server sent an invalid {what} {printable(repr(value)[:60])}; refusing to use it "
+                            "in a URL.")
+    return template.format(value)
 
 
 #: An operation: a generator that yields the calls it needs and receives their responses, then returns its value.

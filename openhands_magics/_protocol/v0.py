@@ -21,8 +21,8 @@ from ..models import (
     public_fields,
     shared_fields,
 )
-from ..validation import validate_conversation_id, validate_user_conversation_id
-from .common import Call, Operation, expect_json, server_said
+from ..validation import is_id, validate_conversation_id, validate_user_conversation_id
+from .common import Call, Operation, expect_json, item_path, server_said
 from .dialect import Dialect, Page
 
 CONVERSATIONS_PATH = "/api/conversations"
@@ -99,9 +99,12 @@ class V0(Dialect):
         )
 
     def read(self, snapshots: Sequence[Conversation]) -> Operation[list[Conversation | None]]:
+        """One request each; an id that is not one (from a saved notebook, the record) is not sent: it reads as
+        unknown (None)."""
         results: list[Conversation | None] = []
         for snapshot in snapshots:
-            results.append((yield from self._read_one(snapshot.conversation_id or "")))
+            readable = is_id(snapshot.conversation_id)
+            results.append((yield from self._read_one(snapshot.conversation_id or "")) if readable else None)
         return results
 
     def find(self, reference: str) -> Operation[Conversation]:
@@ -123,7 +126,8 @@ class V0(Dialect):
         yield  # (an operation: a generator that sends nothing)
 
     def _read_one(self, conversation_id: str) -> Operation[Conversation | None]:
-        call = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}", api=self.name)
+        path = item_path(CONVERSATIONS_PATH + "/{}", conversation_id, "conversation id")
+        call = Call("GET", path, api=self.name)
         body = expect_json((yield call), call, self.base_url)
         if body is None:  # what OpenHands answers (HTTP 200) for an id it does not know
             return None
@@ -137,7 +141,7 @@ class V0(Dialect):
         server_status = optional_str(body.get("status"), "status")
         agent_state = None
         if (server_status or "").upper() == S.RUNNING:
-            events = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}/events",
+            events = Call("GET", path + "/events",
                           params=(("reverse", "true"), ("limit", str(EVENTS_LIMIT))), api=self.name)
             answer = yield events
             if answer.is_success:  # a server without the events route still gets the plain status

@@ -12,7 +12,6 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from ..errors import ConflictError, NotFoundError, ProtocolError, ValidationError
 from ..models import (
@@ -28,7 +27,7 @@ from ..models import (
     shared_fields,
 )
 from ..validation import validate_user_conversation_id
-from .common import Call, Operation, error_for, expect_json, expect_list, server_said
+from .common import Call, Operation, error_for, expect_json, expect_list, item_path, server_said
 from .dialect import Dialect, Page
 
 START_PATH = "/api/v1/app-conversations"
@@ -36,6 +35,8 @@ CONVERSATIONS_PATH = "/api/v1/app-conversations"
 TASKS_PATH = "/api/v1/app-conversations/start-tasks"
 SEARCH_PATH = "/api/v1/app-conversations/search"
 SANDBOXES_PATH = "/api/v1/sandboxes"
+ITEM_PATH = CONVERSATIONS_PATH + "/{}"
+SANDBOX_PATH = SANDBOXES_PATH + "/{}"
 EVENTS_PATH = "/api/v1/conversation/{}/events/search"  # (singular "conversation", no "app-")
 #: Where the agent's workspace is: repositories are cloned under it (``/workspace/project/<repo name>``); the web
 #: app asks for the changes of this directory, and the server finds the repositories in it.
@@ -153,17 +154,21 @@ class V1(Dialect):
         return self.from_task(body, repository=repository)
 
     def read(self, snapshots: Sequence[Conversation]) -> Operation[list[Conversation | None]]:
-        results: list[Conversation | None] = list(snapshots)
-        pending = [(i, s) for i, s in enumerate(snapshots) if s.conversation_id is None and s.start_task_id]
+        """An id that is no UUID (from a saved notebook, the record, a hand-made snapshot) is not sent: the server
+        would refuse the whole batch for it (400). That one reads as unknown (None); the others are read."""
+        results: list[Conversation | None] = [None if _malformed(s) else s for s in snapshots]
+        pending = [(i, s) for i, s in enumerate(results) if s is not None and s.conversation_id is None
+                   and s.start_task_id]
         if pending:
-            call = Call("GET", TASKS_PATH, params=tuple(("ids", s.start_task_id or "") for _, s in pending),
+            call = Call("GET", TASKS_PATH, params=tuple(("ids", as_uuid(s.start_task_id) or "") for _, s in pending),
                         route="batch", api=self.name)
             answers = expect_list((yield call), call, self.base_url, len(pending))
             for (i, snapshot), task in zip(pending, answers):
                 results[i] = None if task is None else self.from_task(task, previous=snapshot)
         started = [(i, s) for i, s in enumerate(results) if s is not None and s.conversation_id is not None]
         if started:
-            call = Call("GET", CONVERSATIONS_PATH, params=tuple(("ids", s.conversation_id or "") for _, s in started),
+            call = Call("GET", CONVERSATIONS_PATH,
+                        params=tuple(("ids", as_uuid(s.conversation_id) or "") for _, s in started),
                         route="batch", api=self.name)
             answers = expect_list((yield call), call, self.base_url, len(started))
             just_ready = {i for i, _ in pending}
@@ -239,7 +244,8 @@ class V1(Dialect):
     def send(self, snapshot: Conversation, text: str) -> Operation[None]:
         conversation_id = _started(snapshot, "take a message")
         payload = {"role": "user", "content": [{"type": "text", "text": text}], "run": True}
-        call = Call("POST", f"{CONVERSATIONS_PATH}/{conversation_id}/send-message", json=payload, route="item")
+        call = Call("POST", item_path(ITEM_PATH + "/send-message", conversation_id, "conversation id"), json=payload,
+                    route="item")
         response = yield call
         if response.status_code == 409:
             raise ConflictError(
@@ -262,12 +268,12 @@ class V1(Dialect):
             raise not_found_error(snapshot)
         if not fresh.sandbox_id:
             raise ConflictError(f"Conversation {fresh.conversation_id} has no sandbox to {verb}: it is archived.")
-        call = Call("POST", f"{SANDBOXES_PATH}/{quote(fresh.sandbox_id, safe='')}/{verb}", route="item")
+        call = Call("POST", item_path(SANDBOX_PATH + "/" + verb, fresh.sandbox_id, "sandbox id"), route="item")
         expect_json((yield call), call, self.base_url)
 
     def delete(self, snapshot: Conversation) -> Operation[None]:
         conversation_id = _started(snapshot, "be deleted")
-        call = Call("DELETE", f"{CONVERSATIONS_PATH}/{conversation_id}", route="item")
+        call = Call("DELETE", item_path(ITEM_PATH, conversation_id, "conversation id"), route="item")
         expect_json((yield call), call, self.base_url)
 
     def answer(self, snapshot: Conversation) -> Operation[str | None]:
@@ -277,7 +283,8 @@ class V1(Dialect):
         page_id: str | None = None
         for _ in range(ANSWER_PAGES):
             params = (("sort_order", "TIMESTAMP_DESC"), ("limit", "100")) + ((("page_id", page_id),) if page_id else ())
-            call = Call("GET", EVENTS_PATH.format(conversation_id), params=params, route="item", api=self.name)
+            call = Call("GET", item_path(EVENTS_PATH, conversation_id, "conversation id"), params=params,
+                        route="item", api=self.name)
             body = expect_json((yield call), call, self.base_url)
             items = body.get("items") if isinstance(body, Mapping) else None
             if not isinstance(items, list):
@@ -297,8 +304,8 @@ class V1(Dialect):
 
     def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
         conversation_id = _started(snapshot, "have changes")
-        call = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}/git/changes", params=(("path", WORKSPACE),),
-                    route="item")
+        call = Call("GET", item_path(ITEM_PATH + "/git/changes", conversation_id, "conversation id"),
+                    params=(("path", WORKSPACE),), route="item")
         body = expect_json((yield call), call, self.base_url)
         if not isinstance(body, list):
             raise ProtocolError("The server's git changes answer is not a list: is it an OpenHands server?")
@@ -311,8 +318,8 @@ class V1(Dialect):
     def diff(self, snapshot: Conversation, path: str) -> Operation[FileDiff]:
         conversation_id = _started(snapshot, "have a diff")
         where = path if path.startswith("/") else f"{WORKSPACE}/{path}"
-        call = Call("GET", f"{CONVERSATIONS_PATH}/{conversation_id}/git/diff", params=(("path", where),),
-                    route="item")
+        call = Call("GET", item_path(ITEM_PATH + "/git/diff", conversation_id, "conversation id"),
+                    params=(("path", where),), route="item")
         response = yield call
         if response.status_code == 502 and "Agent server error: 400" in server_said(response)[0]:
             raise NotFoundError(f"No diff of {path[:200]!r}: it is not a file the agent changed (see conv.changes()).",
@@ -325,6 +332,12 @@ class V1(Dialect):
         original, modified = body.get("original"), body.get("modified")
         return FileDiff(path, original if isinstance(original, str) else None,
                         modified if isinstance(modified, str) else None)
+
+
+def _malformed(snapshot: Conversation) -> bool:
+    """Whether an id the snapshot holds cannot be a V1 id (a UUID), so that asking for it would spoil a batch."""
+    return any(value is not None and as_uuid(value) is None
+               for value in (snapshot.conversation_id, snapshot.start_task_id))
 
 
 def _started(snapshot: Conversation, what: str) -> str:
