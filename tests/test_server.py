@@ -157,6 +157,46 @@ def test_stopped_server_refuses_connections() -> None:
         plain("GET", f"{base_url}{V1}/count", headers=bearer())
 
 
+def test_stop_closes_open_connections_so_a_kept_alive_client_cannot_start_anything_after() -> None:
+    server = LocalOpenHandsServer(KEY, timeline=FROZEN).start()
+    try:
+        with httpx.Client(base_url=server.base_url, headers=bearer(), timeout=5.0, verify=False) as http:
+            post_task(http, message("before stop"))  # the connection stays open for the next request
+            server.stop()
+            with pytest.raises(httpx.TransportError):
+                http.post(V1, json=message("after stop"))
+    finally:
+        server.stop()  # (twice is fine)
+    assert [r.body for r in server.posts()] == [message("before stop")]
+    assert len(server.task_ids()) == 1
+
+
+def test_stop_ends_a_request_still_waiting_for_its_answer() -> None:
+    server = LocalOpenHandsServer(KEY, timeline=FROZEN).start()
+    server.inject(status=200, body={"late": True}, delay=3.0)
+    outcome: list[BaseException | httpx.Response] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(plain("GET", f"{server.base_url}{V1}/count", headers=bearer()))
+        except httpx.HTTPError as error:
+            outcome.append(error)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    try:
+        wait_until(lambda: server.requests)
+        started = time.monotonic()
+        server.stop()
+        asking.join(timeout=5)
+        assert time.monotonic() - started < 2.0  # not after the answer's 3 s delay
+    finally:
+        server.stop()
+        asking.join()
+    [ended] = outcome
+    assert isinstance(ended, httpx.TransportError)
+
+
 @pytest.mark.parametrize(
     "options",
     [

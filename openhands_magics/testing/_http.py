@@ -7,6 +7,7 @@ one place. Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -116,6 +117,8 @@ class HttpServer(ThreadingHTTPServer):
     """The socket server: records every request, applies faults, checks auth on ``/api/``, then asks ``app``.
 
     A client that hangs up (a timeout test, an interrupted poll) is normal here, not a traceback on stderr.
+    :meth:`close_connections` ends the connections already open too (``shutdown`` only stops accepting new ones,
+    and a keep-alive client would go on being answered): once it returns, no request is recorded or answered.
     """
 
     daemon_threads = True
@@ -127,6 +130,34 @@ class HttpServer(ThreadingHTTPServer):
         self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._closed = False
+        self._answering = 0  # requests between the check of _closed and the end of their answer's making
+        self._state = threading.Condition()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._state:
+            if self._closed:  # accepted in the moment the server closed
+                self.shutdown_request(request)
+                return
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._state:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Answer nothing more: wait (at most ``timeout``) for answers being made, then end every open connection
+        (its thread sees the end and exits; an answer being written fails on the client's side)."""
+        with self._state:
+            self._closed = True
+            self._state.wait_for(lambda: self._answering == 0, timeout)
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # (already gone)
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -149,17 +180,34 @@ class HttpServer(ThreadingHTTPServer):
         return None
 
     def answer(self, request: RecordedRequest) -> Reply | None:
-        """What to send for a request (``None``: drop the connection)."""
-        self.requests.append(request)
-        fault = self.take_fault(request.method, request.path)
-        if fault is not None:
-            time.sleep(fault.delay)
-            return None if fault.drop else _fault_reply(fault)
-        if request.path.startswith("/api/"):
-            refused = auth_failure(self.auth, self.key, request.headers)
-            if refused is not None:
-                return refused
-        return self.app(request)
+        """What to send for a request (``None``: drop the connection, as for every request once the server closed)."""
+        if not self._start_answering():
+            return None
+        try:
+            self.requests.append(request)
+            fault = self.take_fault(request.method, request.path)
+            if fault is None:
+                if request.path.startswith("/api/"):
+                    refused = auth_failure(self.auth, self.key, request.headers)
+                    if refused is not None:
+                        return refused
+                return self.app(request)
+        finally:
+            self._done_answering()
+        time.sleep(fault.delay)  # not while counted as answering: a long delay must not hold up closing
+        return None if fault.drop or self._closed else _fault_reply(fault)
+
+    def _start_answering(self) -> bool:
+        with self._state:
+            if self._closed:
+                return False
+            self._answering += 1
+            return True
+
+    def _done_answering(self) -> None:
+        with self._state:
+            self._answering -= 1
+            self._state.notify_all()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -192,7 +240,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.answer(request)
         if reply is None:
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)  # the client sees the connection end, no answer
+            with contextlib.suppress(OSError):  # (already ended, if the server is closing)
+                self.connection.shutdown(socket.SHUT_RDWR)  # the client sees the connection end, no answer
             return
         data = reply.encode()
         self.send_response(reply.status)

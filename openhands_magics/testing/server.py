@@ -159,11 +159,13 @@ class LocalOpenHandsServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving: no new connection, and the open ones (a keep-alive client's) are closed too, so once this
+        returns no request is answered or acted on."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
+        self._httpd.close_connections()
         self._httpd.server_close()
 
     def __enter__(self) -> LocalOpenHandsServer:  # noqa: PYI034 (typing.Self is Python 3.11+)
