@@ -27,9 +27,9 @@ from .config import (
     resolve_ca_bundle,
     resolve_env_proxy,
 )
-from .errors import OpenHandsError, ValidationError
+from .errors import ConfigurationError, OpenHandsError, ValidationError
 from .models import Change, Conversation, FileDiff, Outcome, not_found
-from .validation import is_id, validate_message, validate_repository, validate_user_conversation_id
+from .validation import is_id, printable, validate_message, validate_repository, validate_user_conversation_id
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient", "forget_detected_apis"]
 
@@ -48,6 +48,20 @@ def forget_detected_apis() -> None:
     """Ask every server again which API it speaks and which auth header it takes (after an upgrade, say)."""
     _detected.clear()
     protocol.forget_auth_styles()
+
+
+def _trust(ca_bundle: str) -> ssl.SSLContext:
+    """The TLS context that trusts this CA bundle; one line naming the file when it is not one (not PEM, no
+    certificate in it, unreadable)."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        reason = printable(" ".join(str(error).split())[:160]) or type(error).__name__
+    raise ConfigurationError(
+        f"The CA bundle {printable(ca_bundle[:200])!r} could not be loaded ({reason}): give a PEM file of "
+        "certificates (-----BEGIN CERTIFICATE----- blocks) in `%config OpenHandsMagics.ca_bundle` or "
+        "OPENHANDS_CA_BUNDLE."
+    )
 
 
 class _ClientSettings:
@@ -90,7 +104,7 @@ class _ClientSettings:
                 "headers": {"User-Agent": protocol.USER_AGENT, "Accept": "application/json"},
                 "follow_redirects": False,  # a redirect could carry the key somewhere else
                 "trust_env": False,  # the environment's proxies only when asked for (self.proxy)
-                "verify": ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True,
+                "verify": _trust(self.ca_bundle) if self.ca_bundle else True,
                 "proxy": self.proxy,
             }
         )
@@ -177,8 +191,8 @@ class _ClientSettings:
     def _page_args(limit: int, page_id: str | None) -> tuple[int, str | None]:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= PAGE_LIMIT:
             raise ValidationError(f"limit must be a whole number from 1 to {PAGE_LIMIT}, got {limit!r}.")
-        if page_id is not None and not isinstance(page_id, str):
-            raise ValidationError(f"page_id must be text from the previous page, got {type(page_id).__name__}.")
+        if page_id is not None and (not isinstance(page_id, str) or not page_id.isprintable() or len(page_id) > 1000):
+            raise ValidationError("page_id must be the text the previous page gave (its .next_page_id).")
         return limit, page_id
 
     @staticmethod
@@ -214,12 +228,12 @@ class OpenHandsClient(_ClientSettings):
         deadline = self._deadline(deadline)
         attempt = 0
         while True:
-            operation, idempotent = make(), True
+            operation, idempotent, answer = make(), True, None
             try:
-                call = next(operation)
                 while True:
+                    call = protocol.advance(operation, answer)
                     idempotent = idempotent and call.idempotent
-                    call = operation.send(self._send(call, deadline))
+                    answer = self._send(call, deadline)
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:
@@ -332,12 +346,12 @@ class AsyncOpenHandsClient(_ClientSettings):
         deadline = self._deadline(deadline)
         attempt = 0
         while True:
-            operation, idempotent = make(), True
+            operation, idempotent, answer = make(), True, None
             try:
-                call = next(operation)
                 while True:
+                    call = protocol.advance(operation, answer)
                     idempotent = idempotent and call.idempotent
-                    call = operation.send(await self._send(call, deadline))
+                    answer = await self._send(call, deadline)
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:

@@ -22,17 +22,27 @@ _GITHUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?github\.com/([^/]+/[^/]+?)(?
 # line break after it. Line breaks inside the text are not touched.
 _LEADING_BLANK_LINES = re.compile(r"\A\s*(?:\r\n|\n|\r)")
 _TRAILING_BLANK_LINES = re.compile(r"(?:\r\n|\n|\r)\s*\Z")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # OpenHands ids are uuid4().hex; V1 ids are hyphenated UUIDs. Anything else must not reach a URL path.
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CONVERSATION_URL = re.compile(r"^https?://[^/\s]+(?:/[^\s]*)?/conversations/([A-Za-z0-9_-]{1,128})/?$")
 
 
 def validate_message(message: str) -> str:
-    """Drop only leading and trailing blank lines; every other character (indentation, CRLF, form feeds) is kept."""
+    """Drop only leading and trailing blank lines; every other character (indentation, CRLF, form feeds) is kept.
+    A surrogate code point (half of a UTF-16 pair, from text decoded with ``surrogateescape`` or cut mid-emoji) has
+    no UTF-8 form, so no request could carry it: refused here, saying where, rather than failing in the encoder."""
     stripped = _TRAILING_BLANK_LINES.sub("", _LEADING_BLANK_LINES.sub("", message))
     if not stripped.strip():
         raise ValidationError(
             "The message is empty: write the task after the options, e.g. `%openhands Fix the typo in README.md`."
+        )
+    surrogate = _SURROGATE.search(stripped)
+    if surrogate:
+        raise ValidationError(
+            f"The message cannot be sent: it holds a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
+            f"{surrogate.start()}, which has no UTF-8 form (text decoded with errors='surrogateescape', or an emoji "
+            "cut in half); remove or replace it."
         )
     return stripped
 

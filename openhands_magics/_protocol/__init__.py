@@ -11,12 +11,14 @@ from __future__ import annotations
 from ..config import API_CHOICES
 from ..errors import UnsupportedApiError
 from .common import (
+    loads,
     NO_RETRIES,
     USER_AGENT,
     Call,
     KeyAuth,
     Operation,
     RetryPolicy,
+    advance,
     error_for,
     forget_auth_styles,
     translate_transport_error,
@@ -38,6 +40,7 @@ __all__ = [
     "RetryPolicy",
     "V0",
     "V1",
+    "advance",
     "detect",
     "dialect_for",
     "error_for",
@@ -58,7 +61,8 @@ def detect(base_url: str) -> Operation[Dialect]:
     """Which API the server speaks, asked with reads only, so nothing can start by mistake.
 
     A server that still has V0 (1.6 and older, which also carry an early V1) is spoken to in V0, its main API
-    there; one without it (1.7 and later, Cloud) in V1. An auth failure is raised as such, not taken for an answer.
+    there; one without it (1.7 and later, Cloud) in V1. An auth failure (or a proxy's 407) is raised as such, not
+    taken for an answer; so is an answer nested too deep to read.
     """
     probes = (
         (V0(base_url), Call("GET", "/api/conversations", params=(("limit", "1"),), route="probe", api="v0"), dict),
@@ -66,14 +70,10 @@ def detect(base_url: str) -> Operation[Dialect]:
     )
     for dialect, call, shape in probes:
         response = yield call
-        if response.status_code in (401, 403, 429) or response.status_code >= 500:
+        if response.status_code in (401, 403, 407, 429) or response.status_code >= 500:
             raise error_for(response, call, base_url)
-        if response.is_success:
-            try:
-                if isinstance(response.json(), shape):
-                    return dialect
-            except ValueError:
-                pass
+        if response.is_success and isinstance(loads(response), shape):
+            return dialect
     raise UnsupportedApiError(
         f"The server at {base_url} speaks neither OpenHands API (no /api/v1/app-conversations, no "
         "/api/conversations): is the base URL an OpenHands server?"

@@ -83,8 +83,22 @@ def item_path(template: str, value: Any, what: str) -> str:
 
 
 #: An operation: a generator that yields the calls it needs and receives their responses, then returns its value.
-#: The sync and async clients each drive it (``client._drive``); so every operation is written once.
+#: The sync and async clients each drive it (``client._drive``, through :func:`advance`); so every operation is
+#: written once.
 Operation = Generator[Call, httpx.Response, T]
+
+
+def advance(operation: Operation[T], answer: httpx.Response | None) -> Call:
+    """The operation's next call, given the last call's answer (None to begin); StopIteration carries its value.
+
+    A RecursionError while it reads an answer (JSON nested past what Python can hold, wherever no decoder caught it
+    first) is what it is, an answer this client cannot read: a ProtocolError, raised outside the except block so
+    that nothing of the deep stack rides along."""
+    try:
+        return next(operation) if answer is None else operation.send(answer)
+    except RecursionError:
+        pass
+    raise too_deep()
 
 
 # ---------------------------------------------------------------------------------------------------- auth
@@ -145,17 +159,34 @@ class KeyAuth(httpx.Auth):
 
 
 _UNREADABLE = object()
+_TOO_DEEP = object()
 
 
 def _loads(content: bytes) -> Any:
     try:
         return json.loads(content)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested deeper than Python goes
+    except (ValueError, UnicodeDecodeError):
         return _UNREADABLE
+    except RecursionError:  # JSON nested deeper than Python goes
+        return _TOO_DEEP
+
+
+def too_deep() -> ProtocolError:
+    return ProtocolError("The server's answer was nested too deeply to read: is the base URL an OpenHands server?")
+
+
+def loads(response: httpx.Response) -> Any:
+    """The decoded body, or None when it is not JSON; ProtocolError when it is nested too deep to read."""
+    body = _loads(response.content)
+    if body is _TOO_DEEP:
+        raise too_deep()
+    return None if body is _UNREADABLE else body
 
 
 def decode_json(response: httpx.Response) -> Any:
     body = _loads(response.content)
+    if body is _TOO_DEEP:
+        raise too_deep()
     if body is _UNREADABLE:  # raised here, not in the except: no chained exception rides along with ours
         start = printable(response.content[:40].decode(errors="replace"))
         raise ProtocolError(
@@ -168,7 +199,7 @@ def decode_json(response: httpx.Response) -> Any:
 def server_said(response: httpx.Response) -> tuple[str, str | None]:
     """The server's own error text (one line, bounded) and its ``msg_id`` if any."""
     body: Any = _loads(response.content)
-    if body is _UNREADABLE:
+    if body is _UNREADABLE or body is _TOO_DEEP:
         body = response.content[:1000].decode(errors="replace")
     msg_id = None
     if isinstance(body, dict):
