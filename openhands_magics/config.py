@@ -2,8 +2,9 @@
 
 The key lives in an :class:`ApiKey` whose ``repr``/``str`` are masked, so it cannot leak through a log line, a repr, a
 widget state or a verbose traceback's locals. It is read from ``OPENHANDS_API_KEY`` or from ``%openhands --login``
-(memory only) and revealed in exactly one place: the ``Authorization`` header, added per request by
-:class:`openhands_magics._protocol.BearerAuth`.
+(memory only) and revealed for two purposes only: the ``Authorization`` header, added per request by
+:class:`openhands_magics._protocol.KeyAuth`, and blanking it (:mod:`._secrets`: every key made here is known there,
+so what the package prints or sends to the agent never shows it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ipaddress
 import os
 from urllib.parse import urlsplit
 
+from . import _secrets
 from .errors import ConfigurationError
 
 __all__ = [
@@ -57,6 +59,7 @@ class ApiKey:
         if any(c.isspace() or not c.isprintable() for c in value):
             raise ConfigurationError("The API key contains spaces or control characters; paste it again.")
         self.__value = value
+        _secrets.remember(self)  # blanked from now on wherever it shows, even after this key is dropped
 
     def reveal(self) -> str:
         return self.__value

@@ -7,19 +7,23 @@ classes an object is made of, and numpy is imported only to print an array that 
 Two promises hold for every text this module returns:
 
 * errors a user can cause are one line (:class:`~openhands_magics.errors.ValidationError`) that says what to do;
-* values of environment variables that look like credentials are replaced by ``********`` (:func:`_redact`), in case
-  a user hands over ``os.environ`` or a traceback that shows a key. That is the only reason ``os.environ`` is read.
+* every secret the package knows is replaced by ``********`` (:func:`_redact`, which is :func:`._secrets.blank`):
+  the API key, credential-like environment values (in case a user hands over ``os.environ`` or a traceback that
+  shows a key) and the values of notebook variables named like a credential (``api_key``, ``GITHUB_TOKEN``). The
+  list is made once per call of the functions below, from the namespace they are given.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from contextvars import ContextVar
+from typing import Any, NamedTuple, TypeVar
 
+from ._secrets import Secrets, blank, secrets
 from .errors import ValidationError
 
 __all__ = ["CellError", "ErrorLog", "cells_above", "compose", "describe", "expand", "last_error_task"]
@@ -41,9 +45,6 @@ FIX_TRACEBACK_LINES = 60
 #: How much of a bad placeholder an error message shows, so the message stays one readable line.
 SHOWN_PLACEHOLDER = 60
 
-_REDACTED = "********"
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
-_MIN_SECRET = 9  # "longer than 8": shorter values (``1``, ``true``, ``en_US``) would blank out ordinary text
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _NAME = re.compile(r"[^\W\d]\w*")
 _INT = re.compile(r"-?\d+")
@@ -55,24 +56,37 @@ _FENCE = re.compile(r"^(`{3,})", re.MULTILINE)
 # Safety and text helpers
 
 
-def _secrets() -> list[str]:
-    """Values of credential-like environment variables, longest first (so a key containing another is hidden whole).
+#: The secrets of the public call under way (:func:`_blanking`), so a frame's hundred table cells share one list.
+_known: ContextVar[Secrets | None] = ContextVar("openhands_magics_context_secrets", default=None)
+F = TypeVar("F", bound=Callable[..., Any])
 
-    Read on every call rather than cached: a key set with ``%env`` after import must still be hidden.
-    """
-    values = {value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET}
-    return sorted(values, key=len, reverse=True)
+
+def _blanking(namespace_of: Callable[..., Mapping[str, Any] | None]) -> Callable[[F], F]:
+    """Make the secrets once per call of the decorated function, with the notebook variables of the namespace that
+    ``namespace_of`` (given the function's arguments) picks out."""
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def blanking(*args: Any, **kwargs: Any) -> Any:
+            token = _known.set(secrets(namespace_of(*args, **kwargs)))
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _known.reset(token)
+        return blanking  # type: ignore[return-value]
+    return decorate
+
+
+def _user_ns(shell: Any, *_: Any, **__: Any) -> Mapping[str, Any] | None:
+    namespace = getattr(shell, "user_ns", None)
+    return namespace if isinstance(namespace, Mapping) else None
 
 
 def _redact(text: str) -> str:
-    """Replace credential-like environment values in ``text``: a guard against ``{{os.environ}}`` pasted by mistake.
+    """Blank every secret in ``text`` (outside a call of this module's functions: the secrets known right now).
 
     Always applied *before* any text is cut, so a cut can never leave half a key visible.
     """
-    for secret in _secrets():
-        if secret in text:
-            text = text.replace(secret, _REDACTED)
-    return text
+    return blank(text, known=_known.get())
 
 
 def _strip_ansi(text: str) -> str:
@@ -188,6 +202,7 @@ def _lookup(namespace: Mapping[str, Any], name: str, shown: str) -> Any:
 # {{ expr }} placeholders
 
 
+@_blanking(lambda text, namespace: namespace)
 def expand(text: str, namespace: Mapping[str, Any]) -> str:
     """Replace each ``{{ expr }}`` in ``text`` by ``str()`` of its value in ``namespace``.
 
@@ -300,6 +315,7 @@ def _render(name: str, steps: list[tuple[str, str | int]], inner: str, namespace
 # Variables
 
 
+@_blanking(lambda names, namespace, **_: namespace)
 def describe(names: Sequence[str], namespace: Mapping[str, Any], *, max_chars: int = 4000) -> str:
     """A markdown section per variable: what an agent needs to write code against it, within ``max_chars``.
 
@@ -553,6 +569,7 @@ def _tail(text: str, lines: int) -> str:
     return f"… ({len(all_lines) - lines:,} earlier lines left out)\n" + "\n".join(all_lines[-lines:])
 
 
+@_blanking(_user_ns)
 def cells_above(shell: Any, count: int, *, errors: ErrorLog | None = None, max_chars: int = 6000) -> str:
     """The sources of the ``count`` non-empty cells run before the current one, oldest first, as markdown.
 
@@ -583,6 +600,7 @@ def _cell_note(number: int) -> Callable[[int], str]:
     return lambda left_out: f"… cut: {left_out:,} characters of In [{number}]"
 
 
+@_blanking(_user_ns)
 def last_error_task(shell: Any, errors: ErrorLog | None) -> str:
     """The task for ``%openhands fix``: the cell that failed and its traceback.
 

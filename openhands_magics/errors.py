@@ -2,7 +2,9 @@
 
 The magics print ``str(error)`` and nothing else, so every message here is a complete sentence that says what went
 wrong *and what to do*. None of them ever includes the API key: errors are built from status codes, the server's
-own error text and our own words, never from request headers.
+own error text and our own words, never from request headers, and every message is blanked as the error is made
+(:func:`._secrets.blank`), because a server may echo what it was sent (``Bearer KEY``) in its error text, and the
+printed line is saved with the notebook.
 
 The tree::
 
@@ -24,6 +26,8 @@ The tree::
 from __future__ import annotations
 
 from typing import ClassVar
+
+from ._secrets import blank
 
 __all__ = [
     "AuthenticationError",
@@ -49,7 +53,7 @@ class OpenHandsError(Exception):
     status_code: int | None = None
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(blank(message))  # every subclass comes through here: no error's text shows a key
         self.status_code = status_code
         #: Set on a failed POST that may still have started a conversation: where to look before trying again.
         self.maybe_started_at: str | None = None
