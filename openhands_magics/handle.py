@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .errors import ValidationError
 from .models import Change, Conversation, Cost, Outcome, PullRequest
 
 if TYPE_CHECKING:
@@ -195,6 +196,8 @@ class ConversationHandle:
 
     # ------------------------------------------------------------------ what pollers and views use
     def subscribe(self, listener: Listener) -> None:
+        if not callable(listener):
+            raise ValidationError(f"subscribe() takes a function of the handle, got {type(listener).__name__}.")
         self._listeners.append(listener)
 
     def unsubscribe(self, listener: Listener) -> None:

@@ -32,11 +32,11 @@ from .config import (
     resolve_ca_bundle,
     resolve_env_proxy,
 )
-from .errors import ConflictError, OpenHandsError
+from .errors import ConflictError, OpenHandsError, ValidationError
 from .handle import ConversationHandle, Diff, Listener
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import Poller, PollSchedule, wait_until_final
-from .validation import validate_message
+from .validation import validate_message, validate_repository, validate_seconds
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
@@ -70,7 +70,10 @@ class Endpoint:
         """Fill in from the environment (``OPENHANDS_BASE_URL``, ``OPENHANDS_API_KEY`` or the ``--login`` key,
         ``OPENHANDS_API``, ``OPENHANDS_CA_BUNDLE``, ``OPENHANDS_USE_ENV_PROXY``); raises the one-line
         ConfigurationError when the key is missing, the URL unsafe or the CA bundle missing."""
-        return cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), float(timeout),
+        seconds = validate_seconds(timeout, "timeout")
+        if not seconds:
+            raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r:.40}.")
+        return cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), seconds,
                    resolve_ca_bundle(ca_bundle), resolve_env_proxy(use_env_proxy))
 
     def options(self) -> dict[str, Any]:
@@ -116,25 +119,36 @@ class Session:
     def pollers(self) -> list[Poller]:
         return list(self._pollers.values())
 
+    @staticmethod
+    def _endpoint(endpoint: Endpoint | None) -> Endpoint:
+        """The endpoint given (checked: a URL string is not one), else the one the environment names."""
+        if endpoint is None:
+            return Endpoint.resolve()
+        if not isinstance(endpoint, Endpoint):
+            raise ValidationError(
+                f"endpoint must be an Endpoint, e.g. Endpoint.resolve({endpoint!r:.60}), got {type(endpoint).__name__}."
+            )
+        return endpoint
+
     # ------------------------------------------------------------------ conversations
     def start(
         self, message: str, repository: str | None = None, *, endpoint: Endpoint | None = None
     ) -> ConversationHandle:
         """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``)."""
-        endpoint = endpoint or Endpoint.resolve()
+        endpoint = self._endpoint(endpoint)
         return self.record(self.client(endpoint).start_conversation(message, repository), endpoint, remember=True)
 
     def attach(
         self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False
     ) -> ConversationHandle:
         """A new handle for an existing conversation: its id, its link, or (V1) its start task's id."""
-        endpoint = endpoint or Endpoint.resolve()
+        endpoint = self._endpoint(endpoint)
         return self.record(self.client(endpoint).get_conversation(reference), endpoint, remember=remember)
 
     def find(self, reference: str, *, endpoint: Endpoint | None = None) -> ConversationHandle:
         """The handle this session already has for that id (so ``conv`` in the notebook sees what a command did to
         it), refreshed; else a new one, as :meth:`attach`."""
-        endpoint = endpoint or Endpoint.resolve()
+        endpoint = self._endpoint(endpoint)
         client = self.client(endpoint)
         client._reference(reference)
         wanted = client.dialect().normalize_id(reference)
@@ -228,13 +242,18 @@ class Session:
         limit: int = 20,
     ) -> Any:
         """The account's conversations, newest first, as a table of handles (``ConversationList``). The server
-        filters nothing but time and title, so ``running`` (not over, not paused) and ``repository`` are applied
-        here, reading pages until ``limit`` match or :data:`MAX_LIST_PAGES` pages were read."""
+        filters nothing but time and title, so ``running`` (not over, not paused) and ``repository`` (``owner/repo``
+        or its link, as ``--repo`` takes it everywhere) are applied here, reading pages until ``limit`` match or
+        :data:`MAX_LIST_PAGES` pages were read. Every argument is checked before anything is sent."""
         from .listing import ConversationList
 
-        endpoint = endpoint or Endpoint.resolve()
+        if not isinstance(running, bool):
+            raise ValidationError(f"running must be True or False, got {running!r:.40}.")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_PAGES * 100:
+            raise ValidationError(f"limit must be a whole number from 1 to {MAX_LIST_PAGES * 100}, got {limit!r:.40}.")
+        wanted = validate_repository(repository).lower() if repository is not None else None
+        endpoint = self._endpoint(endpoint)
         client = self.client(endpoint)
-        wanted = repository.lower() if repository else None
         found: list[Conversation] = []
         page_id: str | None = None
         pages = scanned = 0
@@ -286,6 +305,9 @@ class Session:
     def wait(
         self, handle: ConversationHandle, *, timeout: float | None = None, on_change: Listener | None = None
     ) -> Conversation:
+        timeout = validate_seconds(timeout, "timeout")
+        if on_change is not None and not callable(on_change):
+            raise ValidationError(f"on_change must be a function of the handle, got {type(on_change).__name__}.")
         final = wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
                                  timeout=timeout, on_change=on_change)
         if handle.outcome is None and handle.id is not None:

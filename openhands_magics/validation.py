@@ -8,6 +8,7 @@ from .errors import ProtocolError, ValidationError
 
 __all__ = [
     "is_id",
+    "validate_seconds",
     "printable",
     "validate_conversation_id",
     "validate_message",
@@ -57,6 +58,16 @@ def validate_repository(repository: str) -> str:
     if not _REPOSITORY.fullmatch(repository) or repository.split("/")[1] in {".", ".."}:
         raise ValidationError(f"--repo must look like owner/repo (e.g. octocat/hello-world), got {repository!r}.")
     return repository
+
+
+def validate_seconds(value: object, name: str) -> float | None:
+    """A wait's time limit: None (no limit) or a number of seconds from 0 on (``inf`` too); never text, a bool or
+    NaN, which would make it wait for ever or fail later, mid-wait, with a TypeError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValidationError(f"{name} must be a number of seconds (0 or more) or None, got {value!r:.40}.")
+    return float(value)
 
 
 def is_id(value: object) -> bool:
