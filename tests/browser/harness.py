@@ -304,11 +304,15 @@ class JupyterLab:
             return "(no JupyterLab log)"
 
     def _write_user_settings(self) -> None:
-        """User settings: never ask about or fetch Jupyter news (a toast over the page, and an outside request)."""
+        """User settings: never ask about or fetch Jupyter news (a toast over the page, and an outside request), and
+        no autosave: a notebook is written only when a test saves it (:meth:`NotebookPage.save`), so a test that reads
+        the file never meets a write it did not ask for (Jupyter writes a notebook in place, so a file being saved
+        reads as cut-off JSON)."""
         settings = {
             "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
                 "fetchNews": "false", "checkForUpdates": False,
             },
+            "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
             "@jupyterlab/apputils-extension/themes.jupyterlab-settings": {
                 "theme": "JupyterLab Dark" if self.dark else "JupyterLab Light", "adaptive-theme": False,
             },
@@ -393,6 +397,18 @@ _KERNEL_READY_JS = """() => {
   return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
 }"""
 
+#: Before a save: note in ``window.__openhandsSave`` how the next save of the current document ends ("completed" or
+#: "failed"), from the document's own ``saveState`` signal, which says "completed" once the server wrote the file.
+_WATCH_SAVE_JS = """() => {
+  const context = window.jupyterapp.shell.currentWidget.context;
+  window.__openhandsSave = 'not started';
+  const watch = (_, state) => {
+    window.__openhandsSave = state;
+    if (state !== 'started') context.saveState.disconnect(watch);
+  };
+  context.saveState.connect(watch);
+}"""
+
 #: The status badge inside a card: ``.openhands-status``, else an element naming itself a status/badge, else a span.
 _BADGE_TEXT_JS = """card => {
   const badge = card.querySelector('.openhands-status')
@@ -442,6 +458,18 @@ class NotebookPage:
         expect(prompt).not_to_have_text(before, timeout=timeout * 1000)
         expect(prompt).to_have_text(_EXECUTED_PROMPT, timeout=timeout * 1000)
         return self.output_text(index)
+
+    def save(self, timeout: float = 30.0) -> None:
+        """Press Ctrl+S and return once JupyterLab says that save completed: the file on disk is then whole and
+        holds what the notebook showed when the keys were pressed (and, autosave being off, nothing writes it
+        again). Reading the file before that can meet it half written."""
+        self.page.evaluate(_WATCH_SAVE_JS)
+        self.page.keyboard.press("Control+s")
+        self.page.wait_for_function("() => ['completed', 'failed'].includes(window.__openhandsSave)",
+                                    timeout=timeout * 1000, polling=100)
+        state = self.page.evaluate("() => window.__openhandsSave")
+        if state != "completed":
+            raise AssertionError(f"JupyterLab could not save {self.name} ({state}); see its log:\n{self.lab.log_tail()}")
 
     # -------------------------------------------------------------------------------- the %openhands panel
     def card(self, index: int) -> Locator:

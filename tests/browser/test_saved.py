@@ -1,6 +1,7 @@
 """A notebook saved after its conversation finished, reopened with a fresh kernel: the last card, never a widget error.
 
-Saves ``tests/browser/artifacts/saved-reopened.png`` (the reopened output) every run.
+Saves ``tests/browser/artifacts/saved-reopened.png`` (the reopened output) every run. The file is read once the save
+completed (JupyterLab's own signal): Jupyter writes a notebook in place, so a read during the save meets cut-off JSON.
 """
 
 from __future__ import annotations
@@ -20,11 +21,6 @@ pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reas
 CELLS = ("%load_ext openhands_magics", "%openhands say hello")
 
 
-def _saved_outputs(lab: JupyterLab, name: str) -> list[dict]:
-    notebook = json.loads((lab.root_dir / name).read_text())
-    return notebook["cells"][1].get("outputs", [])
-
-
 def test_a_saved_notebook_reopened_with_a_new_kernel_shows_the_final_card(
     page, jupyterlab: JupyterLab, openhands_server  # type: ignore[no-untyped-def]
 ) -> None:
@@ -36,14 +32,15 @@ def test_a_saved_notebook_reopened_with_a_new_kernel_shows_the_final_card(
     wait_until(lambda: notebook.badge_text(1) == "FINISHED" or None, 45, "the panel to show FINISHED")
     wait_until(lambda: not notebook.card_in_widget(1) or None, 10, "the widget to give way to the static card")
 
-    page.keyboard.press("Control+s")
-    saved = wait_until(lambda: (o := _saved_outputs(jupyterlab, name)) and "FINISHED" in json.dumps(o) and o or None,
-                       20, "the notebook to be saved with the final card")
-    assert all("application/vnd.jupyter.widget-view+json" not in output.get("data", {}) for output in saved)
+    notebook.save()  # returns once the file is written whole: read once, no retries
+    saved = json.loads((jupyterlab.root_dir / name).read_text())
+    outputs = saved["cells"][1].get("outputs", [])
+    assert "FINISHED" in json.dumps(outputs), outputs
+    assert all("application/vnd.jupyter.widget-view+json" not in output.get("data", {}) for output in outputs)
 
     for kernel in json.load(jupyterlab._request("/api/kernels")):  # noqa: SLF001 - the harness's own API helper
         jupyterlab._request(f"/api/kernels/{kernel['id']}", method="DELETE")  # noqa: SLF001
-    cells = len(json.loads((jupyterlab.root_dir / name).read_text())["cells"])  # (Shift+Enter may add an empty one)
+    cells = len(saved["cells"])  # (Shift+Enter may add an empty one)
     reopened = NotebookPage(page, jupyterlab, name).open(cells)  # a new kernel that knows no widget
     card = reopened.card(1)
     card.wait_for(timeout=20_000)
