@@ -75,13 +75,14 @@ def secrets(namespace: Mapping[str, Any] | None = None) -> Secrets:
         keys = list(_keys)
     for key in keys:
         values.add(key.reveal())
-    values.update(_named_values(os.environ.items()))
     if namespace is None:
         namespace = _shell_namespace()
-    if namespace is not None:
+    for variables in (os.environ, namespace):
+        if variables is None:
+            continue
         try:
-            values.update(_named_values(list(namespace.items())))  # one copy: a cell may add variables meanwhile
-        except Exception:  # noqa: BLE001 - an odd mapping or value: its variables are skipped, the rest still counts
+            values.update(_named_values(list(variables.items())))  # one copy: another thread may change them
+        except Exception:  # noqa: BLE001 - changed meanwhile, or an odd mapping: skipped, the rest still counts
             pass
     return Secrets(sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True))
 
