@@ -8,16 +8,25 @@ line fits them: ``%openhands list --running`` lists, while ``%openhands list the
 pause the nightly job`` are tasks, as they always were. The argument of ``pause``/``resume``/``delete`` must look
 like an id (32 hex digits, a UUID, or a conversation link), so no sentence can fit. A bare command word without its
 id is refused with a line saying how to send it as a task (``%openhands -- pause``); ``--`` always forces a task.
+
+IPython's ``{expr}`` / ``$name`` expansion is off for this magic (a task's braces and dollars are the user's text),
+so the id argument, and only it, may be written that way: ``pause {conv.id}``, ``delete $cid --yes``, ``--continue
+{ids[0]}``, ``--watch $cid``. The parser only marks such a token as a reference (``Invocation.references``): the
+namespace is the notebook's, so the magic front resolves it (:func:`resolve_references`), with the ``{{ }}``
+placeholders' own parser (names, ``.attribute``, ``[index]``; never ``eval``). A line with a reference in the id's
+place is that command, never a task: if the variable is missing or is not an id, it is one line and nothing is sent.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["USAGE", "Invocation", "parse_invocation"]
+__all__ = ["USAGE", "Invocation", "parse_invocation", "resolve_references"]
 
 USAGE = """\
 %openhands [options] MESSAGE            start a conversation, show a live panel
@@ -48,6 +57,7 @@ USAGE = """\
 %openhands pause ID | resume ID | delete ID [--yes]
                        pause or resume a conversation's sandbox; delete one for good (asks first unless --yes)
                        (commands only when the whole line fits them: `%openhands list the TODOs` is a task)
+                       an ID (here, --continue, --watch) may be a variable: {conv.id}, {ids[0]}, $cid
 conv = %openhands ...  gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost .changes() .diff()
                        .send(text) .pause() .resume() .delete() .refresh() .wait()"""
 
@@ -64,6 +74,8 @@ COMMANDS = ("list", "pause", "resume", "delete", "fix")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LIST_FLAGS = {"--running": "running", "--here": "here"}
 _LIST_VALUES = {"--repo": "repo", "--limit": "limit"}
+#: ``$name`` as IPython reads it: a name and ``.attribute`` steps.
+_DOLLAR = re.compile(r"\$([^\W\d]\w*(?:\.[^\W\d]\w*)*)")
 
 
 @dataclass
@@ -99,6 +111,9 @@ class Invocation:
     #: ``--map ITEMS``: one conversation per item of the notebook variable ITEMS (the message a ``{item}`` template).
     map_over: str | None = None
     max_running: str | int | None = None
+    #: Id arguments written ``{expr}`` / ``$name``: field name (``target``, ``continue_id``, ``watch``) -> the token
+    #: as typed, which the field holds until :func:`resolve_references` puts the id there.
+    references: dict[str, str] = field(default_factory=dict)
 
 
 def _unquote(value: str) -> str:
@@ -132,8 +147,10 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
             following = _TOKEN.search(line, position)
             if has_equals:
                 invocation.continue_id = _unquote(inline_value) or None
-            elif following is not None and ID_LIKE.fullmatch(following.group()):
+            elif following is not None and _is_id_argument(following.group()):
                 invocation.continue_id, position = following.group(), following.end()
+            if invocation.continue_id is not None and _expression(invocation.continue_id) is not None:
+                invocation.references["continue_id"] = invocation.continue_id
             continue
         if name not in _VALUE_OPTIONS:
             raise ValidationError(
@@ -149,6 +166,8 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         if not value or value.startswith("--"):  # `--repo --wait msg` or `--repo=`: a forgotten value
             raise ValidationError(f"{name} needs a value; see `%openhands --help`.")
         setattr(invocation, _VALUE_OPTIONS[name], value)
+        if name == "--watch" and _expression(value) is not None:
+            invocation.references["watch"] = value
     if invocation.context is not None:
         names = tuple(n.strip() for n in str(invocation.context).split(",") if n.strip())
         bad = [n for n in names if not _NAME.fullmatch(n)]
@@ -261,12 +280,97 @@ def _command(invocation: Invocation, rest: str) -> bool:
         return True
     yes = "--yes" in arguments and name == "delete"
     ids = [a for a in arguments if a != "--yes"] if yes else arguments
-    if len(ids) == 1 and ID_LIKE.fullmatch(ids[0]) and len(ids) + yes == len(arguments):
+    if len(ids) == 1 and _is_id_argument(ids[0]) and len(ids) + yes == len(arguments):
         invocation.command, invocation.target, invocation.yes = name, ids[0], yes
+        if _expression(ids[0]) is not None:
+            invocation.references["target"] = ids[0]
         return True
+    if len(ids) > 1 and all(_is_id_argument(word) for word in ids):  # no task reads "pause <id> <id>"
+        raise ValidationError(f"`%openhands {name}` takes one conversation id, got {len(ids)}: one line per "
+                              "conversation; nothing was sent.")
     if not arguments:  # a bare "pause": never a task of one word, never an action on a guessed conversation
         raise ValidationError(
             f"`%openhands {name}` needs a conversation id (see `%openhands list`); to send the word as a task, "
             f"write `%openhands -- {name}`."
         )
     return False
+
+
+# ---------------------------------------------------------------------------------------------------- references
+def _expression(token: str) -> str | None:
+    """The expression of an id argument written ``{expr}`` or ``$name``, or None when the token is neither (then it
+    is a word: ``$5`` and ``{a}{b}`` are not references). ``{expr}`` is what a ``{{expr}}`` placeholder takes."""
+    if token.startswith("$"):
+        dollar = _DOLLAR.fullmatch(token)
+        return dollar.group(1) if dollar else None
+    if not (token.startswith("{") and token.endswith("}")) or token.startswith("{{"):
+        return None
+    from .context import _parse_placeholder
+
+    try:
+        _, _, end = _parse_placeholder("{" + token + "}", 0)
+    except ValidationError:
+        return None
+    return token[1:-1] if end == len(token) + 2 else None
+
+
+def _is_id_argument(token: str) -> bool:
+    return bool(ID_LIKE.fullmatch(token)) or _expression(token) is not None
+
+
+def resolve_references(invocation: Invocation, namespace: Mapping[str, Any]) -> Invocation:
+    """Put the ids in place of the ``{expr}`` / ``$name`` id arguments, from the notebook's ``namespace``: a
+    string that looks like an id (or a link), or a conversation handle or snapshot (its id, else its start task's).
+    Anything else is one :class:`ValidationError` line, before anything is sent."""
+    for name, token in invocation.references.items():
+        setattr(invocation, name, _resolve(token, namespace, _as_task_hint(invocation, token)))
+    invocation.references = {}
+    return invocation
+
+
+def _as_task_hint(invocation: Invocation, token: str) -> str:
+    if invocation.command:
+        return f" (to send the line as a task, write `%openhands -- {invocation.command} {token}`)"
+    if invocation.follow_up:
+        return " (for a follow-up text that starts with it, write `--continue --` before the text)"
+    return ""
+
+
+def _resolve(token: str, namespace: Mapping[str, Any], hint: str) -> str:
+    from .context import _parse_placeholder
+
+    expression = _expression(token)
+    assert expression is not None  # (only references are recorded)
+    name, steps, _ = _parse_placeholder("{{" + expression + "}}", 0)
+    if name not in namespace:
+        raise ValidationError(f"{token}: no variable {name!r} in the notebook{hint}; nothing was sent.")
+    value = namespace[name]
+    try:
+        for kind, key in steps:
+            value = getattr(value, key) if kind == "attr" else value[key]  # type: ignore[call-overload]
+    except Exception as error:  # whatever the object raises, one line naming it
+        detail = " ".join(str(error).split())[:120]
+        raise ValidationError(f"{token}: {type(error).__name__}{': ' + detail if detail else ''}; nothing was "
+                              "sent.") from None
+    found = _id_of(value)
+    if found is None:
+        what = (f"text of {len(value)} characters" if isinstance(value, str) else "None" if value is None
+                else f"a {type(value).__name__}")
+        raise ValidationError(f"{token} is not a conversation id ({what}): give a variable holding an id, a "
+                              f"conversation link or a handle{hint}; nothing was sent.")
+    return found
+
+
+def _id_of(value: Any) -> str | None:
+    """An id argument's value: an id or a link as text, or what a handle or a snapshot knows it by."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value if ID_LIKE.fullmatch(value) else None
+    from .handle import ConversationHandle
+    from .models import Conversation
+
+    if isinstance(value, ConversationHandle):
+        return value.id or value.task_id
+    if isinstance(value, Conversation):
+        return value.conversation_id or value.start_task_id
+    return None

@@ -15,7 +15,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Float, TraitError, Unicode, validate
 
 from . import commands
-from .arguments import USAGE, Invocation, parse_invocation
+from .arguments import USAGE, Invocation, parse_invocation, resolve_references
 from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
 from .errors import OpenHandsError, WaitTimeout
 
@@ -192,6 +192,8 @@ class OpenHandsMagics(Magics):
             if invocation.help:
                 print(USAGE)
                 return None
+            if invocation.references:  # `pause {conv.id}`, `--watch $cid`: only the id argument is expanded
+                resolve_references(invocation, self.shell.user_ns if self.shell is not None else {})
             if invocation.login and not self._login():
                 return None
             if invocation.login and not invocation.message.strip() and invocation.watch is None:
