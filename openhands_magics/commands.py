@@ -185,12 +185,15 @@ def _probes(magics: OpenHandsMagics, endpoint: Endpoint, *, everything: bool) ->
     and in the on-disk record. ``everything`` False: only those nothing watches that are not over (re-attaching).
     Conversations on other servers are left alone (a notebook's text must not send the key elsewhere)."""
     from .models import Conversation
-    from .saved import notebook_path, saved_conversations
+    from .saved import checked_id, notebook_path, read_notebook
 
     session = _session()
     ids: list[tuple[str | None, str | None]] = []
 
     def add(conversation_id: str | None, task_id: str | None) -> None:
+        # Whatever the source (a notebook's text, the record on disk), an id that could not be one is dropped
+        # here, alone: one bad id in the batched read would cost every other conversation its panel.
+        conversation_id, task_id = checked_id(conversation_id), checked_id(task_id)
         for known_id, known_task in ids:
             if (conversation_id and conversation_id == known_id) or (task_id and task_id == known_task):
                 return
@@ -202,7 +205,11 @@ def _probes(magics: OpenHandsMagics, endpoint: Endpoint, *, everything: bool) ->
             add(h.id, h.task_id)
     path = notebook_path(magics.shell.user_ns if magics.shell is not None else {})
     elsewhere = set()
-    for saved in saved_conversations(path) if path else []:
+    saved_outputs, unreadable = read_notebook(path) if path else ([], None)
+    if unreadable:
+        _say(f"Could not read the saved outputs of {path.name if path else 'the notebook'}: {unreadable}; going "
+             "on with this process's record and the one on disk.")
+    for saved in saved_outputs:
         if saved.base_url not in (None, endpoint.base_url):
             elsewhere.add(saved.base_url)
         else:

@@ -5,6 +5,11 @@ Every output the magic writes carries the ids in its metadata (``{"openhands": {
 "base_url"}}``); outputs written before that are read from their text line. The notebook's file is the one Jupyter
 names for the kernel's session (``JPY_SESSION_NAME``, which ipykernel also puts in ``__session__``; VS Code sets
 ``__vsc_ipynb_file__``).
+
+The file is read as untrusted text: anything in it may be missing, of the wrong type, malformed or hostile (an id
+like ``../../api/settings``, a base URL with terminal escapes, JSON nested past the recursion limit). A part that is
+not what a notebook holds is skipped; an id that could not be a conversation's is dropped (the others still count);
+a file that cannot be read at all is said in one line by the caller (:func:`read_notebook` gives the reason).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .handle import ConversationHandle
 
-__all__ = ["SavedConversation", "metadata_for", "notebook_path", "saved_conversations"]
+__all__ = ["SavedConversation", "checked_id", "metadata_for", "notebook_path", "read_notebook", "saved_conversations"]
 
 _HEX = r"[0-9a-f]{32}"
 _LINE = re.compile(rf"OpenHands conversation (?P<id>{_HEX}|\(not created yet\)).*?(?:· start task (?P<task>{_HEX}))?$")
@@ -53,33 +58,70 @@ def notebook_path(user_ns: dict[str, Any]) -> Path | None:
     return None
 
 
-def saved_conversations(path: Path) -> list[SavedConversation]:
-    """The conversations named in the notebook's outputs, in order, each once."""
-    found: dict[str, SavedConversation] = {}
+def checked_id(value: Any) -> str | None:
+    """``value`` if it may go into a URL path as an id (validation's check), else None: ids read from a file are
+    the file's word, not the server's."""
+    from .errors import OpenHandsError
+    from .validation import validate_conversation_id
+
+    if value is None:
+        return None
     try:
-        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-    except (OSError, ValueError, AttributeError):
-        return []
+        return validate_conversation_id(value)
+    except OpenHandsError:
+        return None
+
+
+def saved_conversations(path: Path) -> list[SavedConversation]:
+    """The conversations named in the notebook's outputs, in order, each once (none if the file cannot be read)."""
+    return read_notebook(path)[0]
+
+
+def read_notebook(path: Path) -> tuple[list[SavedConversation], str | None]:
+    """The conversations named in the notebook's outputs, and why the file could not be read (None if it could)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        return [], "its JSON is nested too deep"
+    except UnicodeDecodeError:
+        return [], "it is not UTF-8 text"
+    except ValueError:
+        return [], "it is not valid JSON"
+    except OSError as error:
+        return [], f"it could not be opened ({error.strerror or type(error).__name__})"
+    cells = document.get("cells") if isinstance(document, dict) else None
+    if not isinstance(cells, list):
+        return [], "it has no list of cells"
+    found: dict[str, SavedConversation] = {}
     for cell in cells:
-        for output in cell.get("outputs", []) if isinstance(cell, dict) else []:
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for output in outputs if isinstance(outputs, list) else []:
             for saved in _from_output(output):
                 key = saved.task_id or saved.conversation_id or ""
                 if key and (key not in found or saved.conversation_id):
                     found[key] = saved
-    return list(found.values())
+    return list(found.values()), None
 
 
 def _from_output(output: Any) -> list[SavedConversation]:
     if not isinstance(output, dict):
         return []
-    meta = (output.get("metadata") or {}).get("openhands")
+    metadata = output.get("metadata")
+    meta = metadata.get("openhands") if isinstance(metadata, dict) else None
     if isinstance(meta, dict):
-        ids = {k: meta.get(k) if isinstance(meta.get(k), str) else None for k in ("conversation_id", "task_id", "base_url")}
-        return [SavedConversation(ids["conversation_id"], ids["task_id"], ids["base_url"])]
-    text = (output.get("data") or {}).get("text/plain") or output.get("text") or ""
-    lines = "".join(text) if isinstance(text, list) else str(text)
+        base_url = meta.get("base_url")
+        if base_url is not None and not isinstance(base_url, str):  # not ours: whose server it names is unknown
+            return []
+        conversation, task = checked_id(meta.get("conversation_id")), checked_id(meta.get("task_id"))
+        return [SavedConversation(conversation, task, base_url)] if conversation or task else []
+    data = output.get("data")
+    text = (data.get("text/plain") if isinstance(data, dict) else None) or output.get("text") or ""
+    if isinstance(text, list):
+        text = "".join(part for part in text if isinstance(part, str))
+    if not isinstance(text, str):
+        return []
     saved = []
-    for line in lines.splitlines():
+    for line in text.splitlines():
         match = _LINE.match(line.strip())  # at the start: an agent's answer quoted on a later line is not an id
         if match:
             conversation = match.group("id") if match.group("id") != "(not created yet)" else None
