@@ -168,6 +168,11 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         setattr(invocation, _VALUE_OPTIONS[name], value)
         if name == "--watch" and _expression(value) is not None:
             invocation.references["watch"] = value
+    if invocation.map_over is not None and (invocation.follow_up or invocation.watch is not None
+                                            or invocation.reattach):
+        used = "--continue" if invocation.follow_up else "--watch" if invocation.watch is not None else "--reattach"
+        raise ValidationError(f"--map starts a new conversation per item; it does not go with {used} (use one of "
+                              "them); nothing was sent.")
     if invocation.context is not None:
         names = tuple(n.strip() for n in str(invocation.context).split(",") if n.strip())
         bad = [n for n in names if not _NAME.fullmatch(n)]
@@ -235,17 +240,21 @@ def _command(invocation: Invocation, rest: str) -> bool:
     if name == "fix":  # "fix" alone, or followed by options only: "fix the flaky test" is a task
         if arguments and not arguments[0].startswith("-"):
             return False
-        if invocation.follow_up or invocation.watch is not None or invocation.reattach:
+        if invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.map_over:
             return False
         rest_options = parse_invocation(" ".join(arguments))
         if rest_options.message.strip() or rest_options.command:
             return False
+        if rest_options.map_over is not None:
+            raise ValidationError("--map takes a task template with {item}; `fix` is the last error, one task: "
+                                  "use one of them; nothing was sent.")
         for option, value in vars(rest_options).items():
             if value not in (None, False, "") and option != "message":
                 setattr(invocation, option, value)
         invocation.command = "fix"
         return True
-    if invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.wait:
+    if (invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.wait
+            or invocation.map_over is not None):
         return False  # options of a message came first: it is a message
     if name == "list":
         options: dict[str, object] = {}

@@ -8,6 +8,7 @@ it imports nothing heavy at the top.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
@@ -19,7 +20,11 @@ if TYPE_CHECKING:
     from .models import Conversation
     from .session import Endpoint
 
-__all__ = ["compose_message", "dry_run", "follow_up", "here", "reattach", "run"]
+__all__ = ["compose_message", "dry_run", "fan_out", "follow_up", "here", "reattach", "run"]
+
+#: ``--dry-run --map``: every message up to this many items; past it, the first few and a count.
+DRY_RUN_MESSAGES = 5
+DRY_RUN_MESSAGES_PAST = 3
 
 
 def _say(line: str) -> None:
@@ -83,25 +88,76 @@ def compose_message(magics: OpenHandsMagics, invocation: Invocation) -> str:
     nothing is sent."""
     from . import context
 
+    message, sections = _message_and_context(magics, invocation)
+    return context.compose(message, sections) if sections else message
+
+
+def _message_and_context(
+    magics: OpenHandsMagics, invocation: Invocation, *, template: bool = False
+) -> tuple[str, list[tuple[str, str]]]:
+    """The message (``{{name}}`` filled when asked) and the context sections to append to it. ``template``: the
+    message is a ``--map`` template, so the filled values have their braces doubled (a dict's repr is a value, not a
+    placeholder of the template)."""
+    from . import context
+    from ._secrets import blank
+
     shell = magics.shell
-    namespace = shell.user_ns if shell is not None else {}
+    namespace: Mapping[str, Any] = shell.user_ns if shell is not None else {}
     if invocation.command == "fix":
         message = context.last_error_task(shell, magics.errors)
     else:
         message = invocation.message
         if invocation.expand or magics.expand:
-            message = context.expand(message, namespace)
+            message = context.expand(message, _BracesDoubled.namespace(namespace) if template else namespace)
     sections = []
     if invocation.context:
         sections.append(("Variables", context.describe(invocation.context, namespace)))
     if invocation.cells:
         sections.append(("Cells above", context.cells_above(shell, int(invocation.cells), errors=magics.errors)))
-    return context.compose(message, sections) if sections else message
+    if sections:  # (the context begins with its own blank line: a cell body's last line break would widen it)
+        message = message.rstrip("\r\n")
+    return blank(message, namespace), sections  # a key typed into the message (the sections are blanked already)
 
 
-def fan_out(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint) -> Any:
-    """``--map ITEMS``: the message (with its context, if asked) is the template, ``{item}`` each item."""
-    from IPython.display import display
+class _BracesDoubled:
+    """A notebook value seen through a ``{{name}}`` placeholder of a ``--map`` template: its ``str`` has its braces
+    doubled, so ``str.format`` gives them back as they were instead of reading them as fields."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def __getattr__(self, name: str) -> _BracesDoubled:
+        return _BracesDoubled(getattr(self._value, name))
+
+    def __getitem__(self, key: Any) -> _BracesDoubled:
+        return _BracesDoubled(self._value[key])
+
+    def __str__(self) -> str:
+        return str(self._value).replace("{", "{{").replace("}", "}}")
+
+    @staticmethod
+    def namespace(namespace: Mapping[str, Any]) -> Mapping[str, Any]:
+        class Doubled(Mapping[str, Any]):
+            def __getitem__(self, name: str) -> Any:
+                return _BracesDoubled(namespace[name])
+
+            def __iter__(self) -> Iterator[str]:
+                return iter(namespace)
+
+            def __len__(self) -> int:
+                return len(namespace)
+
+        return Doubled()
+
+
+def _fan_out_task(magics: OpenHandsMagics, invocation: Invocation) -> tuple[list[Any], Callable[[Any], str]]:
+    """``--map ITEMS``: the items, and the task as a function of the item. ``{item}`` is filled in the message
+    first, then the context is appended: the context is the notebook's text (a dict's repr, an f-string in a
+    cell), never part of the template, so its braces are left alone."""
+    from . import context
+    from .batch import _messages
 
     namespace = magics.shell.user_ns if magics.shell is not None else {}
     if invocation.map_over not in namespace:
@@ -111,13 +167,31 @@ def fan_out(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint)
     if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
         raise ValidationError(f"--map {invocation.map_over} needs a list (or any iterable) of items, not a "
                               f"{type(items).__name__}.")
-    template = compose_message(magics, invocation)
-    batch = _session().map(template, list(items), repository=invocation.repo,
+    items = list(items)
+    template, sections = _message_and_context(magics, invocation, template=True)
+    _messages(template, items)  # a bad template is the batch's own line for a template, and nothing is sent
+
+    def task(item: Any) -> str:
+        message = template.format(item=item)
+        return context.compose(message, sections) if sections else message
+
+    return items, task
+
+
+def fan_out(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint) -> Any:
+    """``--map ITEMS``: one conversation per item. Where nobody watches (nbconvert, papermill) it waits for the
+    whole batch, as a single ``%openhands`` waits, so the saved notebook holds the final grid."""
+    from IPython.display import display
+
+    from .magics import _headless
+
+    items, task = _fan_out_task(magics, invocation)
+    batch = _session().map(task, items, repository=invocation.repo,
                            max_running=int(invocation.max_running or 10), endpoint=endpoint)
     display(batch)
-    if invocation.wait:
+    if invocation.wait or (magics.headless_wait and _headless(magics.shell)):
         batch.wait(invocation.timeout)
-        print(batch.summary)
+        print(batch.summary, flush=True)
     return None
 
 
@@ -133,17 +207,44 @@ def dry_run(magics: OpenHandsMagics, invocation: Invocation) -> None:
     base_url = resolve_base_url(invocation.base_url or magics.base_url)
     api = resolve_api(invocation.api or magics.api)
     api = api if api != "auto" else _detected.get(base_url, "auto: asked of the server on the first real call")
+    where = f" on {validate_repository(invocation.repo)}" if invocation.repo else ", no repository"
+    server = f"  server: {base_url} (API {api})\n"
+    if invocation.map_over is not None:
+        _dry_run_map(magics, invocation, where, server)
+        return
     message = validate_message(compose_message(magics, invocation))
     if invocation.follow_up:
         target = f"a follow-up to {invocation.continue_id or 'the latest conversation'}"
-    elif invocation.repo:
-        target = f"a new conversation on {validate_repository(invocation.repo)}"
     else:
-        target = "a new conversation, no repository"
-    print(f"openhands: dry run, nothing was sent. Would send {target}\n"
-          f"  server: {base_url} (API {api})\n"
+        target = f"a new conversation{where}"
+    print(f"openhands: dry run, nothing was sent. Would send {target}\n{server}"
           f"  message ({len(message):,} characters):\n"
           "-----\n" + message + "\n-----")
+
+
+def _dry_run_map(magics: OpenHandsMagics, invocation: Invocation, where: str, server: str) -> None:
+    """``--dry-run --map``: how many conversations would start, and what each item would send (all of them, or the
+    first few and a count), made exactly as the batch makes them."""
+    from ._secrets import blank
+    from .batch import _messages
+    from .validation import validate_message
+    from .views import one_line
+
+    items, task = _fan_out_task(magics, invocation)
+    if not items:
+        raise ValidationError(f"--map {invocation.map_over} is empty: nothing would start.")
+    messages = [validate_message(message) for message in _messages(task, items)]
+    shown = len(messages) if len(messages) <= DRY_RUN_MESSAGES else DRY_RUN_MESSAGES_PAST
+    count = f"{len(messages)} new conversation{'' if len(messages) == 1 else 's'}"
+    running = min(int(invocation.max_running or 10), len(messages))
+    parts = [f"openhands: dry run, nothing was sent. Would start {count}{where}, one per item of "
+             f"{invocation.map_over}, at most {running} running at once\n{server}"]
+    for number, (item, message) in enumerate(zip(items[:shown], messages), start=1):
+        parts.append(f"  message {number} of {len(messages)} (item {one_line(repr(item), 60)}, "
+                     f"{len(message):,} characters):\n-----\n{message}\n-----\n")
+    if shown < len(messages):
+        parts.append(f"  … and {len(messages) - shown} more messages, one per item (not shown)\n")
+    print(blank("".join(parts)), end="")  # an item (or its repr) may hold a key
 
 
 def follow_up(

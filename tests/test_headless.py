@@ -76,3 +76,24 @@ def test_the_setting_turns_it_off(notebook: Path, environ: dict[str, str]) -> No
     outputs = _openhands_outputs(out)
     assert not any(o["output_type"] == "stream" for o in outputs)  # no wait, no log of changes
     assert "FINISHED" not in json.dumps(outputs)
+
+
+def test_a_fan_out_cell_waits_for_its_batch_and_the_saved_notebook_holds_the_final_grid(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    path = tmp_path / "fan-out.ipynb"
+    cells = ["%load_ext openhands_magics", 'files = ["a.py", "b.py", "c.py"]',
+             "%%openhands --map files --max-running 2\nFix the lint errors in {item}"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    out = path.with_name("out.ipynb")
+    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name,
+                    str(path)], env=environ, check=True, capture_output=True, timeout=120)
+
+    outputs = json.loads(out.read_text())["cells"][2]["outputs"]
+    grids = [o for o in outputs if o["output_type"] == "display_data"]
+    assert len(grids) == 1 and WIDGET not in grids[0]["data"]  # the final grid, not a widget that needs a kernel
+    html = "".join(grids[0]["data"]["text/html"])
+    assert "3/3 finished · 0 running · 0 queued · 0 failed" in html and html.count(">FINISHED<") == 3
+    printed = "".join("".join(o["text"]) for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
+    assert printed.strip().splitlines()[-1] == "3/3 finished · 0 running · 0 queued · 0 failed"
+    assert SECRET not in json.dumps(outputs)
