@@ -3,6 +3,10 @@
 The magics class parses and catches; each command here is a few calls on the process's
 :class:`~openhands_magics.session.Session` and one line or one table for the user. Imported by ``%load_ext``, so
 it imports nothing heavy at the top.
+
+Every line the magic and its commands print goes through :func:`say`, which shows control characters as marks
+(:func:`~openhands_magics.views.plain`): those lines carry server text (a status, a title) and text from a saved
+notebook (a base URL), and none of it may reach a terminal as an escape sequence or a forged line.
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ if TYPE_CHECKING:
     from .models import Conversation
     from .session import Endpoint
 
-__all__ = ["compose_message", "dry_run", "fan_out", "follow_up", "here", "reattach", "run"]
+__all__ = ["compose_message", "dry_run", "fan_out", "follow_up", "here", "reattach", "run", "say"]
 
 #: ``--dry-run --map``: every message up to this many items; past it, the first few and a count.
 DRY_RUN_MESSAGES = 5
 DRY_RUN_MESSAGES_PAST = 3
 
 
-def _say(line: str) -> None:
-    print(f"openhands: {line}", file=sys.stderr)
+def say(line: str, *, error: bool = True) -> None:
+    """One line for the user, ``openhands: <line>`` (stderr for errors and warnings, else stdout): the one place
+    terminal lines are made safe, so no server or notebook text in them can send an escape sequence."""
+    from .views import plain
+
+    print(f"openhands: {plain(line)}", file=sys.stderr if error else sys.stdout)
+
+
+_say = say
 
 
 def _session() -> Any:
@@ -50,17 +61,17 @@ def run(magics: OpenHandsMagics, invocation: Invocation, endpoint: Endpoint) -> 
     name = handle.id or handle.reference
     if invocation.command == "pause":
         handle.pause()
-        print(f"openhands: paused {name} ({handle.conversation.status_line}); `%openhands resume {name}` goes on.")
+        say(f"paused {name} ({handle.conversation.status_line}); `%openhands resume {name}` goes on.", error=False)
     elif invocation.command == "resume":
         handle.resume()
-        print(f"openhands: resumed {name} ({handle.conversation.status_line}); send it more with "
-              f"`%%openhands --continue {name}`.")
+        say(f"resumed {name} ({handle.conversation.status_line}); send it more with "
+            f"`%%openhands --continue {name}`.", error=False)
     elif invocation.command == "delete":
         if not invocation.yes and not _confirmed(magics, handle):
-            print(f"openhands: {name} was not deleted.")
+            say(f"{name} was not deleted.", error=False)
             return None
         handle.delete()
-        print(f"openhands: deleted {name}.")
+        say(f"deleted {name}.", error=False)
     return None
 
 
@@ -75,8 +86,8 @@ def _confirmed(magics: OpenHandsMagics, handle: ConversationHandle) -> bool:
     if _headless(magics.shell):
         raise where_nobody_answers
     title = f" {plain(handle.title)!r}" if handle.title else ""
-    try:
-        answer = input(f"Delete conversation {handle.id}{title} ({handle.status}) for good? [y/N] ")
+    try:  # (the question is a terminal line too: its title and status are the server's)
+        answer = input(plain(f"Delete conversation {handle.id}{title} ({handle.status}) for good? [y/N] "))
     except Exception:  # StdinNotImplementedError: a front end that cannot ask
         raise where_nobody_answers from None
     return answer.strip().lower() in ("y", "yes")
@@ -342,8 +353,9 @@ def reattach(magics: OpenHandsMagics, endpoint: Endpoint) -> None:
         return
     handles = _session().reattach(probes, endpoint=endpoint)
     watched = _show_live(handles)
-    print(f"openhands: {watched} watched again, {len(handles) - watched} already over"
-          + (f", {len(probes) - len(handles)} no longer on the server." if len(probes) > len(handles) else "."))
+    say(f"{watched} watched again, {len(handles) - watched} already over"
+        + (f", {len(probes) - len(handles)} no longer on the server." if len(probes) > len(handles) else "."),
+        error=False)
 
 
 def here(magics: OpenHandsMagics, endpoint: Endpoint) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -30,8 +29,9 @@ log = logging.getLogger("openhands_magics")
 
 
 def _say(line: str) -> None:
-    """One line to stderr: how every error reaches the user, never as a traceback."""
-    print(f"openhands: {line}", file=sys.stderr)
+    """One line to stderr: how every error reaches the user, never as a traceback (made safe for a terminal by
+    :func:`commands.say`, as every line the commands print)."""
+    commands.say(line)
 
 
 def _headless(shell: Any) -> bool:
@@ -217,7 +217,7 @@ class OpenHandsMagics(Magics):
             _say("This front end cannot prompt for a key; set OPENHANDS_API_KEY in the environment instead.")
             return False
         set_session_api_key(key)
-        print("openhands: API key kept in memory for this session.")
+        commands.say("API key kept in memory for this session.", error=False)
         return True
 
     def _run(self, invocation: Invocation) -> ConversationHandle:
