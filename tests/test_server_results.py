@@ -663,3 +663,70 @@ def test_set_result_wants_an_existing_v1_conversation(serve: Callable[..., Serve
 def test_timeline_results_are_checked(timeline: Timeline) -> None:
     with pytest.raises(ValueError):
         LocalOpenHandsServer(KEY, timeline=timeline)
+
+
+# ==================================================================================================== the sandbox gone, older servers
+
+
+def test_deleting_a_sandbox_leaves_its_conversation_missing_as_on_the_real_server(serve: Callable[..., Served]) -> None:
+    server, http = serve(LONG)
+    conversation_id = start(http)
+    sandbox_id = read(http, conversation_id)["sandbox_id"]  # type: ignore[index]
+    without_query = http.delete(f"/api/v1/sandboxes/{sandbox_id}")  # the real route reads the id from the query
+    assert (without_query.status_code, without_query.json()["detail"][0]["loc"]) == (422, ["query", "sandbox_id"])
+
+    deleted = http.delete(f"/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id})
+
+    assert (deleted.status_code, deleted.json()) == (200, {"success": True})
+    assert status(http, conversation_id) == ("MISSING", None)
+    assert (send(http, conversation_id).status_code, send(http, conversation_id).json()) == (
+        404, {"detail": f"Sandbox not found for conversation {uuid.UUID(conversation_id)}"}
+    )
+    for action in ("pause", "resume"):
+        response = sandbox(http, conversation_id, action)
+        assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+    changes = http.get(f"{V1}/{conversation_id}/git/changes", params={"path": "/workspace/project"})
+    assert (changes.status_code, changes.json()) == (
+        404, {"detail": f"Conversation {uuid.UUID(conversation_id)} is not reachable"}
+    )
+    again = http.delete(f"/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id})
+    assert (again.status_code, again.json()) == (404, {"detail": "Not Found"})
+
+
+def test_a_sandbox_whose_process_died_cannot_be_paused_or_resumed(serve: Callable[..., Served]) -> None:
+    server, http = serve(LONG)
+    conversation_id = start(http)
+    server.set_state(conversation_id, sandbox_status="MISSING")
+    for action in ("pause", "resume"):
+        response = sandbox(http, conversation_id, action)
+        assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+@pytest.mark.parametrize(("version", "has_git_routes"), [("1.7.0", False), ("1.7", False), ("1.8.0", True),
+                                                         ("1.11.0", True)])
+def test_a_server_set_to_an_older_version_lacks_the_routes_that_came_later(
+    serve: Callable[..., Served], version: str, has_git_routes: bool
+) -> None:
+    from openhands_magics.testing.v1 import set_version
+
+    server, http = serve(Timeline(starting=0.05, running=0.1, changes=CHANGES))
+    set_version(server, version)
+    conversation_id = ended(http, start(http))["id"]
+    for route, path in [("git/changes", "/workspace/project"), ("git/diff", "/workspace/project/demo/data/load.py")]:
+        response = http.get(f"{V1}/{conversation_id}/{route}", params={"path": path})
+        if has_git_routes:
+            assert response.status_code == 200, response.text
+        else:
+            assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+    assert send(http, conversation_id).status_code == 200  # the other routes are all there
+
+
+def test_set_version_refuses_what_it_cannot_be(serve: Callable[..., Served]) -> None:
+    from openhands_magics.testing.v1 import set_version
+
+    server, _ = serve(LONG)
+    with pytest.raises(ValueError, match="1.7.0 or later"):
+        set_version(server, "1.6.0")
+    with LocalOpenHandsServer(KEY, api="v0") as old:
+        with pytest.raises(ValueError, match="for V1 servers"):
+            set_version(old, "1.7.0")

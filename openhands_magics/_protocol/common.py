@@ -46,15 +46,19 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Call:
     """One HTTP request an operation needs. ``route`` names what the path is for, so a 404 can say the right thing:
-    on a ``read`` of one conversation (or an ``item`` route acting on one) it is an unknown id; on any other route the
-    server lacks the API."""
+    on a ``read`` of one conversation (or an ``item`` route acting on one) it is an unknown id; on a ``sandbox`` route
+    (pause, resume) the conversation's sandbox is gone; on an ``agent`` route (one the app server passes on to the
+    sandbox's agent server: git changes and diffs) the sandbox is not running; on any other route the server lacks
+    the API. ``since``: the OpenHands version that added the route, so that FastAPI's own 404 (no such route) on an
+    older server says so, not "check the id"."""
 
     method: str
     path: str
     params: tuple[tuple[str, str], ...] = ()
     json: Any = None
-    route: str = "read"  # "read" | "item" | "batch" | "start" | "probe"
+    route: str = "read"  # "read" | "item" | "sandbox" | "agent" | "batch" | "start" | "probe"
     api: str = "v1"
+    since: str | None = None
 
     def __post_init__(self) -> None:
         # The backstop of :func:`item_path`: whatever built this path, no segment of it is anything but a plain word
@@ -238,11 +242,51 @@ def proxy_refused(reason: str) -> ConfigurationError:
     )
 
 
+def _no_such_route(response: httpx.Response) -> bool:
+    """FastAPI's own 404, for a path no route matches: ``{"detail": "Not Found"}`` and nothing else."""
+    body = _loads(response.content)
+    return isinstance(body, dict) and body == {"detail": "Not Found"}
+
+
+def _route_error(status: int, said: str, call: Call) -> OpenHandsError | None:
+    """A 404 that is about the route's subject, not about the id: a sandbox gone, a sandbox not running, a route the
+    server is too old to have. (None: the usual meaning of a 404 on that route.)"""
+    where = f"{call.method} {call.path}"
+    suffix = f" (server said: {said})" if said else ""
+    if said.lower().startswith("sandbox not found") or call.route == "sandbox":
+        return ConflictError(
+            f"The conversation's sandbox is gone (HTTP 404 at {where}): it was stopped or removed, so it can no "
+            "longer be paused, resumed or sent messages; its history stays in the OpenHands app, and going on "
+            f"needs a new conversation{suffix}.",
+            status_code=status,
+        )
+    if call.route == "agent":
+        return ConflictError(
+            f"The conversation's sandbox is not running (HTTP 404 at {where}): it is gone, still starting or failed "
+            "(or the conversation was deleted), so its workspace cannot be read now; if it is starting, try again "
+            f"in a minute, else see the agent's work in the OpenHands app{suffix}.",
+            status_code=status,
+        )
+    return None
+
+
 def error_for(response: httpx.Response, call: Call, base_url: str, *, repository: str | None = None) -> OpenHandsError:
     """Map a non-2xx answer to the typed error whose message tells the user what to do next."""
     status = response.status_code
     said, msg_id = server_said(response)
     suffix = f" (server said: {said})" if said else ""
+    if status == 404 and call.since and _no_such_route(response):
+        route = "/".join(call.path.rsplit("/", 2)[-2:])
+        return UnsupportedApiError(
+            f"The server at {base_url} is older than OpenHands {call.since}: it has no {route} route yet ({call.method} "
+            f"answered 404 Not Found); upgrade it to {call.since} or later, or see the agent's work in the OpenHands "
+            "app.",
+            status_code=status,
+        )
+    if status == 404:
+        about_the_route = _route_error(status, said, call)
+        if about_the_route is not None:
+            return about_the_route
     repo_problem = msg_id == _GIT_AUTH_MSG_ID or (status in (401, 403) and response.content.lstrip()[:1] == b'"')
     if repo_problem or (status == 403 and repository):
         where = f"repository {repository}" if repository else "the repository"

@@ -44,6 +44,8 @@ WORKSPACE = "/workspace/project"
 #: How far back (pages of 100 events, newest first) to look for the agent's last message.
 ANSWER_PAGES = 3
 MAX_IDS = 99  # the server answers 400 "Too many ids requested. Maximum is 99." from 100 on (start tasks allow 100)
+#: The version that added the routes to the agent's workspace (``git/changes``, ``git/diff``): 1.7.0 has none.
+GIT_ROUTES_SINCE = "1.8"
 
 S = ConversationStatus
 
@@ -268,7 +270,7 @@ class V1(Dialect):
             raise not_found_error(snapshot)
         if not fresh.sandbox_id:
             raise ConflictError(f"Conversation {fresh.conversation_id} has no sandbox to {verb}: it is archived.")
-        call = Call("POST", item_path(SANDBOX_PATH + "/" + verb, fresh.sandbox_id, "sandbox id"), route="item")
+        call = Call("POST", item_path(SANDBOX_PATH + "/" + verb, fresh.sandbox_id, "sandbox id"), route="sandbox")
         expect_json((yield call), call, self.base_url)
 
     def delete(self, snapshot: Conversation) -> Operation[None]:
@@ -305,7 +307,7 @@ class V1(Dialect):
     def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
         conversation_id = _started(snapshot, "have changes")
         call = Call("GET", item_path(ITEM_PATH + "/git/changes", conversation_id, "conversation id"),
-                    params=(("path", WORKSPACE),), route="item")
+                    params=(("path", WORKSPACE),), route="agent", since=GIT_ROUTES_SINCE)
         body = expect_json((yield call), call, self.base_url)
         if not isinstance(body, list):
             raise ProtocolError("The server's git changes answer is not a list: is it an OpenHands server?")
@@ -319,7 +321,7 @@ class V1(Dialect):
         conversation_id = _started(snapshot, "have a diff")
         where = path if path.startswith("/") else f"{WORKSPACE}/{path}"
         call = Call("GET", item_path(ITEM_PATH + "/git/diff", conversation_id, "conversation id"),
-                    params=(("path", where),), route="item")
+                    params=(("path", where),), route="agent", since=GIT_ROUTES_SINCE)
         response = yield call
         if response.status_code == 502 and "Agent server error: 400" in server_said(response)[0]:
             raise NotFoundError(f"No diff of {path[:200]!r}: it is not a file the agent changed (see conv.changes()).",

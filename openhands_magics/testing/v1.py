@@ -13,6 +13,12 @@ sandbox (``/api/v1/sandboxes/{id}/pause``), DELETE, the agent's events (``/api/v
 messages, the finish action and its observation, execution status changes) and what it left in the workspace
 (``git/changes``, ``git/diff``, ``file``), each with the real server's errors. Pausing does not stop the agent's
 clock: a run whose time passed while paused reads as ended after the resume.
+
+Quirks of the real server a client must read right: deleting a conversation's sandbox (``DELETE
+/api/v1/sandboxes/{id}?sandbox_id={id}``: the real route reads the id from the query) leaves the conversation with
+``sandbox_status`` MISSING, a follow-up answered ``404 "Sandbox not found for conversation …"`` and pausing or
+resuming answered FastAPI's bare 404, as for a sandbox whose process died. :func:`set_version` answers as an older
+server: before 1.8 there is no ``git/changes`` or ``git/diff`` route (FastAPI's ``404 {"detail": "Not Found"}``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ SORT_ORDERS = ("TIMESTAMP", "TIMESTAMP_DESC")  #: ``EventSortOrder``
 #: Events of one moment are this far apart (seconds), so that their time stamps differ and sort them: more than a
 #: microsecond, as a float of today's epoch is only precise to ~0.2 µs and time stamps are rounded to microseconds.
 _TICK = 1e-5
+#: Routes that came after 1.7.0 (the first server with V1 only), by the version that added them.
+LATER_ROUTES = {(1, 8): (_ITEM + "/git/changes", _ITEM + "/git/diff")}
 _ZERO_TOKENS = {
     "model": "", "prompt_tokens": 0, "completion_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
     "reasoning_tokens": 0, "context_window": 0, "per_turn_token": 0, "response_id": "",
@@ -123,6 +131,19 @@ def execution_status(c: Conversation, now: float) -> str | None:
 def _sandbox_status(c: Conversation) -> str:
     """The sandbox: RUNNING from READY on, even long after the agent ended (18 minutes observed), unless paused."""
     return c.forced.get("sandbox_status", "PAUSED" if c.paused else "RUNNING")
+
+
+def set_version(server: LocalOpenHandsServer, version: str) -> None:
+    """Answer as OpenHands ``version`` (1.7.0 or later) where it differs from 1.11.0: the routes that came later
+    (:data:`LATER_ROUTES`) are missing, so FastAPI answers them ``404 {"detail": "Not Found"}``."""
+    api = server._api
+    if not isinstance(api, V1Api):
+        raise ValueError("set_version is for V1 servers (1.7.0 and later)")
+    wanted = tuple(int(part) for part in version.split(".")[:2])
+    if wanted < (1, 7):
+        raise ValueError(f"V1 servers are 1.7.0 or later, not {version}")
+    missing = {pattern for since, patterns in LATER_ROUTES.items() if wanted < since for pattern in patterns}
+    api.routes = [r for r in api.all_routes if r[1].pattern not in missing]
 
 
 def exists(c: Conversation, now: float) -> bool:
@@ -413,6 +434,8 @@ class V1Api:
 
     def __init__(self, server: LocalOpenHandsServer, *, reads_only: bool = False) -> None:
         self.server, self.reads_only = server, reads_only
+        #: Sandboxes deleted (``DELETE /api/v1/sandboxes/{id}``): their conversations stay, their sandbox is gone.
+        self.deleted_sandboxes: set[str] = set()
         self.routes = [
             route(("GET",), _ID, self.get_conversations),
             route(("GET",), _ID + "/search", self.search_conversations),
@@ -426,10 +449,13 @@ class V1Api:
             route(("DELETE",), _ITEM, self.delete),
             route(("PATCH",), _ITEM, _not_modelled),
             route(("POST",), r"/api/v1/sandboxes/(?P<sandbox_id>[^/]+)/(?P<action>pause|resume)", self.sandbox),
+            route(("DELETE",), r"/api/v1/sandboxes/(?P<path_id>[^/]+)", self.delete_sandbox),
             route(("GET",), r"/api/v1/conversation/(?P<conversation_id>[^/]+)/events/search", self.search_events),
         ]
         if not reads_only:
             self.routes.insert(0, route(("POST",), _ID, self.start))
+        #: Every route of 1.11.0 (``routes`` is what this server answers: fewer as an older version).
+        self.all_routes = list(self.routes)
 
     # -------------------------------------------------------------- what the server asks
     exists = staticmethod(exists)
@@ -543,6 +569,8 @@ class V1Api:
             conversation, now = self._find(wanted.hex)
             if conversation is None:
                 raise HttpError(404, f"Conversation {wanted} not found")
+            if conversation.sandbox_id in self.deleted_sandboxes:
+                raise HttpError(404, f"Sandbox not found for conversation {wanted}")
             sandbox = _sandbox_status(conversation)
             if sandbox == "MISSING":
                 raise HttpError(410, "Conversation is archived. The sandbox no longer exists.")
@@ -555,13 +583,30 @@ class V1Api:
         return Reply(200, {"success": True, "sandbox_status": "RUNNING", "message": None})
 
     def sandbox(self, request: RecordedRequest, sandbox_id: str, action: str) -> Reply:
-        """``POST /api/v1/sandboxes/{id}/pause`` or ``/resume``."""
+        """``POST /api/v1/sandboxes/{id}/pause`` or ``/resume``: FastAPI's bare 404 for a sandbox that is not there
+        (unknown, deleted, or MISSING: its process died)."""
         with self.server._lock:
             found = [c for c in self._read(ready_only=True)[0] if c.sandbox_id == sandbox_id]
-            if not found:
+            if not found or any(_sandbox_status(c) == "MISSING" for c in found):
                 raise HttpError(404, "Not Found")
             for conversation in found:
                 conversation.paused = action == "pause"
+        return Reply(200, {"success": True})
+
+    def delete_sandbox(self, request: RecordedRequest, path_id: str) -> Reply:
+        """``DELETE /api/v1/sandboxes/{id}?sandbox_id={id}``: the real route names its path parameter ``id`` but
+        reads ``sandbox_id``, so the id must be in the query too (422 without it; the query's id is the one
+        deleted). Its conversations read MISSING from now on."""
+        query = Query(request)
+        wanted = query.required("sandbox_id")
+        query.check()
+        with self.server._lock:
+            found = [c for c in self._read(ready_only=True)[0] if c.sandbox_id == wanted]
+            if not found or wanted in self.deleted_sandboxes:
+                raise HttpError(404, "Not Found")
+            self.deleted_sandboxes.add(wanted)
+            for conversation in found:
+                conversation.forced["sandbox_status"] = "MISSING"
         return Reply(200, {"success": True})
 
     def delete(self, request: RecordedRequest, conversation_id: str) -> Reply:
