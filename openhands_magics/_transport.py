@@ -20,8 +20,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from ._protocol import Call, translate_transport_error
-from .errors import OpenHandsError, ProtocolError, TransportError
+from ._protocol import Call, timed_out, translate_transport_error
+from .errors import OpenHandsError, ProtocolError
 
 __all__ = ["DEFAULT_MAX_ANSWER_BYTES", "deadline_transport", "exchange", "exchange_async"]
 
@@ -95,10 +95,9 @@ def _closed() -> OpenHandsError:
     )
 
 
-def _too_large(max_bytes: int) -> ProtocolError:
-    return ProtocolError(
-        f"The server's answer was larger than {max_bytes / 1e6:.3g} MB; refused: is the base URL an OpenHands server?"
-    )
+def _too_large(max_bytes: int, call: Call) -> ProtocolError:
+    advice = call.once or "is the base URL an OpenHands server?"  # (a request not to repeat blindly was taken)
+    return ProtocolError(f"The server's answer was larger than {max_bytes / 1e6:.3g} MB; refused: {advice}")
 
 
 def _declared_too_large(response: httpx.Response, max_bytes: int) -> bool:
@@ -120,15 +119,15 @@ def exchange(http: httpx.Client, call: Call, *, deadline: float, max_bytes: int,
     try:
         with http.stream(call.method, call.path, params=call.params, json=call.json) as response:
             if _declared_too_large(response, max_bytes):
-                return _too_large(max_bytes)
+                return _too_large(max_bytes, call)
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
-                    return _too_large(max_bytes)
+                    return _too_large(max_bytes, call)
             return _detached(response, bytes(body))
     except httpx.HTTPError as exc:
-        return translate_transport_error(exc, base_url, timeout)
+        return translate_transport_error(exc, base_url, timeout, call.once)
     finally:
         _deadline.reset(token)
 
@@ -140,12 +139,12 @@ async def exchange_async(http: httpx.AsyncClient, call: Call, *, deadline: float
     async def whole() -> httpx.Response | OpenHandsError:
         async with http.stream(call.method, call.path, params=call.params, json=call.json) as response:
             if _declared_too_large(response, max_bytes):
-                return _too_large(max_bytes)
+                return _too_large(max_bytes, call)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
-                    return _too_large(max_bytes)
+                    return _too_large(max_bytes, call)
             return _detached(response, bytes(body))
 
     if http.is_closed:
@@ -153,6 +152,6 @@ async def exchange_async(http: httpx.AsyncClient, call: Call, *, deadline: float
     try:
         return await asyncio.wait_for(whole(), max(0.0, deadline - time.monotonic()))
     except asyncio.TimeoutError:
-        return TransportError(f"{base_url} did not answer within {timeout:g} s; try again, or raise the timeout.")
+        return timed_out(base_url, timeout, call.once)
     except httpx.HTTPError as exc:
-        return translate_transport_error(exc, base_url, timeout)
+        return translate_transport_error(exc, base_url, timeout, call.once)

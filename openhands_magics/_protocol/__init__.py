@@ -21,6 +21,7 @@ from .common import (
     advance,
     error_for,
     forget_auth_styles,
+    timed_out,
     translate_transport_error,
     warning_if_maybe_started,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "dialect_for",
     "error_for",
     "forget_auth_styles",
+    "timed_out",
     "translate_transport_error",
     "warning_if_maybe_started",
 ]

@@ -50,7 +50,9 @@ class Call:
     (pause, resume) the conversation's sandbox is gone; on an ``agent`` route (one the app server passes on to the
     sandbox's agent server: git changes and diffs) the sandbox is not running; on any other route the server lacks
     the API. ``since``: the OpenHands version that added the route, so that FastAPI's own 404 (no such route) on an
-    older server says so, not "check the id"."""
+    older server says so, not "check the id". ``once``: set on a request that must not be repeated blindly (a
+    follow-up message): what to check, said instead of "try again" whenever it failed after it may have been taken
+    (its answer lost, timed out, unreadable, or a 5xx)."""
 
     method: str
     path: str
@@ -59,6 +61,7 @@ class Call:
     route: str = "read"  # "read" | "item" | "sandbox" | "agent" | "batch" | "start" | "probe"
     api: str = "v1"
     since: str | None = None
+    once: str | None = None
 
     def __post_init__(self) -> None:
         # The backstop of :func:`item_path`: whatever built this path, no segment of it is anything but a plain word
@@ -187,7 +190,7 @@ def loads(response: httpx.Response) -> Any:
     return None if body is _UNREADABLE else body
 
 
-def decode_json(response: httpx.Response) -> Any:
+def decode_json(response: httpx.Response, once: str | None = None) -> Any:
     body = _loads(response.content)
     if body is _TOO_DEEP:
         raise too_deep()
@@ -195,7 +198,7 @@ def decode_json(response: httpx.Response) -> Any:
         start = printable(response.content[:40].decode(errors="replace"))
         raise ProtocolError(
             f"The server's answer was not valid JSON (HTTP {response.status_code}, starts with {start!r}): "
-            "is the base URL an OpenHands server?"
+            + (f"{once}." if once else "is the base URL an OpenHands server?")
         )
     return body
 
@@ -322,6 +325,8 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
             retry_after=wait,
         )
     if status >= 500:
+        if call.once and status != 503:  # 503: the sandbox cannot take it (failed, no agent server): not taken
+            return ServerError(f"The OpenHands server failed (HTTP {status}){suffix}: {call.once}.", status_code=status)
         return ServerError(
             f"The OpenHands server failed (HTTP {status}); try again in a minute{suffix}.", status_code=status
         )
@@ -334,7 +339,7 @@ def expect_json(response: httpx.Response, call: Call, base_url: str, *, reposito
     """The decoded body of a 2xx answer; the typed error for anything else."""
     if not response.is_success:
         raise error_for(response, call, base_url, repository=repository)
-    return decode_json(response)
+    return decode_json(response, call.once)
 
 
 def expect_list(response: httpx.Response, call: Call, base_url: str, length: int) -> list[Any]:
@@ -348,8 +353,11 @@ def expect_list(response: httpx.Response, call: Call, base_url: str, length: int
     return body
 
 
-def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: float) -> OpenHandsError:
-    """Turn httpx's exception into one line; the original is dropped so its frames (and headers) never print."""
+def translate_transport_error(
+    exc: httpx.HTTPError, base_url: str, timeout: float, once: str | None = None
+) -> OpenHandsError:
+    """Turn httpx's exception into one line; the original is dropped so its frames (and headers) never print.
+    ``once`` (see :class:`Call`) replaces "try again" when the request may have reached the server."""
     reason = printable(" ".join(str(exc).split())[:160]) or type(exc).__name__
     if isinstance(exc, httpx.ProxyError):
         if "407" in reason:
@@ -364,13 +372,25 @@ def translate_transport_error(exc: httpx.HTTPError, base_url: str, timeout: floa
         )
     if isinstance(exc, httpx.ConnectTimeout):
         return TransportError(f"Could not connect to {base_url} within {timeout:g} s: is it reachable?", request_sent=False)
+    if isinstance(exc, httpx.PoolTimeout):  # no connection was free in time: nothing was sent
+        return TransportError(f"No connection to {base_url} was free within {timeout:g} s; try again.",
+                              request_sent=False)
     if isinstance(exc, httpx.TimeoutException):
-        return TransportError(f"{base_url} did not answer within {timeout:g} s; try again, or raise the timeout.")
+        return timed_out(base_url, timeout, once)
     if isinstance(exc, httpx.ConnectError):
         return TransportError(
             f"Could not connect to {base_url} ({reason}): is the server up and the base URL right?", request_sent=False
         )
+    if once:
+        return TransportError(f"The connection to {base_url} failed after the request was sent ({reason}): {once}.")
     return TransportError(f"The connection to {base_url} failed ({reason}); try again.")
+
+
+def timed_out(base_url: str, timeout: float, once: str | None = None) -> TransportError:
+    """No (whole) answer within the deadline, once the request was on its way."""
+    if once:
+        return TransportError(f"{base_url} did not answer within {timeout:g} s after the request was sent: {once}.")
+    return TransportError(f"{base_url} did not answer within {timeout:g} s; try again, or raise the timeout.")
 
 
 @contextmanager

@@ -246,8 +246,10 @@ class V1(Dialect):
     def send(self, snapshot: Conversation, text: str) -> Operation[None]:
         conversation_id = _started(snapshot, "take a message")
         payload = {"role": "user", "content": [{"type": "text", "text": text}], "run": True}
+        once = (f"the message may have been sent anyway; check {self.conversation_url(conversation_id)} (its latest "
+                "messages) before sending it again")
         call = Call("POST", item_path(ITEM_PATH + "/send-message", conversation_id, "conversation id"), json=payload,
-                    route="item")
+                    route="item", once=once)
         response = yield call
         if response.status_code == 409:
             raise ConflictError(
