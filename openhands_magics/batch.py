@@ -6,11 +6,17 @@ for the whole batch). In a kernel the queue runs in the event loop; ``.wait()`` 
 drives it with the blocking client. A start refused with 429 goes back to the queue, which pauses for the server's
 ``Retry-After``: a 429 started nothing, so nothing is started twice. Any other failed start is a failed row, and
 the rest go on. Every id is recorded (on the handle, in ``history()``, on disk) the moment the server answers.
+
+A row is over (:attr:`Row.over`) however its conversation ends: finished, failed, stuck, its start task failed,
+deleted (the server answers ``null`` for it: :func:`~.polling.mark_gone`), and only once what the agent did has been
+read (or its read failed). The batch is done when every row is over, so both drivers stop, and the final grid is
+drawn, with every answer in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import OpenHandsError, RateLimitError, ValidationError
+from .models import Outcome
+from .polling import mark_gone, outcome_due
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Batch"]
 
+log = logging.getLogger("openhands_magics")
 QUEUED, FAILED, CANCELLED = "QUEUED", "FAILED", "CANCELLED"
 #: Pause after a 429 that gave no ``Retry-After``.
 DEFAULT_RATE_PAUSE = 30.0
@@ -53,6 +62,8 @@ class Row:
     error: str | None = None
     #: The POST on its way (a thread's): whichever side of the batch sees it done first settles the row.
     pending: Future[Any] | None = None
+    #: The batch's own read of what the agent did, when no poller reads it (see ``Batch._unread``).
+    reading: Future[Any] | None = None
 
     @property
     def status(self) -> str:
@@ -60,7 +71,18 @@ class Row:
 
     @property
     def running(self) -> bool:
+        """Whether it holds one of the ``max_running`` places: its POST is on its way or its conversation is not
+        final. A final one frees its place at once, while its answer is still being read."""
         return self.state == "STARTING" or (self.handle is not None and not self.handle.is_final)
+
+    @property
+    def over(self) -> bool:
+        """Nothing more will happen to it: cancelled, refused, or its conversation ended (whichever way: finished,
+        error, stuck, deleted, a start task that failed) and what the agent did was read, or its read failed."""
+        if self.state in (FAILED, CANCELLED):
+            return True
+        handle = self.handle
+        return handle is not None and handle.is_final and not outcome_due(handle)
 
 
 def _messages(task: str | Callable[[Any], str], items: list[Any]) -> list[str]:
@@ -114,7 +136,8 @@ class Batch:
 
     @property
     def done(self) -> bool:
-        return not any(row.state in (QUEUED, "STARTING") or row.running for row in self.rows)
+        """Every row is over (see :attr:`Row.over`): its answer, too, is in (or its read failed)."""
+        return all(row.over for row in self.rows)
 
     @property
     def summary(self) -> str:
@@ -187,9 +210,7 @@ class Batch:
             try:
                 view()
             except Exception:  # a broken view must not stop the queue
-                import logging
-
-                logging.getLogger("openhands_magics").exception("a view of a batch failed")
+                log.exception("a view of a batch failed")
 
     def start(self) -> Batch:
         """Run the queue in the running event loop (a kernel's); where there is none, ``.wait()`` runs it."""
@@ -225,19 +246,65 @@ class Batch:
         self._started(row, conversation)
         self._session.watch(row.handle)
 
+    def _unread(self) -> list[Row]:
+        """Rows whose answer is due but that nobody reads: the poller reads it while it still watches the handle
+        (``watching`` stays on until then), so a final handle it no longer watches (untracked, its read broke, a
+        blocking wait got there first) is read by the batch itself, or the batch would never be done."""
+        return [row for row in self.rows if row.handle is not None and outcome_due(row.handle)
+                and not row.handle.watching and row.reading is None]
+
+    def _read_outcome(self, row: Row) -> Future[Any]:
+        assert row.handle is not None
+        row.reading = _threads().submit(self._session.client(self.endpoint).outcome, row.handle.conversation)
+        return row.reading
+
+    def _take_outcome(self, row: Row) -> None:
+        """Take in a finished read of the answer, once: what it read, or why it could not (never nothing)."""
+        future = row.reading
+        if future is None or not future.done():
+            return
+        row.reading = None
+        try:
+            outcome = future.result()
+        except OpenHandsError as error:
+            outcome = Outcome(problems=(str(error),))
+        except Exception as error:  # a bug must not leave the batch waiting for this answer for ever
+            log.exception("reading the outcome of a batch's conversation failed")
+            outcome = Outcome(problems=(f"reading it failed ({type(error).__name__})",))
+        if row.handle is not None and outcome_due(row.handle):  # (a blocking wait may have read it meanwhile)
+            row.handle.set_outcome(outcome)
+
+    def _conclude_now(self, handle: ConversationHandle) -> None:
+        """Read the answer with the blocking client (``.wait()``); a failure is kept as the outcome's problem, so
+        the row is over either way."""
+        try:
+            self._session.conclude(handle)
+        except OpenHandsError as error:
+            handle.set_outcome(Outcome(problems=(str(error),)))
+        except Exception as error:  # (as in the poller: a bug must not keep the batch from ending)
+            log.exception("reading the outcome of %s failed", handle.reference)
+            handle.set_outcome(Outcome(problems=(f"reading it failed ({type(error).__name__})",)))
+
     async def _drive(self) -> None:
         while not self.done:
             starting = [self._submit(row) for row in self._due()]
-            for row in [r for r in self.rows if r.state == "STARTING" and r.pending is not None]:
-                try:
-                    await asyncio.wrap_future(row.pending)
-                except Exception:  # (settled below, whatever it was)
-                    pass
+            reading = [self._read_outcome(row) for row in self._unread()]
+            for row in [r for r in self.rows if r.pending is not None or r.reading is not None]:
+                for future in (row.pending, row.reading):
+                    if future is None:
+                        continue
+                    try:
+                        await asyncio.wrap_future(future)
+                    except Exception:  # (settled below, whatever it was)
+                        pass
                 self._settle(row)
+                self._take_outcome(row)
             assert self._wakeup is not None
-            if starting:
+            if starting or reading:
                 continue
             self._wakeup.clear()
+            if self.done:  # (the last answer came in while the others were awaited)
+                break
             pause = max(0.0, self._paused_until - time.monotonic()) or self._session.schedule.interval
             try:
                 await asyncio.wait_for(self._wakeup.wait(), pause)
@@ -245,7 +312,8 @@ class Batch:
                 pass
 
     def wait(self, timeout: float | None = None) -> Batch:
-        """Block until every row is over (queued ones started as places free up); WaitTimeout after ``timeout``."""
+        """Block until every row is over (queued ones started as places free up, every answer read); WaitTimeout
+        after ``timeout``."""
         from .errors import WaitTimeout
 
         client = self._session.client(self.endpoint)
@@ -262,14 +330,13 @@ class Batch:
             live = [row.handle for row in self.rows if row.handle is not None and not row.handle.is_final]
             if live:
                 for handle, fresh in zip(live, client.read([h.conversation for h in live])):
-                    if fresh is not None:
+                    if fresh is None:  # deleted elsewhere, or forgotten: over, as the poller would see it
+                        mark_gone(handle)
+                    else:
                         handle.update(fresh)
-                for handle in live:
-                    if handle.is_final and handle.outcome is None and handle.id is not None:
-                        try:
-                            self._session.conclude(handle)
-                        except OpenHandsError:
-                            pass
+            for row in self.rows:  # every answer due, also of those the (blocked) poller saw end
+                if row.handle is not None and outcome_due(row.handle):
+                    self._conclude_now(row.handle)
             if self.done:
                 break
             if deadline is not None and time.monotonic() >= deadline:

@@ -16,6 +16,7 @@ because ipykernel sends them on its own I/O thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,16 +24,33 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import OpenHandsError, RateLimitError, WaitTimeout
-from .models import Conversation, Outcome, not_found
+from .models import Conversation, ConversationStatus, Outcome, not_found
 from .validation import printable
 
 if TYPE_CHECKING:
     from .client import AsyncOpenHandsClient, OpenHandsClient
     from .handle import ConversationHandle
 
-__all__ = ["PollSchedule", "Poller", "Watch", "wait_until_final"]
+__all__ = ["GONE", "PollSchedule", "Poller", "Watch", "mark_gone", "outcome_due", "wait_until_final"]
 
 log = logging.getLogger("openhands_magics")
+#: The phase of a conversation (or start task) the server answers ``null`` for: deleted elsewhere, or forgotten.
+GONE = "the server no longer has it"
+
+
+def mark_gone(handle: ConversationHandle) -> None:
+    """The server answered ``null`` for a conversation it had: it was deleted (in the app, by another kernel) or
+    forgotten. The handle becomes final, DELETED, so everything waiting for it ends: its panel turns into the final
+    card, a batch's row is over and frees its place, a wait returns. Left as it was, it would read "running" for
+    ever."""
+    handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=GONE))
+
+
+def outcome_due(handle: ConversationHandle) -> bool:
+    """Whether what the agent did is still to be read: its turn is over and not read yet, the conversation exists (a
+    start that failed made none) and the server still has it (a deleted one has nothing left to read)."""
+    return (handle.is_final and handle.outcome is None and handle.id is not None
+            and handle.status != ConversationStatus.DELETED)
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,7 @@ class Watch:
     def succeeded(self, conversation: Conversation | None, now: float) -> bool:
         """Store the snapshot; returns whether to go on watching."""
         if conversation is None:
-            self.handle.set_note("Stopped watching: the server no longer knows this conversation.")
+            mark_gone(self.handle)
             return False
         changed = self.handle.update(conversation)
         self._again(now, self.schedule.interval if changed else self.pause * self.schedule.growth)
@@ -197,7 +215,7 @@ class Poller:
             if go_on:
                 continue
             handle = watch.handle
-            if handle.is_final and handle.outcome is None and handle.id is not None:
+            if outcome_due(handle):
                 del self._watches[id(handle)]
                 self._concluding[id(handle)] = loop.create_task(self._conclude(handle), name="openhands-outcome")
             else:

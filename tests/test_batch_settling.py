@@ -1,0 +1,215 @@
+"""A fan-out's rows end however their conversation does (finished, error, stuck, deleted elsewhere, a start task that
+failed), in both drivers: the event loop's queue (with the poller) and the blocking ``.wait()``. A 429 asking for no
+pause pauses (almost) none; the final grid is drawn once every answer is in; a failed start's row says why; wrong
+arguments to ``map()`` are one ValidationError line before anything is sent; the text table lets no escape through.
+Every test talks real HTTP to the local server and is bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from openhands_magics.batch import Batch
+from openhands_magics.polling import GONE, PollSchedule
+from openhands_magics.session import Endpoint, Session
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
+
+from .conftest import SECRET
+
+SCHEDULE = PollSchedule(interval=0.05, max_interval=0.1)
+DRIVERS = ["event loop", "wait"]
+V1 = "/api/v1/app-conversations"
+
+
+def _session(server: LocalOpenHandsServer) -> tuple[Session, Endpoint]:
+    return Session(SCHEDULE), Endpoint.resolve(server.base_url, api_key=SECRET)
+
+
+def _run(session: Session, make: Callable[[], Batch], driver: str, *, seconds: float = 20) -> Batch:
+    """Make the batch and drive it until it is done: in an event loop (its queue and the poller run by themselves)
+    or with the blocking ``.wait()``. Either way the test fails, in ``seconds``, if it never ends."""
+    if driver == "wait":
+        batch = make()
+        batch.wait(timeout=seconds)
+        session.close()
+        return batch
+
+    async def scenario() -> Batch:
+        batch = make()
+        deadline = time.monotonic() + seconds
+        while not batch.done and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        session.close()
+        await asyncio.sleep(0)  # let the async clients close
+        return batch
+
+    batch = asyncio.run(scenario())
+    assert batch.done, batch.summary
+    return batch
+
+
+@contextmanager
+def _on_each_new_conversation(
+    server: LocalOpenHandsServer, act: Callable[[int, str], None], count: int
+) -> Iterator[None]:
+    """While the block runs, call ``act(n, id)`` on each conversation as soon as it exists on the server (the n-th,
+    counting from 0), from a thread: within milliseconds, long before its agent ends."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen: list[str] = []
+        while not stop.is_set() and len(seen) < count:
+            for conversation_id in server.conversation_ids():
+                if conversation_id not in seen:
+                    act(len(seen), conversation_id)
+                    seen.append(conversation_id)
+            time.sleep(0.003)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=5)
+
+
+def _delete(server: LocalOpenHandsServer, conversation_id: str) -> None:
+    """Delete it as the OpenHands app (or another kernel) would: a DELETE this session knows nothing of."""
+    response = httpx.delete(f"{server.base_url}{V1}/{conversation_id}", headers={"Authorization": f"Bearer {SECRET}"})
+    response.raise_for_status()
+
+
+# ==================================================================================================== every way to end
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_conversation_deleted_elsewhere_ends_its_row_frees_its_place_and_the_batch_ends(driver: str) -> None:
+    timeline = Timeline(starting=0.05, running=1.0, answer="done")
+    with LocalOpenHandsServer(SECRET, timeline=timeline) as server:
+        session, endpoint = _session(server)
+        deleted: list[str] = []
+
+        def delete_the_first(n: int, conversation_id: str) -> None:
+            if n == 0:
+                _delete(server, conversation_id)
+                deleted.append(conversation_id)
+
+        with _on_each_new_conversation(server, delete_the_first, 1):
+            batch = _run(session, lambda: session.map("look at {item}", ["a", "b", "c"], max_running=1,
+                                                      endpoint=endpoint), driver)
+
+        first = batch.rows[0]
+        assert first.handle is not None and first.handle.id == deleted[0]
+        assert (first.status, first.handle.is_final) == ("DELETED", True)
+        assert first.handle.conversation.status_line == f"DELETED · {GONE}" and not first.handle.watching
+        assert [r.status for r in batch.rows[1:]] == ["FINISHED", "FINISHED"]  # the place it held went to the others
+        assert [r["answer"] for r in batch.results()] == [None, "done", "done"]
+        assert batch.summary == "2/3 finished · 0 running · 0 queued · 1 failed"
+        assert len(server.task_ids()) == 3
+        # nothing is read of a conversation the server no longer has (no answer, no changes)
+        assert not [r for r in server.requests if deleted[0] in r.path and r.method != "DELETE"]
+
+
+def test_a_watched_conversation_the_server_no_longer_has_turns_deleted_and_its_watching_ends() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=30)) as server:
+        session, endpoint = _session(server)
+        handle = session.start("hi", endpoint=endpoint)
+
+        async def scenario() -> None:
+            assert session.watch(handle)
+            deadline = time.monotonic() + 10
+            while handle.id is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(_delete, server, handle.id or "")
+            while handle.watching and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            session.close()
+            await asyncio.sleep(0)
+
+        asyncio.run(scenario())
+        assert (handle.status, handle.conversation.phase, handle.is_final, handle.watching) == ("DELETED", GONE, True,
+                                                                                                False)
+        assert handle.outcome is None and handle.note is None
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_rows_end_on_error_and_stuck_as_well_as_finished_with_the_answers_read(driver: str) -> None:
+    timeline = Timeline(starting=0.05, running=1.0, answer="done")
+    with LocalOpenHandsServer(SECRET, timeline=timeline) as server:
+        session, endpoint = _session(server)
+        endings = {0: "error", 1: "stuck"}
+
+        def end(n: int, conversation_id: str) -> None:
+            if n in endings:
+                server.set_state(conversation_id, execution_status=endings[n])
+
+        with _on_each_new_conversation(server, end, 3):
+            batch = _run(session, lambda: session.map("task {item}", range(3), endpoint=endpoint), driver)
+
+        by_status = {row.status: row for row in batch.rows}
+        assert sorted(by_status) == ["ERROR", "FINISHED", "STUCK"]
+        assert by_status["FINISHED"].error is None
+        assert all(row.over and row.handle is not None and row.handle.outcome is not None for row in batch.rows)
+        assert batch.summary == "1/3 finished · 0 running · 0 queued · 2 failed"
+
+
+def test_an_answer_the_poller_could_not_read_is_read_by_the_batch_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openhands_magics.client import AsyncOpenHandsClient
+
+    async def broken(self: Any, snapshot: Any) -> Any:  # a bug in the poller's read: it gives up, logged
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(AsyncOpenHandsClient, "outcome", broken)
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2, answer="done")) as server:
+        session, endpoint = _session(server)
+        batch = _run(session, lambda: session.map("task {item}", range(3), endpoint=endpoint), "event loop")
+    assert [r["answer"] for r in batch.results()] == ["done"] * 3
+    assert not any(h.watching for h in batch.handles)
+
+
+# ==================================================================================================== the final grid
+class _Shown:
+    """What ``display(..., display_id=True)`` returns: records each ``update`` (what a saved notebook keeps)."""
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+
+    def update(self, obj: Any, **_: Any) -> None:
+        self.updates.append(obj)
+
+
+@pytest.fixture
+def kernel_display(monkeypatch: pytest.MonkeyPatch) -> _Shown:
+    """``display`` as in a kernel (with a display id), recorded."""
+    shown = _Shown()
+
+    def display(obj: Any, *_: Any, display_id: bool = False, **__: Any) -> _Shown | None:
+        return shown if display_id else None
+
+    monkeypatch.setattr("IPython.get_ipython", lambda: SimpleNamespace(kernel=object()))
+    monkeypatch.setattr("IPython.display.display", display)
+    return shown
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_final_grid_is_drawn_once_every_answer_is_in(driver: str, kernel_display: _Shown) -> None:
+    answer = "All four tests pass now."
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.3, answer=answer)) as server:
+        session, endpoint = _session(server)
+
+        def make() -> Batch:
+            batch = session.map("task {item}", range(4), max_running=2, endpoint=endpoint)
+            batch._ipython_display_()
+            return batch
+
+        batch = _run(session, make, driver)
+
+    assert [r["answer"] for r in batch.results()] == [answer] * 4
+    (final,) = kernel_display.updates  # the grid that stays in the notebook, drawn once, at the end
+    assert "4/4 finished" in final["text/html"] and final["text/html"].count(answer) == 4
+    assert final["text/html"] == batch._repr_html_()
