@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import OpenHandsError, RateLimitError, ValidationError
-from .models import Outcome
+from .models import ConversationStatus, Outcome
 from .polling import mark_gone, outcome_due
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ log = logging.getLogger("openhands_magics")
 QUEUED, FAILED, CANCELLED = "QUEUED", "FAILED", "CANCELLED"
 #: Pause after a 429 that gave no ``Retry-After``.
 DEFAULT_RATE_PAUSE = 30.0
+#: How a conversation ends well (its row has no error): the agent finished, or (V0) its turn ended with a question.
+_ENDED_WELL = frozenset({ConversationStatus.FINISHED, ConversationStatus.WAITING_FOR_INPUT})
 _starter: ThreadPoolExecutor | None = None
 
 
@@ -59,7 +61,8 @@ class Row:
     message: str
     handle: ConversationHandle | None = None
     state: str = QUEUED  # QUEUED, "STARTING" while its POST is on its way, FAILED, CANCELLED, or "STARTED"
-    error: str | None = None
+    #: Why its start failed (the POST's error); None once started.
+    refusal: str | None = None
     #: The POST on its way (a thread's): whichever side of the batch sees it done first settles the row.
     pending: Future[Any] | None = None
     #: The batch's own read of what the agent did, when no poller reads it (see ``Batch._unread``).
@@ -83,6 +86,23 @@ class Row:
             return True
         handle = self.handle
         return handle is not None and handle.is_final and not outcome_due(handle)
+
+    @property
+    def error(self) -> str | None:
+        """Why it did not end well, in the server's words where it gave some: the refused start's error, the start
+        task's reason (``ERROR · <detail>``), a failed or vanished sandbox, a conversation the server no longer has.
+        None while it runs, and when it finished."""
+        if self.refusal is not None:
+            return self.refusal
+        handle = self.handle
+        if handle is None or not handle.is_final or handle.status in _ENDED_WELL:
+            return None
+        conversation = handle.conversation
+        if conversation.phase:
+            return conversation.phase
+        if conversation.status == ConversationStatus.DELETED:
+            return "deleted"
+        return f"it ended {conversation.status} (the server gave no reason)"
 
 
 def _messages(task: str | Callable[[Any], str], items: list[Any]) -> list[str]:
@@ -200,7 +220,7 @@ class Batch:
             row.state = QUEUED
             self._paused_until = time.monotonic() + (error.retry_after or DEFAULT_RATE_PAUSE)
         else:
-            row.state, row.error = FAILED, str(error)
+            row.state, row.refusal = FAILED, str(error)
         self._changed(None)
 
     def _changed(self, _handle: ConversationHandle | None) -> None:

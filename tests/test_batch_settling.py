@@ -105,7 +105,7 @@ def test_a_conversation_deleted_elsewhere_ends_its_row_frees_its_place_and_the_b
 
         first = batch.rows[0]
         assert first.handle is not None and first.handle.id == deleted[0]
-        assert (first.status, first.handle.is_final) == ("DELETED", True)
+        assert (first.status, first.error, first.handle.is_final) == ("DELETED", GONE, True)
         assert first.handle.conversation.status_line == f"DELETED · {GONE}" and not first.handle.watching
         assert [r.status for r in batch.rows[1:]] == ["FINISHED", "FINISHED"]  # the place it held went to the others
         assert [r["answer"] for r in batch.results()] == [None, "done", "done"]
@@ -154,6 +154,7 @@ def test_rows_end_on_error_and_stuck_as_well_as_finished_with_the_answers_read(d
         by_status = {row.status: row for row in batch.rows}
         assert sorted(by_status) == ["ERROR", "FINISHED", "STUCK"]
         assert by_status["FINISHED"].error is None
+        assert by_status["ERROR"].error and by_status["STUCK"].error  # never None for a row that did not end well
         assert all(row.over and row.handle is not None and row.handle.outcome is not None for row in batch.rows)
         assert batch.summary == "1/3 finished · 0 running · 0 queued · 2 failed"
 
@@ -213,3 +214,29 @@ def test_the_final_grid_is_drawn_once_every_answer_is_in(driver: str, kernel_dis
     (final,) = kernel_display.updates  # the grid that stays in the notebook, drawn once, at the end
     assert "4/4 finished" in final["text/html"] and final["text/html"].count(answer) == 4
     assert final["text/html"] == batch._repr_html_()
+
+
+# ============================================================================================== a failed start's reason
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_failed_start_task_ends_its_row_with_the_servers_reason_everywhere(driver: str) -> None:
+    pd = pytest.importorskip("pandas")
+    reason = "the branch feature/x does not exist"
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=0.2, start_error=reason)) as server:
+        session, endpoint = _session(server)
+        batch = _run(session, lambda: session.map("task {item}", ["a", "b"], endpoint=endpoint), driver)
+
+    assert [(r.status, r.error) for r in batch.rows] == [("ERROR", reason)] * 2
+    assert [r["error"] for r in batch.results()] == [reason, reason]
+    assert list(batch.to_dataframe()["error"]) == [reason, reason] and isinstance(batch.to_dataframe(), pd.DataFrame)
+    assert batch._repr_html_().count(reason) == 2 and repr(batch).count(reason) == 2
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_start_task_failing_without_a_reason_still_says_why_in_its_row(driver: str) -> None:
+    # A repository the key cannot use: the real server's task ends ERROR with an empty detail.
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=0.2), repositories=["octo/ok"]) as server:
+        session, endpoint = _session(server)
+        batch = _run(session, lambda: session.map("task {item}", ["a"], repository="octo/secret",
+                                                  endpoint=endpoint), driver)
+    (row,) = batch.rows
+    assert row.status == "ERROR" and row.error is not None and "no reason" in row.error and "repository" in row.error
