@@ -35,8 +35,11 @@ __all__ = ["Batch"]
 
 log = logging.getLogger("openhands_magics")
 QUEUED, FAILED, CANCELLED = "QUEUED", "FAILED", "CANCELLED"
-#: Pause after a 429 that gave no ``Retry-After``.
+#: Pause after a 429 that gave no ``Retry-After`` (or one that is not a number).
 DEFAULT_RATE_PAUSE = 30.0
+#: The shortest pause after a 429, also when ``Retry-After`` says 0 (or less), i.e. "now": the refused rows go out
+#: again on the next round, not in a busy loop of refused POSTs while the server keeps saying 0.
+MIN_RATE_PAUSE = 0.5
 #: How a conversation ends well (its row has no error): the agent finished, or (V0) its turn ended with a question.
 _ENDED_WELL = frozenset({ConversationStatus.FINISHED, ConversationStatus.WAITING_FOR_INPUT})
 _starter: ThreadPoolExecutor | None = None
@@ -50,6 +53,14 @@ def _threads() -> ThreadPoolExecutor:
     if _starter is None:
         _starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="openhands-start")
     return _starter
+
+
+def rate_pause(error: RateLimitError) -> float:
+    """Seconds the queue pauses after a 429: the server's ``Retry-After`` (0 or less: "now", with the small floor
+    of :data:`MIN_RATE_PAUSE`), or :data:`DEFAULT_RATE_PAUSE` when it sent none."""
+    if error.retry_after is None:
+        return DEFAULT_RATE_PAUSE
+    return max(MIN_RATE_PAUSE, error.retry_after)  # (max() also turns a NaN into the floor)
 
 
 @dataclass
@@ -218,7 +229,7 @@ class Batch:
     def _refused(self, row: Row, error: OpenHandsError) -> None:
         if isinstance(error, RateLimitError):  # nothing was started: back in the queue, which pauses
             row.state = QUEUED
-            self._paused_until = time.monotonic() + (error.retry_after or DEFAULT_RATE_PAUSE)
+            self._paused_until = max(self._paused_until, time.monotonic() + rate_pause(error))
         else:
             row.state, row.refusal = FAILED, str(error)
         self._changed(None)

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from openhands_magics.batch import Batch
+from openhands_magics.batch import DEFAULT_RATE_PAUSE, MIN_RATE_PAUSE, Batch, rate_pause
+from openhands_magics.errors import RateLimitError, WaitTimeout
 from openhands_magics.polling import GONE, PollSchedule
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
@@ -240,3 +241,38 @@ def test_a_start_task_failing_without_a_reason_still_says_why_in_its_row(driver:
                                                   endpoint=endpoint), driver)
     (row,) = batch.rows
     assert row.status == "ERROR" and row.error is not None and "no reason" in row.error and "repository" in row.error
+
+
+# ==================================================================================================== Retry-After
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("retry_after", ["0", "-5"])
+def test_a_429_asking_to_retry_now_pauses_the_queue_for_a_moment_not_thirty_seconds(
+    driver: str, retry_after: str
+) -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
+        session, endpoint = _session(server)
+        server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": retry_after}, method="POST",
+                      path_prefix=V1, times=1)
+        began = time.monotonic()
+        batch = _run(session, lambda: session.map("task {item}", range(2), endpoint=endpoint), driver, seconds=10)
+        took = time.monotonic() - began
+        assert batch.summary == "2/2 finished · 0 running · 0 queued · 0 failed"
+        assert took < 5, took
+        assert len(server.posts()) == 3 and len(server.task_ids()) == 2  # the refused one again, once
+
+
+def test_a_429_without_a_usable_retry_after_pauses_the_queue_for_the_default() -> None:
+    assert rate_pause(RateLimitError("x")) == DEFAULT_RATE_PAUSE
+    assert rate_pause(RateLimitError("x", retry_after=0.0)) == MIN_RATE_PAUSE > 0
+    assert rate_pause(RateLimitError("x", retry_after=-3.0)) == MIN_RATE_PAUSE
+    assert rate_pause(RateLimitError("x", retry_after=2.5)) == 2.5
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
+        session, endpoint = _session(server)
+        server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": "soon"}, method="POST",
+                      path_prefix=V1, times=1)
+        batch = session.map("task {item}", range(2), endpoint=endpoint)
+        with pytest.raises(WaitTimeout):
+            batch.wait(timeout=1.5)
+        assert batch.summary.endswith("· 1 queued · 0 failed") and len(server.posts()) == 2  # still pausing
+        batch.cancel()
+        session.close()
