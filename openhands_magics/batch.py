@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import OpenHandsError, RateLimitError, ValidationError
 from .models import ConversationStatus, Outcome
 from .polling import mark_gone, outcome_due
+from .validation import printable
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
@@ -63,6 +64,25 @@ def rate_pause(error: RateLimitError) -> float:
     return max(MIN_RATE_PAUSE, error.retry_after)  # (max() also turns a NaN into the floor)
 
 
+def _shown(item: Any, limit: int = 60) -> str:
+    """An item for an error line or a table: its repr, one line, cut; never an error (an item's repr may raise)."""
+    try:
+        text = repr(item)
+    except Exception:
+        text = f"<{type(item).__name__}>"
+    text = printable(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _label(item: Any) -> str:
+    """The item as the table shows it (``str``), made once: a view redraws often, and an item's ``str`` may raise."""
+    try:
+        text = item if isinstance(item, str) else str(item)
+    except Exception:
+        text = _shown(item)
+    return printable(text)
+
+
 @dataclass
 class Row:
     """One item of the batch: queued, then its conversation's handle, or why it has none."""
@@ -78,6 +98,8 @@ class Row:
     pending: Future[Any] | None = None
     #: The batch's own read of what the agent did, when no poller reads it (see ``Batch._unread``).
     reading: Future[Any] | None = None
+    #: The item as text (``str(item)``, neutralised), for the table and the grid.
+    label: str = ""
 
     @property
     def status(self) -> str:
@@ -116,17 +138,52 @@ class Row:
         return f"it ended {conversation.status} (the server gave no reason)"
 
 
+def _items(items: Any) -> list[Any]:
+    """The items as a list; a ValidationError for anything that is not a collection of items."""
+    if isinstance(items, (str, bytes, bytearray)):
+        one = _shown(items, 40)
+        raise ValidationError(f"map() takes a list of items, not one {type(items).__name__} (it would map each "
+                              f"character of {one}): for one item write [{one}].")
+    try:
+        iterator = iter(items)
+    except TypeError:
+        raise ValidationError(f"map() takes a list (or any iterable) of items, got {type(items).__name__}.") from None
+    try:
+        listed = list(iterator)
+    except Exception as error:
+        raise ValidationError(f"Reading the items failed ({type(error).__name__}: {_said(error)}); nothing was "
+                              "started.") from None
+    if not listed:
+        raise ValidationError("map() needs at least one item.")
+    return listed
+
+
+def _said(error: BaseException) -> str:
+    text = printable(" ".join(str(error).split()))
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def _messages(task: str | Callable[[Any], str], items: list[Any]) -> list[str]:
-    """Every message up front, so a bad template fails before anything is started."""
+    """Every message up front, through the same checks a start makes, so no item's message fails after others
+    started: whatever goes wrong is one line naming the item, and nothing is sent."""
+    from .client import OpenHandsClient
+
     messages = []
     for item in items:
         try:
             message = task(item) if callable(task) else task.format(item=item)
-        except (KeyError, IndexError, ValueError, AttributeError) as error:
-            raise ValidationError(f"The task template failed for item {item!r:.60}: {type(error).__name__}: "
-                                  f"{error}; use {{item}} (and double other braces: {{{{ }}}}).") from None
+        except Exception as error:  # the user's template or function: whatever it raises is their line to fix
+            what = (f"The task function failed for item {_shown(item)}" if callable(task) else
+                    f"The task template failed for item {_shown(item)}")
+            hint = "" if callable(task) else "; use {item} (and double other braces: {{ }})"
+            raise ValidationError(f"{what}: {type(error).__name__}: {_said(error)}{hint}. Nothing was started."
+                                  ) from None
         if not isinstance(message, str) or not message.strip():
-            raise ValidationError(f"The task for item {item!r:.60} is empty or not text.")
+            raise ValidationError(f"The task for item {_shown(item)} is empty or not text.")
+        try:
+            message, _ = OpenHandsClient._start_args(message, None)
+        except ValidationError as error:
+            raise ValidationError(f"The task for item {_shown(item)}: {error}") from None
         messages.append(message)
     return messages
 
@@ -141,20 +198,28 @@ class Batch:
         task: str | Callable[[Any], str],
         items: Iterable[Any],
         *,
-        endpoint: Endpoint,
+        endpoint: Endpoint | None = None,
         repository: str | None = None,
         max_running: int = 10,
     ) -> None:
+        """Every argument is checked here, before anything is sent (and before the endpoint is resolved from the
+        environment): a wrong one is one ValidationError line."""
+        from .validation import validate_repository
+
         if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
-            raise ValidationError(f"max_running must be a whole number from 1 on, got {max_running!r}.")
+            raise ValidationError(f"max_running must be a whole number from 1 on, got {_shown(max_running)}.")
         if not (isinstance(task, str) or callable(task)):
-            raise ValidationError("task must be a template with {item} or a function of the item.")
-        items = list(items)
-        if not items:
-            raise ValidationError("map() needs at least one item.")
-        self._session, self.endpoint = session, endpoint
+            raise ValidationError("task must be a template with {item} or a function of the item, got "
+                                  f"{type(task).__name__}.")
+        if repository is not None and not isinstance(repository, str):
+            raise ValidationError(f"repository must be text like owner/repo, got {type(repository).__name__}.")
+        repository = validate_repository(repository) if repository else None
+        listed = _items(items)
+        messages = _messages(task, listed)
+        self._session, self.endpoint = session, session._endpoint(endpoint)  # (a URL string is not one)
         self.repository, self.max_running = repository, max_running
-        self.rows = [Row(i, item, message) for i, (item, message) in enumerate(zip(items, _messages(task, items)))]
+        self.rows = [Row(i, item, message, label=_label(item))
+                     for i, (item, message) in enumerate(zip(listed, messages))]
         self._paused_until = 0.0
         self._views: list[Callable[[], None]] = []
         self._wakeup: asyncio.Event | None = None
@@ -346,7 +411,9 @@ class Batch:
         """Block until every row is over (queued ones started as places free up, every answer read); WaitTimeout
         after ``timeout``."""
         from .errors import WaitTimeout
+        from .validation import validate_seconds
 
+        timeout = validate_seconds(timeout, "timeout")
         client = self._session.client(self.endpoint)
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.done:
@@ -431,5 +498,5 @@ class Batch:
         lines = [self.summary]
         for row in self.rows:
             where = row.handle.url if row.handle is not None and row.handle.url else (row.error or "")
-            lines.append(f"{row.index:>3}  {row.status:<10}  {plain(str(row.item))[:30]:<30}  {plain(where)[:100]}")
+            lines.append(f"{row.index:>3}  {row.status:<10}  {row.label[:30]:<30}  {plain(where)[:100]}")
         return "\n".join(lines)

@@ -225,12 +225,10 @@ class Session:
     ) -> Any:
         """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
         ``max_running`` at a time; returns the :class:`~openhands_magics.batch.Batch` at once (its queue runs in the
-        event loop where one runs; ``.wait()`` runs it anywhere)."""
+        event loop where one runs; ``.wait()`` runs it anywhere). Every argument is checked by the batch before
+        anything is sent, the endpoint (default: from the environment) last."""
         from .batch import Batch
-        from .validation import validate_repository
 
-        endpoint = endpoint or Endpoint.resolve()
-        repository = validate_repository(repository) if repository else None
         return Batch(self, task, items, endpoint=endpoint, repository=repository, max_running=max_running).start()
 
     def list(

@@ -382,7 +382,7 @@ def grid_html(batch: Any, *, live: bool = False) -> str:
         title = one_line(h.title, 50) if h is not None and h.title else ""
         rows.append(
             f'<tr><td style="{cell}">{row.index}</td><td style="{cell}">{status_badge(row.status)}</td>'
-            f'<td style="{cell}"><code>{e(one_line(str(row.item), 40))}</code></td><td style="{cell}">{e(title)}</td>'
+            f'<td style="{cell}"><code>{e(one_line(row.label, 40))}</code></td><td style="{cell}">{e(title)}</td>'
             f'<td style="{cell}">{link}</td><td style="{cell};color:var(--jp-content-font-color2,#4a5568)">'
             f"{e(note)}</td></tr>"
         )

@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from openhands_magics.batch import DEFAULT_RATE_PAUSE, MIN_RATE_PAUSE, Batch, rate_pause
-from openhands_magics.errors import RateLimitError, WaitTimeout
+from openhands_magics.errors import RateLimitError, ValidationError, WaitTimeout
 from openhands_magics.polling import GONE, PollSchedule
 from openhands_magics.session import Endpoint, Session
+from openhands_magics.session import map as module_map
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
 from .conftest import SECRET
@@ -275,4 +276,81 @@ def test_a_429_without_a_usable_retry_after_pauses_the_queue_for_the_default() -
             batch.wait(timeout=1.5)
         assert batch.summary.endswith("· 1 queued · 0 failed") and len(server.posts()) == 2  # still pausing
         batch.cancel()
+        session.close()
+
+
+# ==================================================================================================== map()'s edge
+@pytest.mark.parametrize(("task", "items", "expected"), [
+    ("Look at {item[0]}", [5], r"template failed for item 5: TypeError"),
+    ("Look at {item.name}", ["a"], r"template failed for item 'a': AttributeError"),
+    ("Look at {item:%Y}", [3], r"template failed for item 3: ValueError"),
+    (lambda item: 1 / item, [0], r"task function failed for item 0: ZeroDivisionError"),
+    (lambda item: item.missing, ["a"], r"task function failed for item 'a': AttributeError"),
+])
+def test_a_template_or_function_that_raises_is_one_line_naming_the_item_and_starts_nothing(
+    task: Any, items: list[Any], expected: str
+) -> None:
+    with LocalOpenHandsServer(SECRET) as server:
+        session, endpoint = _session(server)
+        with pytest.raises(ValidationError, match=expected) as caught:
+            session.map(task, items, endpoint=endpoint)
+        assert "\n" not in str(caught.value) and "Nothing was started" in str(caught.value)
+        assert server.requests == []
+        session.close()
+
+
+def test_an_item_whose_repr_raises_is_still_named_in_the_line() -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr for you")
+
+        __str__ = __repr__
+
+    with LocalOpenHandsServer(SECRET) as server:
+        session, endpoint = _session(server)
+        with pytest.raises(ValidationError, match=r"item <Hostile>: TypeError"):
+            session.map("{item[0]}", [Hostile()], endpoint=endpoint)
+        assert server.requests == []
+        session.close()
+
+
+@pytest.mark.parametrize(("call", "expected"), [
+    (lambda m, e: m("t {item}", None, endpoint=e), r"list \(or any iterable\) of items, got NoneType"),
+    (lambda m, e: m("t {item}", 42, endpoint=e), r"list \(or any iterable\) of items, got int"),
+    (lambda m, e: m("t {item}", "abc.py", endpoint=e), r"not one str .*for one item write \['abc.py'\]"),
+    (lambda m, e: m("t {item}", b"abc", endpoint=e), r"not one bytes"),
+    (lambda m, e: m("t {item}", [], endpoint=e), r"at least one item"),
+    (lambda m, e: m("t {item}", (i for i in [1, 0] if 1 / i), endpoint=e), r"Reading the items failed"),
+    (lambda m, e: m("t {item}", ["a"], endpoint="http://127.0.0.1:1"), r"endpoint must be an Endpoint"),
+    (lambda m, e: m("t {item}", ["a"], endpoint=e, max_running="5"), r"max_running must be a whole number"),
+    (lambda m, e: m("t {item}", ["a"], endpoint=e, max_running=0), r"max_running must be a whole number"),
+    (lambda m, e: m("t {item}", ["a"], endpoint=e, repository=123), r"repository must be text"),
+    (lambda m, e: m("t {item}", ["a"], endpoint=e, repository="not a repo"), r"owner/repo"),
+    (lambda m, e: m(42, ["a"], endpoint=e), r"task must be a template"),
+])
+def test_wrong_arguments_to_map_are_one_validation_error_line_before_anything_is_sent(
+    call: Callable[[Any, Any], Any], expected: str
+) -> None:
+    with LocalOpenHandsServer(SECRET) as server:
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        for map_ in (Session(SCHEDULE).map, module_map):
+            with pytest.raises(ValidationError, match=expected) as caught:
+                call(map_, endpoint)
+            assert "\n" not in str(caught.value)
+        assert server.requests == []
+
+
+def test_wrong_items_are_refused_before_the_endpoint_is_even_looked_for() -> None:
+    # No key, no base URL in the environment: the wrong argument is what the user hears about first.
+    with pytest.raises(ValidationError, match="got NoneType"):
+        module_map("t {item}", None)
+
+
+def test_the_batchs_wait_refuses_a_timeout_that_is_not_a_number() -> None:
+    with LocalOpenHandsServer(SECRET) as server:
+        session, endpoint = _session(server)
+        batch = session.map("t {item}", ["a"], endpoint=endpoint)
+        with pytest.raises(ValidationError, match="timeout must be a number of seconds"):
+            batch.wait(timeout="soon")  # type: ignore[arg-type]
+        assert server.requests == []
         session.close()
