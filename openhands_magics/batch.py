@@ -74,13 +74,17 @@ def _shown(item: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _label(item: Any) -> str:
-    """The item as the table shows it (``str``), made once: a view redraws often, and an item's ``str`` may raise."""
+def _label(item: Any, known: Any) -> str:
+    """The item as the table shows it (``str``), made once: a view redraws often, and an item's ``str`` may raise.
+    Neutralised for terminals, and with any key the package knows (``known``) blanked: the table is printed and
+    saved."""
+    from ._secrets import blank
+
     try:
         text = item if isinstance(item, str) else str(item)
     except Exception:
         text = _shown(item)
-    return printable(text)
+    return blank(printable(text), known=known)
 
 
 @dataclass
@@ -204,6 +208,7 @@ class Batch:
     ) -> None:
         """Every argument is checked here, before anything is sent (and before the endpoint is resolved from the
         environment): a wrong one is one ValidationError line."""
+        from ._secrets import secrets
         from .validation import validate_repository
 
         if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
@@ -218,7 +223,8 @@ class Batch:
         messages = _messages(task, listed)
         self._session, self.endpoint = session, session._endpoint(endpoint)  # (a URL string is not one)
         self.repository, self.max_running = repository, max_running
-        self.rows = [Row(i, item, message, label=_label(item))
+        known = secrets()
+        self.rows = [Row(i, item, message, label=_label(item, known))
                      for i, (item, message) in enumerate(zip(listed, messages))]
         self._paused_until = 0.0
         self._views: list[Callable[[], None]] = []
@@ -496,7 +502,7 @@ class Batch:
         from .views import plain
 
         lines = [self.summary]
-        for row in self.rows:
+        for row in self.rows:  # every server text (status, error) neutralised: this goes to terminals
             where = row.handle.url if row.handle is not None and row.handle.url else (row.error or "")
-            lines.append(f"{row.index:>3}  {row.status:<10}  {row.label[:30]:<30}  {plain(where)[:100]}")
+            lines.append(f"{row.index:>3}  {plain(row.status):<10}  {plain(row.label)[:30]:<30}  {plain(where)[:100]}")
         return "\n".join(lines)

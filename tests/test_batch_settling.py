@@ -354,3 +354,41 @@ def test_the_batchs_wait_refuses_a_timeout_that_is_not_a_number() -> None:
             batch.wait(timeout="soon")  # type: ignore[arg-type]
         assert server.requests == []
         session.close()
+
+
+# ==================================================================================================== the text table
+def test_the_text_table_lets_no_escape_from_the_server_through() -> None:
+    evil = "\x1b[2J\x1b]0;owned\x07"
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=30)) as server:
+        session, endpoint = _session(server)
+        forced: list[str] = []
+
+        def force(n: int, conversation_id: str) -> None:
+            server.set_state(conversation_id, execution_status=evil)
+            forced.append(conversation_id)
+
+        with _on_each_new_conversation(server, force, 1):
+            batch = session.map("t {item}", ["a"], endpoint=endpoint)
+            with pytest.raises(WaitTimeout):
+                batch.wait(timeout=1.5)
+        assert forced and "\x1b" in batch.rows[0].status  # the server's word, as it sent it
+        table = repr(batch)
+        assert "\x1b" not in table and "\x07" not in table and len(table.splitlines()) == 2
+        session.close()
+
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, start_error=f"bad{evil}\nline")) as server:
+        session, endpoint = _session(server)
+        batch = session.map("t {item}", ["a"], endpoint=endpoint).wait(timeout=10)
+        assert "\x1b" in (batch.rows[0].error or "")
+        table = repr(batch)
+        assert "\x1b" not in table and "\x07" not in table and len(table.splitlines()) == 2
+        session.close()
+
+
+def test_an_item_holding_the_key_is_blanked_in_the_table_and_the_grid() -> None:
+    with LocalOpenHandsServer(SECRET) as server:
+        session, endpoint = _session(server)
+        batch = session.map("t {item}", [f"token={SECRET}"], endpoint=endpoint)
+        assert SECRET not in repr(batch) and SECRET not in batch._repr_html_() and "token=" in repr(batch)
+        assert server.requests == []
+        session.close()
