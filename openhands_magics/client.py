@@ -216,16 +216,17 @@ class OpenHandsClient(_ClientSettings):
         transport = {name: options.pop(name) for name in ("limits", "verify", "proxy")}
         return httpx.Client(**options, transport=deadline_transport(**transport))
 
-    def _send(self, call: protocol.Call, deadline: float) -> httpx.Response:
-        answer = exchange(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
-                          base_url=self.base_url, timeout=self.timeout)
-        if isinstance(answer, OpenHandsError):
-            raise answer
-        return answer
+    def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
+        return exchange(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
+                        base_url=self.base_url, timeout=self.timeout)
 
     def _drive(self, make: Callable[[], protocol.Operation[T]], deadline: float | None = None) -> T:
-        """Run an operation, retrying it whole as the policy says: an operation of reads on 429, 5xx, transport
-        errors and unreadable answers; one that posts only when its request provably never left."""
+        """Run an operation, retrying as the policy says (one budget of attempts and one deadline for the whole).
+
+        A request that got no usable answer (transport error, an answer too large) is sent again by itself when the
+        policy allows (a read; a post that provably never left); if it still fails, its error is thrown into the
+        operation where it waits, so an operation of parts (the outcome) keeps the parts that worked. An error the
+        operation raises (429, 5xx, an unreadable answer) runs the whole operation again, if it only reads."""
         deadline = self._deadline(deadline)
         attempt = 0
         while True:
@@ -235,6 +236,14 @@ class OpenHandsClient(_ClientSettings):
                     call = protocol.advance(operation, answer)
                     idempotent = idempotent and call.idempotent
                     answer = self._send(call, deadline)
+                    while isinstance(answer, OpenHandsError):
+                        pause = self.retry.pause_before_retry(attempt, answer, idempotent=call.idempotent,
+                                                              remaining=deadline - time.monotonic())
+                        if pause is None:
+                            break
+                        time.sleep(pause)
+                        attempt += 1
+                        answer = self._send(call, deadline)
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:
@@ -336,14 +345,12 @@ class AsyncOpenHandsClient(_ClientSettings):
     def _open_http(self, options: dict[str, Any]) -> httpx.AsyncClient:
         return httpx.AsyncClient(**options)
 
-    async def _send(self, call: protocol.Call, deadline: float) -> httpx.Response:
-        answer = await exchange_async(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
-                                      base_url=self.base_url, timeout=self.timeout)
-        if isinstance(answer, OpenHandsError):
-            raise answer
-        return answer
+    async def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
+        return await exchange_async(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
+                                    base_url=self.base_url, timeout=self.timeout)
 
     async def _drive(self, make: Callable[[], protocol.Operation[T]], deadline: float | None = None) -> T:
+        """As :meth:`OpenHandsClient._drive`, sleeping without blocking the loop."""
         deadline = self._deadline(deadline)
         attempt = 0
         while True:
@@ -353,6 +360,14 @@ class AsyncOpenHandsClient(_ClientSettings):
                     call = protocol.advance(operation, answer)
                     idempotent = idempotent and call.idempotent
                     answer = await self._send(call, deadline)
+                    while isinstance(answer, OpenHandsError):
+                        pause = self.retry.pause_before_retry(attempt, answer, idempotent=call.idempotent,
+                                                              remaining=deadline - time.monotonic())
+                        if pause is None:
+                            break
+                        await asyncio.sleep(pause)
+                        attempt += 1
+                        answer = await self._send(call, deadline)
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:

@@ -220,15 +220,175 @@ class FileDiff:
     modified: str | None
 
     def unified(self) -> str:
-        """A unified diff (``git diff`` style) of the file."""
-        import difflib
-
+        """A unified diff (``git diff`` style) of the file, computed in bounded time whatever the files (see
+        :func:`unified_diff`)."""
         before = (self.original or "").splitlines(keepends=True)
         after = (self.modified or "").splitlines(keepends=True)
         old = f"a/{self.path}" if self.original is not None else "/dev/null"
         new = f"b/{self.path}" if self.modified is not None else "/dev/null"
-        lines = difflib.unified_diff(before, after, old, new)
+        lines = unified_diff(before, after, old, new)
         return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------------- diffs
+#: Up to this many lines in all, the diff is difflib's own (its output, hunk for hunk).
+DIFFLIB_LINES = 2_000
+#: A stretch between anchors this small (lines before x lines after) is refined with difflib.
+GAP_CELLS = 40_000
+#: Work allowed per line of input (anchor passes and gap refinements together) before what is left of the files
+#: goes into the diff unrefined: whole replaced stretches, still a correct diff, only not the smallest one.
+WORK_PER_LINE = 60
+
+
+def unified_diff(a: list[str], b: list[str], fromfile: str, tofile: str, n: int = 3) -> Iterator[str]:
+    """``difflib.unified_diff``'s output, in time bounded by the size of the files.
+
+    difflib's matcher is quadratic on large files that differ in many places (a 30,000-line file with every 7th
+    line removed took minutes), and a diff runs in the kernel, which it would freeze. Small files keep difflib's
+    own answer. Larger ones are matched as ``git diff --patience`` does: the lines found exactly once on each side
+    anchor the match (the longest run of them in the same order), the stretches between anchors are matched the same
+    way, and small stretches are refined with difflib; past a budget of work in proportion to the files, what is
+    left is shown replaced as a whole."""
+    blocks = _matching_blocks(a, b)
+    groups = _grouped_opcodes(_opcodes(blocks), n)
+    for index, group in enumerate(groups):
+        if index == 0:
+            yield f"--- {fromfile}\n"
+            yield f"+++ {tofile}\n"
+        first, last = group[0], group[-1]
+        yield f"@@ -{_unified_range(first[1], last[2])} +{_unified_range(first[3], last[4])} @@\n"
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                yield from (" " + line for line in a[i1:i2])
+                continue
+            if tag in ("replace", "delete"):
+                yield from ("-" + line for line in a[i1:i2])
+            if tag in ("replace", "insert"):
+                yield from ("+" + line for line in b[j1:j2])
+
+
+def _unified_range(start: int, stop: int) -> str:
+    beginning, length = start + 1, stop - start
+    if length == 1:
+        return str(beginning)
+    return f"{beginning - 1 if not length else beginning},{length}"
+
+
+def _matching_blocks(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
+    """``(i, j, size)`` runs of equal lines, in order, ending with ``(len(a), len(b), 0)`` as difflib's do."""
+    import difflib
+
+    if len(a) + len(b) <= DIFFLIB_LINES:
+        return [tuple(block) for block in difflib.SequenceMatcher(None, a, b).get_matching_blocks()]  # type: ignore[misc]
+    budget = WORK_PER_LINE * (len(a) + len(b))
+    found: list[tuple[int, int, int]] = []
+    regions = [(0, len(a), 0, len(b))]
+    while regions:
+        alo, ahi, blo, bhi = regions.pop()
+        while alo < ahi and blo < bhi and a[alo] == b[blo]:  # the same first lines
+            found.append((alo, blo, 1))
+            alo, blo = alo + 1, blo + 1
+        while alo < ahi and blo < bhi and a[ahi - 1] == b[bhi - 1]:  # the same last lines
+            ahi, bhi = ahi - 1, bhi - 1
+            found.append((ahi, bhi, 1))
+        if alo == ahi or blo == bhi or budget <= 0:
+            continue
+        cells = (ahi - alo) * (bhi - blo)
+        if cells <= GAP_CELLS:
+            budget -= cells
+            matcher = difflib.SequenceMatcher(None, a[alo:ahi], b[blo:bhi], autojunk=False)
+            found += [(alo + i, blo + j, size) for i, j, size in matcher.get_matching_blocks() if size]
+            continue
+        budget -= (ahi - alo) + (bhi - blo)
+        anchors = _unique_anchors(a, alo, ahi, b, blo, bhi)
+        budget -= len(anchors) * 4
+        previous_i, previous_j = alo, blo
+        for i, j in anchors:  # the stretches between anchors, matched in their turn
+            found.append((i, j, 1))
+            regions.append((previous_i, i, previous_j, j))
+            previous_i, previous_j = i + 1, j + 1
+        if anchors:
+            regions.append((previous_i, ahi, previous_j, bhi))
+    return _merged(sorted(found)) + [(len(a), len(b), 0)]
+
+
+def _unique_anchors(a: list[str], alo: int, ahi: int, b: list[str], blo: int, bhi: int) -> list[tuple[int, int]]:
+    """The lines found exactly once in ``a[alo:ahi]`` and once in ``b[blo:bhi]``, as ``(i, j)``: the longest chain
+    of them in the same order on both sides (patience sorting, n log n)."""
+    import bisect
+
+    seen_a: dict[str, int] = {}
+    for i in range(alo, ahi):
+        seen_a[a[i]] = -1 if a[i] in seen_a else i
+    seen_b: dict[str, int] = {}
+    for j in range(blo, bhi):
+        line = b[j]
+        if seen_a.get(line, -1) >= 0:
+            seen_b[line] = -1 if line in seen_b else j
+    pairs = sorted((seen_a[line], j) for line, j in seen_b.items() if j >= 0)
+    tops: list[int] = []  # the smallest j ending a chain of each length
+    ends: list[int] = []  # the pair at that end
+    back: list[int] = []  # each pair's predecessor in its chain
+    for index, (_, j) in enumerate(pairs):
+        length = bisect.bisect_left(tops, j)
+        if length == len(tops):
+            tops.append(j)
+            ends.append(index)
+        else:
+            tops[length], ends[length] = j, index
+        back.append(ends[length - 1] if length else -1)
+    chain: list[tuple[int, int]] = []
+    index = ends[-1] if ends else -1
+    while index >= 0:
+        chain.append(pairs[index])
+        index = back[index]
+    return chain[::-1]
+
+
+def _merged(blocks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    merged: list[tuple[int, int, int]] = []
+    for i, j, size in blocks:
+        if merged and merged[-1][0] + merged[-1][2] == i and merged[-1][1] + merged[-1][2] == j:
+            merged[-1] = (merged[-1][0], merged[-1][1], merged[-1][2] + size)
+        else:
+            merged.append((i, j, size))
+    return merged
+
+
+def _opcodes(blocks: list[tuple[int, int, int]]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's ``get_opcodes``, from matching blocks."""
+    i = j = 0
+    codes = []
+    for ai, bj, size in blocks:
+        tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
+        if tag:
+            codes.append((tag, i, ai, j, bj))
+        i, j = ai + size, bj + size
+        if size:
+            codes.append(("equal", ai, i, bj, j))
+    return codes
+
+
+def _grouped_opcodes(codes: list[tuple[str, int, int, int, int]], n: int) -> list[list[tuple[str, int, int, int, int]]]:
+    """difflib's ``get_grouped_opcodes``: the changes with ``n`` lines of context, in hunks."""
+    codes = codes or [("equal", 0, 1, 0, 1)]
+    if codes[0][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[0]
+        codes[0] = tag, max(i1, i2 - n), i2, max(j1, j2 - n), j2
+    if codes[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[-1]
+        codes[-1] = tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)
+    groups, group = [], []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > n + n:
+            group.append((tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)))
+            groups.append(group)
+            group = []
+            i1, j1 = max(i1, i2 - n), max(j1, j2 - n)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        groups.append(group)
+    return groups
 
 
 @dataclass(frozen=True)

@@ -95,14 +95,20 @@ def item_path(template: str, value: Any, what: str) -> str:
 Operation = Generator[Call, httpx.Response, T]
 
 
-def advance(operation: Operation[T], answer: httpx.Response | None) -> Call:
+def advance(operation: Operation[T], answer: httpx.Response | OpenHandsError | None) -> Call:
     """The operation's next call, given the last call's answer (None to begin); StopIteration carries its value.
 
-    A RecursionError while it reads an answer (JSON nested past what Python can hold, wherever no decoder caught it
-    first) is what it is, an answer this client cannot read: a ProtocolError, raised outside the except block so
-    that nothing of the deep stack rides along."""
+    An error instead of an answer (the request got none: a transport failure, an answer past the size limit) is
+    thrown into the operation where it waits, so that an operation made of parts can keep the parts that worked
+    (:meth:`.Dialect.outcome`); one it does not catch comes out here. A RecursionError while it reads an answer (JSON
+    nested past what Python can hold, wherever no decoder caught it first) is what it is, an answer this client
+    cannot read: a ProtocolError, raised outside the except block so that nothing of the deep stack rides along."""
     try:
-        return next(operation) if answer is None else operation.send(answer)
+        if answer is None:
+            return next(operation)
+        if isinstance(answer, OpenHandsError):
+            return operation.throw(answer)
+        return operation.send(answer)
     except RecursionError:
         pass
     raise too_deep()
