@@ -279,7 +279,8 @@ def _matching_blocks(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
     import difflib
 
     if len(a) + len(b) <= DIFFLIB_LINES:
-        return [tuple(block) for block in difflib.SequenceMatcher(None, a, b).get_matching_blocks()]  # type: ignore[misc]
+        matcher = difflib.SequenceMatcher(None, a, b)
+        return [(i, j, size) for i, j, size in matcher.get_matching_blocks()]
     budget = WORK_PER_LINE * (len(a) + len(b))
     found: list[tuple[int, int, int]] = []
     regions = [(0, len(a), 0, len(b))]

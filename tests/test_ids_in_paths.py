@@ -72,7 +72,8 @@ def test_an_id_read_from_a_notebook_never_reaches_a_v0_path_and_reads_as_unknown
     with _client(v0, api="v0") as client:
         good = client.start_conversation("hi")
         before = len(v0.requests)
-        assert client.read([Conversation(bad, api="v0"), good, Conversation(bad, start_task_id=bad)])[0::2] == [None, None]
+        read = client.read([Conversation(bad, api="v0"), good, Conversation(bad, start_task_id=bad)])
+        assert read[0::2] == [None, None]
         assert [r.path for r in v0.requests[before:]][:1] == [f"/api/conversations/{good.conversation_id}"]
     assert not any("settings" in path or path.count("/") > 3 for path in _paths(v0)[before:] if "events" not in path)
 

@@ -665,7 +665,7 @@ def test_timeline_results_are_checked(timeline: Timeline) -> None:
         LocalOpenHandsServer(KEY, timeline=timeline)
 
 
-# ==================================================================================================== the sandbox gone, older servers
+# ==================================================================================== the sandbox gone, older servers
 
 
 def test_deleting_a_sandbox_leaves_its_conversation_missing_as_on_the_real_server(serve: Callable[..., Served]) -> None:

@@ -287,9 +287,9 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
     if status == 404 and call.since and _no_such_route(response):
         route = "/".join(call.path.rsplit("/", 2)[-2:])
         return UnsupportedApiError(
-            f"The server at {base_url} is older than OpenHands {call.since}: it has no {route} route yet ({call.method} "
-            f"answered 404 Not Found); upgrade it to {call.since} or later, or see the agent's work in the OpenHands "
-            "app.",
+            f"The server at {base_url} is older than OpenHands {call.since}: it has no {route} route yet "
+            f"({call.method} answered 404 Not Found); upgrade it to {call.since} or later, or see the agent's work in "
+            "the OpenHands app.",
             status_code=status,
         )
     if status == 404:
