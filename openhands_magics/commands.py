@@ -33,10 +33,12 @@ DRY_RUN_MESSAGES_PAST = 3
 
 def say(line: str, *, error: bool = True) -> None:
     """One line for the user, ``openhands: <line>`` (stderr for errors and warnings, else stdout): the one place
-    terminal lines are made safe, so no server or notebook text in them can send an escape sequence."""
+    terminal lines are made safe, so no server or notebook text in them can send an escape sequence, and no key the
+    package knows (an "Unexpected error" line carries a foreign exception's text, which no error of ours vetted)."""
+    from ._secrets import blank
     from .views import plain
 
-    print(f"openhands: {plain(line)}", file=sys.stderr if error else sys.stdout)
+    print(f"openhands: {plain(blank(line))}", file=sys.stderr if error else sys.stdout)
 
 
 _say = say

@@ -105,3 +105,21 @@ def test_the_error_boundary_neutralises_whatever_an_error_says(
     line = output.one_error_line()
     assert "Unexpected error (RuntimeError: a bug that quotes the server \ufffd[2J" in line
     assert _controls(line) == []
+
+
+def test_the_error_boundary_blanks_a_key_that_a_foreign_exception_quotes(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An "Unexpected error" carries the text of an exception no error of ours vetted: the one line still has no key."""
+    from .conftest import SECRET
+
+    def broken(*_: object) -> None:
+        raise RuntimeError(f"a bug that quotes the header Authorization: Bearer {SECRET}")
+
+    monkeypatch.setattr(commands, "reattach", broken)
+
+    ip.run_line_magic("openhands", "--reattach")
+
+    line = output.one_error_line()
+    assert "Unexpected error (RuntimeError: a bug that quotes the header Authorization: Bearer ********" in line
+    assert SECRET not in line
