@@ -104,6 +104,8 @@ class Row:
     reading: Future[Any] | None = None
     #: The item as text (``str(item)``, neutralised), for the table and the grid.
     label: str = ""
+    #: When the batch last handed its running conversation back to the poller (see ``Batch._rewatch``).
+    rewatched: float = 0.0
 
     @property
     def status(self) -> str:
@@ -355,6 +357,17 @@ class Batch:
         return [row for row in self.rows if row.handle is not None and outcome_due(row.handle)
                 and not row.handle.watching and row.reading is None]
 
+    def _rewatch(self) -> None:
+        """A running row nobody watches (its panel's "Stop watching", or the poller gave up on an error) would hold
+        its place for ever in the event loop's queue: the batch hands it back to the poller, at most once per
+        slowest poll interval, so a row whose reads keep failing is not hammered."""
+        now, gap = time.monotonic(), self._session.schedule_for(self.endpoint).max_interval
+        for row in self.rows:
+            h = row.handle
+            if h is not None and not h.is_final and not h.watching and now - row.rewatched >= gap:
+                row.rewatched = now
+                self._session.watch(h)
+
     def _read_outcome(self, row: Row) -> Future[Any]:
         assert row.handle is not None
         row.reading = _threads().submit(self._session.client(self.endpoint).outcome, row.handle.conversation)
@@ -404,6 +417,7 @@ class Batch:
             assert self._wakeup is not None
             if starting or reading:
                 continue
+            self._rewatch()
             self._wakeup.clear()
             if self.done:  # (the last answer came in while the others were awaited)
                 break

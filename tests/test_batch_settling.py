@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from openhands_magics._protocol.common import retry_after
 from openhands_magics.batch import DEFAULT_RATE_PAUSE, MIN_RATE_PAUSE, Batch, rate_pause
 from openhands_magics.errors import RateLimitError, ValidationError, WaitTimeout
 from openhands_magics.polling import GONE, PollSchedule
@@ -267,6 +268,9 @@ def test_a_429_without_a_usable_retry_after_pauses_the_queue_for_the_default() -
     assert rate_pause(RateLimitError("x", retry_after=0.0)) == MIN_RATE_PAUSE > 0
     assert rate_pause(RateLimitError("x", retry_after=-3.0)) == MIN_RATE_PAUSE
     assert rate_pause(RateLimitError("x", retry_after=2.5)) == 2.5
+    for unusable in ("nan", "inf", "-inf", "soon", ""):  # parse as no Retry-After at all, not as "now" or an hour
+        assert retry_after(httpx.Response(429, headers={"Retry-After": unusable})) is None, unusable
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "-5"})) == 0.0
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
         session, endpoint = _session(server)
         server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": "soon"}, method="POST",
@@ -392,3 +396,31 @@ def test_an_item_holding_the_key_is_blanked_in_the_table_and_the_grid() -> None:
         assert SECRET not in repr(batch) and SECRET not in batch._repr_html_() and "token=" in repr(batch)
         assert server.requests == []
         session.close()
+
+
+def test_a_running_row_whose_watching_was_stopped_is_watched_again_so_the_queue_goes_on() -> None:
+    """"Stop watching" on a row's panel (or a poller that gave up) must not keep the row's place for ever: the queue
+    hands it back to the poller, and the next item starts once it ends."""
+    timeline = Timeline(starting=0.05, running=0.5, answer="done")
+    with LocalOpenHandsServer(SECRET, timeline=timeline) as server:
+        session, endpoint = _session(server)
+
+        async def scenario() -> Batch:
+            batch = session.map("look at {item}", ["a", "b"], max_running=1, endpoint=endpoint)
+            deadline = time.monotonic() + 20
+            while (batch.rows[0].handle is None or not batch.rows[0].handle.watching) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            first = batch.rows[0].handle
+            assert first is not None
+            first.stop_watching()
+            assert not first.watching
+            while not batch.done and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            session.close()
+            await asyncio.sleep(0)
+            return batch
+
+        batch = asyncio.run(scenario())
+        assert batch.done, batch.summary
+        assert [r.status for r in batch.rows] == ["FINISHED", "FINISHED"]
+        assert [r["answer"] for r in batch.results()] == ["done", "done"]

@@ -230,6 +230,8 @@ def retry_after(response: httpx.Response) -> float | None:
         seconds = float(value)
     except ValueError:
         return None  # an HTTP-date is legal but nobody sends one here; treat as unknown
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None  # "nan" or "inf" parse as floats but say nothing: unknown, so the caller's default applies
     return max(0.0, min(seconds, 3600.0))
 
 
