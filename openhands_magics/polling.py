@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import OpenHandsError, RateLimitError, WaitTimeout
-from .models import Conversation, ConversationStatus, Outcome, not_found
+from .models import Conversation, ConversationStatus, Outcome
 from .validation import printable
 
 if TYPE_CHECKING:
@@ -264,10 +264,7 @@ def wait_until_final(
             if not watch.failed(error, time.monotonic()):
                 raise
             continue
-        if snapshot is None:
-            watch.succeeded(None, time.monotonic())
-            raise not_found(handle.conversation)
-        watch.succeeded(snapshot, time.monotonic())
+        watch.succeeded(snapshot, time.monotonic())  # (None: deleted elsewhere, so the handle ends DELETED)
         if handle.conversation.status_line != before and on_change is not None:
             on_change(handle)
     return handle.conversation

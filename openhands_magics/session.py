@@ -35,7 +35,7 @@ from .config import (
 from .errors import ConflictError, OpenHandsError, ValidationError
 from .handle import ConversationHandle, Diff, Listener
 from .models import Change, Conversation, ConversationStatus, Outcome
-from .polling import Poller, PollSchedule, wait_until_final
+from .polling import Poller, PollSchedule, outcome_due, wait_until_final
 from .validation import validate_message, validate_repository, validate_seconds
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
@@ -308,7 +308,7 @@ class Session:
             raise ValidationError(f"on_change must be a function of the handle, got {type(on_change).__name__}.")
         final = wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
                                  timeout=timeout, on_change=on_change)
-        if handle.outcome is None and handle.id is not None:
+        if outcome_due(handle):  # (not for a conversation deleted while it was waited for: nothing is left to read)
             try:
                 self.conclude(handle)
             except OpenHandsError as error:  # the status is what was waited for; the details can be read later

@@ -140,6 +140,20 @@ def test_a_watched_conversation_the_server_no_longer_has_turns_deleted_and_its_w
         assert handle.outcome is None and handle.note is None
 
 
+def test_a_blocking_wait_on_a_conversation_deleted_elsewhere_returns_deleted_instead_of_not_found() -> None:
+    """The id was right: the conversation ended by being deleted, so the wait ends there and says so."""
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=30)) as server:
+        session, endpoint = _session(server)
+        handle = session.start("hi", endpoint=endpoint)
+        changes: list[str] = []
+        with _on_each_new_conversation(server, lambda n, cid: _delete(server, cid), 1):
+            final = handle.wait(timeout=10, on_change=lambda h: changes.append(h.conversation.status_line))
+        assert (final.status, handle.is_final, handle.outcome) == ("DELETED", True, None)
+        assert changes[-1] == f"DELETED · {GONE}"
+        assert not [r for r in server.requests if handle.id and handle.id in r.path and r.method != "DELETE"]
+        session.close()
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_rows_end_on_error_and_stuck_as_well_as_finished_with_the_answers_read(driver: str) -> None:
     timeline = Timeline(starting=0.05, running=1.0, answer="done")
