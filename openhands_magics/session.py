@@ -124,9 +124,9 @@ class Session:
         """The endpoint given (checked: a URL string is not one), else the one the environment names."""
         if endpoint is None:
             return Endpoint.resolve()
-        if not isinstance(endpoint, Endpoint):
+        if not isinstance(endpoint, Endpoint):  # (the value is not echoed: a URL may carry a user and password)
             raise ValidationError(
-                f"endpoint must be an Endpoint, e.g. Endpoint.resolve({endpoint!r:.60}), got {type(endpoint).__name__}."
+                f"endpoint must be an Endpoint, e.g. Endpoint.resolve(\"https://...\"), got {type(endpoint).__name__}."
             )
         return endpoint
 

@@ -129,9 +129,15 @@ def test_an_endpoint_given_as_a_url_is_a_validation_error_saying_how(
     quick: LocalOpenHandsServer, session: Session, call: str
 ) -> None:
     argument = "hi" if call == "start" else "0123456789abcdef0123456789abcdef"
-    with pytest.raises(ValidationError, match=r"endpoint must be an Endpoint, e\.g\. Endpoint\.resolve\('http"):
+    with pytest.raises(ValidationError, match=r"endpoint must be an Endpoint, e\.g\. Endpoint\.resolve\(\"https"):
         getattr(session, call)(argument, endpoint=quick.base_url)
     assert quick.requests == []
+
+
+def test_an_endpoint_given_as_a_url_with_a_password_is_refused_without_echoing_it(session: Session) -> None:
+    with pytest.raises(ValidationError) as refused:
+        session.start("hi", endpoint="https://me:hunter2-password@openhands.example")  # type: ignore[arg-type]
+    assert "hunter2" not in str(refused.value)
 
 
 @pytest.mark.parametrize("timeout", ["30", 0, -5, None, float("nan"), True])
