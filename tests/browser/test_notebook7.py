@@ -36,8 +36,8 @@ def test_a_saved_notebook_reopened_in_notebook_7_shows_the_final_card(page, note
     notebook.run_cell(0)
     notebook.run_cell(1)
     wait_until(lambda: notebook.badge_text(1) == "FINISHED" or None, 45, "the panel to show FINISHED")
-    page.keyboard.press("Control+s")
-    wait_until(lambda: "FINISHED" in (notebook7.root_dir / name).read_text() or None, 20, "the save")
+    notebook.save()  # (returns once the save completed: reading the file during it can meet it half written)
+    assert "FINISHED" in (notebook7.root_dir / name).read_text()
     for kernel in json.load(notebook7._request("/api/kernels")):  # noqa: SLF001
         notebook7._request(f"/api/kernels/{kernel['id']}", method="DELETE")  # noqa: SLF001
     cells = len(json.loads((notebook7.root_dir / name).read_text())["cells"])
