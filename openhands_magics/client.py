@@ -78,6 +78,7 @@ class _ClientSettings:
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         ca_bundle: str | None = None,
         use_env_proxy: bool | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
@@ -106,16 +107,20 @@ class _ClientSettings:
                 "trust_env": False,  # the environment's proxies only when asked for (self.proxy)
                 "verify": _trust(self.ca_bundle) if self.ca_bundle else True,
                 "proxy": self.proxy,
-            }
+            },
+            transport,
         )
 
-    def _deadline(self, deadline: float | None) -> float:
-        """A blocking call's deadline: its own ``timeout`` from now, or sooner if the caller's (a wait) is sooner."""
-        own = time.monotonic() + self.timeout
+    def _deadline(self, deadline: float | None, longer: float = 0.0) -> float:
+        """A blocking call's deadline: its own ``timeout`` (and the ``longer`` seconds of pauses an operation may
+        ask for) from now, or sooner if the caller's (a wait) is sooner."""
+        own = time.monotonic() + self.timeout + longer
         return own if deadline is None else min(own, deadline)
 
-    def _open_http(self, options: dict[str, Any]) -> Any:
-        """The one pooled httpx client (sync or async) this client sends everything through."""
+    def _open_http(self, options: dict[str, Any], transport: Any) -> Any:
+        """The one pooled httpx client (sync or async) this client sends everything through. ``transport`` (an
+        httpx transport, e.g. ``httpx.MockTransport`` in tests) replaces the network: then ``limits``, ``verify``
+        and ``proxy`` are the transport's business."""
         raise NotImplementedError
 
     @property
@@ -149,6 +154,14 @@ class _ClientSettings:
         if not isinstance(text, str):
             raise ValidationError(f"The message must be text, got {type(text).__name__}.")
         return blank(text)  # what the agent gets (a start or a follow-up) never holds a key the package knows
+
+    @staticmethod
+    def _follow_up_args(text: str, resume_timeout: float, interval: float) -> tuple[str, float, float]:
+        text = validate_message(_ClientSettings._text(text))
+        for name, value in (("resume_timeout", resume_timeout), ("interval", interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValidationError(f"{name} must be a positive number of seconds, got {value!r:.40}.")
+        return text, float(resume_timeout), float(interval)
 
     @staticmethod
     def _path(path: str) -> str:
@@ -212,28 +225,39 @@ class OpenHandsClient(_ClientSettings):
 
     _http: httpx.Client
 
-    def _open_http(self, options: dict[str, Any]) -> httpx.Client:
-        transport = {name: options.pop(name) for name in ("limits", "verify", "proxy")}
-        return httpx.Client(**options, transport=deadline_transport(**transport))
+    def _open_http(self, options: dict[str, Any], transport: Any) -> httpx.Client:
+        network = {name: options.pop(name) for name in ("limits", "verify", "proxy")}
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise ValidationError(f"transport must be an httpx transport (httpx.MockTransport, httpx.HTTPTransport), "
+                                  f"got {type(transport).__name__}.")
+        return httpx.Client(**options, transport=transport or deadline_transport(**network))
 
     def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
+        deadline = min(deadline, time.monotonic() + self.timeout)  # each request within ``timeout``, too
         return exchange(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
                         base_url=self.base_url, timeout=self.timeout)
 
-    def _drive(self, make: Callable[[], protocol.Operation[T]], deadline: float | None = None) -> T:
-        """Run an operation, retrying as the policy says (one budget of attempts and one deadline for the whole).
+    def _drive(self, make: Callable[[], protocol.Steps[T]], deadline: float | None = None, *,
+               longer: float = 0.0) -> T:
+        """Run an operation, retrying as the policy says (one budget of attempts and one deadline for the whole);
+        a :class:`~._protocol.Wait` it asks for is slept here (within the deadline), and answered with None.
 
         A request that got no usable answer (transport error, an answer too large) is sent again by itself when the
         policy allows (a read; a post that provably never left); if it still fails, its error is thrown into the
         operation where it waits, so an operation of parts (the outcome) keeps the parts that worked. An error the
         operation raises (429, 5xx, an unreadable answer) runs the whole operation again, if it only reads."""
-        deadline = self._deadline(deadline)
+        deadline = self._deadline(deadline, longer)
         attempt = 0
         while True:
-            operation, idempotent, answer = make(), True, None
+            operation, idempotent = make(), True
+            answer: httpx.Response | OpenHandsError | None = None
             try:
                 while True:
                     call = protocol.advance(operation, answer)
+                    if isinstance(call, protocol.Wait):
+                        time.sleep(max(0.0, min(call.seconds, deadline - time.monotonic())))
+                        answer = None
+                        continue
                     idempotent = idempotent and call.idempotent
                     answer = self._send(call, deadline)
                     while isinstance(answer, OpenHandsError):
@@ -300,6 +324,18 @@ class OpenHandsClient(_ClientSettings):
         """A follow-up message; the agent runs again (ConflictError while its sandbox is paused)."""
         return self._act("send", self._one(snapshot), validate_message(self._text(text)))
 
+    def follow_up(self, snapshot: Conversation, text: str, *, resume_timeout: float = protocol.RESUME_TIMEOUT,
+                  interval: float = protocol.RESUME_INTERVAL) -> Conversation:
+        """A follow-up message, whatever the sandbox's state: a paused sandbox (known from the snapshot, or the
+        409 that says so) is resumed and waited for (at most ``resume_timeout`` s, reading every ``interval`` s),
+        then the message is sent. It is taken at most once (see :meth:`._protocol.Dialect.follow_up`). Returns
+        the snapshot the accepted message makes: the agent RUNNING."""
+        snapshot, (text, resume_timeout, interval) = self._one(snapshot), self._follow_up_args(text, resume_timeout,
+                                                                                              interval)
+        dialect = self.dialect()
+        return self._drive(partial(dialect.follow_up, snapshot, text, resume_timeout=resume_timeout,
+                                   interval=interval), longer=resume_timeout)
+
     def pause(self, snapshot: Conversation) -> None:
         """Pause its sandbox (the agent stops; resume to go on)."""
         return self._act("pause", self._one(snapshot))
@@ -342,22 +378,36 @@ class AsyncOpenHandsClient(_ClientSettings):
 
     _http: httpx.AsyncClient
 
-    def _open_http(self, options: dict[str, Any]) -> httpx.AsyncClient:
+    def _open_http(self, options: dict[str, Any], transport: Any) -> httpx.AsyncClient:
+        if transport is not None:
+            if not isinstance(transport, httpx.AsyncBaseTransport):
+                raise ValidationError(f"transport must be an async httpx transport (httpx.MockTransport, "
+                                      f"httpx.AsyncHTTPTransport), got {type(transport).__name__}.")
+            for name in ("limits", "verify", "proxy"):
+                options.pop(name)
+            options["transport"] = transport
         return httpx.AsyncClient(**options)
 
     async def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
+        deadline = min(deadline, time.monotonic() + self.timeout)
         return await exchange_async(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
                                     base_url=self.base_url, timeout=self.timeout)
 
-    async def _drive(self, make: Callable[[], protocol.Operation[T]], deadline: float | None = None) -> T:
+    async def _drive(self, make: Callable[[], protocol.Steps[T]], deadline: float | None = None, *,
+                     longer: float = 0.0) -> T:
         """As :meth:`OpenHandsClient._drive`, sleeping without blocking the loop."""
-        deadline = self._deadline(deadline)
+        deadline = self._deadline(deadline, longer)
         attempt = 0
         while True:
-            operation, idempotent, answer = make(), True, None
+            operation, idempotent = make(), True
+            answer: httpx.Response | OpenHandsError | None = None
             try:
                 while True:
                     call = protocol.advance(operation, answer)
+                    if isinstance(call, protocol.Wait):
+                        await asyncio.sleep(max(0.0, min(call.seconds, deadline - time.monotonic())))
+                        answer = None
+                        continue
                     idempotent = idempotent and call.idempotent
                     answer = await self._send(call, deadline)
                     while isinstance(answer, OpenHandsError):
@@ -411,6 +461,16 @@ class AsyncOpenHandsClient(_ClientSettings):
 
     async def send_message(self, snapshot: Conversation, text: str) -> None:
         return await self._act("send", self._one(snapshot), validate_message(self._text(text)))
+
+    async def follow_up(self, snapshot: Conversation, text: str, *,
+                        resume_timeout: float = protocol.RESUME_TIMEOUT,
+                        interval: float = protocol.RESUME_INTERVAL) -> Conversation:
+        """As :meth:`OpenHandsClient.follow_up`, waiting without blocking the loop."""
+        snapshot, (text, resume_timeout, interval) = self._one(snapshot), self._follow_up_args(text, resume_timeout,
+                                                                                              interval)
+        dialect = await self.dialect()
+        return await self._drive(partial(dialect.follow_up, snapshot, text, resume_timeout=resume_timeout,
+                                         interval=interval), longer=resume_timeout)
 
     async def pause(self, snapshot: Conversation) -> None:
         return await self._act("pause", self._one(snapshot))

@@ -6,8 +6,10 @@ Every test talks real HTTP to 127.0.0.1; nothing reaches an outside address.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,16 @@ SECRET = "sk-oh-test-SECRET-4f1c9a77"
 #: Fast enough for tests, slow enough that a poller sees every status.
 FAST = Timeline(starting=0.3, running=0.6)
 QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
+    """The predicate's first true value, checked every 10 ms; AssertionError past ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+    return result
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,8 @@ from openhands_magics.testing import (
     Timeline,
 )
 
+from .conftest import wait_until  # noqa: F401 (the other test files import it from here too)
+
 KEY = "sk-oh-server-test-key"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 Z_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -95,15 +97,6 @@ def v1(serve_local: Serve) -> Served:
 @pytest.fixture
 def v0(serve_local: Serve) -> Served:
     return serve_local(FROZEN, api="v0")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-    return result
 
 
 def post_task(http: httpx.Client, body: Any) -> dict[str, Any]:

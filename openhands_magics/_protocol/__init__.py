@@ -1,9 +1,11 @@
 """The sans-IO half of the client: what to send and how to read the answers, for each OpenHands API.
 
-Every operation (start, read a batch, find an id, detect the API) is a generator that yields :class:`Call` values
-and receives responses (see :mod:`.common`), so the sync and the async client drive the same code and differ only in
-how bytes move and how they sleep. The two APIs are two :class:`Dialect` classes behind one interface; which one a
-server speaks is found out once by :func:`detect` and remembered per server by the clients.
+Every operation (start, read a batch, find an id, detect the API, a follow-up) is a generator that yields
+:class:`Call` values and receives responses (see :mod:`.common`), so the sync and the async client drive the same code
+and differ only in how bytes move and how they sleep. An operation that must wait between calls (a follow-up to a
+paused sandbox waits for it to run again) yields a :class:`Wait` and its driver sleeps: none of them sleeps itself.
+The two APIs are two :class:`Dialect` classes behind one interface; which one a server speaks is found out once by
+:func:`detect` and remembered per server by the clients.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .common import (
     KeyAuth,
     Operation,
     RetryPolicy,
+    Steps,
+    Wait,
     advance,
     error_for,
     forget_auth_styles,
@@ -25,13 +29,15 @@ from .common import (
     translate_transport_error,
     warning_if_maybe_started,
 )
-from .dialect import Dialect, Page
+from .dialect import RESUME_INTERVAL, RESUME_TIMEOUT, Dialect, Page
 from .v0 import V0
 from .v1 import V1
 
 __all__ = [
     "API_CHOICES",
     "NO_RETRIES",
+    "RESUME_INTERVAL",
+    "RESUME_TIMEOUT",
     "USER_AGENT",
     "Call",
     "Dialect",
@@ -41,6 +47,8 @@ __all__ = [
     "RetryPolicy",
     "V0",
     "V1",
+    "Steps",
+    "Wait",
     "advance",
     "detect",
     "dialect_for",

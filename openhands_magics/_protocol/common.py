@@ -95,8 +95,22 @@ def item_path(template: str, value: Any, what: str) -> str:
 Operation = Generator[Call, httpx.Response, T]
 
 
-def advance(operation: Operation[T], answer: httpx.Response | OpenHandsError | None) -> Call:
-    """The operation's next call, given the last call's answer (None to begin); StopIteration carries its value.
+@dataclass(frozen=True)
+class Wait:
+    """A pause an operation asks its driver for, between two calls (a follow-up waiting for a resumed sandbox to
+    run): the sync client sleeps, the async one awaits, a test answers at once. The driver answers it with None.
+    Operations never sleep or read a clock themselves, so both clients drive them and tests step through them."""
+
+    seconds: float
+
+
+#: An operation that may also ask for pauses (:class:`Wait`) between its calls; an :class:`Operation` is one too.
+Steps = Generator["Call | Wait", "httpx.Response | None", T]
+
+
+def advance(operation: Steps[T], answer: httpx.Response | OpenHandsError | None) -> Call | Wait:
+    """The operation's next step, given the last call's answer (None to begin, or after a :class:`Wait`);
+    StopIteration carries its value.
 
     An error instead of an answer (the request got none: a transport failure, an answer past the size limit) is
     thrown into the operation where it waits, so that an operation made of parts can keep the parts that worked

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import OpenHandsError, ProtocolError, UnsupportedApiError
-from ..models import Change, Conversation, FileDiff, Outcome
-from .common import Call, Operation, expect_json
+from ..errors import ConflictError, OpenHandsError, ProtocolError, UnsupportedApiError
+from ..models import Change, Conversation, ConversationStatus, FileDiff, Outcome, not_found
+from .common import Call, Operation, Steps, Wait, expect_json
+
+#: How long a follow-up waits (seconds, counted in the pauses it asks for) for a resumed sandbox to run again.
+RESUME_TIMEOUT = 60.0
+#: The pause between two reads while it waits.
+RESUME_INTERVAL = 1.0
+#: Sandbox states from which no resume leads back to RUNNING: waiting for them would only run out the time.
+_SANDBOX_LOST = frozenset({"ERROR", "MISSING"})
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,67 @@ class Dialect(abc.ABC):
         return items, str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None
 
     def send(self, snapshot: Conversation, text: str) -> Operation[None]:
-        """A follow-up message that runs the agent again."""
+        """A follow-up message that runs the agent again: one POST; a 409 (its sandbox is not running) is a
+        ConflictError with ``status_code`` 409, and the message was not taken."""
         raise self.unsupported("send a follow-up message")
+
+    def follow_up(
+        self, snapshot: Conversation, text: str, *, resume_timeout: float = RESUME_TIMEOUT,
+        interval: float = RESUME_INTERVAL,
+    ) -> Steps[Conversation]:
+        """A follow-up, whatever state the sandbox is in: send it; if the sandbox is paused (known from the
+        snapshot, or the 409 that says so), resume it, wait until it runs, and send it then. Returns the snapshot
+        the accepted message makes (the agent runs: :meth:`running`).
+
+        The message is taken at most once: only a refused one (409: not taken) is sent again, once, after the
+        resume; any other failure of the POST (its answer lost, a 5xx, a timeout) is raised with what to check
+        (the ``once`` text of :meth:`send`), never sent again. It waits by yielding :class:`Wait` (the driver
+        sleeps), for at most ``resume_timeout`` seconds of pauses."""
+        if (snapshot.sandbox_status or "").upper() == "PAUSED":  # known paused: no refused POST needed to learn it
+            snapshot = yield from self.resume_until_running(snapshot, resume_timeout, interval)
+        try:
+            yield from self.send(snapshot, text)
+        except ConflictError as refused:  # paused since the last read (Cloud pauses old ones past 10 running)
+            if refused.status_code != 409:
+                raise
+            snapshot = yield from self.resume_until_running(snapshot, resume_timeout, interval)
+            yield from self.send(snapshot, text)  # a 409 again is raised: the sandbox went away again meanwhile
+        return self.running(snapshot)
+
+    def resume_until_running(self, snapshot: Conversation, timeout: float, interval: float) -> Steps[Conversation]:
+        """Resume the sandbox, then read until it runs (the fresh snapshot): a read that fails in a way that may
+        pass (5xx, a lost answer) is read again at the next pause; a sandbox in error or gone, a conversation
+        deleted meanwhile, or ``timeout`` seconds of pauses without RUNNING raise one line."""
+        yield from self.resume(snapshot)
+        waited, status, problem = 0.0, snapshot.sandbox_status, ""
+        while True:
+            try:
+                (fresh,) = yield from self.read([snapshot])
+            except OpenHandsError as error:
+                if not error.retryable:
+                    raise
+                problem = f"; the last read failed: {error}"
+            else:
+                if fresh is None:
+                    raise not_found(snapshot)
+                snapshot, status, problem = fresh, (fresh.sandbox_status or "").upper(), ""
+                if status == "RUNNING":
+                    return snapshot
+                if status in _SANDBOX_LOST:
+                    raise ConflictError(
+                        f"Conversation {snapshot.conversation_id} could not be resumed: its sandbox is {status}, so "
+                        "it cannot take messages; its history stays in the OpenHands app, and going on needs a new "
+                        "conversation.")
+            if waited >= timeout:
+                raise ConflictError(f"Conversation {snapshot.conversation_id} did not resume within {timeout:g} s "
+                                    f"(its sandbox is {status or 'unknown'}); try again later{problem}.")
+            yield Wait(interval)
+            waited += interval
+
+    def running(self, snapshot: Conversation) -> Conversation:
+        """The snapshot right after a follow-up was accepted: the agent runs again (the server's answer says only
+        that it took the message; the next read confirms)."""
+        return dataclasses.replace(snapshot, status=ConversationStatus.RUNNING, phase=None)
 
     def pause(self, snapshot: Conversation) -> Operation[None]:
         raise self.unsupported("pause a conversation")

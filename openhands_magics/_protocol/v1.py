@@ -8,6 +8,7 @@ for unknown ids; there is no single GET (405). The agent's progress is ``executi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -256,6 +257,11 @@ class V1(Dialect):
                 f"Conversation {conversation_id} is paused: resume it first (`conv.resume()` or "
                 f"`%openhands resume {conversation_id}`).", status_code=409)
         expect_json(response, call, self.base_url)
+
+    def running(self, snapshot: Conversation) -> Conversation:
+        """A message sent with ``run`` sets the agent running in a running sandbox (the real server reads
+        ``running`` at once): so the turn it starts is not taken for the previous one's end."""
+        return dataclasses.replace(super().running(snapshot), execution_status="running", sandbox_status="RUNNING")
 
     def pause(self, snapshot: Conversation) -> Operation[None]:
         yield from self._sandbox(snapshot, "pause")
