@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from openhands_magics.testing import LocalOpenHandsServer, Timeline
+from openhands_magics.testing import LocalOpenHandsServer, ManualClock, Timeline
 
 from .test_server import KEY, Serve, Served, no_proxies, serve_local, wait_until  # noqa: F401 (fixtures used by name)
 
@@ -39,11 +39,13 @@ def serve(serve_local: Serve) -> Serve:  # noqa: F811 - the imported fixture, by
     return lambda timeline=SHORT, **options: serve_local(timeline, **options)
 
 
-def start(http: httpx.Client, text: str = "Fix the loader") -> str:
-    """Start a conversation and wait until it exists."""
+def start(http: httpx.Client, text: str = "Fix the loader", *, clock: ManualClock | None = None) -> str:
+    """Start a conversation and wait until it exists (on a server held by ``clock``: move it past the start)."""
     response = http.post(V1, json={"initial_message": {"content": [{"type": "text", "text": text}]}})
     assert response.status_code == 200, response.text
     task_id = response.json()["id"]
+    if clock is not None:
+        clock.advance(SHORT.starting)
 
     def ready() -> str | None:
         [task] = http.get(f"{V1}/start-tasks", params={"ids": task_id}).json()
@@ -281,13 +283,15 @@ def test_pause_then_resume(serve: Callable[..., Served]) -> None:
 
 
 def test_paused_agent_does_not_count_as_running_and_its_run_ends_meanwhile(serve: Callable[..., Served]) -> None:
-    server, http = serve(SHORT)
-    conversation_id = start(http)
+    clock = ManualClock()
+    server, http = serve(SHORT, clock=clock)
+    conversation_id = start(http, clock=clock)
     assert server.running_count() == 1
 
     sandbox(http, conversation_id, "pause")
     assert server.running_count() == 0
-    time.sleep(0.35)  # longer than the run: the agent's clock does not stop while paused
+    clock.advance(SHORT.running + 0.01)  # the whole run passes while paused: the agent's clock does not stop
+    assert server.running_count() == 0
     sandbox(http, conversation_id, "resume")
 
     assert status(http, conversation_id) == ("RUNNING", "finished")

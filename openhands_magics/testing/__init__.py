@@ -4,11 +4,11 @@
 """
 
 from ._http import Fault, RecordedRequest
-from .server import DEFAULT_TIMELINE, DEMO_API_KEY, PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
+from .server import DEFAULT_TIMELINE, DEMO_API_KEY, PLANTED_SESSION_KEY, LocalOpenHandsServer, ManualClock, Timeline
 
 __all__ = [
-    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest",
-    "Timeline", "serve",
+    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "ManualClock",
+    "RecordedRequest", "Timeline", "serve",
 ]
 
 

@@ -5,7 +5,9 @@ the old **V0** on request, with Cloud's or a self-hosted server's auth, over rea
 through a :class:`Timeline` the caller chooses (starting, agent working, outcome, and what the agent leaves: its
 answer, git changes, pull requests, cost), a test can force raw status fields at any time, change one conversation's
 results (:meth:`LocalOpenHandsServer.set_result`) and inject faults (5xx, malformed JSON, slow answers, dropped
-connections) on the next matching requests. V1 also answers what a client does after the start: follow-up messages,
+connections) on the next matching requests. Its time is a clock the caller may give (``clock=``, default
+``time.monotonic``): with a :class:`ManualClock` a test moves every timeline itself (``clock.advance(5)``) instead of
+sleeping on the wall clock. V1 also answers what a client does after the start: follow-up messages,
 pausing and resuming the sandbox, deleting, the agent's events, its git changes and diffs. Standard library only, so
 it costs nothing to import and runs wherever the package runs.
 
@@ -20,7 +22,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +30,8 @@ from . import v0, v1
 from ._http import AUTH_STYLES, Fault, HttpServer, RecordedRequest, Reply
 
 __all__ = [
-    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "RecordedRequest",
-    "Timeline",
+    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "ManualClock",
+    "RecordedRequest", "Timeline",
 ]
 
 DEMO_API_KEY = "oh-demo-key-local-only"
@@ -71,6 +73,31 @@ class Timeline:
 DEFAULT_TIMELINE = Timeline()
 
 
+class ManualClock:
+    """A clock that moves only when told: ``LocalOpenHandsServer(clock=clock)``, then ``clock.advance(seconds)``
+    walks every conversation's timeline forward at once (a 10-minute run ends in no time, and nothing moves while
+    the test looks). Safe to read from the server's threads while the test advances it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move on ``seconds`` (not backwards: a timeline never rewinds); the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only moves forward, not by {seconds!r}")
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"ManualClock({self():g})"
+
+
 @dataclass(slots=True)  # slots: a server may hold thousands (the client's memory tests start them by the thousand)
 class Conversation:
     """One conversation the server holds: what was asked, when, and the raw fields a test forced on it."""
@@ -107,6 +134,8 @@ class LocalOpenHandsServer:
     ``api``: "v1" (current) or "v0" (1.6.0, which also answers V1 reads). ``auth``: "bearer" (Cloud),
     "session-key" (self-hosted with ``SESSION_API_KEY``) or "none". Past ``max_running`` conversations whose agent
     has not ended, a POST answers 429. ``repositories``: the repositories the key may use (``None``: any).
+    ``clock``: where its time comes from, in seconds (default ``time.monotonic``; a :class:`ManualClock` in tests);
+    time stamps it sends are wall-clock times that move with it.
     """
 
     def __init__(
@@ -120,6 +149,7 @@ class LocalOpenHandsServer:
         repositories: Iterable[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if api not in ("v1", "v0"):
             raise ValueError(f"api must be 'v1' or 'v0', not {api!r}")
@@ -131,6 +161,11 @@ class LocalOpenHandsServer:
         _results(answer=timeline.answer, changes=timeline.changes, pr_numbers=timeline.pr_numbers, cost=timeline.cost,
                  prompt_tokens=timeline.prompt_tokens, completion_tokens=timeline.completion_tokens,
                  keeps_events=timeline.keeps_events)
+        if not callable(clock):
+            raise ValueError(f"clock must be a function giving seconds (time.monotonic, a ManualClock), not {clock!r}")
+        self.clock = clock
+        #: What to add to the clock's reading to get the epoch seconds the JSON's time stamps are made of.
+        self._epoch = time.time() - clock()
         self.api_key, self.api, self.auth, self.timeline = api_key, api, auth, timeline
         self.max_running = max_running
         self.repositories = None if repositories is None else frozenset(repositories)
@@ -181,6 +216,10 @@ class LocalOpenHandsServer:
     def __repr__(self) -> str:
         return f"LocalOpenHandsServer(base_url={self.base_url!r}, api={self.api!r})"
 
+    def now(self) -> float:
+        """The server's time: epoch seconds, moving as its clock does."""
+        return self._epoch + self.clock()
+
     # ------------------------------------------------------------------ test controls
     def inject(self, fault: Fault | None = None, **fields: Any) -> Fault:
         """Answer the next matching request(s) with a fault; see :class:`Fault` for ``fields``."""
@@ -194,7 +233,7 @@ class LocalOpenHandsServer:
 
     def conversation_ids(self) -> list[str]:
         """Ids of the conversations that exist now (V1: once their start task is READY), oldest first."""
-        now = time.time()
+        now = self.now()
         with self._lock:
             return [c.conversation_id for c in self._conversations if self._api.exists(c, now)]
 
@@ -205,7 +244,7 @@ class LocalOpenHandsServer:
 
     def running_count(self) -> int:
         """Conversations whose agent has not ended (starting ones included): what ``max_running`` counts."""
-        now = time.time()
+        now = self.now()
         with self._lock:
             return sum(self._api.active(c, now) for c in self._conversations)
 
@@ -224,7 +263,7 @@ class LocalOpenHandsServer:
         """The raw status fields now: V1 ``execution_status`` (``None`` while the sandbox is not RUNNING),
         ``sandbox_status``; V0 ``status``, ``agent_state``."""
         with self._lock:
-            return self._api.state(self._existing(conversation_id), time.time())
+            return self._api.state(self._existing(conversation_id), self.now())
 
     def set_result(
         self,
@@ -252,13 +291,13 @@ class LocalOpenHandsServer:
         with self._lock:
             conversation = self._existing(conversation_id)
             if "answer" in fields:
-                v1.keep_answers(conversation, time.time())
+                v1.keep_answers(conversation, self.now())
             conversation.results.update(fields)
 
     # ------------------------------------------------------------------ used by the API modules (.v1, .v0)
     def _open(self, **fields: Any) -> Conversation | None:
         """Add a conversation starting now, or ``None`` if ``max_running`` conversations are already running."""
-        now = time.time()
+        now = self.now()
         with self._lock:
             if self.running_count() >= self.max_running:
                 return None
@@ -268,7 +307,7 @@ class LocalOpenHandsServer:
 
     def _snapshot(self) -> tuple[list[Conversation], float]:
         """The conversations (oldest first) and the time to read them at; hold ``_lock`` while rendering them."""
-        return list(self._conversations), time.time()
+        return list(self._conversations), self.now()
 
     def _rate_limited(self) -> Reply:
         """The answer to a POST past ``max_running``."""
@@ -277,7 +316,7 @@ class LocalOpenHandsServer:
 
     # ------------------------------------------------------------------ internals
     def _existing(self, conversation_id: str) -> Conversation:
-        now = time.time()
+        now = self.now()
         for conversation in self._conversations:
             if conversation.conversation_id == conversation_id and self._api.exists(conversation, now):
                 return conversation
@@ -295,7 +334,7 @@ class LocalOpenHandsServer:
         """The page a person opens from the notebook's link: the conversation's fields in a table."""
         with self._lock:
             try:
-                info = self._api.page_fields(self._existing(conversation_id), time.time())
+                info = self._api.page_fields(self._existing(conversation_id), self.now())
             except KeyError:
                 return Reply(404, "not found", content_type="text/html; charset=utf-8")
         rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in info.items())
