@@ -469,7 +469,13 @@ class Batch:
 
     def _ipython_display_(self) -> None:
         """A grid that follows the batch (at most two redraws a second) in a kernel; the final grid as HTML once
-        every row is over, so a saved notebook keeps it; a text table elsewhere."""
+        every row is over, so a saved notebook keeps it; a text table elsewhere.
+
+        Rows change wherever updates arrive (the I/O thread, or the kernel's during a blocking ``.wait()``): a
+        redraw is decided under a lock, so the final grid is drawn once and the live one never after it; once
+        final, the grid widget is closed with its layout and style, so no comm of it stays open."""
+        import threading
+
         from IPython import get_ipython
         from IPython.display import display
 
@@ -484,31 +490,43 @@ class Batch:
             return
         import ipywidgets as widgets
 
+        from .panel import close_widgets
+
         grid = widgets.HTML(grid_html(self, live=True))
         shown = display(grid, display_id=True)
-        due: list[Any] = []
+        lock = threading.Lock()
+        state = {"due": False, "over": False}
 
         def redraw() -> None:
-            due.clear()
-            if self.done:
+            with lock:
+                if state["over"]:
+                    return
+                state["due"] = False
+                state["over"] = over = self.done
+                if not over:
+                    grid.value = grid_html(self, live=True)
+                    return
+            if follow in self._views:
                 self._views.remove(follow)
-                shown.update({"text/html": grid_html(self), "text/plain": repr(self)}, raw=True)
-                grid.close()
-            else:
-                grid.value = grid_html(self, live=True)
+            shown.update({"text/html": grid_html(self), "text/plain": repr(self)}, raw=True)
+            close_widgets(grid)
 
         def follow() -> None:
             if self.done:  # the last change: the final grid at once (a blocking .wait() may hold the loop)
-                for call in due:
-                    call.cancel()
-                redraw()
+                redraw()  # (a redraw still due finds the grid over and draws nothing)
                 return
-            if due:
-                return
-            try:
-                due.append(asyncio.get_running_loop().call_later(0.5, redraw))
-            except RuntimeError:  # no loop (a blocking .wait()): draw now
+            with lock:
+                if state["due"] or state["over"]:
+                    return
+                try:
+                    loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+                except RuntimeError:  # no loop in this thread (a blocking .wait()): draw now
+                    loop = None
+                state["due"] = loop is not None
+            if loop is None:
                 redraw()
+            else:
+                loop.call_later(0.5, redraw)
 
         self._views.append(follow)
 

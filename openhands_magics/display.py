@@ -4,14 +4,20 @@
 | a kernel (notebook, VS Code)  | the live panel, replaced by its static card once watching ends; or, ``panel=False``, |
 |                               | a text line updated in place                              |
 | terminal IPython              | one printed line (nothing runs between cells to poll with) |
+
+What follows a handle here may be called from any thread (updates arrive on the I/O thread that watches, a button's
+click on the kernel's): each follower decides under its own lock, so a panel is replaced by its final card once, and
+a text line is never overwritten by an older one. ``DisplayHandle.update`` may be called from any thread in
+ipykernel. Nothing that may call back into the handle (closing the panel stops its watching) runs under a lock.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .saved import metadata_for
-from .views import RedrawGate, html_card, text_summary
+from .views import Card, RedrawGate, html_card, text_summary
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
@@ -28,7 +34,8 @@ def _shell() -> Any:
 
 def static_card(handle: ConversationHandle) -> dict[str, str]:
     """The card as plain HTML and text: what a front end without widgets, or without a kernel, can show."""
-    return {"text/html": html_card(handle), "text/plain": text_summary(handle)}
+    card = Card.of(handle)
+    return {"text/html": html_card(card), "text/plain": text_summary(card)}
 
 
 def done_cue(handle: ConversationHandle) -> dict[str, str]:
@@ -67,10 +74,17 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
             return
         widget = ConversationPanel(handle)
         shown = display(widget, display_id=True, metadata=metadata_for(handle))
-        milestone = [handle.id]
+        lock = threading.Lock()
+        state = {"id": handle.id, "over": False}
 
         def follow(h: ConversationHandle) -> None:
-            if not h.watching:
+            with lock:
+                if state["over"]:
+                    return
+                over = not h.watching
+                named = not over and h.id != state["id"]
+                state["over"], state["id"] = over, h.id
+            if over:
                 # Watching ended (final, stopped, or an error retrying cannot fix): the output becomes the static
                 # card, which every front end shows, with or without a kernel, so a saved notebook shows the last
                 # card instead of a widget it cannot find.
@@ -80,19 +94,22 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                     shown.update(done_cue(h), raw=True)
                 shown.update(static_card(h), raw=True, metadata=metadata_for(h))
                 widget.close()
-            elif h.id != milestone[0] and widget.comm is not None:
+            elif named and widget.comm is not None:
                 # The fallback saved beside the widget names the conversation as soon as it exists.
-                milestone[0] = h.id
                 shown.update(widget, metadata=metadata_for(h))
 
         handle.subscribe(follow)
         return
     shown = display({"text/plain": text_summary(handle)}, raw=True, display_id=True, metadata=metadata_for(handle))
-    gate = RedrawGate(handle)
+    gate, lock, last = RedrawGate(handle), threading.Lock(), [text_summary(handle)]
 
     def update_text(h: ConversationHandle) -> None:  # on change, and at most once a minute for the elapsed time
-        if gate.due(h):
-            shown.update({"text/plain": text_summary(h)}, raw=True, metadata=metadata_for(h))
+        with lock:  # (so two threads cannot write the older line last)
+            card = gate.due(h)
+            text = text_summary(card) if card is not None else last[0]
+            if text != last[0]:  # (a change the line does not show, such as watching, sends nothing)
+                last[0] = text
+                shown.update({"text/plain": text}, raw=True, metadata=metadata_for(h))
 
     handle.subscribe(update_text)
     session.watch(handle)

@@ -3,7 +3,8 @@
 A plain ``list`` of :class:`ConversationHandle` (index it, loop over it, ``lst[0].send(...)``) that shows itself as a
 table: HTML in a notebook, fixed-width text in a terminal, and a pandas DataFrame on request. Like every view, it
 reads only what the snapshots already hold, so showing a list asks the server nothing; and it escapes (HTML) or
-neutralises (text) every string the server sent.
+neutralises (text) every string the server sent. Its links and its table are the card's and the grid's
+(:func:`.views.link`, :func:`.views.html_table`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
-from .views import cost_text, plain, pr_links, status_badge
+from .views import cost_text, html_table, link, plain, pr_links, status_badge
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
@@ -25,8 +26,6 @@ _EMPTY = "No conversations."
 _TITLE_CHARS = 40
 #: Text columns wider than this are cut (the id, last, is never cut: it is what one copies).
 _TEXT_COLUMN_CHARS = 30
-_CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid var(--jp-border-color2,#ddd)"
-_LINK_STYLE = "color:var(--jp-content-link-color,#1a73e8);text-decoration:underline"
 
 
 def _updated(handle: ConversationHandle) -> str:
@@ -53,40 +52,25 @@ class ConversationList(list):  # type: ignore[type-arg]
         if not self:
             return f"<div>{_EMPTY}</div>"
         e = html.escape
-        head = "".join(
-            f'<th style="{_CELL};font-weight:600">{name}</th>'
-            for name in ("status", "title", "repository", "PR", "cost", "updated", "", "id")
-        )
         rows = []
         for handle in self:
             conversation = handle.conversation
-            title = e(conversation.title) if conversation.title else '<i style="color:#718096">untitled</i>'
-            link = (
-                f'<a href="{e(handle.url, quote=True)}" target="_blank" rel="noopener noreferrer" '
-                f'style="{_LINK_STYLE}">open</a>'
-                if handle.url
-                else ""
-            )
-            ident = handle.id or handle.task_id or ""
-            cells = [
+            title = e(plain(conversation.title)) if conversation.title else '<i style="color:#718096">untitled</i>'
+            ident = plain(handle.id or handle.task_id or "")
+            rows.append([
                 status_badge(handle.status),
                 title,
-                e(conversation.selected_repository or ""),
+                e(plain(conversation.selected_repository or "")),
                 pr_links(handle.pull_requests, prefix=""),
                 e(cost_text(handle.cost) or ""),
                 e(_updated(handle)),
-                link,
+                link(handle.url, "open") if handle.url else "",
                 f'<code title="{e(ident, quote=True)}">{e(ident[:8])}</code>' if ident else "",
-            ]
-            rows.append("<tr>" + "".join(f'<td style="{_CELL}">{cell}</td>' for cell in cells) + "</tr>")
+            ])
         count = f"{len(self)} conversation{'' if len(self) == 1 else 's'}"
-        caption = e(f"{count} · {self.source}" if self.source else count)
-        return (
-            '<table class="openhands-conversations" style="border-collapse:collapse;font-size:90%;'
-            'font-family:var(--jp-ui-font-family,sans-serif)">'
-            f'<caption style="caption-side:top;text-align:left;color:#718096;padding:2px 8px">{caption}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        )
+        caption = f"{count} · {self.source}" if self.source else count
+        head = ("status", "title", "repository", "PR", "cost", "updated", "", "id")
+        return html_table(head, rows, css_class="openhands-conversations", caption=caption)
 
     # ------------------------------------------------------------------ text
     def _text_rows(self) -> list[list[str]]:

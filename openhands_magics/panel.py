@@ -1,12 +1,22 @@
 """The live panel: an ipywidgets box whose content follows a :class:`ConversationHandle`.
 
-Imported only when a panel is shown, because ipywidgets is the slowest import in the package. It sends the browser
-a message only when what the card shows changes (status, title, link, note, what the agent did), plus one a minute
-to resync the elapsed clock, which the browser draws itself: hundreds of panels cost no message per second.
+Imported only when a panel is shown, because ipywidgets is the slowest import in the package. It draws a
+:class:`~.views.Card` (the value of what the card shows) and sends the browser a message only when that value
+changes, plus one a minute to resync the elapsed clock, which the browser draws itself: hundreds of panels cost no
+message per second.
+
+What a change costs: the card's HTML goes in one message, and the panel's own state (status, ids, which buttons
+show) in one more, however many of its traits changed (``hold_sync``). A button that does not apply is left out of
+the box's children, so the three buttons share one Layout and one ButtonStyle: a panel is nine widgets (the box,
+the card, three buttons, two layouts, two styles), where it was fourteen, and each one holds a comm in the kernel
+and a model in the browser. Closing the panel closes every one of them, the buttons not shown included.
 
 Its buttons steer the conversation: "Pause" and "Resume" act on its sandbox (a failure becomes the card's note, never
-an exception in the front end's message handler); "Stop watching" only stops polling. A button that does not apply is
-hidden, not removed, so showing it again is one small message.
+an exception in the front end's message handler); "Stop watching" only stops polling.
+
+Updates may arrive on any thread (the I/O thread that watches, the kernel's when a button is clicked): a redraw
+compares and sends under the panel's lock, and a closed panel draws nothing. ipykernel sends comm messages from any
+thread.
 
 Besides the widget view, the panel's mime bundle carries the same card as ``text/html`` and a ``text/plain`` line,
 so a notebook executed by nbconvert/papermill, or opened where widgets cannot render, still shows the link and the
@@ -15,33 +25,54 @@ status. Only escaped server data, the ids and the conversation URL are ever in t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Unicode
 
 from .handle import ConversationHandle
-from .models import ConversationStatus
-from .views import RedrawGate, html_card, text_summary
+from .views import Card, RedrawGate, html_card, text_summary
 
-__all__ = ["ConversationPanel"]
+__all__ = ["ConversationPanel", "close_widgets"]
 
-
-def _button(description: str, tooltip: str, shown: bool, *, gap: str = "8px") -> widgets.Button:
-    return widgets.Button(
-        description=description,
-        tooltip=tooltip,
-        layout=widgets.Layout(width="auto", flex="0 0 auto", margin=f"0 0 0 {gap}", display="" if shown else "none"),
-    )
+#: The buttons in the order they show, each with its tooltip.
+BUTTONS = (
+    ("Stop watching", "Stop polling this conversation (it keeps running on OpenHands)"),
+    ("Pause", "Pause its sandbox: the agent stops until Resume"),
+    ("Resume", "Start its sandbox again"),
+)
 
 
-def _can_pause(handle: ConversationHandle) -> bool:
-    return handle.id is not None and not handle.is_final and handle.status != ConversationStatus.PAUSED
+def _shown_buttons(card: Card) -> tuple[str, ...]:
+    applies = {"Stop watching": card.watching, "Pause": card.can_pause, "Resume": card.can_resume}
+    return tuple(name for name, _ in BUTTONS if applies[name])
 
 
-def _can_resume(handle: ConversationHandle) -> bool:
-    return handle.status == ConversationStatus.PAUSED
+def _tree(roots: Iterable[widgets.Widget]) -> list[widgets.Widget]:
+    """The widgets given and every widget they refer to in a synced trait (children, layout, style), once each."""
+    found: dict[int, widgets.Widget] = {}
+    todo = list(roots)
+    while todo:
+        widget = todo.pop()
+        if id(widget) in found:
+            continue
+        found[id(widget)] = widget
+        for name in widget.keys:
+            value = getattr(widget, name, None)
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, widgets.Widget):
+                    todo.append(item)
+    return list(found.values())
+
+
+def close_widgets(*roots: widgets.Widget) -> None:
+    """Close these widgets and every widget they made (a Button's Layout and ButtonStyle, an HTML's Layout and
+    HTMLStyle: each holds a comm), so nothing of them stays in the kernel's comm manager or
+    ``ipywidgets.Widget.widgets``."""
+    for widget in _tree(roots):
+        widgets.Widget.close(widget)  # (the base close: a subclass's close may do more, and may call this)
 
 
 class ConversationPanel(widgets.HBox):
@@ -56,44 +87,58 @@ class ConversationPanel(widgets.HBox):
 
     def __init__(self, handle: ConversationHandle, **kwargs: Any) -> None:
         self._handle = handle
+        self._lock = threading.RLock()
+        self._closed = False
         self._gate = RedrawGate(handle)
-        self._card = widgets.HTML(html_card(handle, live=True), layout=widgets.Layout(flex="1 1 auto"))
-        self._pause_button = _button("Pause", "Pause its sandbox: the agent stops until Resume", _can_pause(handle))
-        self._resume_button = _button("Resume", "Start its sandbox again", _can_resume(handle))
-        self._stop_button = _button(
-            "Stop watching", "Stop polling this conversation (it keeps running on OpenHands)", handle.watching,
-            gap="12px",
-        )
-        self._pause_button.on_click(lambda _button: self._steer(handle.pause))
-        self._resume_button.on_click(lambda _button: self._steer(handle.resume))
-        self._stop_button.on_click(lambda _button: handle.stop_watching())
+        card = self._gate.card
+        self._card = widgets.HTML(html_card(card, live=True), layout=widgets.Layout(flex="1 1 auto"))
+        layout = widgets.Layout(width="auto", flex="0 0 auto", margin="0 0 0 8px")
+        style = widgets.ButtonStyle()
+        #: Every button, by its label, shown or not.
+        self.buttons = {
+            name: widgets.Button(description=name, tooltip=tooltip, layout=layout, style=style)
+            for name, tooltip in BUTTONS
+        }
+        self.buttons["Pause"].on_click(lambda _button: self._steer(handle.pause))
+        self.buttons["Resume"].on_click(lambda _button: self._steer(handle.resume))
+        self.buttons["Stop watching"].on_click(lambda _button: handle.stop_watching())
         # The initial state goes to the constructor, so the front end's first message (comm_open) is complete.
         super().__init__(
-            # "Stop watching" stays next to the card, where it always was; the steering verbs follow it.
-            children=[self._card, self._stop_button, self._pause_button, self._resume_button],
-            conversation_id=handle.id or "",
-            task_id=handle.task_id or "",
-            status=handle.status or "",
+            children=self._children(card),
+            conversation_id=card.conversation_id or "",
+            task_id=card.task_id or "",
+            status=card.status or "",
             **kwargs,
         )
         handle.subscribe(self.render)
 
+    def _children(self, card: Card) -> tuple[widgets.Widget, ...]:
+        return (self._card, *(self.buttons[name] for name in _shown_buttons(card)))
+
+    @property
+    def shown_buttons(self) -> tuple[str, ...]:
+        """The labels of the buttons on show, in order."""
+        return tuple(child.description for child in self.children[1:])
+
     def render(self, handle: ConversationHandle) -> None:
-        """Send what changed; nothing when only time moved, unless the clock is due for a resync."""
-        if self._gate.due(handle):
-            self._card.value = html_card(handle, live=True)
-        if self.conversation_id != (handle.id or ""):
-            self.conversation_id = handle.id or ""
-        if self.status != (handle.status or ""):
-            self.status = handle.status or ""
-        for button, shown in (
-            (self._stop_button, handle.watching),
-            (self._pause_button, _can_pause(handle)),
-            (self._resume_button, _can_resume(handle)),
-        ):
-            display = "" if shown else "none"
-            if button.layout.display != display:
-                button.layout.display = display
+        """Send what changed, in one message for the card and one for the panel; nothing when only time moved,
+        unless the clock is due for a resync."""
+        with self._lock:
+            if self._closed:
+                return
+            before = self._gate.card
+            card = self._gate.due(handle)
+            if card is None:
+                return
+            if card == before or not card.looks_like(before):  # a resync, or the card itself changed
+                self._card.value = html_card(card, live=True)
+            with self.hold_sync():  # traits set to what they already are send nothing
+                self.conversation_id = card.conversation_id or ""
+                self.task_id = card.task_id or ""
+                self.status = card.status or ""
+                children = self._children(card)
+                if children != tuple(self.children):
+                    self.children = children
 
     def _steer(self, verb: Callable[[], object]) -> None:
         """Run a button's verb; what goes wrong (no access, a sandbox already gone, the network) is shown as the
@@ -104,17 +149,19 @@ class ConversationPanel(widgets.HBox):
             self._handle.set_note(str(error) or type(error).__name__)
 
     def close(self) -> None:
-        """Closing the panel stops its polling too."""
-        self._handle.unsubscribe(self.render)
-        self._handle.stop_watching()
-        for child in (self._card, self._stop_button, self._pause_button, self._resume_button):
-            child.close()
-        super().close()
+        """Closing the panel stops its polling too, and closes every widget it made."""
+        with self._lock:
+            closed, self._closed = self._closed, True
+        if not closed:
+            self._handle.unsubscribe(self.render)
+            self._handle.stop_watching()
+        close_widgets(self, *self.buttons.values())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:  # closed widget
             return None
-        bundle["text/plain"] = text_summary(self._handle)
-        bundle["text/html"] = html_card(self._handle)
+        card = Card.of(self._handle)
+        bundle["text/plain"] = text_summary(card)
+        bundle["text/html"] = html_card(card)
         return bundle

@@ -1,12 +1,17 @@
 """How a conversation looks: one plain-text line, and an HTML card. No widget imports here, so terminals, nbconvert
 and papermill get the same words as the live panel without paying for ipywidgets.
 
-Everything the server sends (title, status, phase, repository, the agent's answer, file paths) is HTML-escaped before
-it goes into markup, and has its control characters neutralised before it goes into text: a conversation title is
-user-controlled text, and an answer is whatever the agent (and anything it read) wrote.
+Every view is a function of one value, a frozen :class:`Card` made from a handle (``Card.of(handle)``): what the card
+shows, read once, with everything the server sent (title, status, phase, repository, the agent's answer, file paths,
+PR pages) already neutralised: control characters are marks, and only the answer keeps its line breaks. The HTML
+views escape each text where it goes into markup. A view redraws when the Card changes, so "did anything change" is
+one comparison of two values, the same for the panel and the text line, whichever thread asks.
 
 Views read only what the handle already holds (``handle.outcome``, the snapshot's pull requests and cost), never
-``.answer`` or ``.changes()``: those may ask the server, and a view runs on the poller's loop.
+``.answer`` or ``.changes()``: those may ask the server, and a view runs wherever updates arrive.
+
+The card, the list (:mod:`.listing`) and the fan-out grid share one link helper (:func:`link`) and one table helper
+(:func:`html_table`), so a link opens the same way and a table looks the same everywhere.
 
 The live card's elapsed time is drawn by the browser (CSS animations of registered integer properties, started at
 the elapsed time the kernel knew), so a ticking clock costs no message from the kernel.
@@ -14,25 +19,31 @@ the elapsed time the kernel knew), so a ticking clock costs no message from the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
+import threading
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 from .validation import printable
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
-    from .models import Change, Cost, PullRequest
+    from .models import Cost, PullRequest
 
 __all__ = [
     "BADGE_COLORS",
+    "Card",
     "RedrawGate",
-    "card_state",
     "cost_text",
     "format_elapsed",
+    "grid_html",
     "html_card",
+    "html_table",
+    "link",
     "one_line",
     "plain",
     "pr_links",
@@ -74,7 +85,9 @@ PROBLEM_CHARS = 160
 
 _CHANGE_LETTERS = {"ADDED": "A", "UPDATED": "M", "DELETED": "D", "MOVED": "R"}
 _MUTED = "color:#718096"
-_LINK_STYLE = "color:var(--jp-content-link-color,#1a73e8);text-decoration:underline"
+LINK_STYLE = "color:var(--jp-content-link-color,#1a73e8);text-decoration:underline"
+#: One cell of every table the package draws (the list, the fan-out grid).
+CELL_STYLE = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid var(--jp-border-color2,#ddd)"
 
 _CLOCK_STYLE = (
     "<style>"
@@ -129,17 +142,16 @@ def _is_web_url(url: str | None) -> bool:
     return url is not None and url.lower().startswith(("https://", "http://"))
 
 
+def _text(value: str | None) -> str | None:
+    """Server text for a Card: control characters as marks; None (or nothing) stays None."""
+    return printable(value) if value else None
+
+
 def cost_text(cost: Cost | None) -> str | None:
     """``$0.12 · 12,345 tokens``, or None when it says nothing (unknown, or all zero)."""
     if cost is None or not (cost.usd or cost.tokens):
         return None
     return str(cost)
-
-
-def _shown_cost(handle: ConversationHandle) -> str | None:
-    """The cost, once the conversation is final: while it runs the tokens grow on every poll, and showing them
-    would cost the browser a message per poll."""
-    return cost_text(handle.cost) if handle.is_final else None
 
 
 def format_elapsed(seconds: float) -> str:
@@ -151,95 +163,225 @@ def format_elapsed(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def _elapsed(handle: ConversationHandle) -> str | None:
-    seconds = handle.elapsed()
-    return None if seconds is None else format_elapsed(seconds)
-
-
-def _clock(seconds: float) -> str:
-    """A span that counts on from ``seconds`` in the browser (minutes and seconds; past an hour, hours and minutes)."""
-    whole = int(seconds)
-    kind = "oh-hm" if whole >= 3540 else "oh-ms"  # within a minute of an hour: the next resync switches anyway
-    delays = ",".join([f"-{whole}s"] * 2)
-    return f'{_CLOCK_STYLE}<span class="{kind}" style="animation-delay:{delays}" title="elapsed"></span>'
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _local_time(value: dt.datetime | None) -> str | None:
     return value.astimezone().strftime("%Y-%m-%d %H:%M %Z") if value else None
 
 
-def _ids(handle: ConversationHandle) -> str:
-    return f"start task {handle.task_id}" if handle.task_id else ""
-
-
 def _files_changed(count: int) -> str:
     return f"{count} file{'' if count == 1 else 's'} changed"
 
 
-def text_summary(handle: ConversationHandle) -> str:
+# ---------------------------------------------------------------------------------------------------- the value
+@dataclass(frozen=True)
+class Card:
+    """Everything a conversation's card, text line and panel show, read from its handle once.
+
+    Texts are neutralised (control characters as marks; the answer keeps its line breaks and tabs) but not
+    escaped: each HTML view escapes where it writes markup. Nothing here moves while only time passes: a running
+    card keeps the moment its clock counts from (``clock_from``), a final one the elapsed time it ended at, so two
+    Cards of a conversation that did not change are equal, and a view redraws exactly when its Card changes."""
+
+    status: str | None
+    status_line: str
+    phase: str | None
+    title: str | None
+    repository: str | None
+    created: str | None
+    url: str | None
+    conversation_id: str | None
+    task_id: str | None
+    is_final: bool
+    #: While it runs: when its clock started (creation, or the latest follow-up); None when unknown.
+    clock_from: dt.datetime | None
+    #: Once final: the elapsed seconds it ended at; None when unknown.
+    final_elapsed: float | None
+    note: str | None
+    #: The agent's answer (None: none yet, or empty).
+    answer: str | None
+    pull_requests: tuple[PullRequest, ...]
+    #: The first ``FILES_SHOWN`` changed files as (letter, path); None when the changes were not read.
+    files: tuple[tuple[str, str], ...] | None
+    files_count: int
+    #: The first thing that could not be read about what the agent did, on one line.
+    problem: str | None
+    #: What it cost, once final (while it runs the tokens grow on every poll: showing them would cost a message).
+    cost: str | None
+    #: Whether it is being watched (the panel's "Stop watching" button).
+    watching: bool
+
+    @classmethod
+    def of(cls, handle: ConversationHandle) -> Card:
+        """The Card of a handle as it is now (its snapshot and outcome are each read once)."""
+        conversation, outcome = handle.conversation, handle.outcome
+        final = conversation.is_final
+        conversation_id, task_id = conversation.conversation_id, conversation.start_task_id
+        answer = outcome.answer if outcome is not None else None
+        changes = outcome.changes if outcome is not None else None
+        started = conversation.started_at
+        return cls(
+            status=_text(conversation.status),
+            status_line=printable(conversation.status_line),
+            phase=_text(conversation.phase),
+            title=_text(conversation.title),
+            repository=_text(conversation.selected_repository),
+            created=_local_time(started),
+            url=_text(handle.url),
+            conversation_id=_text(conversation_id),
+            task_id=_text(task_id),
+            is_final=final,
+            clock_from=None if final else (handle.turn_started_at or started),
+            final_elapsed=handle.elapsed() if final else None,
+            note=_text(handle.note),
+            answer=_multiline(answer) if answer and answer.strip() else None,
+            pull_requests=tuple(
+                dataclasses.replace(pr, url=_text(pr.url)) if pr.url else pr for pr in conversation.pull_requests
+            ),
+            files=None if changes is None else tuple(
+                (_CHANGE_LETTERS.get(c.status, "?"), printable(c.path)) for c in changes[:FILES_SHOWN]
+            ),
+            files_count=len(changes or ()),
+            problem=one_line(outcome.problems[0], PROBLEM_CHARS) if outcome is not None and outcome.problems else None,
+            cost=cost_text(conversation.cost) if final else None,
+            watching=bool(handle.watching),
+        )
+
+    @property
+    def reference(self) -> str:
+        """The best id to name it by: the conversation's, else the start task's."""
+        return self.conversation_id or f"task {self.task_id}"
+
+    @property
+    def can_pause(self) -> bool:
+        return self.conversation_id is not None and not self.is_final and self.status != "PAUSED"
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status == "PAUSED"
+
+    def elapsed(self, now: dt.datetime | None = None) -> float | None:
+        """Seconds from creation (or the latest follow-up) until ``now``, or until it was seen final."""
+        if self.is_final:
+            return self.final_elapsed
+        if self.clock_from is None:
+            return None
+        return max(0.0, ((now or _now()) - self.clock_from).total_seconds())
+
+    def looks_like(self, other: Card) -> bool:
+        """Whether ``other`` draws the same card (``watching`` only moves the panel's button)."""
+        return dataclasses.replace(other, watching=self.watching) == self
+
+
+Shown = Union["ConversationHandle", Card]
+
+
+def _card(shown: Shown) -> Card:
+    return shown if isinstance(shown, Card) else Card.of(shown)
+
+
+def _elapsed_text(card: Card) -> str | None:
+    seconds = card.elapsed()
+    return None if seconds is None else format_elapsed(seconds)
+
+
+def _ids(card: Card) -> str:
+    return f"start task {card.task_id}" if card.task_id else ""
+
+
+# ---------------------------------------------------------------------------------------------------- text
+def text_summary(shown: Shown) -> str:
     """One line for terminals and saved outputs, with both ids: ``OpenHands conversation <id> FINISHED "title"
     (1m 05s) <url> · PR <url> · 2 files changed · $0.12 · 3,456 tokens · start task <task id>``; and, once the agent
     answered, a second line ``answer: <its first 200 characters>``.
 
     The start task stays last on the first line: ``saved.py`` reads both ids back from there after a restart."""
-    conversation = handle.conversation
-    parts = [f"OpenHands conversation {handle.id or '(not created yet)'}", plain(conversation.status_line)]
-    if conversation.title:
-        parts.append(repr(plain(conversation.title)))
-    elapsed = _elapsed(handle)
+    card = _card(shown)
+    parts = [f"OpenHands conversation {card.conversation_id or '(not created yet)'}", card.status_line]
+    if card.title:
+        parts.append(repr(card.title))
+    elapsed = _elapsed_text(card)
     if elapsed:
         parts.append(f"({elapsed})")
-    if handle.url:
-        parts.append(handle.url)
-    parts.extend(f"· PR {plain(str(pr))}" for pr in handle.pull_requests)
-    outcome = handle.outcome
-    if outcome is not None and outcome.changes:
-        parts.append(f"· {_files_changed(len(outcome.changes))}")
-    cost = _shown_cost(handle)
-    if cost:
-        parts.append(f"· {cost}")
-    if handle.task_id:
-        parts.append(f"· {_ids(handle)}")
+    if card.url:
+        parts.append(card.url)
+    parts.extend(f"· PR {plain(str(pr))}" for pr in card.pull_requests)
+    if card.files_count:
+        parts.append(f"· {_files_changed(card.files_count)}")
+    if card.cost:
+        parts.append(f"· {card.cost}")
+    if card.task_id:
+        parts.append(f"· {_ids(card)}")
     line = " ".join(parts)
-    if handle.note:
-        line = f"{line} [{plain(handle.note)}]"
-    if outcome is not None and outcome.answer and outcome.answer.strip():
-        line = f"{line}\nanswer: {one_line(outcome.answer, ANSWER_TEXT_CHARS)}"
+    if card.note:
+        line = f"{line} [{card.note}]"
+    if card.answer:
+        line = f"{line}\nanswer: {one_line(card.answer, ANSWER_TEXT_CHARS)}"
     return line
 
 
-def status_change_line(handle: ConversationHandle) -> str:
+def status_change_line(shown: Shown) -> str:
     """What ``--wait`` prints on each change, in order: a readable log of the run. Always one line: the magic
     prints the answer itself, once."""
-    elapsed = _elapsed(handle)
-    line = f"{handle.reference}: {plain(handle.conversation.status_line)}" + (f" after {elapsed}" if elapsed else "")
-    return f"{line} {handle.url}" if handle.url and handle.conversation.conversation_id and handle.is_final else line
-
-
-def card_state(handle: ConversationHandle) -> tuple[Any, ...]:
-    """Everything the card shows except a running clock: a view redraws when this changes (or to resync the clock),
-    so the results (outcome, pull requests, cost) appear as soon as they arrive."""
-    c = handle.conversation
-    return (c.status_line, c.title, c.selected_repository, c.started_at, handle.url, handle.task_id, handle.note,
-            handle.is_final and _elapsed(handle), handle.outcome, handle.pull_requests, _shown_cost(handle))
+    card = _card(shown)
+    elapsed = _elapsed_text(card)
+    line = f"{card.reference}: {card.status_line}" + (f" after {elapsed}" if elapsed else "")
+    return f"{line} {card.url}" if card.url and card.conversation_id and card.is_final else line
 
 
 class RedrawGate:
-    """When a view should send itself again: when what it shows changed, or once a minute while the clock runs
-    (so a view re-opened later starts near the right time). Every other call costs nothing."""
+    """When a view should send itself again: when its Card changed, or once a minute while the clock runs (so a
+    view re-opened later starts near the right time). Every other call costs one Card and one comparison.
+
+    ``due`` may be called from any thread (updates arrive on the I/O thread, a button's click on the kernel's):
+    the last Card and moment are swapped under a lock, so two callers never both redraw the same change."""
 
     resync_seconds = 60.0
 
-    def __init__(self, handle: ConversationHandle) -> None:
-        self._state = card_state(handle)
+    def __init__(self, shown: Shown) -> None:
+        self.card = _card(shown)
         self._at = time.monotonic()
+        self._lock = threading.Lock()
 
-    def due(self, handle: ConversationHandle) -> bool:
-        state, now = card_state(handle), time.monotonic()
-        if state != self._state or (not handle.is_final and now - self._at >= self.resync_seconds):
-            self._state, self._at = state, now
-            return True
-        return False
+    def due(self, shown: Shown) -> Card | None:
+        """The new Card when a redraw is due, else None."""
+        card = _card(shown)
+        now = time.monotonic()
+        with self._lock:
+            if card != self.card or (not card.is_final and now - self._at >= self.resync_seconds):
+                self.card, self._at = card, now
+                return card
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- shared HTML
+def link(url: str | None, text: str) -> str:
+    """``text`` as a link to ``url`` in a new tab with no opener; as escaped text when ``url`` is no web page
+    (a ``javascript:`` URL never becomes a link). The one place the package writes ``<a>``."""
+    e = html.escape
+    if not _is_web_url(url):
+        return e(text)
+    return (f'<a href="{e(url or "", quote=True)}" target="_blank" rel="noopener noreferrer" style="{LINK_STYLE}">'
+            f"{e(text)}</a>")
+
+
+def html_table(
+    head: Sequence[str], rows: Iterable[Sequence[str]], *, css_class: str, caption: str | None = None
+) -> str:
+    """One table: ``head`` as plain words (escaped), each row's cells as markup already made safe, ``caption``
+    as plain text. The one place the package writes ``<table>``: the list and the fan-out grid look alike."""
+    e = html.escape
+    header = "".join(f'<th style="{CELL_STYLE};font-weight:600">{e(name)}</th>' for name in head)
+    body = "".join("<tr>" + "".join(f'<td style="{CELL_STYLE}">{cell}</td>' for cell in row) + "</tr>" for row in rows)
+    top = (f'<caption style="caption-side:top;text-align:left;color:#718096;padding:2px 8px">{e(caption)}</caption>'
+           if caption is not None else "")
+    return (
+        f'<table class="{e(css_class, quote=True)}" style="border-collapse:collapse;font-size:90%;'
+        f'font-family:var(--jp-ui-font-family,sans-serif)">{top}<thead><tr>{header}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
 def status_badge(status: str | None) -> str:
@@ -248,68 +390,67 @@ def status_badge(status: str | None) -> str:
     color = BADGE_COLORS.get(status, BADGE_COLORS["?"])
     return (
         f'<span class="openhands-status" style="background:{color};color:white;border-radius:4px;padding:1px 7px;'
-        f'font-weight:600;font-size:85%;white-space:nowrap">{html.escape(status)}</span>'
+        f'font-weight:600;font-size:85%;white-space:nowrap">{html.escape(plain(status))}</span>'
     )
 
 
 def pr_links(prs: Iterable[PullRequest], *, prefix: str = "PR ") -> str:
     """``PR #12`` links (a new tab, no opener), or ``PR #12`` as text when there is no web page to link to."""
-    e = html.escape
-    shown = []
-    for pr in prs:
-        label = f"{e(prefix)}#{int(pr.number)}"
-        if _is_web_url(pr.url):
-            shown.append(f'<a href="{e(pr.url or "", quote=True)}" target="_blank" rel="noopener noreferrer" '
-                         f'style="{_LINK_STYLE}">{label}</a>')
-        else:
-            shown.append(label)
-    return ", ".join(shown)
+    return ", ".join(link(pr.url, f"{prefix}#{int(pr.number)}") for pr in prs)
 
 
-def html_card(handle: ConversationHandle, *, live: bool = False) -> str:
+# ---------------------------------------------------------------------------------------------------- the card
+def _clock(seconds: float) -> str:
+    """A span that counts on from ``seconds`` in the browser (minutes and seconds; past an hour, hours and minutes)."""
+    whole = int(seconds)
+    kind = "oh-hm" if whole >= 3540 else "oh-ms"  # within a minute of an hour: the next resync switches anyway
+    delays = ",".join([f"-{whole}s"] * 2)
+    return f'{_CLOCK_STYLE}<span class="{kind}" style="animation-delay:{delays}" title="elapsed"></span>'
+
+
+def html_card(shown: Shown, *, live: bool = False) -> str:
     """The card. ``live`` draws the elapsed time as a browser-side clock (for the widget); otherwise as text (for
     saved outputs, which front ends sanitise)."""
-    conversation = handle.conversation
-    color = BADGE_COLORS.get(conversation.status or "?", BADGE_COLORS["?"])
+    card = _card(shown)
+    color = BADGE_COLORS.get(card.status or "?", BADGE_COLORS["?"])
     e = html.escape
-    title = e(conversation.title) if conversation.title else "<i>untitled yet</i>"
-    phase = f' <span style="{_MUTED}">{e(conversation.phase)}</span>' if conversation.phase else ""
-    seconds = handle.elapsed()
+    title = e(card.title) if card.title else "<i>untitled yet</i>"
+    phase = f' <span style="{_MUTED}">{e(card.phase)}</span>' if card.phase else ""
+    seconds = card.elapsed()
     if seconds is None:
         elapsed = None
-    elif live and not handle.is_final:
+    elif live and not card.is_final:
         elapsed = _clock(seconds)
     else:
         elapsed = e(format_elapsed(seconds))
     rows = [
-        ("repository", e(conversation.selected_repository) if conversation.selected_repository else None),
-        ("created", e(_local_time(conversation.started_at) or "") or None),
+        ("repository", e(card.repository) if card.repository else None),
+        ("created", e(card.created) if card.created else None),
         ("elapsed", elapsed),
-        ("", e(_ids(handle)) or None),
+        ("", e(_ids(card)) or None),
     ]
     details = " · ".join(f"{name} {value}".strip() for name, value in rows if value)
-    link = (
-        f'<a href="{e(handle.url, quote=True)}" target="_blank" rel="noopener noreferrer" style="{_LINK_STYLE}">'
-        f"{e(handle.url)}</a>"
-        if handle.url
+    address = (
+        link(card.url, card.url)
+        if card.url
         else f'<span style="{_MUTED}">the link appears when the conversation is created</span>'
     )
-    note = f'<div style="color:#c05621">{e(handle.note)}</div>' if handle.note else ""
+    note = f'<div style="color:#c05621">{e(card.note)}</div>' if card.note else ""
     # A final card has a bar in its status colour down its left side: someone who looked away sees at a glance that
     # it is over, and how, before reading a word.
-    frame = f";border-left:4px solid {color};padding-left:8px" if handle.is_final else ""
+    frame = f";border-left:4px solid {color};padding-left:8px" if card.is_final else ""
     return (
         '<div class="openhands-conversation" style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.5'
-        f'{frame}">{status_badge(conversation.status)}{phase} <b>{title}</b><br>{link}'
-        f'<div style="{_MUTED};font-size:90%">{details}</div>{_results(handle)}{note}</div>'
+        f'{frame}">{status_badge(card.status)}{phase} <b>{title}</b><br>{address}'
+        f'<div style="{_MUTED};font-size:90%">{details}</div>{_results(card)}{note}</div>'
     )
 
 
-def _answer_block(answer: str) -> str:
+def _answer_block(text: str) -> str:
     """The answer's first lines; the rest, if any, one click away ("show more") right after them, so the opened
     card reads as one text and nothing is shown twice."""
     e = html.escape
-    text = _multiline(answer).strip("\n")
+    text = text.strip("\n")
     short, cut = _preview(text)
     box = ("white-space:pre-wrap;overflow-wrap:anywhere;background:var(--jp-layout-color2,#f3f4f6);"
            "border-radius:3px;padding:2px 6px;margin:2px 0")
@@ -330,67 +471,54 @@ def _answer_block(answer: str) -> str:
     )
 
 
-def _files_block(changes: tuple[Change, ...]) -> str:
+def _files_block(card: Card) -> str:
     """The changed files in one flowing line (eight paths at most): a card is a summary; ``.changes()`` has all."""
-    if not changes:
+    if not card.files_count:
         return f'<div style="{_MUTED}">no files changed</div>'
     e = html.escape
-    paths = [
-        f"<code>{e(_CHANGE_LETTERS.get(c.status, '?'))}\N{NO-BREAK SPACE}{e(plain(c.path))}</code>"
-        for c in changes[:FILES_SHOWN]
-    ]
-    more = f' <span style="{_MUTED}">and {len(changes) - FILES_SHOWN} more</span>' if len(changes) > FILES_SHOWN else ""
-    return f"<div>{_files_changed(len(changes))}: {', '.join(paths)}{more}</div>"
+    paths = [f"<code>{e(letter)}\N{NO-BREAK SPACE}{e(path)}</code>" for letter, path in card.files or ()]
+    hidden = card.files_count - len(paths)
+    more = f' <span style="{_MUTED}">and {hidden} more</span>' if hidden > 0 else ""
+    return f"<div>{_files_changed(card.files_count)}: {', '.join(paths)}{more}</div>"
 
 
-def _results(handle: ConversationHandle) -> str:
+def _results(card: Card) -> str:
     """What the agent did: its answer (the first lines, the rest folded), PR links, the cost, the changed files, and
     in one muted line what could not be read. Empty while there is nothing to show."""
-    outcome = handle.outcome
-    prs = handle.pull_requests
-    cost = _shown_cost(handle)
-    if outcome is None and not prs and cost is None:
-        return ""
     parts = []
-    if outcome is not None and outcome.answer and outcome.answer.strip():
-        parts.append(_answer_block(outcome.answer))
-    facts = [pr_links(prs)] if prs else []
-    if cost:
-        facts.append(html.escape(cost))
+    if card.answer:
+        parts.append(_answer_block(card.answer))
+    facts = [pr_links(card.pull_requests)] if card.pull_requests else []
+    if card.cost:
+        facts.append(html.escape(card.cost))
     if facts:
         parts.append(f"<div>{' · '.join(facts)}</div>")
-    if outcome is not None and outcome.changes is not None:
-        parts.append(_files_block(outcome.changes))
-    if outcome is not None and outcome.problems:
-        problem = html.escape(one_line(outcome.problems[0], PROBLEM_CHARS))
-        parts.append(f'<div style="{_MUTED};font-size:85%">details unavailable: {problem}</div>')
+    if card.files is not None:
+        parts.append(_files_block(card))
+    if card.problem:
+        parts.append(f'<div style="{_MUTED};font-size:85%">details unavailable: {html.escape(card.problem)}</div>')
     return f'<div class="openhands-results" style="margin-top:4px">{"".join(parts)}</div>' if parts else ""
 
 
+# ---------------------------------------------------------------------------------------------------- the grid
 def grid_html(batch: Any, *, live: bool = False) -> str:
     """A batch as one table: the aggregate line, then a row per task (status, item, title, link, answer snippet or
     error), every server text escaped."""
     e = html.escape
-    cell = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2,#ddd);text-align:left;vertical-align:top"
     rows = []
     for row in batch.rows:
         h = row.handle
-        link = (f'<a href="{e(h.url, quote=True)}" target="_blank" rel="noopener noreferrer" '
-                'style="color:var(--jp-content-link-color,#1a73e8)">open</a>') if h is not None and h.url else ""
+        address = link(h.url, "open") if h is not None and h.url else ""
         answer = h.outcome.answer if h is not None and h.outcome is not None else None
         note = one_line(answer, 80) if answer else (one_line(row.error, 120) if row.error else "")
         title = one_line(h.title, 50) if h is not None and h.title else ""
-        rows.append(
-            f'<tr><td style="{cell}">{row.index}</td><td style="{cell}">{status_badge(row.status)}</td>'
-            f'<td style="{cell}"><code>{e(one_line(row.label, 40))}</code></td><td style="{cell}">{e(title)}</td>'
-            f'<td style="{cell}">{link}</td><td style="{cell};color:var(--jp-content-font-color2,#4a5568)">'
-            f"{e(note)}</td></tr>"
-        )
-    head = "".join(f'<th style="{cell}">{name}</th>' for name in ("#", "status", "item", "title", "", "answer"))
+        rows.append([
+            str(row.index), status_badge(row.status), f"<code>{e(one_line(row.label, 40))}</code>", e(title),
+            address, f'<span style="color:var(--jp-content-font-color2,#4a5568)">{e(note)}</span>' if note else "",
+        ])
     frame = "" if live else ";border-left:4px solid var(--jp-border-color1,#999);padding-left:8px"
     return (
         f'<div class="openhands-batch" style="font-family:var(--jp-ui-font-family,sans-serif){frame}">'
-        f'<div style="font-weight:600;margin:2px 0 4px">{e(batch.summary)}</div>'
-        f'<table style="border-collapse:collapse;font-size:90%"><thead><tr>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></div>'
+        f'<div style="font-weight:600;margin:2px 0 4px">{e(plain(batch.summary))}</div>'
+        f'{html_table(("#", "status", "item", "title", "", "answer"), rows, css_class="openhands-grid")}</div>'
     )

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from openhands_magics.models import Change, Conversation, Cost, Outcome, PullReq
 from openhands_magics.panel import ConversationPanel
 from openhands_magics.saved import _LINE
 from openhands_magics.session import Endpoint, Session
-from openhands_magics.views import BADGE_COLORS, card_state, html_card, pr_links, status_change_line, text_summary
+from openhands_magics.views import BADGE_COLORS, Card, html_card, pr_links, status_change_line, text_summary
 
 from .conftest import SECRET
 
@@ -206,11 +207,11 @@ def test_the_outcome_arriving_redraws_a_live_panel_exactly_once(handle: Conversa
     panel = ConversationPanel(handle)
     sent: list[str] = []
     panel.children[0].observe(lambda change: sent.append(change["new"]), "value")
-    before = card_state(handle)
+    before = Card.of(handle)
 
     handle.set_outcome(Outcome(answer="Opened the PR.", changes=(Change("UPDATED", "a.py"),)))
 
-    assert card_state(handle) != before
+    assert Card.of(handle) != before
     assert len(sent) == 1 and "Opened the PR." in sent[0] and "<code>M\xa0a.py</code>" in sent[0]
     handle.update(handle.conversation)  # a poll that brings nothing new
     handle.set_note(None)
@@ -220,12 +221,12 @@ def test_the_outcome_arriving_redraws_a_live_panel_exactly_once(handle: Conversa
 
 
 # ---------------------------------------------------------------------------------------------- Pause and Resume
-def _buttons(panel: ConversationPanel) -> dict[str, object]:
-    return {child.description: child for child in panel.children[1:]}  # type: ignore[attr-defined]
+def _buttons(panel: ConversationPanel) -> dict[str, Any]:
+    return panel.buttons
 
 
 def _shown(panel: ConversationPanel) -> set[str]:
-    return {name for name, button in _buttons(panel).items() if button.layout.display != "none"}  # type: ignore[attr-defined]
+    return set(panel.shown_buttons)
 
 
 def test_pause_and_resume_buttons_follow_the_status(session: Session) -> None:
@@ -235,22 +236,22 @@ def test_pause_and_resume_buttons_follow_the_status(session: Session) -> None:
     assert set(_buttons(panel)) == {"Stop watching", "Pause", "Resume"}
     assert _shown(panel) == set()  # not watched here (no loop), no id yet: nothing to pause
     changes: list[object] = []
-    for button in _buttons(panel).values():
-        button.layout.observe(lambda change: changes.append(change["new"]), "display")  # type: ignore[attr-defined]
+    panel.observe(lambda change: changes.append(change["new"]), "children")
 
     starting.update(_conversation(status="RUNNING"))
     assert _shown(panel) == {"Pause"} and len(changes) == 1
     starting.update(_conversation(status="RUNNING", title="renamed"))
-    assert len(changes) == 1  # visibility unchanged: no message
+    assert len(changes) == 1  # which buttons show is unchanged: no message for them
     starting.update(_conversation(status="PAUSED"))
-    assert _shown(panel) == {"Resume"} and len(changes) == 3
+    assert _shown(panel) == {"Resume"} and len(changes) == 2  # Pause out, Resume in: one change
     starting.update(_conversation(status="WAITING FOR CONFIRMATION"))
     assert _shown(panel) == {"Pause"}
     starting.update(_conversation(status="FINISHED"))
     assert _shown(panel) == set()
 
     panel.close()
-    assert all(button.comm is None for button in _buttons(panel).values())  # type: ignore[attr-defined]
+    assert all(button.comm is None for button in _buttons(panel).values())
+    assert all(button.layout.comm is None and button.style.comm is None for button in _buttons(panel).values())
 
 
 def test_clicking_pause_and_resume_calls_the_handle(
@@ -262,9 +263,9 @@ def test_clicking_pause_and_resume_calls_the_handle(
     panel = ConversationPanel(handle)
     buttons = _buttons(panel)
 
-    buttons["Pause"].click()  # type: ignore[attr-defined]
+    buttons["Pause"].click()
     assert calls == ["pause"] and _shown(panel) == {"Resume"}
-    buttons["Resume"].click()  # type: ignore[attr-defined]
+    buttons["Resume"].click()
     assert calls == ["pause", "resume"] and _shown(panel) == {"Pause"}
     assert handle.note is None
 
@@ -279,14 +280,14 @@ def test_a_failing_pause_becomes_the_note_and_never_an_exception(
 
     monkeypatch.setattr(handle, "pause", refuse)
     panel = ConversationPanel(handle)
-    _buttons(panel)["Pause"].click()  # type: ignore[attr-defined]
+    _buttons(panel)["Pause"].click()
     assert handle.note == "The sandbox cannot be paused now <409>: try again in a minute."
     card = panel.children[0].value
     assert "cannot be paused now &lt;409&gt;" in card and "<409>" not in card
 
     monkeypatch.setattr(handle, "resume", lambda: 1 / 0)
     handle.update(_conversation(status="PAUSED"))
-    _buttons(panel)["Resume"].click()  # type: ignore[attr-defined]
+    _buttons(panel)["Resume"].click()
     assert handle.note == "division by zero"
 
 
