@@ -147,7 +147,8 @@ class _ClientSettings:
     @staticmethod
     def _start_args(message: str, repository: str | None) -> tuple[str, str | None]:
         given = repository is not None and repository != ""  # "" (an empty --repo) is no repository, like None
-        return validate_message(_ClientSettings._text(message)), validate_repository(repository) if given else None
+        return (validate_message(_ClientSettings._text(message)),
+                validate_repository(repository) if repository is not None and given else None)
 
     @staticmethod
     def _text(text: str) -> str:

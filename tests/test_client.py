@@ -175,7 +175,9 @@ def test_ids_that_are_not_uuids_are_refused_before_sending_on_v1(
     assert server.requests == []
 
 
-def test_a_non_uuid_id_from_the_server_never_reaches_a_url(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
+def test_a_non_uuid_id_from_the_server_never_reaches_a_url(
+    server: LocalOpenHandsServer, client: OpenHandsClient
+) -> None:
     server.inject(method="POST", status=200, body={"id": "../../admin", "status": "WORKING"})
     with pytest.raises(ProtocolError, match="invalid start task id"):
         client.start_conversation("hi")
@@ -211,13 +213,15 @@ def test_v0_unknown_id_is_not_found_for_openhands_null(v0_server: LocalOpenHands
 
 def test_v0_unknown_fields_are_422_a_bad_request(v0_server: LocalOpenHandsServer) -> None:
     with OpenHandsClient(SECRET, base_url=v0_server.base_url, api="v0") as client:
-        v0_server.inject(method="POST", status=422, body={"detail": [{"type": "extra_forbidden", "msg": "Extra inputs are not permitted"}]})
+        v0_server.inject(method="POST", status=422,
+                         body={"detail": [{"type": "extra_forbidden", "msg": "Extra inputs are not permitted"}]})
         with pytest.raises(BadRequestError, match="Extra inputs are not permitted"):
             client.start_conversation("hi")
 
 
 def test_v0_refusal_that_names_an_id_keeps_the_id_in_the_message(v0_server: LocalOpenHandsServer) -> None:
-    v0_server.inject(method="POST", status=200, body={"status": "error", "conversation_id": "abc123", "message": "no LLM set"})
+    v0_server.inject(method="POST", status=200,
+                     body={"status": "error", "conversation_id": "abc123", "message": "no LLM set"})
     with OpenHandsClient(SECRET, base_url=v0_server.base_url, api="v0") as client:
         with pytest.raises(BadRequestError, match="did not start the conversation: no LLM set .*abc123"):
             client.start_conversation("hi")
@@ -247,7 +251,8 @@ def test_a_forced_v1_never_sends_a_v0_body_and_a_forced_v1_on_a_v0_server_fails_
 def test_a_server_with_neither_api_gets_one_line_and_nothing_is_posted(server: LocalOpenHandsServer) -> None:
     server.inject(status=404, body={"detail": "Not Found"}, times=2)
     with OpenHandsClient(SECRET, base_url=server.base_url) as client:
-        with pytest.raises(UnsupportedApiError, match="speaks neither OpenHands API.*is the base URL an OpenHands server"):
+        neither = "speaks neither OpenHands API.*is the base URL an OpenHands server"
+        with pytest.raises(UnsupportedApiError, match=neither):
             client.start_conversation("hi")
     assert server.posts() == []
 
@@ -286,8 +291,11 @@ def test_wrong_key_is_an_authentication_error_about_the_key(server: LocalOpenHan
     assert len(server.posts()) == 2  # once per auth header, never more: a 401 started nothing
 
 
-def test_older_servers_git_provider_400_is_an_authentication_error(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
-    server.inject(method="POST", status=400, body={"status": "error", "message": "Git auth failed", "msg_id": "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"})
+def test_older_servers_git_provider_400_is_an_authentication_error(
+    server: LocalOpenHandsServer, client: OpenHandsClient
+) -> None:
+    server.inject(method="POST", status=400, body={"status": "error", "message": "Git auth failed",
+                                                   "msg_id": "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"})
     with pytest.raises(AuthenticationError, match="cannot access repository octo/x.*Git auth failed"):
         client.start_conversation("hi", repository="octo/x")
 
@@ -321,7 +329,9 @@ def test_reads_retry_5xx_and_malformed_json_then_succeed(server: LocalOpenHandsS
     assert [r.method for r in server.requests] == ["GET", "GET", "GET"]
 
 
-def test_reads_give_up_after_the_retry_budget_with_a_server_error(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:
+def test_reads_give_up_after_the_retry_budget_with_a_server_error(
+    server: LocalOpenHandsServer, client: OpenHandsClient
+) -> None:
     client.dialect()
     server.requests.clear()
     server.inject(status=502, times=5, method="GET")
@@ -342,7 +352,8 @@ def test_a_start_is_never_retried_once_it_may_have_reached_the_server(
 ) -> None:
     client.dialect()
     server.inject(method="POST", **fault)
-    with pytest.raises(OpenHandsError, match=f"may have been started anyway: check {server.base_url} before retrying") as caught:
+    maybe = f"may have been started anyway: check {server.base_url} before retrying"
+    with pytest.raises(OpenHandsError, match=maybe) as caught:
         client.start_conversation("do it once")
     assert caught.value.maybe_started_at == server.base_url
     assert len(server.posts()) == 1
@@ -374,7 +385,9 @@ def test_connection_refused_is_one_clear_transport_error(dead_url: str) -> None:
         (lambda c: c.get_conversation(123), ValidationError),
     ],
 )
-def test_bad_input_is_refused_before_sending(server: LocalOpenHandsServer, client: OpenHandsClient, call, error) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_refused_before_sending(  # type: ignore[no-untyped-def]
+    server: LocalOpenHandsServer, client: OpenHandsClient, call, error
+) -> None:
     with pytest.raises(error):
         call(client)
     assert server.requests == []

@@ -61,7 +61,9 @@ def test_a_server_dribbling_its_answer_cannot_outlast_the_total_deadline(long_se
     assert took < 1.6
 
 
-def test_an_endless_answer_is_cut_off_at_the_size_limit_without_growing_memory(long_server: LocalOpenHandsServer) -> None:
+def test_an_endless_answer_is_cut_off_at_the_size_limit_without_growing_memory(
+    long_server: LocalOpenHandsServer,
+) -> None:
     with _client(long_server, timeout=10.0, retry=RetryPolicy(attempts=1), max_answer_bytes=1_000_000) as client:
         snapshot = _started(client)
         long_server.inject(method="GET", status=200, body=b"x" * 65536, endless=True)
@@ -203,8 +205,8 @@ def shell() -> Iterator[object]:
     ip.config.pop("OpenHandsMagics", None)
 
 
-@pytest.mark.parametrize(("setting", "value"), [("poll_interval", "0"), ("poll_interval", "0.0001"),
-                                                 ("timeout", "-1"), ("api", "'v2'"), ("max_poll_interval", "float('nan')")])
+@pytest.mark.parametrize(("setting", "value"), [("poll_interval", "0"), ("poll_interval", "0.0001"), ("timeout", "-1"),
+                                                 ("api", "'v2'"), ("max_poll_interval", "float('nan')")])
 def test_a_refused_config_value_never_sticks_and_reloading_always_works(
     shell, setting: str, value: str, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
 ) -> None:

@@ -104,8 +104,10 @@ class Wait:
     seconds: float
 
 
-#: An operation that may also ask for pauses (:class:`Wait`) between its calls; an :class:`Operation` is one too.
-Steps = Generator["Call | Wait", "httpx.Response | None", T]
+#: An operation that may also ask for pauses (:class:`Wait`) between its calls; an :class:`Operation` is one too. It
+#: receives an ``httpx.Response`` for a call and None for a pause: typed Any, which lets every Operation (which
+#: only ever receives responses) be driven as Steps.
+Steps = Generator["Call | Wait", Any, T]
 
 
 def advance(operation: Steps[T], answer: httpx.Response | OpenHandsError | None) -> Call | Wait:
@@ -393,7 +395,8 @@ def translate_transport_error(
             request_sent=False,
         )
     if isinstance(exc, httpx.ConnectTimeout):
-        return TransportError(f"Could not connect to {base_url} within {timeout:g} s: is it reachable?", request_sent=False)
+        return TransportError(f"Could not connect to {base_url} within {timeout:g} s: is it reachable?",
+                              request_sent=False)
     if isinstance(exc, httpx.PoolTimeout):  # no connection was free in time: nothing was sent
         return TransportError(f"No connection to {base_url} was free within {timeout:g} s; try again.",
                               request_sent=False)

@@ -90,7 +90,8 @@ class V0(Dialect):
         if body.get("status", "ok") != "ok":
             said, _ = server_said(response)
             raise BadRequestError(
-                f"The server did not start the conversation: {said or body.get('status')} (it named id {conversation_id})."
+                f"The server did not start the conversation: {said or body.get('status')} "
+                f"(it named id {conversation_id})."
             )
         status = optional_str(body.get("conversation_status"), "conversation_status") or S.STARTING
         return Conversation(

@@ -199,7 +199,7 @@ class V1(Dialect):
         raw_status = _text(task.get("status"), "status")
         detail = _text(task.get("detail"), "detail")
         status, phase = task_status(raw_status, detail)
-        request = task.get("request") if isinstance(task.get("request"), Mapping) else {}
+        request: Mapping[str, Any] = task["request"] if isinstance(task.get("request"), Mapping) else {}
         conversation_id = task.get("app_conversation_id")
         return Conversation(
             conversation_id=server_id(conversation_id, "conversation id") if conversation_id else None,
@@ -212,7 +212,8 @@ class V1(Dialect):
             or (previous.selected_repository if previous else None),
             api=self.name,
             start_task_id=server_id(task.get("id"), "start task id"),
-            requested_at=parse_time(task.get("created_at"), "created_at") or (previous.requested_at if previous else None),
+            requested_at=parse_time(task.get("created_at"), "created_at")
+            or (previous.requested_at if previous else None),
             start_task_status=raw_status,
             extra=public_fields(task, _TASK_FIELDS),
         )
@@ -376,6 +377,6 @@ def agent_text(event: Mapping[str, Any]) -> str | None:
         message = event.get("llm_message")
         content = message.get("content") if isinstance(message, Mapping) else None
         if isinstance(content, list):
-            texts = [i.get("text") for i in content if isinstance(i, Mapping) and isinstance(i.get("text"), str)]
+            texts = [i["text"] for i in content if isinstance(i, Mapping) and isinstance(i.get("text"), str)]
             return "\n".join(texts) if texts else None
     return None

@@ -263,7 +263,8 @@ class LocalOpenHandsServer:
         """The raw status fields now: V1 ``execution_status`` (``None`` while the sandbox is not RUNNING),
         ``sandbox_status``; V0 ``status``, ``agent_state``."""
         with self._lock:
-            return self._api.state(self._existing(conversation_id), self.now())
+            fields: dict[str, str | None] = {**self._api.state(self._existing(conversation_id), self.now())}
+            return fields
 
     def set_result(
         self,

@@ -362,8 +362,8 @@ def _send_message_request(body: Any, problems: list[Problem]) -> tuple[str, bool
         problems.append(problem("list_type", ["body", "content"], "Input should be a valid list", content))
     elif not content:
         msg = "List should have at least 1 item after validation, not 0"
-        ctx = {"field_type": "List", "min_length": 1, "actual_length": 0}
-        problems.append(problem("too_short", ["body", "content"], msg, content, ctx))
+        sizes: dict[str, Any] = {"field_type": "List", "min_length": 1, "actual_length": 0}
+        problems.append(problem("too_short", ["body", "content"], msg, content, sizes))
     else:
         problems += _content_problems(content)
     run = boolean_field(body, "run", False, problems)
@@ -378,7 +378,7 @@ def _content_problems(content: list[Any]) -> list[Problem]:
     ``ImageContent``; only the ``TextContent`` part is written here.)"""
     found = []
     for index, item in enumerate(content):
-        loc = ["body", "content", index, "TextContent"]
+        loc: list[str | int] = ["body", "content", index, "TextContent"]
         if isinstance(item, dict) and item.get("type") == "image" and isinstance(item.get("image_urls"), list):
             continue
         if not isinstance(item, dict):
@@ -602,7 +602,7 @@ class V1Api:
         query.check()
         with self.server._lock:
             found = [c for c in self._read(ready_only=True)[0] if c.sandbox_id == wanted]
-            if not found or wanted in self.deleted_sandboxes:
+            if wanted is None or not found or wanted in self.deleted_sandboxes:  # (None: query.check() raised)
                 raise HttpError(404, "Not Found")
             self.deleted_sandboxes.add(wanted)
             for conversation in found:
