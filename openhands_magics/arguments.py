@@ -1,10 +1,12 @@
-"""Parsing ``%openhands [options] message``: options first, then the message *verbatim*.
+"""Parsing ``%openhands [options] message``: options first, then the message *verbatim*; and the two tables that
+say what the line may hold (:data:`OPTIONS`, :data:`COMMANDS`), from which the parser, ``--help`` (:data:`USAGE`)
+and the magic's docstring (:func:`docstring`, what ``%openhands?`` shows) are all made, so none can drift.
 
 argparse/shlex would eat the quotes and backslashes of a message like ``Fix "naïve" {x} parsing``, so this parser
 reads whitespace-separated option tokens from the left and hands back the untouched rest of the line.
 
-Commands (``list``, ``pause ID``, ``resume ID``, ``delete ID``) are recognised only when the *whole* rest of the
-line fits them: ``%openhands list --running`` lists, while ``%openhands list the TODOs in src/`` and ``%openhands
+Commands (``list``, ``pause ID``, ``resume ID``, ``delete ID``, ``fix``) are recognised only when the *whole* rest of
+the line fits them: ``%openhands list --running`` lists, while ``%openhands list the TODOs in src/`` and ``%openhands
 pause the nightly job`` are tasks, as they always were. The argument of ``pause``/``resume``/``delete`` must look
 like an id (32 hex digits, a UUID, or a conversation link), so no sentence can fit. A bare command word without its
 id is refused with a line saying how to send it as a task (``%openhands -- pause``); ``--`` always forces a task.
@@ -15,71 +17,29 @@ so the id argument, and only it, may be written that way: ``pause {conv.id}``, `
 namespace is the notebook's, so the magic front resolves it (:func:`resolve_references`), with the ``{{ }}``
 placeholders' own parser (names, ``.attribute``, ``[index]``; never ``eval``). A line with a reference in the id's
 place is that command, never a task: if the variable is missing or is not an id, it is one line and nothing is sent.
+
+Adding an option is one :class:`Option` row (and its :class:`Invocation` field); adding a command is one
+:class:`Command` row and its module under :mod:`openhands_magics.commands`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["USAGE", "Invocation", "parse_invocation", "resolve_references"]
-
-USAGE = """\
-%openhands [options] MESSAGE            start a conversation, show a live panel
-%%openhands [options]                   the cell body is the message
-  --repo OWNER/REPO    repository the agent works on
-  --base-url URL       server (default: %config OpenHandsMagics.base_url, $OPENHANDS_BASE_URL, app.all-hands.dev)
-  --api auto|v1|v0     API the server speaks (default: %config OpenHandsMagics.api, $OPENHANDS_API, auto)
-  --wait               block until the status is final, printing each change (for papermill / nbconvert)
-  --timeout SECONDS    give up waiting after this long (with --wait); the conversation goes on
-  --no-panel           plain text instead of the widget panel
-  --watch ID           a live panel for an existing conversation (its id, link or start task id); nothing is started
-  --continue [ID]      a follow-up to a conversation (default: the latest), resuming it if paused; same live panel
-  --expand             fill {{name}}, {{df.shape}}, {{items[0]}} from the notebook (or %config OpenHandsMagics.expand)
-  --context A,B        append a short description of these variables (DataFrames: shape, dtypes, head)
-  --cells N            append the source of the N cells above (and their errors)
-  --dry-run            print exactly what would be sent; send nothing
-  --map ITEMS          one conversation per item of the list ITEMS, the message a template with {item}
-  --max-running N      with --map: at most N running at once (default 10); the rest wait in a queue
-  --reattach           after a kernel restart: live panels again for the conversations this notebook started
-  --login              ask for the API key (kept in memory only, never in the notebook)
-  --help               this text
-  --                   end of options: everything after it is the message
-%openhands list [--running] [--repo R] [--limit N] [--here]
-                       the account's conversations as a table (--here: the ones this notebook started, with live
-                       panels again for those not over)
-%openhands fix [options]
-                       the last error (its traceback and the cell that raised it) becomes the task
-%openhands pause ID | resume ID | delete ID [--yes]
-                       pause or resume a conversation's sandbox; delete one for good (asks first unless --yes)
-                       (commands only when the whole line fits them: `%openhands list the TODOs` is a task)
-                       an ID (here, --continue, --watch) may be a variable: {conv.id}, {ids[0]}, $cid
-conv = %openhands ...  gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost .changes() .diff()
-                       .send(text) .pause() .resume() .delete() .refresh() .wait()"""
-
-_VALUE_OPTIONS = {"--repo": "repo", "--base-url": "base_url", "--api": "api", "--timeout": "timeout", "--watch": "watch",
-                  "--context": "context", "--cells": "cells", "--map": "map_over", "--max-running": "max_running"}
-_FLAG_OPTIONS = {"--reattach": "reattach", "--wait": "wait", "--no-panel": "no_panel", "--login": "login",
-                 "--expand": "expand", "--dry-run": "dry_run",
-                 "--help": "help", "-h": "help"}
-_TOKEN = re.compile(r"\S+")
-_HEX_ID = r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
-#: What a command's argument must look like: an id or a conversation's link, never a word of a sentence.
-ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?")
-COMMANDS = ("list", "pause", "resume", "delete", "fix")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LIST_FLAGS = {"--running": "running", "--here": "here"}
-_LIST_VALUES = {"--repo": "repo", "--limit": "limit"}
-#: ``$name`` as IPython reads it: a name and ``.attribute`` steps.
-_DOLLAR = re.compile(r"\$([^\W\d]\w*(?:\.[^\W\d]\w*)*)")
+__all__ = ["COMMANDS", "OPTIONS", "USAGE", "Command", "Invocation", "Option", "docstring", "parse_invocation",
+           "resolve_references"]
 
 
 @dataclass
 class Invocation:
+    """What one magic line asks for: a field per :class:`Option` row (its ``attribute``), the message, and which
+    command the whole line is."""
+
     message: str = ""
     repo: str | None = None
     base_url: str | None = None
@@ -94,7 +54,7 @@ class Invocation:
     #: ``--continue [ID]``: a follow-up; ``continue_id`` None means the latest conversation.
     follow_up: bool = False
     continue_id: str | None = None
-    #: ``list`` / ``pause`` / ``resume`` / ``delete`` when the whole line is that command; ``target`` its id.
+    #: ``list`` / ``pause`` / ``resume`` / ``delete`` / ``fix`` when the whole line is that command; ``target`` its id.
     command: str | None = None
     target: str | None = None
     yes: bool = False
@@ -116,6 +76,300 @@ class Invocation:
     references: dict[str, str] = field(default_factory=dict)
 
 
+#: A row's check: the value as typed and the whole line read so far -> the value to keep (or a ValidationError).
+Check = Callable[[Any, Invocation], Any]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of the magic line: how it is written, where it goes, how it is checked and how it is explained."""
+
+    #: How it is written (the first is the name the help and the errors use): ``("--help", "-h")``.
+    flags: tuple[str, ...]
+    #: The :class:`Invocation` field it sets.
+    attribute: str
+    #: ``flag`` (True when given), ``value`` (takes the next token or ``=value``), ``optional-id`` (takes the next
+    #: token only if it looks like an id: ``--continue [ID]``), ``end`` (``--``: the message follows).
+    kind: str
+    help: str
+    #: The value's name in the help: ``--repo OWNER/REPO``.
+    metavar: str = ""
+    #: Run once the whole line is read (in the table's order), only for an option that was given.
+    check: Check | None = None
+    #: The command words it belongs to (``("list",)``: read only after ``list``); empty: the magic line's own
+    #: options, read before the message whatever follows.
+    applies: tuple[str, ...] = ()
+    #: Whether its value is a conversation id that may be written ``{expr}`` / ``$name``.
+    reference: bool = False
+    #: An :class:`Invocation` field set True whenever it is given, with or without its value (``--continue``'s
+    #: ``follow_up``: the id is optional).
+    marks: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.flags[0]
+
+    @property
+    def spelled(self) -> str:
+        """How the help shows it: ``--repo OWNER/REPO``, ``--continue [ID]``, ``--help, -h``."""
+        metavar = f" [{self.metavar}]" if self.kind == "optional-id" else f" {self.metavar}" if self.metavar else ""
+        return ", ".join(self.flags) + metavar
+
+
+@dataclass(frozen=True)
+class Command:
+    """One thing the magic does, and the module under :mod:`openhands_magics.commands` that does it (its
+    ``run(context, invocation)``). A command with a word (``list``) is the line only when the whole line fits it;
+    a mode (``watch``) is chosen by the option named ``option``; the first row that fits a line runs it."""
+
+    name: str
+    module: str
+    #: ``word`` commands: ``id`` (one conversation id, and its own flags), ``options`` (its own options only),
+    #: ``start-options`` (the magic's options, no message); ``mode``: no word, chosen by ``option``.
+    takes: str = "mode"
+    #: For a mode: the :class:`Invocation` field that selects it (None: the default, when nothing else fits).
+    option: str | None = None
+    #: For --help: how it is written (without ``%openhands``) and what it does.
+    usage: str = ""
+    help: str = ""
+    #: Whether it talks to a server: then the endpoint is resolved first (no key, a bad URL: one line).
+    endpoint: bool = True
+    #: ``start-options``: what the command is, for the line that refuses ``--map`` with it.
+    what: str = ""
+    #: ``options``: a check of the options given together (their values, and the magic line's), once each is read.
+    check: Callable[[dict[str, Any], Invocation], None] | None = None
+
+    @property
+    def word(self) -> bool:
+        return self.takes != "mode"
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+API_VALUES = ("auto", "v1", "v0")
+
+
+def _whole_number(value: Any, name: str, low: int, high: int, *, what: str = "a number") -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ValidationError(f"{name} takes {what}, got {value!r}.") from None
+    if not low <= number <= high:
+        raise ValidationError(f"{name} takes a number from {low} to {high}.")
+    return number
+
+
+def _check_api(value: str, _: Invocation) -> str:
+    value = value.lower()
+    if value not in API_VALUES:
+        raise ValidationError(f"--api takes auto, v1 or v0, got {value!r}.")
+    return value
+
+
+def _check_timeout(value: Any, invocation: Invocation) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValidationError(f"--timeout takes a number of seconds, got {value!r}.") from None
+    if not seconds > 0:
+        raise ValidationError("--timeout must be a positive number of seconds.")
+    if not invocation.wait:
+        raise ValidationError("--timeout only makes sense with --wait.")
+    return seconds
+
+
+def _check_context(value: Any, _: Invocation) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in str(value).split(",") if n.strip())
+    if not names or [n for n in names if not _NAME.fullmatch(n)]:
+        raise ValidationError(f"--context takes variable names separated by commas (e.g. --context df,model), "
+                              f"got {str(value)[:60]!r}.")
+    return names
+
+
+def _check_cells(value: Any, _: Invocation) -> int:
+    return _whole_number(value, "--cells", 1, 50, what="a number of cells")
+
+
+def _check_map(value: str, invocation: Invocation) -> str:
+    if invocation.follow_up or invocation.watch is not None or invocation.reattach:
+        used = "--continue" if invocation.follow_up else "--watch" if invocation.watch is not None else "--reattach"
+        raise ValidationError(f"--map starts a new conversation per item; it does not go with {used} (use one of "
+                              "them); nothing was sent.")
+    if not _NAME.fullmatch(value):
+        raise ValidationError(f"--map takes the name of a list in the notebook, got {value[:60]!r}.")
+    return value
+
+
+def _check_max_running(value: Any, invocation: Invocation) -> int:
+    if invocation.map_over is None:
+        raise ValidationError("--max-running goes with --map.")
+    return _whole_number(value, "--max-running", 1, 100)
+
+
+def _check_limit(value: Any, _: Invocation) -> int:
+    return _whole_number(value, "list --limit", 1, 1000, what="a whole number")
+
+
+def _check_list(options: dict[str, Any], invocation: Invocation) -> None:
+    if options.get("here") and ("repo" in options or options.get("running")):
+        raise ValidationError("list --here shows this notebook's conversations; it takes no --repo or --running.")
+    if invocation.repo and "repo" in options:
+        raise ValidationError("--repo was given twice.")
+
+
+# ---------------------------------------------------------------------------------------------------- the tables
+#: Every option, in the order the help shows them and their checks run.
+OPTIONS: tuple[Option, ...] = (
+    Option(("--repo",), "repo", "value", "repository the agent works on", "OWNER/REPO"),
+    Option(("--base-url",), "base_url", "value",
+           "server (default: %config OpenHandsMagics.base_url, $OPENHANDS_BASE_URL, app.all-hands.dev)", "URL"),
+    Option(("--api",), "api", "value", "API the server speaks (default: %config OpenHandsMagics.api, $OPENHANDS_API, "
+           "auto)", "auto|v1|v0", _check_api),
+    Option(("--wait",), "wait", "flag", "block until the status is final, printing each change (for papermill / "
+           "nbconvert)"),
+    Option(("--timeout",), "timeout", "value", "give up waiting after this long (with --wait); the conversation "
+           "goes on", "SECONDS", _check_timeout),
+    Option(("--no-panel",), "no_panel", "flag", "plain text instead of the widget panel"),
+    Option(("--watch",), "watch", "value", "a live panel for an existing conversation (its id, link or start task "
+           "id); nothing is started", "ID", reference=True),
+    Option(("--continue",), "continue_id", "optional-id", "a follow-up to a conversation (default: the latest), "
+           "resuming it if paused; same live panel", "ID", reference=True, marks="follow_up"),
+    Option(("--expand",), "expand", "flag", "fill {{name}}, {{df.shape}}, {{items[0]}} from the notebook (or %config "
+           "OpenHandsMagics.expand)"),
+    Option(("--context",), "context", "value", "append a short description of these variables (DataFrames: shape, "
+           "dtypes, head)", "A,B", _check_context),
+    Option(("--cells",), "cells", "value", "append the source of the N cells above (and their errors)", "N",
+           _check_cells),
+    Option(("--dry-run",), "dry_run", "flag", "print exactly what would be sent; send nothing"),
+    Option(("--map",), "map_over", "value", "one conversation per item of the list ITEMS, the message a template "
+           "with {item}", "ITEMS", _check_map),
+    Option(("--max-running",), "max_running", "value", "with --map: at most N running at once (default 10); the rest "
+           "wait in a queue", "N", _check_max_running),
+    Option(("--reattach",), "reattach", "flag", "after a kernel restart: live panels again for the conversations "
+           "this notebook started"),
+    Option(("--login",), "login", "flag", "ask for the API key (kept in memory only, never in the notebook)"),
+    Option(("--help", "-h"), "help", "flag", "this text"),
+    Option(("--",), "message", "end", "end of options: everything after it is the message"),
+    # the options of a command, read only after its word
+    Option(("--running",), "running", "flag", "only the conversations not over and not paused", applies=("list",)),
+    Option(("--repo",), "repo", "value", "only those on this repository", "R", applies=("list",)),
+    Option(("--limit",), "limit", "value", "at most N rows (default 20)", "N", _check_limit, applies=("list",)),
+    Option(("--here",), "here", "flag", "the ones this notebook started, with live panels again for those not over",
+           applies=("list",)),
+    Option(("--yes",), "yes", "flag", "without asking first", applies=("delete",)),
+)
+
+#: Everything the magic does: the first row that fits a line runs it (so ``--dry-run`` comes before the words).
+COMMANDS: tuple[Command, ...] = (
+    Command("dry-run", "dry_run", option="dry_run", endpoint=False),
+    Command("list", "list", "options", usage="list", check=_check_list,
+            help="the account's conversations as a table (--here: the ones this notebook started, with live panels "
+            "again for those not over)"),
+    Command("fix", "fix", "start-options", usage="fix [options]", what="the last error, one task",
+            help="the last error (its traceback and the cell that raised it) becomes the task"),
+    Command("pause", "control", "id", usage="pause ID", help="pause a conversation's sandbox"),
+    Command("resume", "control", "id", usage="resume ID", help="resume a paused conversation's sandbox"),
+    Command("delete", "control", "id", usage="delete ID",
+            help="delete a conversation for good (asks first unless --yes)"),
+    Command("reattach", "reattach", option="reattach"),
+    Command("watch", "watch", option="watch"),
+    Command("fan-out", "fan_out", option="map_over"),
+    Command("follow-up", "follow_up", option="follow_up"),
+    Command("start", "start"),
+)
+
+_TOKEN = re.compile(r"\S+")
+_HEX_ID = r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+#: What a command's argument must look like: an id or a conversation's link, never a word of a sentence.
+ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?")
+#: ``$name`` as IPython reads it: a name and ``.attribute`` steps.
+_DOLLAR = re.compile(r"\$([^\W\d]\w*(?:\.[^\W\d]\w*)*)")
+#: The magic line's options by how they are written, and each command's own options by its word.
+_LINE_OPTIONS = {flag: row for row in OPTIONS if not row.applies for flag in row.flags}
+_WORDS = {command.name: command for command in COMMANDS if command.word}
+
+
+def _options_of(word: str) -> dict[str, Option]:
+    return {flag: row for row in OPTIONS if word in row.applies for flag in row.flags}
+
+
+# ---------------------------------------------------------------------------------------------------- the help
+_WIDTH, _COLUMN = 118, 23
+
+
+def _entry(left: str, text: str) -> list[str]:
+    """``left`` and ``text`` in two columns, ``text`` wrapped under itself."""
+    import textwrap
+
+    lines = textwrap.wrap(text, _WIDTH - _COLUMN, break_on_hyphens=False, break_long_words=False) or [""]
+    if len(left) > _COLUMN - 2:  # (its text goes on the next line)
+        return [left, *(" " * _COLUMN + line for line in lines)]
+    return [f"{left:<{_COLUMN - 2}}  {lines[0]}", *(" " * _COLUMN + line for line in lines[1:])]
+
+
+def _command_usage(command: Command) -> str:
+    own = " ".join(f"[{row.spelled}]" for row in OPTIONS if command.name in row.applies)
+    return f"%openhands {command.usage}" + (f" {own}" if own else "")
+
+
+_NOTES = (
+    "(commands only when the whole line fits them: `%openhands list the TODOs` is a task)",
+    "an ID (here, --continue, --watch) may be a variable: {conv.id}, {ids[0]}, $cid",
+)
+_HANDLE = ("conv = %openhands ...", "gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost "
+           ".changes() .diff() .send(text) .pause() .resume() .delete() .refresh() .wait()")
+
+
+def _usage() -> str:
+    lines = [*_entry("%openhands [options] MESSAGE", "start a conversation, show a live panel"),
+             *_entry("%%openhands [options]", "the cell body is the message")]
+    for row in OPTIONS:
+        if not row.applies:
+            lines += _entry(f"  {row.spelled}", row.help)
+    for command in COMMANDS:
+        if command.word:
+            lines += _entry(_command_usage(command), command.help)
+    for note in _NOTES:
+        lines += _entry("", note)
+    lines += _entry(*_HANDLE)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+#: What ``%openhands --help`` prints.
+USAGE = _usage()
+
+
+def docstring() -> str:
+    """The magic's docstring (what ``%openhands?`` shows): how to use it, every option and every command with what
+    it does, made from the same tables as the parser and :data:`USAGE`."""
+    options = "\n".join(f"  {line}" for row in OPTIONS if not row.applies for line in _entry(row.spelled, row.help))
+    commands = []
+    for command in COMMANDS:
+        if command.word:
+            commands += [f"  {line}" for line in _entry(_command_usage(command), command.help)]
+            for row in OPTIONS:
+                if command.name in row.applies:
+                    commands += [f"  {line}" for line in _entry(f"    {row.spelled}", row.help)]
+    notes = "\n".join(f"  {note}" for note in _NOTES)
+    handle = "\n".join(f"  {line}" for line in _entry(*_HANDLE))
+    return (
+        "Start an OpenHands conversation and watch it live.\n\n"
+        "Usage::\n\n"
+        "  %openhands Check README.md for wrong information and open a PR fixing it\n"
+        "  %%openhands --repo owner/repo\n"
+        "  Profile data/load.py, make it 2x faster, and open a PR.\n\n"
+        "Options (before the message; `--` ends them)::\n\n"
+        f"{options}\n\n"
+        "Commands (each one only when the whole line is that command)::\n\n"
+        + "\n".join(line.rstrip() for line in commands) + "\n"
+        f"{notes}\n\n"
+        "Set the key with the OPENHANDS_API_KEY environment variable or `%openhands --login`; a conversation's\n"
+        "handle (`openhands_magics.last()` is the latest one)::\n\n"
+        f"{handle}\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- the parser
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
@@ -134,25 +388,30 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
             break
         position = token.end()
         name, has_equals, inline_value = token.group().partition("=")
-        if name == "--":
+        row = _LINE_OPTIONS.get(name)
+        if row is not None and row.kind == "end":
             dashed = True
             rest = line[position:]
             rest = rest[1:] if rest[:1] == " " else rest
             break
-        if name in _FLAG_OPTIONS and not has_equals:
-            setattr(invocation, _FLAG_OPTIONS[name], True)
+        if row is not None and row.kind == "flag" and not has_equals:
+            setattr(invocation, row.attribute, True)
             continue
-        if name == "--continue":  # an optional id: taken only if the next token looks like one
-            invocation.follow_up = True
+        if row is not None and row.kind == "optional-id":  # taken only if the next token looks like an id
+            setattr(invocation, row.marks, True)
             following = _TOKEN.search(line, position)
+            value: str | None = None
             if has_equals:
-                invocation.continue_id = _unquote(inline_value) or None
+                value = _unquote(inline_value) or None
             elif following is not None and _is_id_argument(following.group()):
-                invocation.continue_id, position = following.group(), following.end()
-            if invocation.continue_id is not None and _expression(invocation.continue_id) is not None:
-                invocation.references["continue_id"] = invocation.continue_id
+                value, position = following.group(), following.end()
+            if has_equals or value is not None:
+                setattr(invocation, row.attribute, value)
+            value = getattr(invocation, row.attribute)
+            if value is not None and row.reference and _expression(value) is not None:
+                invocation.references[row.attribute] = value
             continue
-        if name not in _VALUE_OPTIONS:
+        if row is None or row.kind != "value":
             raise ValidationError(
                 f"Unknown option {name}; see `%openhands --help` (put `--` before a message that starts with '-')."
             )
@@ -165,52 +424,12 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         value = _unquote(value)
         if not value or value.startswith("--"):  # `--repo --wait msg` or `--repo=`: a forgotten value
             raise ValidationError(f"{name} needs a value; see `%openhands --help`.")
-        setattr(invocation, _VALUE_OPTIONS[name], value)
-        if name == "--watch" and _expression(value) is not None:
-            invocation.references["watch"] = value
-    if invocation.map_over is not None and (invocation.follow_up or invocation.watch is not None
-                                            or invocation.reattach):
-        used = "--continue" if invocation.follow_up else "--watch" if invocation.watch is not None else "--reattach"
-        raise ValidationError(f"--map starts a new conversation per item; it does not go with {used} (use one of "
-                              "them); nothing was sent.")
-    if invocation.context is not None:
-        names = tuple(n.strip() for n in str(invocation.context).split(",") if n.strip())
-        bad = [n for n in names if not _NAME.fullmatch(n)]
-        if not names or bad:
-            raise ValidationError(f"--context takes variable names separated by commas (e.g. --context df,model), "
-                                  f"got {str(invocation.context)[:60]!r}.")
-        invocation.context = names
-    if invocation.cells is not None:
-        try:
-            invocation.cells = int(str(invocation.cells))
-        except ValueError:
-            raise ValidationError(f"--cells takes a number of cells, got {invocation.cells!r}.") from None
-        if not 1 <= invocation.cells <= 50:
-            raise ValidationError("--cells takes a number from 1 to 50.")
-    if invocation.map_over is not None and not _NAME.fullmatch(invocation.map_over):
-        raise ValidationError(f"--map takes the name of a list in the notebook, got {invocation.map_over[:60]!r}.")
-    if invocation.max_running is not None:
-        if invocation.map_over is None:
-            raise ValidationError("--max-running goes with --map.")
-        try:
-            invocation.max_running = int(str(invocation.max_running))
-        except ValueError:
-            raise ValidationError(f"--max-running takes a number, got {invocation.max_running!r}.") from None
-        if not 1 <= invocation.max_running <= 100:
-            raise ValidationError("--max-running takes a number from 1 to 100.")
-    if invocation.timeout is not None:
-        try:
-            invocation.timeout = float(invocation.timeout)
-        except ValueError:
-            raise ValidationError(f"--timeout takes a number of seconds, got {invocation.timeout!r}.") from None
-        if not invocation.timeout > 0:
-            raise ValidationError("--timeout must be a positive number of seconds.")
-        if not invocation.wait:
-            raise ValidationError("--timeout only makes sense with --wait.")
-    if invocation.api is not None:
-        invocation.api = invocation.api.lower()
-        if invocation.api not in ("auto", "v1", "v0"):
-            raise ValidationError(f"--api takes auto, v1 or v0, got {invocation.api!r}.")
+        setattr(invocation, row.attribute, value)
+        if row.reference and _expression(value) is not None:
+            invocation.references[row.attribute] = value
+    for row in OPTIONS:
+        if row.check is not None and not row.applies and getattr(invocation, row.attribute) is not None:
+            setattr(invocation, row.attribute, row.check(getattr(invocation, row.attribute), invocation))
     if cell is None and not dashed and _command(invocation, rest):
         return invocation
     if cell is not None:
@@ -234,63 +453,77 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
 def _command(invocation: Invocation, rest: str) -> bool:
     """Whether ``rest`` is a whole command (then ``invocation`` holds it); False leaves it a message."""
     words = rest.split()
-    if not words or words[0] not in COMMANDS:
+    command = _WORDS.get(words[0]) if words else None
+    if command is None:
         return False
-    name, arguments = words[0], words[1:]
-    if name == "fix":  # "fix" alone, or followed by options only: "fix the flaky test" is a task
-        if arguments and not arguments[0].startswith("-"):
-            return False
-        if invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.map_over:
-            return False
-        rest_options = parse_invocation(" ".join(arguments))
-        if rest_options.message.strip() or rest_options.command:
-            return False
-        if rest_options.map_over is not None:
-            raise ValidationError("--map takes a task template with {item}; `fix` is the last error, one task: "
-                                  "use one of them; nothing was sent.")
-        for option, value in vars(rest_options).items():
-            if value not in (None, False, "") and option != "message":
-                setattr(invocation, option, value)
-        invocation.command = "fix"
-        return True
+    if command.takes == "start-options":
+        return _start_options_command(command, invocation, words[1:])
     if (invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.wait
             or invocation.map_over is not None):
         return False  # options of a message came first: it is a message
-    if name == "list":
-        options: dict[str, object] = {}
-        i = 0
-        while i < len(arguments):
-            word, _, inline = arguments[i].partition("=")
-            if word in _LIST_FLAGS and not inline:
-                options[_LIST_FLAGS[word]] = True
-            elif word in _LIST_VALUES:
-                value = inline or (arguments[i + 1] if i + 1 < len(arguments) and not inline else "")
-                i += 0 if inline else 1
-                if not value or value.startswith("--"):
-                    raise ValidationError(f"list {word} needs a value; see `%openhands --help`.")
-                options[_LIST_VALUES[word]] = _unquote(value)
-            else:
-                return False  # "list the TODOs in src/": a task
-            i += 1
-        if "limit" in options:
-            try:
-                options["limit"] = int(str(options["limit"]))
-            except ValueError:
-                raise ValidationError(f"list --limit takes a whole number, got {options['limit']!r}.") from None
-            if not 1 <= int(options["limit"]) <= 1000:  # type: ignore[call-overload]
-                raise ValidationError("list --limit takes a number from 1 to 1000.")
-        if options.get("here") and ("repo" in options or options.get("running")):
-            raise ValidationError("list --here shows this notebook's conversations; it takes no --repo or --running.")
-        if invocation.repo and "repo" in options:
-            raise ValidationError("--repo was given twice.")
-        invocation.command = name
-        for key, value in options.items():
-            setattr(invocation, key, value)
-        return True
-    yes = "--yes" in arguments and name == "delete"
-    ids = [a for a in arguments if a != "--yes"] if yes else arguments
-    if len(ids) == 1 and _is_id_argument(ids[0]) and len(ids) + yes == len(arguments):
-        invocation.command, invocation.target, invocation.yes = name, ids[0], yes
+    if command.takes == "options":
+        return _options_command(command, invocation, words[1:])
+    return _id_command(command, invocation, words[1:])
+
+
+def _start_options_command(command: Command, invocation: Invocation, arguments: list[str]) -> bool:
+    """``fix`` alone, or followed by the magic's options only: ``fix the flaky test`` is a task."""
+    if arguments and not arguments[0].startswith("-"):
+        return False
+    if invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.map_over:
+        return False
+    rest_options = parse_invocation(" ".join(arguments))
+    if rest_options.message.strip() or rest_options.command:
+        return False
+    if rest_options.map_over is not None:
+        raise ValidationError(f"--map takes a task template with {{item}}; `{command.name}` is {command.what}: "
+                              "use one of them; nothing was sent.")
+    for option, value in vars(rest_options).items():
+        if value not in (None, False, "") and option != "message":
+            setattr(invocation, option, value)
+    invocation.command = command.name
+    return True
+
+
+def _options_command(command: Command, invocation: Invocation, arguments: list[str]) -> bool:
+    """``list [--running] [--repo R] …``: its own options and nothing else (``list the TODOs`` is a task)."""
+    rows = _options_of(command.name)
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(arguments):
+        word, _, inline = arguments[i].partition("=")
+        row = rows.get(word)
+        if row is not None and row.kind == "flag" and not inline:
+            options[row.attribute] = True
+        elif row is not None and row.kind == "value":
+            value = inline or (arguments[i + 1] if i + 1 < len(arguments) and not inline else "")
+            i += 0 if inline else 1
+            if not value or value.startswith("--"):
+                raise ValidationError(f"{command.name} {word} needs a value; see `%openhands --help`.")
+            options[row.attribute] = _unquote(value)
+        else:
+            return False  # "list the TODOs in src/": a task
+        i += 1
+    for row in rows.values():
+        if row.check is not None and row.attribute in options:
+            options[row.attribute] = row.check(options[row.attribute], invocation)
+    if command.check is not None:
+        command.check(options, invocation)
+    invocation.command = command.name
+    for key, value in options.items():
+        setattr(invocation, key, value)
+    return True
+
+
+def _id_command(command: Command, invocation: Invocation, arguments: list[str]) -> bool:
+    """``pause ID``, ``delete ID [--yes]``: exactly one id (or a reference to one) and the command's flags once."""
+    name, flags = command.name, _options_of(command.name)
+    given = [word for word in arguments if word in flags]
+    ids = [word for word in arguments if word not in flags]
+    if len(ids) == 1 and _is_id_argument(ids[0]) and len(set(given)) == len(given):
+        invocation.command, invocation.target = name, ids[0]
+        for word in given:
+            setattr(invocation, flags[word].attribute, True)
         if _expression(ids[0]) is not None:
             invocation.references["target"] = ids[0]
         return True
@@ -356,7 +589,7 @@ def _resolve(token: str, namespace: Mapping[str, Any], hint: str) -> str:
     value = namespace[name]
     try:
         for kind, key in steps:
-            value = getattr(value, key) if kind == "attr" else value[key]  # type: ignore[call-overload]
+            value = getattr(value, str(key)) if kind == "attr" else value[key]
     except Exception as error:  # whatever the object raises, one line naming it
         detail = " ".join(str(error).split())[:120]
         raise ValidationError(f"{token}: {type(error).__name__}{': ' + detail if detail else ''}; nothing was "

@@ -1,56 +1,54 @@
 """``%openhands`` / ``%%openhands``: start or watch a conversation from a notebook without blocking the kernel.
 
+The magic is a router: it parses the line (:mod:`.arguments`), picks the command from the table, resolves the
+endpoint when the command talks to a server, and runs the command's module (:mod:`.commands`) with a small context;
+around it stands the error boundary, so whatever goes wrong is one line, never a traceback. The settings that shape
+the session (how fast to poll, whether to record and notify) are pushed into it when they change, not on each call.
+
 This module is what ``%load_ext`` imports, so it imports only IPython and traitlets (already loaded in any
-IPython); httpx and ipywidgets are imported on first use.
+IPython) and the two light modules it routes with; httpx and ipywidgets are imported on first use.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Float, TraitError, Unicode, validate
+from traitlets import Bool, Float, TraitError, Unicode, observe, validate
 
 from . import commands
-from .arguments import USAGE, Invocation, parse_invocation, resolve_references
+from .arguments import USAGE, Invocation, docstring, parse_invocation, resolve_references
 from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
-from .errors import OpenHandsError, WaitTimeout
+from .errors import OpenHandsError
 
 if TYPE_CHECKING:
-    from .handle import ConversationHandle
-    from .polling import PollSchedule
-    from .session import Endpoint
+    from .session import Endpoint, Session
 
 __all__ = ["OpenHandsMagics"]
 
 log = logging.getLogger("openhands_magics")
-
-
-def _say(line: str) -> None:
-    """One line to stderr: how every error reaches the user, never as a traceback (made safe for a terminal by
-    :func:`commands.say`, as every line the commands print)."""
-    commands.say(line)
-
-
-def _headless(shell: Any) -> bool:
-    """Run by nbconvert --execute or papermill: their kernel client (nbclient) sends every cell with
-    ``allow_stdin=False``, where JupyterLab, Notebook and VS Code allow input."""
-    kernel = getattr(shell, "kernel", None)
-    return kernel is not None and getattr(kernel, "_allow_stdin", True) is False
+#: The traits a command reads, as :class:`~openhands_magics.commands.Settings`; and those the session holds.
+_SETTINGS = tuple(f.name for f in dataclasses.fields(commands.Settings))
+_INTO_SESSION = ("poll_interval", "max_poll_interval", "remember_conversations", "notify")
 
 
 @magics_class
 class OpenHandsMagics(Magics):
     """Configure with ``%config OpenHandsMagics.<name> = value`` or in ``ipython_config.py``.
 
-    A thin front: it parses the line, calls the process's :class:`~openhands_magics.session.Session` and displays
-    the result. The API key is deliberately not a trait: config values are printed by ``%config`` and saved in files.
+    A thin front: it parses the line and routes it to a command, which calls the process's
+    :class:`~openhands_magics.session.Session`. The API key is deliberately not a trait: config values are printed by
+    ``%config`` and saved in files.
     """
 
     _refused: list[tuple[str, Any]]
     _cleanup_registered = False
+    #: The session the settings were pushed into (the process's; made on the first call, which imports httpx).
+    _configured: Session | None = None
+    _settings: commands.Settings | None = None
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._refused = []  # (before the config is loaded: loading it may refuse values)
@@ -166,27 +164,45 @@ class OpenHandsMagics(Magics):
             self.shell.events.unregister("post_run_cell", self._drop_refused)
             self._cleanup_registered = False
 
+    # ------------------------------------------------------------------ settings, observed
+    @property
+    def settings(self) -> commands.Settings:
+        """The settings commands read, as one value (made again after any of them changed)."""
+        if self._settings is None:
+            self._settings = commands.Settings(**{name: getattr(self, name) for name in _SETTINGS})
+        return self._settings
+
+    @observe(*_SETTINGS)
+    def _settings_changed(self, _change: Any) -> None:
+        self._settings = None
+
+    @observe(*_INTO_SESSION)
+    def _session_settings_changed(self, _change: Any) -> None:
+        if self._configured is not None:
+            self._configure(self._configured)
+
+    def _session(self) -> Session:
+        """The process's session, given this magic's settings the first time it is seen (later changes follow by
+        themselves: :meth:`_session_settings_changed`)."""
+        from .session import get_session
+
+        session = get_session()
+        if session is not self._configured:
+            self._configure(session)
+            self._configured = session
+        return session
+
+    def _configure(self, session: Session) -> None:
+        from .polling import PollSchedule
+
+        session.schedule = PollSchedule(self.poll_interval, max(self.poll_interval, self.max_poll_interval))
+        session.remember = self.remember_conversations
+        session.notify = self.notify
+
     # ------------------------------------------------------------------ the magic
     @no_var_expand  # a task text like "make {x} faster" or "cost $5" must reach the agent unchanged
     @line_cell_magic
-    def openhands(self, line: str = "", cell: str | None = None) -> ConversationHandle | None:
-        """Start an OpenHands conversation and watch it live.
-
-        Usage::
-
-          %openhands Check README.md for wrong information and open a PR fixing it
-          %%openhands --repo owner/repo
-          Profile data/load.py, make it 2x faster, and open a PR.
-
-        Options (before the message; `--` ends them):
-
-          --repo OWNER/REPO, --base-url URL, --api auto|v1|v0, --wait, --timeout SECONDS (with --wait),
-          --no-panel, --watch ID (conversation id, start task id or link), --reattach, --login, --help
-
-        Set the key with the OPENHANDS_API_KEY environment variable or `%openhands --login`.
-        `conv = %openhands ...` returns a handle (.id .task_id .url .status .title .refresh() .wait());
-        `openhands_magics.last()` is the latest one.
-        """
+    def openhands(self, line: str = "", cell: str | None = None) -> Any:
         try:
             invocation = parse_invocation(line, cell)
             if invocation.help:
@@ -198,15 +214,39 @@ class OpenHandsMagics(Magics):
                 return None
             if invocation.login and not invocation.message.strip() and invocation.watch is None:
                 return None
-            return self._run(invocation)
+            return self._route(invocation)
         except OpenHandsError as error:
-            _say(str(error))
+            commands.say(str(error))
         except KeyboardInterrupt:
-            _say("Interrupted. If it was starting a conversation, it may exist anyway: check the OpenHands app.")
+            commands.say("Interrupted. If it was starting a conversation, it may exist anyway: check the OpenHands "
+                         "app.")
         except Exception as error:  # a bug must not look like a crash of the user's kernel
             log.debug("unexpected error in %%openhands", exc_info=True)
-            _say(f"Unexpected error ({type(error).__name__}: {error}); please report it with the openhands-magics version.")
+            commands.say(f"Unexpected error ({type(error).__name__}: {error}); please report it with the "
+                         "openhands-magics version.")
         return None
+
+    openhands.__doc__ = docstring()
+
+    def _route(self, invocation: Invocation) -> Any:
+        from .saved import notebook_path
+
+        command = commands.route(invocation)
+        session = self._session()
+        path = notebook_path(self.shell.user_ns if self.shell is not None else {})
+        session.notebook = str(path) if path else None
+        # The no-key / bad-URL line comes before anything is sent.
+        endpoint = self._endpoint(invocation) if command.endpoint else None
+        context = commands.Context(self.shell, session, self.settings, endpoint, self._errors)
+        return commands.run(command, context, invocation)
+
+    def _endpoint(self, invocation: Invocation) -> Endpoint:
+        from .session import Endpoint
+
+        settings = self.settings
+        return Endpoint.resolve(invocation.base_url or settings.base_url, api=invocation.api or settings.api,
+                                timeout=settings.timeout, ca_bundle=settings.ca_bundle,
+                                use_env_proxy=settings.use_env_proxy)
 
     def _login(self) -> bool:
         from .config import set_session_api_key
@@ -214,84 +254,11 @@ class OpenHandsMagics(Magics):
         try:
             key = getpass.getpass("OpenHands API key (kept in memory only): ")
         except Exception:  # StdinNotImplementedError where the front end cannot prompt (nbconvert, papermill)
-            _say("This front end cannot prompt for a key; set OPENHANDS_API_KEY in the environment instead.")
+            commands.say("This front end cannot prompt for a key; set OPENHANDS_API_KEY in the environment instead.")
             return False
         set_session_api_key(key)
         commands.say("API key kept in memory for this session.", error=False)
         return True
-
-    def _run(self, invocation: Invocation) -> ConversationHandle:
-        from .saved import notebook_path
-        from .session import Endpoint, get_session
-
-        session = get_session()
-        session.schedule = self._schedule()
-        session.remember = self.remember_conversations
-        session.notify = self.notify
-        path = notebook_path(self.shell.user_ns if self.shell is not None else {})
-        session.notebook = str(path) if path else None
-        if invocation.dry_run:  # what would be sent, and where: no key needed, nothing sent
-            commands.dry_run(self, invocation)
-            return None
-        # The no-key / bad-URL line comes before anything is sent.
-        endpoint = Endpoint.resolve(invocation.base_url or self.base_url, api=invocation.api or self.api,
-                                    timeout=self.timeout, ca_bundle=self.ca_bundle, use_env_proxy=self.use_env_proxy)
-        if invocation.command is not None:
-            return commands.run(self, invocation, endpoint)
-        if invocation.reattach:
-            commands.reattach(self, endpoint)
-            return None
-        if invocation.watch is not None:
-            return self.start(invocation, endpoint, None)
-        if invocation.map_over is not None:
-            return commands.fan_out(self, invocation, endpoint)
-        return self.start(invocation, endpoint, commands.compose_message(self, invocation))
-
-    def start(self, invocation: Invocation, endpoint: Endpoint, message: str | None) -> ConversationHandle | None:
-        """Start (or follow up, or watch) and show it."""
-        from .session import get_session
-
-        session = get_session()
-        if invocation.follow_up:  # the message is checked before anything is sent; a paused sandbox is resumed
-            handle = commands.follow_up(self, invocation, endpoint, message)
-        elif invocation.watch is not None:
-            handle = session.attach(invocation.watch, endpoint=endpoint, remember=True)
-        else:  # the client refuses an empty message or a bad --repo before sending anything
-            handle = session.start(message or "", invocation.repo, endpoint=endpoint)
-        # From here on it exists on the server and is recorded: make sure every path shows its ids.
-        try:
-            session.show(handle, panel=not invocation.no_panel)
-        except Exception as error:
-            log.debug("showing conversation %s failed", handle.reference, exc_info=True)
-            task = f" · start task {handle.task_id}" if handle.task_id else ""  # V0 has no start task
-            print(f"OpenHands conversation {handle.id or '(not created yet)'}{task}: {handle.url or endpoint.base_url}")
-            _say(f"Could not display the panel ({type(error).__name__}: {error}); the conversation is recorded "
-                 "in openhands_magics.last().")
-        if self.shell is not None:
-            handle.skip_display_in(self.shell.execution_count)
-        if invocation.wait or (self.headless_wait and _headless(self.shell)):
-            self._wait(handle, invocation.timeout)
-        return handle
-
-    def _wait(self, handle: ConversationHandle, timeout: float | None) -> None:
-        from .views import plain, status_change_line
-
-        print(status_change_line(handle), flush=True)
-        try:
-            handle.wait(timeout, on_change=lambda h: print(status_change_line(h), flush=True))
-            if handle.outcome is not None and handle.outcome.answer:  # a log that ends with what the agent said
-                print(f"{handle.reference}: answer: {plain(handle.outcome.answer[:2000])}", flush=True)
-        except KeyboardInterrupt:
-            _say(f"Stopped waiting; {handle.reference} goes on: {handle.url or handle.endpoint.base_url}")
-        except WaitTimeout as error:
-            _say(str(error))
-        except OpenHandsError as error:
-            _say(f"{error} Conversation {handle.reference}: {handle.url or handle.endpoint.base_url}")
-
-    def _schedule(self) -> PollSchedule:
-        from .polling import PollSchedule
-
-        return PollSchedule(self.poll_interval, max(self.poll_interval, self.max_poll_interval))
 
     def close(self) -> None:
         """Stop every poller and close every connection (``%unload_ext``); the record of conversations stays."""

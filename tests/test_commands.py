@@ -182,7 +182,7 @@ def test_delete_where_nobody_can_answer_needs_yes(
 ) -> None:
     handle = _finished(ip)
     output.read()
-    monkeypatch.setattr("openhands_magics.magics._headless", lambda shell: True)
+    monkeypatch.setattr("openhands_magics.commands.headless", lambda shell: True)
 
     ip.run_line_magic("openhands", f"delete {handle.id}")
     assert "add --yes" in output.one_error_line()

@@ -14,6 +14,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from openhands_magics import commands
+from openhands_magics.commands import reattach
 from openhands_magics.testing import LocalOpenHandsServer
 
 from .test_commands import _finished, ip, output, quick  # noqa: F401 (fixtures)
@@ -98,7 +99,7 @@ def test_the_error_boundary_neutralises_whatever_an_error_says(
     def broken(*_: object) -> None:
         raise RuntimeError(f"a bug that quotes the server {ESCAPES}")
 
-    monkeypatch.setattr(commands, "reattach", broken)
+    monkeypatch.setattr(reattach, "run", broken)
 
     ip.run_line_magic("openhands", "--reattach")
 
@@ -116,7 +117,7 @@ def test_the_error_boundary_blanks_a_key_that_a_foreign_exception_quotes(
     def broken(*_: object) -> None:
         raise RuntimeError(f"a bug that quotes the header Authorization: Bearer {SECRET}")
 
-    monkeypatch.setattr(commands, "reattach", broken)
+    monkeypatch.setattr(reattach, "run", broken)
 
     ip.run_line_magic("openhands", "--reattach")
 

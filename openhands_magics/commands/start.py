@@ -1,0 +1,59 @@
+"""``%openhands MESSAGE``: start a conversation and show it; :func:`present` is how every command that hands back
+one conversation (start, fix, ``--watch``, ``--continue``) shows it and, with ``--wait`` or where nobody watches,
+waits for it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import OpenHandsError, WaitTimeout
+from . import say
+from .compose import compose_message
+
+if TYPE_CHECKING:
+    from ..arguments import Invocation
+    from ..handle import ConversationHandle
+    from . import Context
+
+log = logging.getLogger("openhands_magics")
+
+
+def run(context: Context, invocation: Invocation) -> ConversationHandle:
+    # The client refuses an empty message or a bad --repo before sending anything.
+    message = compose_message(context, invocation)
+    return present(context, invocation, context.session.start(message, invocation.repo, endpoint=context.server))
+
+
+def present(context: Context, invocation: Invocation, handle: ConversationHandle) -> ConversationHandle:
+    """Show it (it exists on the server and is recorded: every path shows its ids), and wait when asked to."""
+    try:
+        context.session.show(handle, panel=not invocation.no_panel)
+    except Exception as error:
+        log.debug("showing conversation %s failed", handle.reference, exc_info=True)
+        task = f" · start task {handle.task_id}" if handle.task_id else ""  # V0 has no start task
+        print(f"OpenHands conversation {handle.id or '(not created yet)'}{task}: "
+              f"{handle.url or handle.endpoint.base_url}")
+        say(f"Could not display the panel ({type(error).__name__}: {error}); the conversation is recorded in "
+            "openhands_magics.last().")
+    if context.shell is not None:
+        handle.skip_display_in(context.shell.execution_count)
+    if invocation.wait or (context.settings.headless_wait and context.headless):
+        _wait(handle, invocation.timeout)
+    return handle
+
+
+def _wait(handle: ConversationHandle, timeout: float | None) -> None:
+    from ..views import plain, status_change_line
+
+    print(status_change_line(handle), flush=True)
+    try:
+        handle.wait(timeout, on_change=lambda h: print(status_change_line(h), flush=True))
+        if handle.outcome is not None and handle.outcome.answer:  # a log that ends with what the agent said
+            print(f"{handle.reference}: answer: {plain(handle.outcome.answer[:2000])}", flush=True)
+    except KeyboardInterrupt:
+        say(f"Stopped waiting; {handle.reference} goes on: {handle.url or handle.endpoint.base_url}")
+    except WaitTimeout as error:
+        say(str(error))
+    except OpenHandsError as error:
+        say(f"{error} Conversation {handle.reference}: {handle.url or handle.endpoint.base_url}")
