@@ -31,7 +31,6 @@ def message_and_context(
     context sections to append to it. ``template``: the message is a ``--map`` template, so the filled values have
     their braces doubled (a dict's repr is a value, not a placeholder of the template)."""
     from .. import context as notebook
-    from .._secrets import blank
 
     namespace = context.namespace
     if message is None:
@@ -46,7 +45,9 @@ def message_and_context(
                                                              errors=context.errors)))
     if sections:  # (the context begins with its own blank line: a cell body's last line break would widen it)
         message = message.rstrip("\r\n")
-    return blank(message, namespace), sections  # a key typed into the message (the sections are blanked already)
+    # A key typed into the message is blanked by the client, on the way to the agent, as every text it sends; a dry
+    # run blanks what it prints. (The sections are blanked already.)
+    return message, sections
 
 
 class _BracesDoubled:

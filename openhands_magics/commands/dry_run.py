@@ -19,6 +19,7 @@ DRY_RUN_MESSAGES_PAST = 3
 
 def run(context: Context, invocation: Invocation) -> None:
     from .. import context as notebook
+    from .._secrets import blank
     from ..client import _detected
     from ..config import resolve_api, resolve_base_url
     from ..validation import validate_message, validate_repository
@@ -34,7 +35,8 @@ def run(context: Context, invocation: Invocation) -> None:
         _dry_run_map(context, invocation, where, server)
         return
     task = notebook.last_error_task(context.shell, context.errors) if invocation.command == "fix" else None
-    message = validate_message(compose_message(context, invocation, task))
+    # Blanked as the client blanks what it sends (a key the package knows), so the count is what would be sent.
+    message = validate_message(blank(compose_message(context, invocation, task), context.namespace))
     if invocation.follow_up:
         target = f"a follow-up to {invocation.continue_id or 'the latest conversation'}"
     else:
@@ -47,7 +49,7 @@ def run(context: Context, invocation: Invocation) -> None:
 def _dry_run_map(context: Context, invocation: Invocation, where: str, server: str) -> None:
     """``--dry-run --map``: how many conversations would start, and what each item would send (all of them, or the
     first few and a count), made exactly as the batch makes them."""
-    from .._secrets import blank
+    from .._secrets import blank, secrets
     from ..batch import _messages
     from ..validation import validate_message
     from ..views import one_line
@@ -55,7 +57,8 @@ def _dry_run_map(context: Context, invocation: Invocation, where: str, server: s
     items, task = fan_out_task(context, invocation)
     if not items:
         raise ValidationError(f"--map {invocation.map_over} is empty: nothing would start.")
-    messages = [validate_message(message) for message in _messages(task, items)]
+    known = secrets(context.namespace)
+    messages = [validate_message(blank(message, known=known)) for message in _messages(task, items)]
     shown = len(messages) if len(messages) <= DRY_RUN_MESSAGES else DRY_RUN_MESSAGES_PAST
     count = f"{len(messages)} new conversation{'' if len(messages) == 1 else 's'}"
     running = min(int(invocation.max_running or 10), len(messages))
@@ -66,4 +69,4 @@ def _dry_run_map(context: Context, invocation: Invocation, where: str, server: s
                      f"{len(message):,} characters):\n-----\n{message}\n-----\n")
     if shown < len(messages):
         parts.append(f"  … and {len(messages) - shown} more messages, one per item (not shown)\n")
-    print(blank("".join(parts)), end="")  # an item (or its repr) may hold a key
+    print(blank("".join(parts), known=known), end="")  # an item (or its repr) may hold a key
