@@ -8,6 +8,7 @@ import pickle
 import time
 import traceback
 
+import httpx
 import pytest
 
 from openhands_magics import AsyncOpenHandsClient, OpenHandsClient
@@ -465,3 +466,33 @@ def test_async_client_starts_follows_and_maps_errors(server: LocalOpenHandsServe
     seen = asyncio.run(scenario())
     assert seen[0] == "STARTING · preparing" and seen[-1] == "FINISHED" and "RUNNING" in seen
     assert len(server.posts()) == 2
+
+
+# ---------------------------------------------------------------------------------------------------- transport=
+def test_a_mock_transport_gets_what_the_network_would_the_key_in_its_header_and_nowhere_else() -> None:
+    seen: list[httpx.Request] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[None])
+
+    async def both() -> None:
+        with OpenHandsClient(SECRET, base_url="http://127.0.0.1:9", api="v1",
+                             transport=httpx.MockTransport(server)) as client:
+            assert client.read([Conversation("a" * 32)]) == [None]
+            assert SECRET not in repr(client)
+        async with AsyncOpenHandsClient(SECRET, base_url="http://127.0.0.1:9", api="v1",
+                                        transport=httpx.MockTransport(server)) as aclient:
+            assert await aclient.read([Conversation("b" * 32)]) == [None]
+
+    asyncio.run(both())
+    assert [r.url.params["ids"] for r in seen] == ["a" * 32, "b" * 32]
+    assert {r.headers["Authorization"] for r in seen} == {f"Bearer {SECRET}"}
+    assert all(r.headers["User-Agent"].startswith("openhands-magics/") for r in seen)
+
+
+def test_a_transport_of_the_wrong_kind_is_one_line_before_anything_is_sent() -> None:
+    with pytest.raises(ValidationError, match="must be an async httpx transport"):
+        AsyncOpenHandsClient(SECRET, base_url="http://127.0.0.1:9", transport=httpx.HTTPTransport())
+    with pytest.raises(ValidationError, match="must be an httpx transport"):
+        OpenHandsClient(SECRET, base_url="http://127.0.0.1:9", transport=httpx.AsyncHTTPTransport())
