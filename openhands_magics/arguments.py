@@ -32,7 +32,7 @@ from typing import Any
 from .errors import ValidationError
 
 __all__ = ["COMMANDS", "OPTIONS", "USAGE", "Command", "Invocation", "Option", "docstring", "parse_invocation",
-           "resolve_references"]
+           "resolve_references", "usage"]
 
 
 @dataclass
@@ -286,7 +286,6 @@ ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?
 _DOLLAR = re.compile(r"\$([^\W\d]\w*(?:\.[^\W\d]\w*)*)")
 #: The magic line's options by how they are written, and each command's own options by its word.
 _LINE_OPTIONS = {flag: row for row in OPTIONS if not row.applies for flag in row.flags}
-_WORDS = {command.name: command for command in COMMANDS if command.word}
 
 
 def _options_of(word: str) -> dict[str, Option]:
@@ -320,7 +319,8 @@ _HANDLE = ("conv = %openhands ...", "gives a handle: conv.id .task_id .url .stat
            ".changes() .diff() .send(text) .pause() .resume() .delete() .refresh() .wait()")
 
 
-def _usage() -> str:
+def usage() -> str:
+    """What ``%openhands --help`` prints, made from the tables as they are now."""
     lines = [*_entry("%openhands [options] MESSAGE", "start a conversation, show a live panel"),
              *_entry("%%openhands [options]", "the cell body is the message")]
     for row in OPTIONS:
@@ -335,8 +335,8 @@ def _usage() -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-#: What ``%openhands --help`` prints.
-USAGE = _usage()
+#: What ``%openhands --help`` prints (as the tables were when this module was imported).
+USAGE = usage()
 
 
 def docstring() -> str:
@@ -453,7 +453,7 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
 def _command(invocation: Invocation, rest: str) -> bool:
     """Whether ``rest`` is a whole command (then ``invocation`` holds it); False leaves it a message."""
     words = rest.split()
-    command = _WORDS.get(words[0]) if words else None
+    command = next((c for c in COMMANDS if c.word and words and c.name == words[0]), None)
     if command is None:
         return False
     if command.takes == "start-options":

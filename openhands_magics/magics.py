@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Float, TraitError, Unicode, observe, validate
 
 from . import commands
-from .arguments import USAGE, Invocation, docstring, parse_invocation, resolve_references
+from .arguments import Invocation, docstring, parse_invocation, resolve_references, usage
 from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
 from .errors import OpenHandsError
 
@@ -67,7 +67,8 @@ class OpenHandsMagics(Magics):
         return self._errors
 
     def _record_error(self, result: Any) -> None:
-        if result is not None and (getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)):
+        failed = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+        if result is not None and failed:
             self.errors._after(result)
 
     base_url = Unicode(
@@ -206,7 +207,7 @@ class OpenHandsMagics(Magics):
         try:
             invocation = parse_invocation(line, cell)
             if invocation.help:
-                print(USAGE)
+                print(usage())
                 return None
             if invocation.references:  # `pause {conv.id}`, `--watch $cid`: only the id argument is expanded
                 resolve_references(invocation, self.shell.user_ns if self.shell is not None else {})

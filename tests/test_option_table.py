@@ -11,13 +11,15 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import openhands_magics
-from openhands_magics import commands
-from openhands_magics.arguments import COMMANDS, OPTIONS, USAGE, Invocation, docstring, parse_invocation
+from openhands_magics import arguments, commands
+from openhands_magics.arguments import COMMANDS, OPTIONS, USAGE, Command, Invocation, docstring, parse_invocation
 from openhands_magics.magics import OpenHandsMagics
 from openhands_magics.session import get_session
 from openhands_magics.testing import LocalOpenHandsServer
@@ -165,3 +167,26 @@ def test_a_setting_a_command_reads_is_seen_by_the_next_call(
 def test_the_package_still_exports_say_from_commands(capsys: pytest.CaptureFixture[str]) -> None:
     openhands_magics.commands.say("told", error=False)
     assert capsys.readouterr().out == "openhands: told\n"
+
+
+def test_a_new_command_is_one_row_and_one_module(
+    ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENHANDS_BASE_URL", "http://127.0.0.1:9")  # nothing listens: nothing may be sent
+    module = types.ModuleType("openhands_magics.commands.greet")
+
+    def run(context: commands.Context, invocation: Invocation) -> Any:
+        commands.say(f"hello {invocation.target}, no server: {context.endpoint is None}", error=False)
+        return invocation.target
+
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    row = Command("greet", "greet", "id", usage="greet ID", help="say hello to a conversation", endpoint=False)
+    monkeypatch.setattr(arguments, "COMMANDS", (row, *COMMANDS))
+
+    assert ip.run_line_magic("openhands", f"greet {HEX}") == HEX
+    assert output.read()[0] == f"openhands: hello {HEX}, no server: True\n"
+    ip.run_line_magic("openhands", "--dry-run greet the team")  # the whole-line rule holds for it: a task
+    assert "Would send a new conversation" in output.read()[0]
+    ip.run_line_magic("openhands", "--help")
+    assert re.search(r"^%openhands greet ID +say hello to a conversation$", output.read()[0], re.MULTILINE)

@@ -18,7 +18,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import COMMANDS, Command, Invocation
+from .. import arguments
+from ..arguments import Command, Invocation
 
 if TYPE_CHECKING:
     from ..context import ErrorLog
@@ -88,7 +89,7 @@ class Context:
 
 def route(invocation: Invocation) -> Command:
     """The first row of the table that fits the line: its command word, else the mode its options choose."""
-    for command in COMMANDS:
+    for command in arguments.COMMANDS:
         if command.word:
             if invocation.command == command.name:
                 return command
