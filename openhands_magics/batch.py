@@ -2,10 +2,11 @@
 
 ``session.map(task, items, ...)`` (or ``openhands_magics.map``) returns a :class:`Batch` at once. A queue starts the
 next conversation as one ends; every conversation is watched by the server's one poller (one batched read a tick
-for the whole batch). In a kernel the queue runs in the event loop; ``.wait()`` (and any place without a loop)
-drives it with the blocking client. A start refused with 429 goes back to the queue, which pauses for the server's
-``Retry-After``: a 429 started nothing, so nothing is started twice. Any other failed start is a failed row, and
-the rest go on. Every id is recorded (on the handle, in ``history()``, on disk) the moment the server answers.
+for the whole batch, in the I/O thread). In a kernel the queue runs in the event loop; ``.wait()`` (and any place
+without a loop) runs it in the caller's thread, waiting on the poller's changes instead of reading. A start refused
+with 429 goes back to the queue, which pauses for the server's ``Retry-After``: a 429 started nothing, so nothing
+is started twice. Any other failed start is a failed row, and the rest go on. Every id is recorded (on the handle,
+in ``history()``, on disk) the moment the server answers.
 
 A row is over (:attr:`Row.over`) however its conversation ends: finished, failed, stuck, its start task failed,
 deleted (the server answers ``null`` for it: :func:`~.polling.mark_gone`), and only once what the agent did has been
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OpenHandsError, RateLimitError, ValidationError
 from .models import ConversationStatus, Outcome
-from .polling import mark_gone, outcome_due
+from .polling import outcome_due
 from .validation import printable
 
 if TYPE_CHECKING:
@@ -231,6 +232,7 @@ class Batch:
         self._paused_until = 0.0
         self._views: list[Callable[[], None]] = []
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ what users read
@@ -308,8 +310,11 @@ class Batch:
         self._changed(None)
 
     def _changed(self, _handle: ConversationHandle | None) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
+        if self._wakeup is not None and self._loop is not None:  # (a handle's change comes from the I/O thread)
+            try:
+                self._loop.call_soon_threadsafe(self._wakeup.set)
+            except RuntimeError:  # that loop is closed: nothing waits on it
+                pass
         for view in list(self._views):
             try:
                 view()
@@ -323,7 +328,7 @@ class Batch:
         except RuntimeError:
             return self
         if self._task is None or self._task.done():
-            self._wakeup = asyncio.Event()
+            self._wakeup, self._loop = asyncio.Event(), loop
             self._task = loop.create_task(self._drive(), name="openhands-batch")
         return self
 
@@ -429,14 +434,27 @@ class Batch:
 
     def wait(self, timeout: float | None = None) -> Batch:
         """Block until every row is over (queued ones started as places free up, every answer read); WaitTimeout
-        after ``timeout``."""
-        from .errors import WaitTimeout
+        after ``timeout``. Its conversations are watched by the server's one poller (in the I/O thread, so other
+        panels stay live); this waits for their changes."""
+        import threading
+
         from .validation import validate_seconds
 
         timeout = validate_seconds(timeout, "timeout")
-        client = self._session.client(self.endpoint)
         deadline = None if timeout is None else time.monotonic() + timeout
+        changed = threading.Event()
+        self._views.append(changed.set)  # (every row's change calls the batch's views)
+        try:
+            self._wait(changed, deadline, timeout)
+        finally:
+            self._views.remove(changed.set)
+        return self
+
+    def _wait(self, changed: Any, deadline: float | None, timeout: float | None) -> None:
+        from .errors import WaitTimeout
+
         while not self.done:
+            changed.clear()
             for row in self._due():
                 self._submit(row)
             for row in [r for r in self.rows if r.state == "STARTING" and r.pending is not None]:
@@ -445,22 +463,19 @@ class Batch:
                 except Exception:  # (settled below; a timeout leaves it starting, and the deadline says so)
                     pass
                 self._settle(row)
-            live = [row.handle for row in self.rows if row.handle is not None and not row.handle.is_final]
-            if live:
-                for handle, fresh in zip(live, client.read([h.conversation for h in live])):
-                    if fresh is None:  # deleted elsewhere, or forgotten: over, as the poller would see it
-                        mark_gone(handle)
-                    else:
-                        handle.update(fresh)
-            for row in self.rows:  # every answer due, also of those the (blocked) poller saw end
-                if row.handle is not None and outcome_due(row.handle):
+            for row in self.rows:  # the poller follows every live row (also one whose panel stopped watching)
+                if row.handle is not None and not row.handle.is_final and not row.handle.watching:
+                    self._session.watch(row.handle)
+            for row in self.rows:  # every answer due that the poller will not read (it no longer watches the row)
+                if row.handle is not None and outcome_due(row.handle) and not row.handle.watching:
                     self._conclude_now(row.handle)
             if self.done:
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 raise WaitTimeout(f"The batch is not over after {timeout:g} s ({self.summary}); it goes on.")
-            time.sleep(self._session.schedule_for(self.endpoint).interval)
-        return self
+            pause = self._session.schedule_for(self.endpoint).interval  # (a 429's pause, a start's end: look again)
+            changed.wait(pause if deadline is None else min(pause, deadline - now))
 
     def _repr_html_(self) -> str:
         from .views import grid_html

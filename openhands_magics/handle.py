@@ -1,15 +1,20 @@
 """``ConversationHandle``: what ``conv = %openhands ...`` returns.
 
-A passive record of one conversation: the poller writes fresh snapshots into it and views subscribe to it. It
-imports neither the poller nor any view; its verbs (``refresh``, ``wait``, ``stop_watching``) are carried out by the
-session that owns it (:mod:`.session`). It knows both ids: the start task's from the moment the server answered the
-start, the conversation's from the moment the start task is ready.
+A record of one conversation that owns its verbs: ``refresh``, ``wait``, ``send``, ``pause``, ``resume``,
+``delete``, ``changes``, ``diff`` and ``stop_watching`` are carried out through its server's connection
+(:mod:`.connection`), as ipyparallel's ``AsyncResult.abort()`` calls its client. The session's tracker writes fresh
+snapshots into it from the I/O thread while the kernel's thread reads it, so what crosses is guarded: one lock for
+the snapshot and its companions (note, watching, outcome) and for the listeners; listeners are called outside it,
+in the thread that made the change (views tolerate the I/O thread: ipykernel sends widget messages from any thread).
+It knows both ids: the start task's from the moment the server answered the start, the conversation's from the
+moment the start task is ready.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +22,7 @@ from .errors import ValidationError
 from .models import Change, Conversation, Cost, Outcome, PullRequest
 
 if TYPE_CHECKING:
+    from .connection import Connection
     from .session import Endpoint, Session
 
 __all__ = ["ConversationHandle", "Diff"]
@@ -61,6 +67,7 @@ class ConversationHandle:
         self._session = session
         self.endpoint = endpoint
         self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
         #: A short remark shown beside the status ("retrying…", why watching stopped); None when all is well.
         self.note: str | None = None
         #: Whether a poller is watching it right now (the panel's "Stop watching" button follows this).
@@ -72,6 +79,11 @@ class ConversationHandle:
         #: What the agent did in its latest turn, once read (when it ended, or on first use of ``.answer``).
         self.outcome: Outcome | None = None
         self._skip_display_in: int | None = None
+
+    @property
+    def _connection(self) -> Connection:
+        """Its server's connection, through which every verb is carried out (the same one for every handle there)."""
+        return self._session.connection(self.endpoint)
 
     # ------------------------------------------------------------------ what users read
     @property
@@ -147,62 +159,70 @@ class ConversationHandle:
         """The files the agent changed (``.status``, ``.path``); read now, or kept from when its turn ended."""
         if self.is_final and self.outcome is not None and self.outcome.changes is not None:
             return self.outcome.changes
-        return self._session.changes(self)
+        return self._connection.changes(self)
 
     def diff(self, path: str | None = None) -> Diff:
         """The unified diff of one changed file (a path as ``changes()`` lists it), or of all of them."""
-        return self._session.diff(self, path)
+        return self._connection.diff(self, path)
 
     def _outcome(self) -> Outcome | None:
         if self.outcome is None and self.is_final and self.id is not None:
-            self._session.conclude(self)
+            self._connection.conclude(self)
         return self.outcome
 
     # ------------------------------------------------------------------ steering
     def send(self, text: str) -> ConversationHandle:
         """A follow-up: the agent runs again with ``text`` (a paused sandbox is resumed first) and the handle is
         watched again. Returns the handle, so a cell ending with ``conv.send(...)`` shows its live panel."""
-        self._session.send(self, text)
+        self._connection.send(self, text)
         return self
 
     def pause(self) -> ConversationHandle:
         """Pause its sandbox: the agent stops until ``resume()``. (``stop_watching()`` only stops polling.)"""
-        self._session.pause(self)
+        self._connection.pause(self)
         return self
 
     def resume(self) -> ConversationHandle:
-        self._session.resume(self)
+        self._connection.resume(self)
         return self
 
     def delete(self) -> None:
         """Delete the conversation on the server, for good. (The magic asks first; this does not.)"""
-        self._session.delete(self)
+        self._connection.delete(self)
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> Conversation:
         """Fetch the conversation now (blocking) and update every view of it."""
-        return self._session.refresh(self)
+        return self._connection.refresh(self)
 
     def wait(self, timeout: float | None = None, *, on_change: Listener | None = None) -> Conversation:
         """Block until the agent is done or cannot go on (see ``FINAL_STATUSES``); WaitTimeout after ``timeout`` s.
 
-        Interrupting (Ctrl-C / the kernel's stop button) stops the waiting, not the conversation.
+        The server's one poller (in the I/O thread) watches it meanwhile, so other panels stay live; ``on_change``
+        is called in the waiting thread. Interrupting (Ctrl-C / the kernel's stop button) stops the waiting, not
+        the conversation.
         """
-        return self._session.wait(self, timeout=timeout, on_change=on_change)
+        return self._connection.wait(self, timeout=timeout, on_change=on_change)
+
+    def watch(self) -> bool:
+        """Have its server's poller follow it until it is final (what a panel does); True once it is watched."""
+        return self._connection.watch(self)
 
     def stop_watching(self) -> None:
         """Stop polling it (the conversation goes on)."""
-        self._session.unwatch(self)
+        self._connection.unwatch(self)
 
     # ------------------------------------------------------------------ what pollers and views use
     def subscribe(self, listener: Listener) -> None:
         if not callable(listener):
             raise ValidationError(f"subscribe() takes a function of the handle, got {type(listener).__name__}.")
-        self._listeners.append(listener)
+        with self._lock:
+            self._listeners.append(listener)
 
     def unsubscribe(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def is_same(self, conversation: Conversation) -> bool:
         mine = self._conversation
@@ -215,35 +235,44 @@ class ConversationHandle:
         """Store a fresh snapshot; returns whether its status line changed (the poller slows down while it doesn't)."""
         if not self.is_same(conversation):
             raise ValueError(f"a snapshot of {conversation.conversation_id} given to the handle of {self.reference}")
-        before = self._conversation
-        changed = conversation.status_line != before.status_line
-        if conversation.is_final and not before.is_final:
-            self.seen_final_at = _now()
-        self._conversation, self.note = conversation, note
+        with self._lock:
+            before = self._conversation
+            changed = conversation.status_line != before.status_line
+            if conversation.is_final and not before.is_final:
+                self.seen_final_at = _now()
+            self._conversation, self.note = conversation, note
         self._notify()
         return changed
 
     def begin_turn(self, conversation: Conversation) -> None:
         """A follow-up was accepted: the agent works again, from now; what it did before is the past."""
-        self.turn_started_at, self.seen_final_at, self.outcome = _now(), None, None
+        with self._lock:
+            self.turn_started_at, self.seen_final_at, self.outcome = _now(), None, None
         self.update(conversation)
 
     def set_outcome(self, outcome: Outcome | None) -> None:
-        self.outcome = outcome
+        with self._lock:
+            self.outcome = outcome
         self._notify()
 
     def set_note(self, note: str | None) -> None:
-        if note != self.note:
+        with self._lock:
+            if note == self.note:
+                return
             self.note = note
-            self._notify()
+        self._notify()
 
     def set_watching(self, watching: bool) -> None:
-        if watching != self.watching:
+        with self._lock:
+            if watching == self.watching:
+                return
             self.watching = watching
-            self._notify()
+        self._notify()
 
     def _notify(self) -> None:
-        for listener in list(self._listeners):
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
             try:
                 listener(self)
             except Exception:  # a broken view must not stop the poller or the other views

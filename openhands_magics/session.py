@@ -1,5 +1,6 @@
-"""The kernel-wide state, usable without IPython: clients per server, one poller per server, and the record of
-every conversation started or watched in this process.
+"""The kernel-wide state, usable without IPython: a registry of connections (one per server, each with its clients
+and its tracker of everything in flight there, :mod:`.connection`) and of handles (one per conversation), and the
+record of every conversation started or watched in this process.
 
 The magics are a thin front over one :class:`Session` (``get_session()``), as jupysql keeps its connections apart
 from ``SqlMagic``; a script can use the same object::
@@ -14,14 +15,13 @@ displayed, so neither of its ids is ever lost.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import DEFAULT_TIMEOUT, AsyncOpenHandsClient, OpenHandsClient
+from .client import DEFAULT_TIMEOUT, OpenHandsClient
 from .config import (
     REMOTE_MIN_INTERVAL,
     ApiKey,
@@ -32,11 +32,12 @@ from .config import (
     resolve_ca_bundle,
     resolve_env_proxy,
 )
-from .errors import ConflictError, OpenHandsError, ValidationError
+from .connection import Connection
+from .errors import ValidationError
 from .handle import ConversationHandle, Diff, Listener
 from .models import Change, Conversation, ConversationStatus, Outcome
-from .polling import Poller, PollSchedule, outcome_due, wait_until_final
-from .validation import validate_message, validate_repository, validate_seconds
+from .polling import PollingSource, PollSchedule
+from .validation import validate_repository, validate_seconds
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
@@ -47,7 +48,7 @@ MAX_LIST_PAGES = 10
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to talk to a server: one client and one poller per endpoint."""
+    """Where and how to talk to a server: one connection (clients, tracker) per endpoint."""
 
     base_url: str
     api_key: ApiKey = field(repr=False)
@@ -83,14 +84,20 @@ class Endpoint:
 
 
 class Session:
-    """Everything in flight in this process, with one owner."""
+    """The registry of everything in flight in this process: endpoints to connections (each with its clients and
+    its tracker), and one identity map of handles, so ``list``, ``--watch``, ``--reattach``, the commands and
+    ``history()`` hand out the same handle for the same conversation. The verbs are the handles' own; the methods
+    here that take a handle are kept for callers of the old API and only delegate."""
 
     def __init__(self, schedule: PollSchedule | None = None) -> None:
-        #: How fast pollers made from now on poll (``%config OpenHandsMagics.poll_interval`` sets it).
+        #: How fast watching polls from now on (``%config OpenHandsMagics.poll_interval`` sets it).
         self.schedule = schedule or PollSchedule()
-        self._clients: dict[Endpoint, OpenHandsClient] = {}
-        self._pollers: dict[Endpoint, Poller] = {}
+        self._connections: dict[Endpoint, Connection] = {}
         self._history: list[ConversationHandle] = []
+        self._in_history: set[int] = set()
+        #: Every handle this session gave out, by (server, conversation id or start task id): one per conversation.
+        self._handles: weakref.WeakValueDictionary[tuple[str, str], ConversationHandle] = (
+            weakref.WeakValueDictionary())
         #: The notebook this kernel runs, when known (the magic sets it): recorded on disk with each conversation.
         self.notebook: str | None = None
         #: Whether conversations started here are recorded on disk (``%openhands list --here`` after a restart).
@@ -98,26 +105,26 @@ class Session:
         #: Whether the browser is told when a watched conversation ends (tab title, a permitted notification).
         self.notify = True
 
-    # ------------------------------------------------------------------ clients and pollers
+    # ------------------------------------------------------------------ connections
+    def connection(self, endpoint: Endpoint) -> Connection:
+        """The one connection of this endpoint (made on first use; kept, and usable again, after ``close``)."""
+        connection = self._connections.get(endpoint)
+        if connection is None:
+            connection = self._connections.setdefault(endpoint, Connection(endpoint, self))
+        return connection
+
     def client(self, endpoint: Endpoint) -> OpenHandsClient:
         """The shared blocking client for this endpoint: one connection pool across cells."""
-        if endpoint not in self._clients:
-            self._clients[endpoint] = OpenHandsClient(endpoint.api_key, **endpoint.options())
-        return self._clients[endpoint]
-
-    def poller(self, endpoint: Endpoint) -> Poller:
-        """The one poller of this endpoint. Its async client does not retry by itself: the poller's backoff does,
-        and shows it."""
-        if endpoint not in self._pollers:
-            from ._protocol import NO_RETRIES
-
-            client = AsyncOpenHandsClient(endpoint.api_key, **endpoint.options(), retry=NO_RETRIES)
-            self._pollers[endpoint] = Poller(client, self.schedule)
-        return self._pollers[endpoint]
+        return self.connection(endpoint).client
 
     @property
-    def pollers(self) -> list[Poller]:
-        return list(self._pollers.values())
+    def connections(self) -> list[Connection]:
+        return list(self._connections.values())
+
+    @property
+    def pollers(self) -> list[PollingSource]:
+        """Each connection's polling source (``.running`` while it watches anything)."""
+        return [c.source for c in self._connections.values()]
 
     @staticmethod
     def _endpoint(endpoint: Endpoint | None) -> Endpoint:
@@ -130,6 +137,37 @@ class Session:
             )
         return endpoint
 
+    # ------------------------------------------------------------------ the identity map
+    def _index(self, handle: ConversationHandle) -> None:
+        for reference in (handle.id, handle.task_id):
+            if reference:
+                self._handles[(handle.endpoint.base_url, reference)] = handle
+
+    def _known(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle | None:
+        """The handle already given out for this conversation on this server, if any."""
+        base = endpoint.base_url
+        for reference in (conversation.conversation_id, conversation.start_task_id):
+            handle = self._handles.get((base, reference)) if reference else None
+            if handle is not None and handle.is_same(conversation):
+                return handle
+        for handle in list(self._handles.values()):  # known by its task id, and it has named its conversation since
+            if handle.endpoint.base_url == base and handle.is_same(conversation):
+                self._index(handle)
+                return handle
+        return None
+
+    def _handle(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle:
+        """The one handle of this conversation: the known one (given the fresher snapshot), else a new one."""
+        handle = self._known(conversation, endpoint)
+        if handle is None:
+            handle = ConversationHandle(conversation, self, endpoint)
+        else:  # (a snapshot read by conversation id does not name the start task: the handle keeps knowing it)
+            if conversation.start_task_id is None and handle.task_id is not None:
+                conversation = dataclasses.replace(conversation, start_task_id=handle.task_id)
+            handle.update(conversation, handle.note)
+        self._index(handle)
+        return handle
+
     # ------------------------------------------------------------------ conversations
     def start(
         self, message: str, repository: str | None = None, *, endpoint: Endpoint | None = None
@@ -141,7 +179,8 @@ class Session:
     def attach(
         self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False
     ) -> ConversationHandle:
-        """A new handle for an existing conversation: its id, its link, or (V1) its start task's id."""
+        """The handle of an existing conversation (the one this session has, else a new one): its id, its link,
+        or (V1) its start task's id."""
         endpoint = self._endpoint(endpoint)
         return self.record(self.client(endpoint).get_conversation(reference), endpoint, remember=remember)
 
@@ -152,10 +191,15 @@ class Session:
         client = self.client(endpoint)
         client._reference(reference)
         wanted = client.dialect().normalize_id(reference)
-        for handle in reversed(self._history):
-            if handle.endpoint.base_url == endpoint.base_url and wanted in (handle.id, handle.task_id):
-                handle.refresh()
-                return handle
+        handle = self._handles.get((endpoint.base_url, wanted))
+        if handle is None:
+            handle = next((h for h in reversed(self._history)
+                           if h.endpoint.base_url == endpoint.base_url and wanted in (h.id, h.task_id)), None)
+        if handle is not None:
+            handle.refresh()
+            self._index(handle)
+            self._keep(handle)
+            return handle
         return self.attach(reference, endpoint=endpoint)
 
     def reattach(self, probes: list[Conversation], *, endpoint: Endpoint) -> list[ConversationHandle]:
@@ -168,15 +212,16 @@ class Session:
                 if self.remember:
                     self._store().forget(endpoint.base_url, probe.conversation_id or probe.start_task_id or "")
                 continue
-            handles.append(self._known(conversation, endpoint) or self.record(conversation, endpoint))
+            handles.append(self.record(conversation, endpoint))
         return handles
 
     def record(self, conversation: Conversation, endpoint: Endpoint, *, remember: bool = False) -> ConversationHandle:
-        """Keep it in this process's record (and, ``remember``, on disk, with its conversation id once known)."""
-        handle = ConversationHandle(conversation, self, endpoint)
-        self._history.append(handle)
-        what = f"conversation {handle.id}" if handle.id else f"start task {handle.task_id}"
-        log.info("recorded %s on %s", what, endpoint.base_url)
+        """Keep it in this process's record (and, ``remember``, on disk, with its conversation id once known); the
+        handle this session already has for it, if any."""
+        handle = self._handle(conversation, endpoint)
+        if self._keep(handle):
+            what = f"conversation {handle.id}" if handle.id else f"start task {handle.task_id}"
+            log.info("recorded %s on %s", what, endpoint.base_url)
         if remember and self.remember:
             try:
                 self._remember(handle)
@@ -184,11 +229,13 @@ class Session:
                 log.warning("could not record conversation %s on disk", handle.reference, exc_info=True)
         return handle
 
-    def _known(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle | None:
-        for handle in self._history:
-            if handle.endpoint.base_url == endpoint.base_url and handle.is_same(conversation):
-                return handle
-        return None
+    def _keep(self, handle: ConversationHandle) -> bool:
+        """In ``history()`` from now on (once); whether it was new there."""
+        if id(handle) in self._in_history:
+            return False
+        self._in_history.add(id(handle))
+        self._history.append(handle)
+        return True
 
     @staticmethod
     def _store() -> Any:
@@ -210,9 +257,17 @@ class Session:
             def when_created(h: ConversationHandle) -> None:
                 if h.id is not None:
                     h.unsubscribe(when_created)
+                    self._index(h)
                     add(h)
 
             handle.subscribe(when_created)
+
+    def forget(self, handle: ConversationHandle) -> None:
+        """Deleted on the server: off the record on disk too (the handle stays, as DELETED)."""
+        if self.remember:
+            for reference in (handle.id, handle.task_id):
+                if reference:
+                    self._store().forget(handle.endpoint.base_url, reference)
 
     def map(
         self,
@@ -269,20 +324,13 @@ class Session:
             if page_id is None:
                 break
         found = found[:limit]
-        handles = [self._known(c, endpoint) or ConversationHandle(c, self, endpoint) for c in found]
+        handles = [self._handle(c, endpoint) for c in found]  # (the same handle as anywhere else)
         more = " · more on the server" if page_id is not None else ""
         return ConversationList(handles, source=f"{endpoint.base_url} · {len(handles)} shown of {scanned} read{more}")
 
     def watch(self, handle: ConversationHandle) -> bool:
-        """Poll it from the running event loop (a kernel's); False where there is none (terminal IPython)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        poller = self.poller(handle.endpoint)
-        poller.schedule = self.schedule_for(handle.endpoint)
-        poller.track(handle)
-        return True
+        """Have its server's poller follow it (in the I/O thread: with a kernel or without, busy or not)."""
+        return handle.watch()
 
     def schedule_for(self, endpoint: Endpoint) -> PollSchedule:
         """The schedule, with a floor for servers off this machine (they rate-limit; a local one need not)."""
@@ -291,103 +339,41 @@ class Session:
         return PollSchedule(REMOTE_MIN_INTERVAL, max(REMOTE_MIN_INTERVAL, self.schedule.max_interval),
                             self.schedule.growth)
 
+    # ------------------------------------------------------------------ the old verbs, now the handle's
     def unwatch(self, handle: ConversationHandle) -> None:
-        poller = self._pollers.get(handle.endpoint)
-        if poller is not None:
-            poller.untrack(handle)
+        handle.stop_watching()
 
     def refresh(self, handle: ConversationHandle) -> Conversation:
-        handle.update(self.client(handle.endpoint).refresh(handle.conversation))
-        return handle.conversation
+        return handle.refresh()
 
     def wait(
         self, handle: ConversationHandle, *, timeout: float | None = None, on_change: Listener | None = None
     ) -> Conversation:
-        timeout = validate_seconds(timeout, "timeout")
-        if on_change is not None and not callable(on_change):
-            raise ValidationError(f"on_change must be a function of the handle, got {type(on_change).__name__}.")
-        final = wait_until_final(handle, self.client(handle.endpoint), self.schedule_for(handle.endpoint),
-                                 timeout=timeout, on_change=on_change)
-        if outcome_due(handle):  # (not for a conversation deleted while it was waited for: nothing is left to read)
-            try:
-                self.conclude(handle)
-            except OpenHandsError as error:  # the status is what was waited for; the details can be read later
-                handle.set_outcome(Outcome(problems=(str(error),)))
-        self.unwatch(handle)  # at once, within the waiting cell: its panel gives way to the final card there
-        return final
+        return handle.wait(timeout, on_change=on_change)
 
-    # ------------------------------------------------------------------ what the agent did
     def conclude(self, handle: ConversationHandle) -> Outcome | None:
-        """Read what the agent did in its latest turn (answer, changed files) and keep it on the handle; the
-        poller does the same, without blocking, when it sees a turn end."""
-        handle.set_outcome(self.client(handle.endpoint).outcome(handle.conversation))
-        return handle.outcome
+        return handle._connection.conclude(handle)
 
     def changes(self, handle: ConversationHandle) -> tuple[Change, ...]:
-        return self.client(handle.endpoint).changes(handle.conversation)
+        return handle._connection.changes(handle)
 
     def diff(self, handle: ConversationHandle, path: str | None = None) -> Diff:
-        client = self.client(handle.endpoint)
-        paths = [path] if path is not None else [c.path for c in handle.changes()]
-        return Diff("".join(client.diff(handle.conversation, p).unified() for p in paths))
-
-    # ------------------------------------------------------------------ steering
-    #: How long a follow-up waits for a paused sandbox to run again before it gives up.
-    resume_timeout = 60.0
+        return handle.diff(path)
 
     def send(self, handle: ConversationHandle, text: str) -> None:
-        """Send a follow-up; a paused sandbox is resumed first. Watched again (from the running loop) at once."""
-        client = self.client(handle.endpoint)
-        text = validate_message(client._text(text))  # the client's own check, before a paused sandbox is resumed
-        if (handle.conversation.sandbox_status or "").upper() == "PAUSED":  # known paused: no 409 needed to learn it
-            self._resume_and_wait(handle)
-        try:
-            client.send_message(handle.conversation, text)
-        except ConflictError as error:  # paused since the last read (Cloud pauses old ones past 10 running)
-            if error.status_code != 409:
-                raise
-            self._resume_and_wait(handle)
-            client.send_message(handle.conversation, text)
-        # The server answered 200 with ``run``: the agent works (it reads "running" at once on the real server).
-        running = dataclasses.replace(handle.conversation, status=ConversationStatus.RUNNING, phase=None,
-                                      execution_status="running", sandbox_status="RUNNING")
-        handle.begin_turn(running)
-        self.watch(handle)
-
-    def _resume_and_wait(self, handle: ConversationHandle) -> None:
-        self.client(handle.endpoint).resume(handle.conversation)
-        deadline = time.monotonic() + self.resume_timeout
-        while True:
-            self.refresh(handle)
-            if (handle.conversation.sandbox_status or "").upper() == "RUNNING":
-                return
-            if time.monotonic() >= deadline:
-                raise ConflictError(f"Conversation {handle.id} did not resume within {self.resume_timeout:g} s "
-                                    f"(its sandbox is {handle.conversation.sandbox_status}); try again later.")
-            time.sleep(min(1.0, self.schedule.interval))
+        handle.send(text)
 
     def pause(self, handle: ConversationHandle) -> None:
-        self.client(handle.endpoint).pause(handle.conversation)
-        self.refresh(handle)
+        handle.pause()
 
     def resume(self, handle: ConversationHandle) -> None:
-        self.client(handle.endpoint).resume(handle.conversation)
-        self.refresh(handle)
-        self.watch(handle)
+        handle.resume()
 
     def delete(self, handle: ConversationHandle) -> None:
-        """Delete it on the server; the handle stays, as DELETED, and watching ends."""
-        self.client(handle.endpoint).delete(handle.conversation)
-        # DELETED first, then watching ends: a live panel turns into the final card showing DELETED.
-        handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
-        self.unwatch(handle)
-        if self.remember:
-            for reference in (handle.id, handle.task_id):
-                if reference:
-                    self._store().forget(handle.endpoint.base_url, reference)
+        handle.delete()
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
-        """Display it the best way the front end allows, watched live where a loop runs."""
+        """Display it the best way the front end allows, watched live where a front end shows widgets."""
         from .display import show
 
         show(self, handle, panel=panel)
@@ -401,22 +387,14 @@ class Session:
 
     # ------------------------------------------------------------------ shutting down
     def close(self) -> None:
-        """Stop every poller and close every connection (``%unload_ext``). The record of conversations stays, and
-        its handles keep working: clients are opened again on demand."""
-        for poller in self._pollers.values():
-            poller.close()
-            _close_async(poller.client)
-        self._pollers.clear()
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        """Stop all watching, close every connection and stop the I/O thread (``%unload_ext``): no thread, task
+        or socket is left. The record of conversations stays, and its handles keep working: clients are opened
+        again on demand (and the I/O thread with the next watch)."""
+        from ._io import get_io
 
-
-def _close_async(client: AsyncOpenHandsClient) -> None:
-    try:
-        asyncio.get_running_loop().create_task(client.aclose())
-    except RuntimeError:  # no loop runs: nothing is in flight, close it on a loop of its own
-        asyncio.run(client.aclose())
+        get_io().stop()  # (each connection's watches end and its async client closes, in the loop)
+        for connection in self._connections.values():
+            connection.close()
 
 
 _session: Session | None = None

@@ -385,6 +385,22 @@ def test_reload_and_unload_stop_polling_and_old_handles_still_refresh(
     assert kernel.printed("print(new.refresh().status, len(openhands_magics.history()) > 2)") == "RUNNING True\n"
 
 
+#: Prints the poller tasks alive in the I/O thread's loop (and in the kernel's), the sockets open to the server on
+#: ``port``, the running polling sources and the I/O threads alive.
+_COUNT = (
+    "import asyncio, psutil, threading\n"
+    "from openhands_magics._io import get_io\n"
+    "async def _count():\n"
+    "    return [t for t in asyncio.all_tasks() if t.get_name().startswith('openhands') and not t.done()]\n"
+    "tasks = get_io().submit(_count()).result(5) if get_io().running else []\n"
+    "tasks += [t for t in asyncio.all_tasks() if t.get_name().startswith('openhands') and not t.done()]\n"
+    "sockets = [c for c in psutil.Process().net_connections('tcp') if c.raddr and c.raddr.port == {port}"
+    " and c.status == 'ESTABLISHED']\n"
+    "threads = [t for t in threading.enumerate() if t.name.startswith('openhands')]\n"
+    "print(len(tasks), len(sockets), sum(p.running for p in openhands_magics.get_session().pollers), len(threads))"
+)
+
+
 def test_reload_with_a_hundred_live_panels_leaves_no_poller_task_or_socket_behind(
     kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
 ) -> None:
@@ -393,20 +409,14 @@ def test_reload_with_a_hundred_live_panels_leaves_no_poller_task_or_socket_behin
     kernel.execute(f"for i in range(100): get_ipython().run_line_magic('openhands', '--base-url {server.base_url} task %d' % i)",
                    timeout=60)
     kernel.listen(1.0)
-    count = (
-        "import asyncio, psutil\n"
-        "tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith('openhands') and not t.done()]\n"
-        f"sockets = [c for c in psutil.Process().net_connections('tcp') if c.raddr and c.raddr.port == {port}"
-        " and c.status == 'ESTABLISHED']\n"
-        "print(len(tasks), len(sockets), sum(p.running for p in openhands_magics.get_session().pollers))"
-    )
-    tasks, sockets, pollers = map(int, kernel.printed(count).split())
-    assert (tasks, pollers) == (1, 1) and sockets >= 1  # one poller for the hundred, on kept-alive connections
+    tasks, sockets, pollers, threads = map(int, kernel.printed(_COUNT.format(port=port)).split())
+    # One poller task for the hundred, in the one I/O thread, on kept-alive connections.
+    assert (tasks, pollers, threads) == (1, 1, 1) and sockets >= 1
 
     kernel.execute("%reload_ext openhands_magics")
     kernel.listen(0.5)
     settled = len(server.requests)
-    assert kernel.printed(count) == "0 0 0\n"
+    assert kernel.printed(_COUNT.format(port=port)) == "0 0 0 0\n"
     kernel.listen(1.0)
     assert len(server.requests) == settled, "still polling after the reload"
 
@@ -445,3 +455,123 @@ def test_nothing_the_kernel_sends_holds_the_key_or_the_servers_session_key(
     everything = json.dumps([m["content"] for m in kernel.messages], default=str)
     assert SECRET not in everything and PLANTED_SESSION_KEY not in everything
     assert kernel_server.conversation_ids()[-1] in everything
+
+
+# ---------------------------------------------------------------------------------------------------- busy kernels
+#: One poll (MAX_POLL), plus what a read, the thread hand-over and iopub may add on a loaded 2-core machine.
+ONE_POLL = MAX_POLL + 0.8
+
+
+def _start_cell(kernel: KernelSession, code: str, first_line: str) -> str:
+    """Send ``code`` without waiting for it; return once it printed ``first_line`` (so it is running now)."""
+    msg_id = kernel.client.execute(code)
+    kernel.listen_until(lambda: any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
+                                    and first_line in m["content"].get("text", "") for m in kernel.messages),
+                        what=f"the cell to print {first_line!r}")
+    return msg_id
+
+
+def _finish_cell(kernel: KernelSession, msg_id: str, timeout: float = 30) -> float:
+    """Wait for the reply of a cell sent with :func:`_start_cell` and its idle; when its reply arrived."""
+    reply = kernel.client.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kernel.client.get_shell_msg(timeout=timeout)
+    replied = time.monotonic()
+    assert reply["content"]["status"] == "ok", reply["content"]
+    kernel.listen_until(lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                                    and m["parent_header"].get("msg_id") == msg_id for m in kernel.messages),
+                        what="the cell's idle")
+    return replied
+
+
+def _first(kernel: KernelSession, model_id: str, status: str) -> float:
+    return next(at for at, s in kernel.updates(model_id, "status") if s == status)
+
+
+def test_a_live_panel_reaches_finished_within_one_poll_while_another_cell_sleeps(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.3, running=600))
+    outputs, _ = kernel.execute(f"conv = %openhands --base-url {server.base_url} finishes while the kernel computes")
+    model_id = _panel_model_id(outputs)
+    kernel.wait_for_status(model_id, "RUNNING")
+    [conversation_id] = server.conversation_ids()
+
+    sleeping = _start_cell(kernel, "import time\nprint('computing', flush=True)\ntime.sleep(8)", "computing")
+    finished_at = time.monotonic()
+    server.set_state(conversation_id, execution_status="finished")  # the agent ends while the cell computes
+    kernel.wait_for_status(model_id, "FINISHED", timeout=8)
+    replied = _finish_cell(kernel, sleeping)
+
+    shown = _first(kernel, model_id, "FINISHED")
+    assert shown - finished_at < ONE_POLL, f"FINISHED reached the panel {shown - finished_at:.2f} s after it ended"
+    assert shown < replied - 4, "the panel waited for the computing cell"
+    assert kernel.printed("print(conv.status, conv.outcome is not None)") == "FINISHED True\n"
+
+
+def test_a_live_panel_reaches_finished_within_one_poll_while_another_conversations_wait_blocks_the_kernel(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.3, running=600))
+    outputs, _ = kernel.execute(f"shown = %openhands --base-url {server.base_url} the one on screen")
+    model_id = _panel_model_id(outputs)
+    kernel.execute(f"waited = %openhands --no-panel --base-url {server.base_url} the one waited for")
+    kernel.wait_for_status(model_id, "RUNNING")
+    kernel.listen_until(lambda: len(server.conversation_ids()) == 2, what="both conversations")
+    shown_id, waited_id = server.conversation_ids()
+
+    waiting = _start_cell(kernel, "print('waiting', flush=True)\nwaited.wait(timeout=30)", "waiting")
+    finished_at = time.monotonic()
+    server.set_state(shown_id, execution_status="finished")  # the one on screen ends while the kernel waits
+    kernel.wait_for_status(model_id, "FINISHED", timeout=8)
+    shown = _first(kernel, model_id, "FINISHED")
+    server.set_state(waited_id, execution_status="finished")  # then the waited one: the wait returns
+    replied = _finish_cell(kernel, waiting)
+
+    assert shown - finished_at < ONE_POLL, f"FINISHED reached the panel {shown - finished_at:.2f} s after it ended"
+    assert shown < replied
+    assert kernel.printed("print(shown.status, waited.status)") == "FINISHED FINISHED\n"
+
+
+def test_a_listed_handle_a_watched_one_and_the_historys_are_the_same_object(
+    kernel: KernelSession, kernel_server: LocalOpenHandsServer
+) -> None:
+    from openhands_magics.session import Endpoint, Session
+
+    # Started by "another kernel" (straight over HTTP): the kernel first meets it in the list.
+    known = len(kernel_server.conversation_ids())
+    Session().start("started elsewhere", endpoint=Endpoint.resolve(kernel_server.base_url, api_key=SECRET))
+    kernel.listen_until(lambda: len(kernel_server.conversation_ids()) > known, what="the conversation")
+    conversation_id = kernel_server.conversation_ids()[-1]
+    kernel_server.set_state(conversation_id, execution_status="running")  # (it works on while the test looks)
+    code = (
+        "listed = %openhands list\n"
+        f"[from_list] = [h for h in listed if h.id == {conversation_id!r}]\n"
+        f"watched = %openhands --watch {conversation_id}\n"
+        f"%openhands pause {conversation_id}\n"
+        "print(from_list is watched, [h for h in openhands_magics.history() if h.id == watched.id] == [watched],"
+        " from_list.status)"
+    )
+    printed = kernel.printed(code)
+    assert printed.splitlines()[-1] == "True True PAUSED", printed
+
+
+def test_unload_ext_leaves_no_thread_and_no_socket(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.2, running=600))
+    port = server.base_url.rsplit(":", 1)[1]
+    kernel.execute("openhands_magics.get_session().close()")  # (nothing left watching from earlier tests)
+    outputs, _ = kernel.execute(f"live = %openhands --base-url {server.base_url} watched when unloaded")
+    kernel.wait_for_status(_panel_model_id(outputs), "RUNNING")
+    kernel.execute(f"live.refresh()\nwaited = %openhands --no-panel --base-url {server.base_url} another")
+    tasks, sockets, pollers, threads = map(int, kernel.printed(_COUNT.format(port=port)).split())
+    assert (tasks, pollers, threads) == (1, 1, 1) and sockets >= 1
+
+    kernel.execute("%unload_ext openhands_magics")
+    assert kernel.printed(_COUNT.format(port=port)) == "0 0 0 0\n"
+    settled = len(server.requests)
+    kernel.listen(0.5)
+    assert len(server.requests) == settled, "still polling after %unload_ext"
+    kernel.execute("%load_ext openhands_magics")
+    assert kernel.printed("print(live.refresh().status)") == "RUNNING\n"  # old handles work again

@@ -18,7 +18,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 
 import openhands_magics
-from openhands_magics import polling
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.session import get_session
 from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
@@ -234,26 +233,37 @@ def test_wait_timeout_says_the_conversation_goes_on(
 def test_interrupting_wait_stops_waiting_not_the_conversation(
     ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_sleep, pressed = time.sleep, []
+    import signal
+    import threading
 
-    def sleep_until_running(seconds: float) -> None:  # the stop button, pressed once the agent works
-        current = openhands_magics.last()
-        if not pressed and current is not None and current.status == "RUNNING":
-            pressed.append(True)
-            raise KeyboardInterrupt
-        real_sleep(seconds)
+    pressed: list[bool] = []
+    done = threading.Event()
+
+    def press_stop_once_running() -> None:  # the kernel's stop button: a real SIGINT to the waiting (main) thread
+        while not done.wait(0.02):
+            current = openhands_magics.last()
+            if current is not None and current.status == "RUNNING":
+                pressed.append(True)
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                return
 
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.2, running=30)) as server:
         for name, value in server.environ().items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr(polling.time, "sleep", sleep_until_running)
-        handle = ip.run_line_magic("openhands", "--wait interrupt me")
+        presser = threading.Thread(target=press_stop_once_running, daemon=True)
+        presser.start()
+        try:
+            handle = ip.run_line_magic("openhands", "--wait interrupt me")
+        finally:
+            done.set()
+            presser.join(5)
         assert pressed
         assert isinstance(handle, ConversationHandle) and handle.id is not None
         line = output.one_error_line()
         assert line == f"openhands: Stopped waiting; {handle.id} goes on: {handle.url}"
         assert server.state_of(handle.id)["execution_status"] == "running"
         assert server.posts()[-1] is server.posts()[0]  # nothing was started again
+        assert not handle.watching  # the wait's own watch ended with it
 
 
 # ---------------------------------------------------------------------------------------------------- displaying
@@ -364,7 +374,8 @@ def test_watch_a_v1_conversation_by_task_id_conversation_id_or_link(
     assert by_task.id == by_id.id == by_link.id == conversation_id
     assert by_task.task_id == started.task_id  # reached through its task: it knows both ids
     assert len(server_env.posts()) == 1
-    assert openhands_magics.history() == [started, early, by_task, by_id, by_link]
+    assert started is early is by_task is by_id is by_link  # one handle for one conversation, however it is named
+    assert openhands_magics.history() == [started]
     out, _ = output.read()
     assert out.count(f"OpenHands conversation {conversation_id} ") == 3
     assert f"start task {started.task_id}" in out.splitlines()[0]
@@ -570,14 +581,14 @@ def test_clients_are_shared_across_calls_until_the_settings_change(
 ) -> None:
     first = ip.run_line_magic("openhands", "one")
     second = ip.run_line_magic("openhands", "two")
-    assert first.endpoint == second.endpoint and len(get_session()._clients) == 1
+    assert first.endpoint == second.endpoint and len(get_session().connections) == 1
     probes = [r for r in server_env.requests if r.method == "GET"]
     assert len(probes) == 2  # the API was asked once, for both
     ip.run_line_magic("config", "OpenHandsMagics.timeout = 0.3")
     server_env.inject(method="POST", delay=1.0)
     assert ip.run_line_magic("openhands", "three") is None
     assert "did not answer within 0.3 s" in output.one_error_line()
-    assert len(get_session()._clients) == 2
+    assert len(get_session().connections) == 2
 
 
 def test_unload_removes_the_magic_closes_clients_and_old_handles_still_refresh(

@@ -1,0 +1,285 @@
+"""A connection per server: what a handle's verbs are carried out through.
+
+One :class:`Connection` per :class:`~.session.Endpoint` owns the blocking client (for the caller's own thread: a
+refresh, a pause, a follow-up), the async client (made and used only in the I/O thread's loop, :mod:`._io`), and
+the server's one :class:`~.tracker.Tracker` of everything in flight there, fed by its :class:`~.polling.PollingSource`.
+The clients hold the per-server facts (the detected API, the auth header that worked).
+
+Why a blocking wait goes through the tracker: a wait of its own would poll in the kernel's thread, and every other
+panel would stand still until it returned. Here the handle is tracked like any other, and the waiting thread blocks
+on an event its handle's changes set, so one source polls for everyone and ``on_change`` runs in the waiting thread.
+
+Threads: the tracker lives in the I/O loop; the kernel's thread reaches it only through :meth:`IOThread.call`, in
+order. ``handle.watching`` is set at once in the caller's thread, so a panel starts with its button.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ._io import IOThread, get_io
+from ._transport import _closed
+from .errors import OpenHandsError, ValidationError, WaitTimeout
+from .models import Change, Conversation, ConversationStatus, Outcome
+from .polling import PollingSource, PollSchedule, outcome_due
+from .tracker import Tracker
+from .validation import printable, validate_seconds
+
+if TYPE_CHECKING:
+    from .client import AsyncOpenHandsClient, OpenHandsClient
+    from .handle import ConversationHandle, Diff, Listener
+    from .session import Endpoint, Session
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("openhands_magics")
+#: The longest a blocking wait sleeps between looks at its handle (a change wakes it at once; this only bounds it).
+WAIT_SLICE = 1.0
+
+
+class _Waiter:
+    """A blocking wait's view of one handle: woken by every change of it, told the error that ended its watch."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.error: OpenHandsError | None = None
+        #: Set by the handle's change that settled it, once the views before the waiter took it in (so a panel's
+        #: final card is out before the wait returns, and a saved notebook keeps it).
+        self.settled = False
+
+    def poke(self, handle: ConversationHandle) -> None:
+        if handle.is_final and not handle.watching:
+            self.settled = True
+        self.event.set()
+
+
+class Connection:
+    """One server: its clients, its tracker, and every verb a handle has."""
+
+    #: How long a follow-up waits for a paused sandbox to run again before it gives up.
+    resume_timeout = 60.0
+
+    def __init__(self, endpoint: Endpoint, session: Session, io: IOThread | None = None) -> None:
+        self.endpoint = endpoint
+        self._session = session  # (for its settings: the poll schedule, whether to record on disk)
+        self._io = io or get_io()
+        self._lock = threading.Lock()
+        self._client: OpenHandsClient | None = None
+        self._aclient: AsyncOpenHandsClient | None = None  # the I/O loop's, made there
+        self._closer_registered = False
+        self.tracker = Tracker(session.schedule_for(endpoint), read_outcome=self._read_outcome,
+                               gave_up=self._gave_up)
+        self.source = PollingSource(self.tracker, self._async_client)
+        self._waiters: dict[int, list[_Waiter]] = {}
+
+    # ------------------------------------------------------------------ clients
+    @property
+    def client(self) -> OpenHandsClient:
+        """The blocking client, for the caller's thread: one connection pool across cells (made again after close)."""
+        with self._lock:
+            if self._client is None:
+                from .client import OpenHandsClient
+
+                self._client = OpenHandsClient(self.endpoint.api_key, **self.endpoint.options())
+            return self._client
+
+    def _async_client(self) -> AsyncOpenHandsClient:
+        """The I/O loop's client. It does not retry by itself: the tracker's backoff does, and shows it."""
+        if self._aclient is None:
+            from ._protocol import NO_RETRIES
+            from .client import AsyncOpenHandsClient
+
+            self._aclient = AsyncOpenHandsClient(self.endpoint.api_key, **self.endpoint.options(), retry=NO_RETRIES)
+        return self._aclient
+
+    # ------------------------------------------------------------------ watching (the tracker, in the I/O loop)
+    def watch(self, handle: ConversationHandle) -> bool:
+        """Track it until it is final and what it did is read; from any thread, with or without a kernel."""
+        if handle.is_final:  # nothing will change it (what it did is read when first asked for)
+            return True
+        handle.set_watching(True)
+        self._io.call(self._track, handle, self._session.schedule_for(self.endpoint))
+        return True
+
+    def unwatch(self, handle: ConversationHandle) -> None:
+        handle.set_watching(False)
+        if self._io.running:  # (else nothing tracks anything)
+            self._io.call(self.tracker.untrack, handle)
+
+    @property
+    def watched(self) -> list[ConversationHandle]:
+        return self.tracker.handles
+
+    def _track(self, handle: ConversationHandle, schedule: PollSchedule) -> None:
+        if not self._closer_registered:
+            self._closer_registered = True
+            self._io.on_stop(self._shut)
+        self.tracker.track(handle, time.monotonic(), schedule)
+        if handle in self.tracker:
+            self.source.wake()
+
+    def _read_outcome(self, handle: ConversationHandle) -> None:
+        """The tracker asks: read what the agent did (in the loop), then tell it. A failure is a line in
+        ``outcome.problems``; it never stops the source."""
+        import asyncio
+
+        async def read() -> None:
+            outcome: Outcome | None = None
+            try:
+                outcome = await self._async_client().outcome(handle.conversation)
+            except OpenHandsError as error:
+                outcome = Outcome(problems=(str(error),))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not leave the panel watching for ever
+                log.exception("reading the outcome of %s failed", handle.reference)
+            self.tracker.concluded(handle, outcome)
+
+        asyncio.get_running_loop().create_task(read(), name="openhands-outcome")
+
+    def _gave_up(self, handle: ConversationHandle, error: OpenHandsError) -> None:
+        with self._lock:
+            for waiter in self._waiters.get(id(handle), ()):
+                waiter.error = error
+
+    async def _shut(self) -> None:
+        """In the loop, as it stops: every watch ends, the source stops, the async client closes."""
+        self._closer_registered = False
+        self.source.stop()
+        with self._lock:  # a blocking wait ends with the line a closed client gives, not a wait for ever
+            for waiter in [w for waiters in self._waiters.values() for w in waiters]:
+                waiter.error = _closed()
+                waiter.poke()
+        self.tracker.close()
+        client, self._aclient = self._aclient, None
+        if client is not None:
+            await client.aclose()
+
+    def close(self) -> None:
+        """Close the blocking client (made again on demand); the I/O side closes when the I/O thread stops."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # ------------------------------------------------------------------ a blocking wait
+    def wait(self, handle: ConversationHandle, timeout: float | None = None,
+             on_change: Listener | None = None) -> Conversation:
+        """Block until the tracker has settled it (final, and what it did read); WaitTimeout after ``timeout``."""
+        timeout = validate_seconds(timeout, "timeout")
+        if on_change is not None and not callable(on_change):
+            raise ValidationError(f"on_change must be a function of the handle, got {type(on_change).__name__}.")
+        if self._io.in_loop():
+            raise ValidationError("wait() cannot be called from a view or a listener; use it in a cell.")
+        if handle.is_final and not handle.watching:  # (nothing to watch: read what it did, if not yet)
+            self._conclude_quietly(handle)
+            return handle.conversation
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters.setdefault(id(handle), []).append(waiter)
+        handle.subscribe(waiter.poke)
+        mine = not handle.watching  # the wait started the watch: it ends it if it gives up early
+        seen = handle.conversation.status_line
+        settled = quiet = False
+        try:
+            self.watch(handle)
+            while True:
+                waiter.event.clear()
+                if handle.conversation.status_line != seen:
+                    seen = handle.conversation.status_line
+                    if on_change is not None:
+                        on_change(handle)  # (in the waiting thread, never the I/O thread)
+                if waiter.error is not None:
+                    raise waiter.error
+                if waiter.settled:
+                    settled = True
+                    break
+                if not handle.watching:
+                    if handle.is_final and quiet:  # final outside the tracker (a refresh after a stop), and no
+                        self._conclude_quietly(handle)  # change is on its way to the views: nothing to watch
+                        settled = True
+                        break
+                    if not handle.is_final:
+                        mine = True  # someone stopped watching it; the wait still needs it
+                        self.watch(handle)
+                quiet = handle.is_final and not handle.watching  # (looked at again after one more slice)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    where = handle.url or f"start task {handle.task_id}"
+                    raise WaitTimeout(f"Still {printable(handle.conversation.status_line)} after {timeout:g} s; "
+                                      f"it goes on: {where}")
+                waiter.event.wait(WAIT_SLICE if remaining is None else min(WAIT_SLICE, remaining))
+        finally:
+            handle.unsubscribe(waiter.poke)
+            with self._lock:
+                waiters = self._waiters.get(id(handle), [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._waiters.pop(id(handle), None)
+            if not settled and mine and handle.watching:
+                self.unwatch(handle)
+        return handle.conversation
+
+    def _conclude_quietly(self, handle: ConversationHandle) -> None:
+        if outcome_due(handle):  # (not for one deleted: nothing is left to read)
+            try:
+                self.conclude(handle)
+            except OpenHandsError as error:  # the status is what was waited for; the details can be read later
+                handle.set_outcome(Outcome(problems=(str(error),)))
+
+    # ------------------------------------------------------------------ reading, in the caller's thread
+    def refresh(self, handle: ConversationHandle) -> Conversation:
+        handle.update(self.client.refresh(handle.conversation))
+        return handle.conversation
+
+    def conclude(self, handle: ConversationHandle) -> Outcome | None:
+        """Read what the agent did in its latest turn (answer, changed files) and keep it on the handle; the
+        tracker's owner does the same, in the I/O thread, when it sees a turn end."""
+        handle.set_outcome(self.client.outcome(handle.conversation))
+        return handle.outcome
+
+    def changes(self, handle: ConversationHandle) -> tuple[Change, ...]:
+        return self.client.changes(handle.conversation)
+
+    def diff(self, handle: ConversationHandle, path: str | None = None) -> Diff:
+        from .handle import Diff
+
+        paths = [path] if path is not None else [c.path for c in handle.changes()]
+        return Diff("".join(self.client.diff(handle.conversation, p).unified() for p in paths))
+
+    # ------------------------------------------------------------------ steering
+    def send(self, handle: ConversationHandle, text: str) -> None:
+        """A follow-up (one protocol operation: a paused sandbox is resumed and waited for, the message is taken at
+        most once); the agent works again from now, and the handle is watched again at once."""
+        interval = min(1.0, self._session.schedule.interval)
+        running = self.client.follow_up(handle.conversation, text, resume_timeout=self.resume_timeout,
+                                        interval=interval)
+        handle.begin_turn(running)
+        self.watch(handle)
+
+    def pause(self, handle: ConversationHandle) -> None:
+        self.client.pause(handle.conversation)
+        self.refresh(handle)
+
+    def resume(self, handle: ConversationHandle) -> None:
+        self.client.resume(handle.conversation)
+        self.refresh(handle)
+        self.watch(handle)
+
+    def delete(self, handle: ConversationHandle) -> None:
+        """Delete it on the server; the handle stays, as DELETED, and watching ends."""
+        self.client.delete(handle.conversation)
+        # DELETED first, then watching ends: a live panel turns into the final card showing DELETED.
+        handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
+        self.unwatch(handle)
+        self._session.forget(handle)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.endpoint.base_url} watching {len(self.tracker)}>"
+

@@ -1,0 +1,140 @@
+"""The tracker: what is in flight on one server, with no I/O of its own.
+
+It holds every watched handle with its pace (:class:`~.polling.Watch`), says which are due, and settles a handle from
+whatever a *source of updates* hands it: :meth:`Tracker.apply` for a snapshot (``None``: the server no longer has it,
+so it ends DELETED), :meth:`Tracker.failed` for an error (retried with backoff, or watching stops with the reason).
+Today one source feeds it, :class:`~.polling.PollingSource`; a pushed event stream can sit beside it, calling the
+same two methods, without touching handles, views, the batch or the commands.
+
+When a turn ends, what the agent did (its answer, the changed files) must be read before watching ends, so the final
+card shows it: the tracker asks its owner to read it (``read_outcome``) and keeps the handle "watching" until
+:meth:`Tracker.concluded`. A follow-up tracked meanwhile makes that read old, and it is dropped.
+
+Every method runs in the I/O thread's loop (the connection marshals calls there), so the tracker needs no lock: the
+handles it writes guard what crosses to the kernel's thread themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import OpenHandsError
+from .models import Conversation, Outcome
+from .polling import PollSchedule, Watch, outcome_due
+
+if TYPE_CHECKING:
+    from .handle import ConversationHandle
+
+__all__ = ["Tracker"]
+
+log = logging.getLogger("openhands_magics")
+
+
+class Tracker:
+    """The watched handles of one server: ``track`` / ``untrack``, what is ``due``, and the source's ``apply`` /
+    ``failed``. ``read_outcome(handle)`` is the owner's, and ends in :meth:`concluded`; ``gave_up(handle, error)`` is
+    told an error retrying cannot fix, before watching ends (a blocking wait raises it)."""
+
+    def __init__(
+        self,
+        schedule: PollSchedule,
+        *,
+        read_outcome: Callable[[ConversationHandle], None],
+        gave_up: Callable[[ConversationHandle, OpenHandsError], None] | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self._read_outcome = read_outcome
+        self._gave_up = gave_up
+        self._watches: dict[int, Watch] = {}
+        #: Handles whose turn just ended, while what the agent did is read (their panel still says "watching").
+        self._concluding: dict[int, ConversationHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._watches) + len(self._concluding)
+
+    def __contains__(self, handle: object) -> bool:
+        return id(handle) in self._watches or id(handle) in self._concluding
+
+    @property
+    def handles(self) -> list[ConversationHandle]:
+        return [w.handle for w in self._watches.values()] + list(self._concluding.values())
+
+    # ------------------------------------------------------------------ the owner's side
+    def track(self, handle: ConversationHandle, now: float, schedule: PollSchedule | None = None) -> None:
+        """Watch ``handle`` until it is final and what it did was read, or it is untracked."""
+        if schedule is not None:
+            self.schedule = schedule
+        self._concluding.pop(id(handle), None)  # a follow-up while the last turn's outcome was read: that one is old
+        if id(handle) in self._watches:
+            return
+        if handle.is_final:  # (it got there before it was tracked: read what it did, or it is done)
+            self._end(handle)
+            return
+        self._watches[id(handle)] = Watch(handle, self.schedule, now)
+        handle.set_watching(True)
+
+    def untrack(self, handle: ConversationHandle) -> None:
+        if self._watches.pop(id(handle), None) is not None or self._concluding.pop(id(handle), None) is not None:
+            handle.set_watching(False)
+
+    def close(self) -> None:
+        """Stop every watch (``%unload_ext``)."""
+        for handle in self.handles:
+            self.untrack(handle)
+
+    def abandon(self, note: str) -> None:
+        """The source broke: every watch ends, saying so."""
+        for handle in self.handles:
+            handle.set_note(note)
+            self.untrack(handle)
+
+    def next_due(self) -> float | None:
+        """When the next read is due; None when nothing is to be read (the source may stop)."""
+        return min((w.next_due for w in self._watches.values()), default=None)
+
+    def due(self, horizon: float) -> list[ConversationHandle]:
+        """The handles to read now, most overdue first: those due by ``horizon``. One that became final meanwhile (a
+        refresh, a blocking read) is not read again: it is settled."""
+        for watch in [w for w in self._watches.values() if w.handle.is_final]:
+            del self._watches[id(watch.handle)]
+            self._end(watch.handle)
+        due = sorted((w for w in self._watches.values() if w.next_due <= horizon), key=lambda w: w.next_due)
+        return [w.handle for w in due]
+
+    # ------------------------------------------------------------------ a source's side
+    def apply(self, handle: ConversationHandle, conversation: Conversation | None, now: float) -> None:
+        """A fresh snapshot of a tracked handle (``None``: the server no longer has it)."""
+        watch = self._watches.get(id(handle))
+        if watch is None:  # untracked while the read was on its way
+            return
+        if not watch.succeeded(conversation, now):
+            del self._watches[id(handle)]
+            self._end(handle)
+
+    def failed(self, handle: ConversationHandle, error: OpenHandsError, now: float) -> None:
+        """A read of a tracked handle failed: retried later, or (an error retrying cannot fix) watching ends."""
+        watch = self._watches.get(id(handle))
+        if watch is None:
+            return
+        if watch.failed(error, now):
+            return
+        if self._gave_up is not None:
+            self._gave_up(handle, error)
+        self.untrack(handle)
+
+    def concluded(self, handle: ConversationHandle, outcome: Outcome | None) -> None:
+        """What the agent did was read (``None``: the read broke; the card shows the status alone)."""
+        if self._concluding.pop(id(handle), None) is None:  # a follow-up or untrack made this read old
+            return
+        if outcome is not None:
+            handle.set_outcome(outcome)
+        handle.set_watching(False)
+
+    def _end(self, handle: ConversationHandle) -> None:
+        if outcome_due(handle):
+            self._concluding[id(handle)] = handle
+            self._read_outcome(handle)
+        else:
+            handle.set_watching(False)

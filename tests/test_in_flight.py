@@ -1,0 +1,177 @@
+"""One owner for everything in flight, without a kernel: the I/O thread polls every watched handle while the
+caller's thread blocks (a wait on another conversation), blocking waits go through the tracker, the tracker takes
+updates from any source, one handle per conversation, and closing leaves no thread or socket."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+
+from openhands_magics._io import get_io
+from openhands_magics.handle import ConversationHandle
+from openhands_magics.models import ConversationStatus
+from openhands_magics.polling import PollSchedule
+from openhands_magics.session import Endpoint, Session
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
+
+from .conftest import SECRET
+
+FAST_POLL = PollSchedule(interval=0.1, max_interval=0.2)
+LONG = Timeline(starting=0.2, running=60)
+#: One poll, and what a read and the thread hand-over may add on a loaded 2-core machine.
+ONE_POLL = FAST_POLL.max_interval + 0.8
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _finished_at(handle: ConversationHandle) -> list[float]:
+    """When the handle was first seen FINISHED (filled by a listener, in whatever thread the change came)."""
+    seen: list[float] = []
+    handle.subscribe(lambda h: seen.append(time.monotonic()) if h.status == "FINISHED" and not seen else None)
+    return seen
+
+
+def _io_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("openhands-io")]
+
+
+def _sockets_to(server: LocalOpenHandsServer) -> int:
+    port = int(server.base_url.rsplit(":", 1)[1])
+    return sum(1 for c in psutil.Process().net_connections("tcp")
+               if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED")
+
+
+def test_a_blocking_wait_leaves_another_watched_conversation_live_and_calls_on_change_in_the_waiting_thread() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=LONG) as server:
+        session = Session(FAST_POLL)
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        other, waited = session.start("other", endpoint=endpoint), session.start("waited", endpoint=endpoint)
+        assert other.watch()  # (as its panel would)
+        other_done = _finished_at(other)
+        forced: list[float] = []
+
+        def the_world() -> None:  # the agents, as the server sees them: the other one ends first, then the waited one
+            _until(lambda: other.status == waited.status == "RUNNING", what="both running")
+            forced.append(time.monotonic())
+            server.set_state(other.id or "", execution_status="finished")
+            _until(lambda: bool(other_done), what="the other conversation to be seen FINISHED")
+            server.set_state(waited.id or "", execution_status="finished")
+
+        threading.Thread(target=the_world, daemon=True).start()
+        threads: set[str] = set()
+        waited.wait(timeout=20, on_change=lambda h: threads.add(threading.current_thread().name))
+        returned = time.monotonic()
+
+        assert waited.status == "FINISHED" and other.status == "FINISHED"
+        assert other_done[0] - forced[0] < ONE_POLL, "the other conversation stood still while the wait blocked"
+        assert other_done[0] < returned
+        assert threads == {threading.current_thread().name}  # on_change ran in the waiting thread only
+        assert other.outcome is not None and waited.outcome is not None  # what each did was read as it ended
+        assert not other.watching and not waited.watching
+        session.close()
+
+
+def test_a_blocking_wait_makes_no_reads_of_its_own_one_batched_read_serves_both() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.2, running=1.0)) as server:
+        session = Session(PollSchedule(interval=0.2, max_interval=0.2))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        watched, waited = session.start("watched", endpoint=endpoint), session.start("waited", endpoint=endpoint)
+        watched.watch()
+        server.requests.clear()
+        waited.wait(timeout=20)
+        reads = [r for r in server.requests if r.method == "GET" and r.path.startswith("/api/v1/app-conversations")
+                 and not r.path.endswith("/git/changes")]
+        assert reads and all(len(r.query.get("ids", [])) == 2 for r in reads[:3]), [r.query for r in reads]
+        session.close()
+
+
+def test_ctrl_c_in_a_blocking_wait_stops_the_wait_and_its_watch_not_the_conversation(
+    server: LocalOpenHandsServer,
+) -> None:
+    import signal
+
+    session = Session(FAST_POLL)
+    handle = session.start("interrupt me", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+
+    def press() -> None:
+        _until(lambda: handle.watching, what="the wait's watch")
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    threading.Thread(target=press, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        handle.wait(timeout=30)
+    _until(lambda: not handle.watching, what="the watch to end")
+    session.close()
+
+
+def test_a_second_source_of_updates_settles_a_handle_without_polling(server: LocalOpenHandsServer) -> None:
+    """What a pushed event stream will do: hand snapshots to the tracker (in the I/O thread); the handle, its
+    waiters and its outcome read follow, with no change to handles, views or the batch."""
+    import dataclasses
+
+    session = Session(PollSchedule(interval=30, max_interval=30))  # the poller will not read in this test
+    handle = session.start("pushed", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+    _until(lambda: handle.refresh().status == "RUNNING", what="running")
+    connection = handle._connection
+    handle.watch()
+    pushed = dataclasses.replace(handle.conversation, status=ConversationStatus.FINISHED, execution_status="finished")
+    get_io().call(lambda: connection.tracker.apply(handle, pushed, time.monotonic()))
+    handle.wait(timeout=10)
+    assert handle.status == "FINISHED" and handle.outcome is not None and not handle.watching
+    session.close()
+
+
+def test_a_listed_handle_a_watched_one_a_found_one_and_the_historys_are_the_same_object(
+    server: LocalOpenHandsServer,
+) -> None:
+    session = Session(FAST_POLL)
+    endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+    started = session.start("one", endpoint=endpoint)
+    _until(lambda: started.refresh().id is not None, what="the conversation to exist")
+    other = Session(FAST_POLL).start("made elsewhere", endpoint=endpoint)  # (another kernel's)
+    _until(lambda: bool(server.conversation_ids()) and len(server.conversation_ids()) == 2, what="two conversations")
+    listed = session.list(endpoint=endpoint)
+    by_id = {h.id: h for h in listed}
+    assert by_id[started.id] is started  # the session's own, not a copy
+    elsewhere = [h for h in listed if h is not started][0]
+    assert elsewhere not in session.history()  # listed is not watched
+    watched = session.attach(elsewhere.id or "", endpoint=endpoint, remember=True)
+    found = session.find(elsewhere.id or "", endpoint=endpoint)
+    assert watched is elsewhere is found
+    assert session.history() == [started, elsewhere]
+    elsewhere.pause()  # a verb on any of them is seen by all, since there is one
+    assert watched.status == found.status == ConversationStatus.PAUSED
+    assert elsewhere.id == other.refresh().id and elsewhere is not other  # (another session's is its own)
+    session.close()
+
+
+def test_close_stops_the_io_thread_closes_every_socket_and_handles_work_again_after(
+    server: LocalOpenHandsServer,
+) -> None:
+    session = Session(FAST_POLL)
+    endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+    handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(3)]
+    for handle in handles:
+        handle.watch()
+    _until(lambda: all(h.id for h in handles), what="the conversations to exist")
+    assert len(_io_threads()) == 1 and _sockets_to(server) >= 1
+
+    session.close()
+
+    assert _io_threads() == [] and not get_io().running
+    _until(lambda: _sockets_to(server) == 0, timeout=3, what="every socket to close")
+    assert not any(h.watching for h in handles)
+    assert handles[0].refresh().id == handles[0].id  # clients open again on demand
+    handles[0].watch()
+    _until(lambda: handles[0].is_final, what="watching again after close")
+    session.close()
+    assert _io_threads() == []
