@@ -7,8 +7,8 @@ caller waits on a result. ipykernel (6.25+, 7) sends comm and display messages f
 a ``BackgroundSocket`` with an event pipe per thread), so a panel updated here reaches the browser while a cell runs.
 
 It starts on first use (the first watch) and stops on ``Session.close()`` (``%unload_ext``) and at interpreter exit:
-every closer registered with :meth:`IOThread.on_stop` runs in the loop (async clients are closed there, by the loop
-that made them), every task left is cancelled, the loop is closed and the thread joined. Nothing is left behind.
+every task is cancelled, then every closer registered with :meth:`IOThread.on_stop` runs in the loop (async clients
+are closed there, by the loop that made them), the loop is closed and the thread joined. Nothing is left behind.
 """
 
 from __future__ import annotations
@@ -118,16 +118,17 @@ class IOThread:
 
 
 async def _shut_down(closers: list[Callable[[], Awaitable[None]]]) -> None:
-    for closer in closers:
-        try:
-            await closer()
-        except Exception:
-            log.warning("openhands: closing a connection failed", exc_info=True)
+    """Every task first (a read in flight ends as cancelled, not as a read on a closed client), then the closers."""
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    for closer in closers:
+        try:
+            await closer()
+        except Exception:
+            log.warning("openhands: closing a connection failed", exc_info=True)
     loop = asyncio.get_running_loop()
     await loop.shutdown_asyncgens()
     loop.call_soon(loop.stop)

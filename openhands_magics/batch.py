@@ -353,6 +353,7 @@ class Batch:
             self._refused(row, OpenHandsError(f"The start failed ({type(error).__name__}: {error})."))
             return
         self._started(row, conversation)
+        assert row.handle is not None
         self._session.watch(row.handle)
 
     def _unread(self) -> list[Row]:
@@ -457,9 +458,9 @@ class Batch:
             changed.clear()
             for row in self._due():
                 self._submit(row)
-            for row in [r for r in self.rows if r.state == "STARTING" and r.pending is not None]:
+            for row, pending in [(r, r.pending) for r in self.rows if r.state == "STARTING" and r.pending is not None]:
                 try:
-                    row.pending.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    pending.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 except Exception:  # (settled below; a timeout leaves it starting, and the deadline says so)
                     pass
                 self._settle(row)

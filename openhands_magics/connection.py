@@ -51,8 +51,8 @@ class _Waiter:
         #: final card is out before the wait returns, and a saved notebook keeps it).
         self.settled = False
 
-    def poke(self, handle: ConversationHandle) -> None:
-        if handle.is_final and not handle.watching:
+    def poke(self, handle: ConversationHandle | None = None) -> None:
+        if handle is not None and handle.is_final and not handle.watching:
             self.settled = True
         self.event.set()
 

@@ -132,9 +132,10 @@ class ConversationHandle:
             return None
         end = now or _now()
         if self.is_final:
-            end = self.seen_final_at or (self._conversation.updated_at if self._conversation.api == "v0" else None)
-            if end is None:
+            seen = self.seen_final_at or (self._conversation.updated_at if self._conversation.api == "v0" else None)
+            if seen is None:
                 return None
+            end = seen
         return max(0.0, (end - created).total_seconds())
 
     # ------------------------------------------------------------------ what the agent did

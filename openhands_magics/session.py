@@ -15,6 +15,7 @@ displayed, so neither of its ids is ever lost.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 import weakref
@@ -118,11 +119,11 @@ class Session:
         return self.connection(endpoint).client
 
     @property
-    def connections(self) -> list[Connection]:
+    def connections(self) -> builtins.list[Connection]:
         return list(self._connections.values())
 
     @property
-    def pollers(self) -> list[PollingSource]:
+    def pollers(self) -> builtins.list[PollingSource]:
         """Each connection's polling source (``.running`` while it watches anything)."""
         return [c.source for c in self._connections.values()]
 
@@ -202,7 +203,7 @@ class Session:
             return handle
         return self.attach(reference, endpoint=endpoint)
 
-    def reattach(self, probes: list[Conversation], *, endpoint: Endpoint) -> list[ConversationHandle]:
+    def reattach(self, probes: builtins.list[Conversation], *, endpoint: Endpoint) -> builtins.list[ConversationHandle]:
         """Handles for conversations known by id (after a kernel restart), read in as few requests as the API
         allows; those the server no longer has are left out (and forgotten on disk)."""
         fresh = self.client(endpoint).read(probes) if probes else []
@@ -378,7 +379,7 @@ class Session:
 
         show(self, handle, panel=panel)
 
-    def history(self) -> list[ConversationHandle]:
+    def history(self) -> builtins.list[ConversationHandle]:
         """Every conversation started or watched in this process, oldest first (a copy)."""
         return list(self._history)
 

@@ -175,3 +175,30 @@ def test_close_stops_the_io_thread_closes_every_socket_and_handles_work_again_af
     _until(lambda: handles[0].is_final, what="watching again after close")
     session.close()
     assert _io_threads() == []
+
+
+def test_a_script_that_exits_while_watching_stops_the_io_thread_at_exit_and_says_nothing(
+    server: LocalOpenHandsServer,
+) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, threading, time\n"
+        # Registered before the package's own handler, so it runs after it (atexit runs the last registered first).
+        "atexit.register(lambda: print('left', [t.name for t in threading.enumerate() if t.name.startswith('openhands')]"
+        ", flush=True))\n"
+        "from openhands_magics.session import Endpoint, Session\n"
+        f"endpoint = Endpoint.resolve({server.base_url!r})\n"
+        "handle = Session().start('exits while watched', endpoint=endpoint)\n"
+        "handle.watch()\n"
+        "deadline = time.monotonic() + 10\n"
+        "while handle.id is None and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "print('seen', handle.id is not None, flush=True)\n"
+    )
+    env = {**__import__("os").environ, **server.environ()}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "seen True\nleft []\n", "")
+    assert time.monotonic() - started < 20
