@@ -202,3 +202,18 @@ def test_a_script_that_exits_while_watching_stops_the_io_thread_at_exit_and_says
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, "seen True\nleft []\n", "")
     assert time.monotonic() - started < 20
+
+
+def test_a_blocking_batch_wait_is_served_by_the_one_poller_together_with_other_watched_conversations() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.3, running=1.0)) as server:
+        session = Session(FAST_POLL)
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        other = session.start("on screen", endpoint=endpoint)
+        other.watch()
+        batch = session.map("do {item}", ["a", "b"], endpoint=endpoint)  # (no event loop here: .wait() runs it)
+        batch.wait(timeout=20)
+        reads = [r for r in server.requests if r.method == "GET"
+                 and r.path in ("/api/v1/app-conversations", "/api/v1/app-conversations/start-tasks")]
+        assert batch.done and other.is_final
+        assert max(len(r.query.get("ids", [])) for r in reads) == 3  # the rows and the other one in one read
+        session.close()
