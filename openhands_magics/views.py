@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import html
+import operator
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -143,8 +145,11 @@ def _is_web_url(url: str | None) -> bool:
 
 
 def _text(value: str | None) -> str | None:
-    """Server text for a Card: control characters as marks; None (or nothing) stays None."""
-    return printable(value) if value else None
+    """Server text for a Card: control characters as marks; None (or nothing) stays None. (Most text is printable
+    already: checking that is one C call, where marking walks every character.)"""
+    if not value:
+        return None
+    return value if value.isprintable() else printable(value)
 
 
 def cost_text(cost: Cost | None) -> str | None:
@@ -167,6 +172,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+@functools.lru_cache(maxsize=4096)  # (a Card is made on every update: the creation time is formatted once)
 def _local_time(value: dt.datetime | None) -> str | None:
     return value.astimezone().strftime("%Y-%m-%d %H:%M %Z") if value else None
 
@@ -224,12 +230,12 @@ class Card:
         started = conversation.started_at
         return cls(
             status=_text(conversation.status),
-            status_line=printable(conversation.status_line),
+            status_line=_text(conversation.status_line) or "",
             phase=_text(conversation.phase),
             title=_text(conversation.title),
             repository=_text(conversation.selected_repository),
             created=_local_time(started),
-            url=_text(handle.url),
+            url=_text(handle.url) if conversation_id else None,  # (of this snapshot, read on any thread)
             conversation_id=_text(conversation_id),
             task_id=_text(task_id),
             is_final=final,
@@ -241,7 +247,7 @@ class Card:
                 dataclasses.replace(pr, url=_text(pr.url)) if pr.url else pr for pr in conversation.pull_requests
             ),
             files=None if changes is None else tuple(
-                (_CHANGE_LETTERS.get(c.status, "?"), printable(c.path)) for c in changes[:FILES_SHOWN]
+                (_CHANGE_LETTERS.get(c.status, "?"), _text(c.path) or "") for c in changes[:FILES_SHOWN]
             ),
             files_count=len(changes or ()),
             problem=one_line(outcome.problems[0], PROBLEM_CHARS) if outcome is not None and outcome.problems else None,
@@ -272,7 +278,11 @@ class Card:
 
     def looks_like(self, other: Card) -> bool:
         """Whether ``other`` draws the same card (``watching`` only moves the panel's button)."""
-        return dataclasses.replace(other, watching=self.watching) == self
+        return self == other or _drawn(self) == _drawn(other)
+
+
+#: What the card draws: every field of a Card but ``watching``.
+_drawn = operator.attrgetter(*(f.name for f in dataclasses.fields(Card) if f.name != "watching"))
 
 
 Shown = Union["ConversationHandle", Card]
