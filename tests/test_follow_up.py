@@ -237,3 +237,19 @@ def test_a_handle_sent_to_a_paused_conversation_is_resumed_and_runs_again_over_r
         follow_ups = [r for r in server.posts() if r.path.endswith("/send-message")]
         assert len(follow_ups) == 1 and server.state_of(handle.id or "")["sandbox_status"] == "RUNNING"
         session.close()
+
+
+def test_a_handle_whose_sandbox_was_paused_elsewhere_learns_it_from_the_409_and_sends_once_over_real_http() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
+        session = Session()
+        handle = session.start("hi", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+        wait_until(lambda: handle.refresh().is_final)
+        with OpenHandsClient(SECRET, base_url=server.base_url) as elsewhere:  # (another notebook, Cloud's own pause)
+            elsewhere.pause(handle.conversation)
+        assert handle.conversation.sandbox_status == "RUNNING"  # what this handle last read
+        handle.send("and the tests")
+        posts = [r.path.rsplit("/", 1)[-1] for r in server.posts()]
+        assert posts[-3:] == ["send-message", "resume", "send-message"]  # refused (409, not taken), resumed, sent
+        assert handle.status == ConversationStatus.RUNNING
+        assert server.state_of(handle.id or "")["sandbox_status"] == "RUNNING"
+        session.close()
