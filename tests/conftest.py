@@ -23,6 +23,8 @@ SECRET = "sk-oh-test-SECRET-4f1c9a77"
 #: Fast enough for tests, slow enough that a poller sees every status.
 FAST = Timeline(starting=0.3, running=0.6)
 QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+#: Ready at once, then the agent works for longer than any test: a conversation to act on while it runs.
+LONG = Timeline(starting=0.05, running=60.0)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
@@ -73,6 +75,13 @@ def fresh_session() -> Iterator[None]:
 def server() -> Iterator[LocalOpenHandsServer]:
     """A V1 server (what OpenHands 1.7+ and Cloud speak) with Cloud's Bearer auth."""
     with LocalOpenHandsServer(api_key=SECRET, timeline=FAST) as running:
+        yield running
+
+
+@pytest.fixture
+def long_server() -> Iterator[LocalOpenHandsServer]:
+    """A V1 server whose conversations are ready at once and then run for a minute (:data:`LONG`)."""
+    with LocalOpenHandsServer(api_key=SECRET, timeline=LONG) as running:
         yield running
 
 

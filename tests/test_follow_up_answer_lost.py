@@ -6,7 +6,6 @@ again. Both clients; the request is never repeated by the client itself."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,12 +15,10 @@ from openhands_magics._protocol import RetryPolicy
 from openhands_magics.errors import OpenHandsError, ProtocolError, ServerError, TransportError
 from openhands_magics.models import Conversation
 from openhands_magics.session import Endpoint, Session
-from openhands_magics.testing import LocalOpenHandsServer, Timeline
+from openhands_magics.testing import LocalOpenHandsServer
 
-from .conftest import SECRET
-from .test_server import wait_until
+from .conftest import SECRET, wait_until
 
-LONG = Timeline(starting=0.05, running=60)
 #: Retries as the default policy allows them, quickly: a follow-up must still be posted once.
 RETRIES = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
 SEND = "/api/v1/app-conversations/"
@@ -33,12 +30,6 @@ LOST = [
     pytest.param({"status": 200, "body": b"{not json"}, ProtocolError, id="unreadable"),
     pytest.param({"status": 200, "body": b"[" + b" " * 300_000 + b"]"}, ProtocolError, id="too-large"),
 ]
-
-
-@pytest.fixture
-def long_server() -> Iterator[LocalOpenHandsServer]:
-    with LocalOpenHandsServer(SECRET, timeline=LONG) as server:
-        yield server
 
 
 def _running(server: LocalOpenHandsServer) -> Conversation:

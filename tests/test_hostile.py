@@ -23,15 +23,7 @@ from openhands_magics.errors import (
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-
-LONG = Timeline(starting=0.1, running=60)
-
-
-@pytest.fixture
-def long_server() -> Iterator[LocalOpenHandsServer]:
-    with LocalOpenHandsServer(SECRET, timeline=LONG) as server:
-        yield server
+from .conftest import LONG, SECRET
 
 
 def _client(server: LocalOpenHandsServer, **options: object) -> OpenHandsClient:

@@ -19,7 +19,8 @@ import pytest
 
 from openhands_magics.testing import LocalOpenHandsServer, ManualClock, Timeline
 
-from .test_server import KEY, Serve, Served, no_proxies, serve_local, wait_until  # noqa: F401 (fixtures used by name)
+from .conftest import wait_until
+from .test_server import KEY, Serve, Served, no_proxies, serve_local  # noqa: F401 (fixtures used by name)
 
 V1 = "/api/v1/app-conversations"
 UNKNOWN = "0123456789abcdef0123456789abcdef"
