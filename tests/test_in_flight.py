@@ -186,8 +186,8 @@ def test_a_script_that_exits_while_watching_stops_the_io_thread_at_exit_and_says
     script = (
         "import atexit, threading, time\n"
         # Registered before the package's own handler, so it runs after it (atexit runs the last registered first).
-        "atexit.register(lambda: print('left', [t.name for t in threading.enumerate() if t.name.startswith('openhands')]"
-        ", flush=True))\n"
+        "atexit.register(lambda: print('left', [t.name for t in threading.enumerate()"
+        " if t.name.startswith('openhands')], flush=True))\n"
         "from openhands_magics.session import Endpoint, Session\n"
         f"endpoint = Endpoint.resolve({server.base_url!r})\n"
         "handle = Session().start('exits while watched', endpoint=endpoint)\n"

@@ -39,6 +39,7 @@ class KernelSession:
 
     client: Any
     messages: list[dict[str, Any]] = field(default_factory=list)
+    manager: Any = None  #: the KernelManager (to interrupt the kernel as its stop button does)
 
     def _next_iopub(self, timeout: float) -> dict[str, Any] | None:
         try:
@@ -144,7 +145,7 @@ def kernel(kernel_server: LocalOpenHandsServer) -> Iterator[KernelSession]:
     client = manager.client()
     client.start_channels()
     client.wait_for_ready(timeout=60)
-    session = KernelSession(client)
+    session = KernelSession(client, manager=manager)
     session.execute(f"%load_ext openhands_magics\n%config OpenHandsMagics.poll_interval = {POLL}\n"
                     f"%config OpenHandsMagics.max_poll_interval = {MAX_POLL}\nimport json, openhands_magics")
     yield session
@@ -575,3 +576,29 @@ def test_unload_ext_leaves_no_thread_and_no_socket(
     assert len(server.requests) == settled, "still polling after %unload_ext"
     kernel.execute("%load_ext openhands_magics")
     assert kernel.printed("print(live.refresh().status)") == "RUNNING\n"  # old handles work again
+
+
+def test_the_stop_button_ends_a_blocking_wait_not_the_conversation_and_other_panels_go_on(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.2, running=600))
+    outputs, _ = kernel.execute(f"on_screen = %openhands --base-url {server.base_url} stays live")
+    model_id = _panel_model_id(outputs)
+    kernel.wait_for_status(model_id, "RUNNING")
+    msg_id = kernel.client.execute(f"%%openhands --wait --no-panel --base-url {server.base_url}\nwaited for")
+    kernel.listen_until(lambda: any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
+                                    and " RUNNING " in m["content"].get("text", "") for m in kernel.messages),
+                        what="the wait to print RUNNING")
+    kernel.manager.interrupt_kernel()  # the stop button: SIGINT to the kernel, which is in the blocking wait
+    reply = kernel.client.get_shell_msg(timeout=10)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kernel.client.get_shell_msg(timeout=10)
+    assert reply["content"]["status"] == "ok"  # one line, not a KeyboardInterrupt traceback
+    kernel.listen_until(lambda: any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
+                                    and "Stopped waiting" in m["content"].get("text", "") for m in kernel.messages),
+                        what="the Stopped waiting line")
+    shown_id = server.conversation_ids()[0]
+    server.set_state(shown_id, execution_status="finished")  # the panel on screen still follows its conversation
+    kernel.wait_for_status(model_id, "FINISHED", timeout=8)
+    waited_id = server.conversation_ids()[1]
+    assert server.state_of(waited_id)["execution_status"] == "running"  # the waited conversation goes on
