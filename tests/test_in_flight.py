@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import psutil
 import pytest
@@ -18,19 +17,12 @@ from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
+from .conftest import SECRET, wait_until
 
 FAST_POLL = PollSchedule(interval=0.1, max_interval=0.2)
 LONG = Timeline(starting=0.2, running=60)
 #: One poll, and what a read and the thread hand-over may add on a loaded 2-core machine.
 ONE_POLL = FAST_POLL.max_interval + 0.8
-
-
-def _until(condition: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def _finished_at(handle: ConversationHandle) -> list[float]:
@@ -60,10 +52,10 @@ def test_a_blocking_wait_leaves_another_watched_conversation_live_and_calls_on_c
         forced: list[float] = []
 
         def the_world() -> None:  # the agents, as the server sees them: the other one ends first, then the waited one
-            _until(lambda: other.status == waited.status == "RUNNING", what="both running")
+            wait_until(lambda: other.status == waited.status == "RUNNING", timeout=10)
             forced.append(time.monotonic())
             server.set_state(other.id or "", execution_status="finished")
-            _until(lambda: bool(other_done), what="the other conversation to be seen FINISHED")
+            wait_until(lambda: bool(other_done), timeout=10)
             server.set_state(waited.id or "", execution_status="finished")
 
         threading.Thread(target=the_world, daemon=True).start()
@@ -103,13 +95,13 @@ def test_ctrl_c_in_a_blocking_wait_stops_the_wait_and_its_watch_not_the_conversa
     handle = session.start("interrupt me", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
 
     def press() -> None:
-        _until(lambda: handle.watching, what="the wait's watch")
+        wait_until(lambda: handle.watching, timeout=10)
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     threading.Thread(target=press, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         handle.wait(timeout=30)
-    _until(lambda: not handle.watching, what="the watch to end")
+    wait_until(lambda: not handle.watching, timeout=10)
     session.close()
 
 
@@ -120,7 +112,7 @@ def test_a_second_source_of_updates_settles_a_handle_without_polling(server: Loc
 
     session = Session(PollSchedule(interval=30, max_interval=30))  # the poller will not read in this test
     handle = session.start("pushed", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
-    _until(lambda: handle.refresh().status == "RUNNING", what="running")
+    wait_until(lambda: handle.refresh().status == "RUNNING", timeout=10)
     connection = handle._connection
     handle.watch()
     pushed = dataclasses.replace(handle.conversation, status=ConversationStatus.FINISHED, execution_status="finished")
@@ -136,9 +128,9 @@ def test_a_listed_handle_a_watched_one_a_found_one_and_the_historys_are_the_same
     session = Session(FAST_POLL)
     endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
     started = session.start("one", endpoint=endpoint)
-    _until(lambda: started.refresh().id is not None, what="the conversation to exist")
+    wait_until(lambda: started.refresh().id is not None, timeout=10)
     other = Session(FAST_POLL).start("made elsewhere", endpoint=endpoint)  # (another kernel's)
-    _until(lambda: bool(server.conversation_ids()) and len(server.conversation_ids()) == 2, what="two conversations")
+    wait_until(lambda: bool(server.conversation_ids()) and len(server.conversation_ids()) == 2, timeout=10)
     listed = session.list(endpoint=endpoint)
     by_id = {h.id: h for h in listed}
     assert by_id[started.id] is started  # the session's own, not a copy
@@ -162,17 +154,17 @@ def test_close_stops_the_io_thread_closes_every_socket_and_handles_work_again_af
     handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(3)]
     for handle in handles:
         handle.watch()
-    _until(lambda: all(h.id for h in handles), what="the conversations to exist")
+    wait_until(lambda: all(h.id for h in handles), timeout=10)
     assert len(_io_threads()) == 1 and _sockets_to(server) >= 1
 
     session.close()
 
     assert _io_threads() == [] and not get_io().running
-    _until(lambda: _sockets_to(server) == 0, timeout=3, what="every socket to close")
+    wait_until(lambda: _sockets_to(server) == 0, timeout=3)
     assert not any(h.watching for h in handles)
     assert handles[0].refresh().id == handles[0].id  # clients open again on demand
     handles[0].watch()
-    _until(lambda: handles[0].is_final, what="watching again after close")
+    wait_until(lambda: handles[0].is_final, timeout=10)
     session.close()
     assert _io_threads() == []
 
