@@ -110,10 +110,6 @@ class Connection:
         if self._io.running:  # (else nothing tracks anything)
             self._io.call(self.tracker.untrack, handle)
 
-    @property
-    def watched(self) -> list[ConversationHandle]:
-        return self.tracker.handles
-
     def _track(self, handle: ConversationHandle, schedule: PollSchedule) -> None:
         if not self._closer_registered:
             self._closer_registered = True
