@@ -42,7 +42,7 @@ _keys: OrderedDict[Any, None] = OrderedDict()  # ApiKey objects: hashable, maske
 _keys_lock = threading.Lock()
 
 
-class Secrets(tuple):  # type: ignore[type-arg]
+class Secrets(tuple[str, ...]):
     """The values to blank, longest first (so a key that contains another is hidden whole). Like ``ApiKey``, it
     never shows them: a verbose traceback's locals or a log line print only how many there are."""
 

@@ -295,7 +295,7 @@ def _render(name: str, steps: list[tuple[str, str | int]], inner: str, namespace
     value = _lookup(namespace, name, shown)
     try:
         for kind, key in steps:
-            value = getattr(value, key) if kind == "attr" else value[key]  # type: ignore[call-overload]
+            value = getattr(value, str(key)) if kind == "attr" else value[key]
         rendered = str(value)
     except Exception as error:  # whatever the object raises, the user gets one line naming it
         detail = _one_line(_redact(str(error)), 120)
@@ -553,7 +553,7 @@ def _history_end(shell: Any, raw: list[str]) -> int:
     displayhook = getattr(shell, "displayhook", None)
     if not hasattr(displayhook, "exec_result"):
         return max(len(raw) - 1, 0)
-    running = displayhook.exec_result
+    running = getattr(displayhook, "exec_result", None)
     if running is None:
         return len(raw)
     source = getattr(getattr(running, "info", None), "raw_cell", None)
