@@ -39,7 +39,7 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class ConversationList(list):  # type: ignore[type-arg]
+class ConversationList(list["ConversationHandle"]):
     """A list of conversations, newest first, that shows itself as a table. ``source`` says where it came from and
     how much of it this is ("app.all-hands.dev · 12 shown of 40 read")."""
 

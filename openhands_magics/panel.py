@@ -102,23 +102,28 @@ class ConversationPanel(widgets.HBox):
         self.buttons["Pause"].on_click(lambda _button: self._steer(handle.pause))
         self.buttons["Resume"].on_click(lambda _button: self._steer(handle.resume))
         self.buttons["Stop watching"].on_click(lambda _button: handle.stop_watching())
+        self._shown = _shown_buttons(card)
         # The initial state goes to the constructor, so the front end's first message (comm_open) is complete.
         super().__init__(
-            children=self._children(card),
+            children=self._children(self._shown),
             conversation_id=card.conversation_id or "",
             task_id=card.task_id or "",
             status=card.status or "",
             **kwargs,
         )
+        # What traitlets makes on a first change, made now: a tick that changes 100s of panels at once should not
+        # also be the one that builds their change machinery.
+        for widget in (self, self._card):
+            _ = (widget._property_lock, widget._states_to_send)
         handle.subscribe(self.render)
 
-    def _children(self, card: Card) -> tuple[widgets.Widget, ...]:
-        return (self._card, *(self.buttons[name] for name in _shown_buttons(card)))
+    def _children(self, shown: tuple[str, ...]) -> tuple[widgets.Widget, ...]:
+        return (self._card, *(self.buttons[name] for name in shown))
 
     @property
     def shown_buttons(self) -> tuple[str, ...]:
         """The labels of the buttons on show, in order."""
-        return tuple(child.description for child in self.children[1:])
+        return self._shown
 
     def render(self, handle: ConversationHandle) -> None:
         """Send what changed, in one message for the card and one for the panel; nothing when only time moved,
@@ -132,13 +137,15 @@ class ConversationPanel(widgets.HBox):
                 return
             if card == before or not card.looks_like(before):  # a resync, or the card itself changed
                 self._card.value = html_card(card, live=True)
-            with self.hold_sync():  # traits set to what they already are send nothing
-                self.conversation_id = card.conversation_id or ""
-                self.task_id = card.task_id or ""
-                self.status = card.status or ""
-                children = self._children(card)
-                if children != tuple(self.children):
-                    self.children = children
+            with self.hold_sync():  # one message however many traits change
+                for name, value in (("conversation_id", card.conversation_id), ("task_id", card.task_id),
+                                    ("status", card.status)):
+                    if getattr(self, name) != (value or ""):
+                        setattr(self, name, value or "")
+                shown = _shown_buttons(card)
+                if shown != self._shown:
+                    self._shown = shown
+                    self.children = self._children(shown)
 
     def _steer(self, verb: Callable[[], object]) -> None:
         """Run a button's verb; what goes wrong (no access, a sandbox already gone, the network) is shown as the
