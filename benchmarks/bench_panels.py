@@ -25,13 +25,24 @@ For each N in ``--panels`` (default 1,10,100,200), with a fresh kernel and a fre
    - kernel CPU %: CPU seconds (user + system, all threads) of the kernel process during the window, as a % of one
      core (psutil if installed, else /proc/PID/stat);
 
-7. shut the kernel down and stop the server.
+7. with ``--changes K`` (default 4): change every conversation's status at once on the server, K times (its
+   sandbox PAUSED, then RUNNING again, ...), each time waiting until every panel showed the new status, with the
+   lag probe running; report the widget messages each panel got per change (``comm_msg`` to any model of the
+   panel: its box, its card, its buttons and their layouts) and the loop lag while 100s of panels redraw at once;
+8. with ``--finish`` (default on): end every conversation at once, wait until the kernel watches none of them,
+   and read back how many comms the kernel's comm manager still holds and how many widgets
+   ``ipywidgets.Widget.widgets`` still lists, before and after (a finished panel should leave none);
+9. shut the kernel down and stop the server.
 
 Run (after ``pip install -e '.[test]'``; psutil is optional)::
 
     python benchmarks/bench_panels.py                                   # N = 1,10,100,200, 60 s each (about 5 min)
     python benchmarks/bench_panels.py --panels 1,10 --seconds 10        # a quick run
     python benchmarks/bench_panels.py --json /tmp/bench-panels.json     # also write every figure as JSON
+    python benchmarks/bench_panels.py --panels 100,500 --seconds 10     # the issue-15 figures: msgs/change, lag, comms
+
+Side by side with older code: the kernel imports whatever ``PYTHONPATH`` points at first, e.g.
+``git worktree add /tmp/old HEAD~3`` then ``PYTHONPATH=/tmp/old python benchmarks/bench_panels.py ...``.
 
 The kernel imports the package of the interpreter that runs this script; the header line shows which file.
 
@@ -69,27 +80,43 @@ async def _bench_lag_probe(samples=_bench_lags, pause={LAG_PROBE_SLEEP!r}):
     while True:
         before = clock()
         await _bench_asyncio.sleep(pause)
-        samples.append(clock() - before - pause)
+        samples.append((before, clock() - before - pause))  # (perf_counter: the same clock as time.monotonic)
 _bench_probe_task = _bench_asyncio.get_running_loop().create_task(_bench_lag_probe())
 """
 
 PROBE_READ = """
 _bench_probe_task.cancel()
+_bench_samples, _bench_lags[:] = list(_bench_lags), []
 def _bench_lag_summary(samples):
     import json
-    ordered = sorted(max(0.0, s) * 1000 for s in samples)
+    ordered = sorted(max(0.0, s) * 1000 for _, s in samples)
     if not ordered:
         return json.dumps({"samples": 0})
+    spikes = [(t, s * 1000) for t, s in samples if s > 0.005]  # (when each wake-up 5 ms late or more began)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return json.dumps({"samples": len(ordered), "p50": pick(0.50), "p99": pick(0.99), "max": ordered[-1],
-                       "mean": sum(ordered) / len(ordered)})
-print("BENCH-LAG " + _bench_lag_summary(list(_bench_lags)))
+                       "mean": sum(ordered) / len(ordered), "spikes": spikes})
+print("BENCH-LAG " + _bench_lag_summary(_bench_samples))
 """
 
 KERNEL_INFO = """
 import json as _j, os as _o, sys as _s, openhands_magics as _m
 print("BENCH-INFO " + _j.dumps({"pid": _o.getpid(), "executable": _s.executable, "package": _m.__file__,
                                  "version": getattr(_m, "__version__", None)}))
+"""
+
+COMMS_READ = """
+import json as _j, openhands_magics
+from ipywidgets.widgets.widget import _instances as _bench_widgets
+_bench_kernel = get_ipython().kernel
+_bench_manager = getattr(_bench_kernel, "comm_manager", None)
+if _bench_manager is None:
+    import comm as _bench_comm
+    _bench_manager = _bench_comm.get_comm_manager()
+_bench_handles = list(openhands_magics.history())
+print("BENCH-COMMS " + _j.dumps({"comms": len(_bench_manager.comms), "widgets": len(_bench_widgets),
+      "handles": len(_bench_handles), "watched": sum(bool(h.watching) for h in _bench_handles),
+      "final": sum(bool(h.is_final) for h in _bench_handles)}))
 """
 
 _RUNNING_IN_UPDATE = re.compile(r"\brunning\b", re.IGNORECASE)
@@ -178,7 +205,10 @@ class Frontend:
     msg_types: collections.Counter[str] = field(default_factory=collections.Counter)
     comm_msg_arrivals: list[float] = field(default_factory=list)
     comm_msg_methods: collections.Counter[str] = field(default_factory=collections.Counter)
-    children: dict[str, set[str]] = field(default_factory=dict)
+    children: dict[str, set[str]] = field(default_factory=dict)  # every model a model's state ever referred to
+    statuses: dict[str, str] = field(default_factory=dict)  # model id -> the latest synced ``status``
+    comm_msg_models: list[tuple[float, str]] = field(default_factory=list)  # (arrival, model id) of each comm_msg
+    comm_closes: int = 0
     running_models: dict[str, float] = field(default_factory=dict)  # model id -> when it first showed RUNNING
     outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     retry_notes: int = 0  # comm_msg updates that mention a retry (a poll that failed), over the whole run
@@ -194,14 +224,18 @@ class Frontend:
             state = (content.get("data") or {}).get("state") or {}
             if kind == "comm_msg":
                 self.comm_msg_arrivals.append(arrived)
+                self.comm_msg_models.append((arrived, comm_id))
                 self.comm_msg_methods[(content.get("data") or {}).get("method", "?")] += 1
-            if "children" in state:
-                self.children[comm_id] = set(_MODEL_REF.findall(json.dumps(state["children"])))
             text = json.dumps(state)
+            self.children.setdefault(comm_id, set()).update(_MODEL_REF.findall(text))  # children, layout, style
+            if isinstance(state.get("status"), str):
+                self.statuses[comm_id] = state["status"]
             if kind == "comm_msg" and "retr" in text.lower():
                 self.retry_notes += 1
             if ("RUNNING" in text) if kind == "comm_open" else bool(_RUNNING_IN_UPDATE.search(text)):
                 self.running_models.setdefault(comm_id, arrived)
+        elif kind == "comm_close":
+            self.comm_closes += 1
         parent = message.get("parent_header", {}).get("msg_id")
         if parent in self.outputs:
             if kind == "status" and content.get("execution_state") == "idle":
@@ -263,6 +297,15 @@ class Frontend:
                 todo.extend(self.children.get(current, ()))
         return seen
 
+    def messages_by_panel(self, panel_ids: list[str], after: float) -> dict[str, int]:
+        """comm_msg messages that reached any model of each panel since ``after``."""
+        owner = {model: panel for panel in panel_ids for model in self.subtree(panel)}
+        counts = dict.fromkeys(panel_ids, 0)
+        for arrived, model in self.comm_msg_models:
+            if arrived > after and model in owner:
+                counts[owner[model]] += 1
+        return counts
+
     def live_since(self, panel_id: str) -> float | None:
         """When any widget of this panel first showed RUNNING (None: not yet)."""
         times = [self.running_models[m] for m in self.subtree(panel_id) if m in self.running_models]
@@ -293,7 +336,8 @@ def kernel_env(server: Any, ipython_dir: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- one N
-def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_timeout: float) -> dict[str, Any]:
+def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_timeout: float,
+            changes: int = 0, finish: bool = False) -> dict[str, Any]:
     running_seconds = max(3600.0, 10 * (seconds + warmup + live_timeout))
     server = start_server(panels, running_seconds)
     manager = frontend = None
@@ -372,6 +416,16 @@ def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_tim
                 "retry_notes_whole_run": frontend.retry_notes,
                 "server_statuses_after_window": statuses,
             })
+            phases: list[tuple[str, Any]] = []
+            if changes:
+                phases.append(("changes", lambda: change_all(server, frontend, panel_ids, live_timeout, changes)))
+            if finish:
+                phases.append(("finish", lambda: finish_all(server, frontend, panel_ids, live_timeout)))
+            for name, phase in phases:
+                try:  # (a phase that fails keeps the window's figures and the other phase's)
+                    result[name] = phase()
+                except Exception as error:
+                    result[f"{name}_error"] = f"{type(error).__name__}: {error}"
     finally:
         if frontend is not None:
             frontend.client.stop_channels()
@@ -379,6 +433,64 @@ def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_tim
             manager.shutdown_kernel(now=True)
         server.stop()
     return result
+
+
+def change_all(
+    server: Any, frontend: Frontend, panel_ids: list[str], timeout: float, changes: int
+) -> dict[str, Any]:
+    """Change every conversation's status at once, ``changes`` times, each time waiting for every panel to show it;
+    the widget messages per panel per change, and the kernel's loop lag meanwhile."""
+    ids = server.conversation_ids()
+    frontend.execute(PROBE_START)
+    frontend.drain()
+    started = time.monotonic()
+    rounds = []
+    for number in range(changes):
+        wanted = "PAUSED" if number % 2 == 0 else "RUNNING"
+        fields = {"sandbox_status": "PAUSED"} if wanted == "PAUSED" else {"sandbox_status": "RUNNING",
+                                                                          "execution_status": "running"}
+        begun = time.monotonic()
+        for conversation_id in ids:
+            server.set_state(conversation_id, **fields)
+        deadline = begun + timeout
+        while time.monotonic() < deadline:
+            if sum(frontend.statuses.get(p) == wanted for p in panel_ids) == len(panel_ids):
+                break
+            frontend.listen(0.1)
+        shown = sum(frontend.statuses.get(p) == wanted for p in panel_ids)
+        frontend.listen(1.0)  # what the change sent after the status (an answer read, a late button) arrives
+        rounds.append({"to": wanted, "panels_shown": shown, "seconds": time.monotonic() - begun, "after": begun,
+                       "until": time.monotonic()})
+    lag = frontend.printed(frontend.execute(PROBE_READ), "BENCH-LAG")
+    for r in rounds:  # the worst wake-up while each change was being drawn
+        r["lag_max_ms"] = max([s for t, s in lag.get("spikes", []) if r["after"] <= t <= r["until"]], default=0.0)
+    per_panel = frontend.messages_by_panel(panel_ids, started)
+    values = sorted(per_panel.values())
+    return {
+        "rounds": [{k: v for k, v in r.items() if k not in ("after", "until")} for r in rounds],
+        "loop_lag_ms": lag,
+        "msgs_per_panel_per_change": sum(values) / len(values) / changes if values else None,
+        "msgs_per_panel_min_max": (values[0] / changes, values[-1] / changes) if values else None,
+    }
+
+
+def finish_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: float) -> dict[str, Any]:
+    """End every conversation at once; once the kernel watches none, how many comms and widgets are left."""
+    before = frontend.printed(frontend.execute(COMMS_READ), "BENCH-COMMS")
+    closes_before = frontend.comm_closes
+    for conversation_id in server.conversation_ids():
+        server.set_state(conversation_id, sandbox_status="RUNNING", execution_status="finished")
+    deadline = time.monotonic() + timeout
+    after = before
+    while time.monotonic() < deadline:
+        frontend.listen(1.0)
+        after = frontend.printed(frontend.execute(COMMS_READ), "BENCH-COMMS")
+        if after["watched"] == 0 and after["final"] == after["handles"]:
+            break
+    frontend.listen(2.0)  # the last closes (a panel closes once its answer was read)
+    after = frontend.printed(frontend.execute(COMMS_READ), "BENCH-COMMS")
+    return {"before": before, "after": after, "comm_closes": frontend.comm_closes - closes_before,
+            "widgets_per_panel_before": before["widgets"] / len(panel_ids) if panel_ids else None}
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -397,6 +509,27 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{lag.get('p50', float('nan')):.2f}", f"{lag.get('p99', float('nan')):.2f}",
             f"{lag.get('max', float('nan')):.1f}", f"{r['kernel_cpu_percent']:.1f}",
         ))
+    extra = []
+    for r in results:
+        changes, finish = r.get("changes"), r.get("finish")
+        extra.extend(f"N={r['panels']} {name} failed: {r[name + '_error']}" for name in ("changes", "finish")
+                     if name + "_error" in r)
+        if changes:
+            lag = changes["loop_lag_ms"]
+            low, high = changes["msgs_per_panel_min_max"] or (float("nan"), float("nan"))
+            extra.append(f"N={r['panels']} changing at once: {changes['msgs_per_panel_per_change']:.2f} widget "
+                         f"msgs per panel per change (min {low:.2f}, max {high:.2f}); "
+                         f"loop lag p50 {lag.get('p50', 0):.2f} ms, p99 {lag.get('p99', 0):.2f} ms, "
+                         f"max {lag.get('max', 0):.1f} ms; rounds "
+                         + ", ".join(f"{x['to']} {x['panels_shown']}/{r['panels']} in {x['seconds']:.1f} s "
+                                     f"(lag max {x['lag_max_ms']:.0f} ms)"
+                                     for x in changes["rounds"]))
+        if finish:
+            b, a = finish["before"], finish["after"]
+            extra.append(f"N={r['panels']} finished: comms {b['comms']} -> {a['comms']}, widgets {b['widgets']} -> "
+                         f"{a['widgets']} ({finish['widgets_per_panel_before']:.1f} a live panel), "
+                         f"{finish['comm_closes']} comm_close, {a['watched']} still watched, "
+                         f"{a['final']}/{a['handles']} final")
     measured = [row for row in rows if not row[1].startswith("failed")]
     widths = [max(len(row[i]) for row in measured) for i in range(len(COLUMNS))]
     lines = []
@@ -405,7 +538,7 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(f"{row[0]:>{widths[0]}}  {row[1]}")
         else:
             lines.append("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
-    return "\n".join(lines)
+    return "\n".join(lines + extra)
 
 
 def main() -> None:
@@ -417,6 +550,10 @@ def main() -> None:
     parser.add_argument("--cell-size", type=int, default=50, help="%%openhands lines per cell (default: %(default)s)")
     parser.add_argument("--live-timeout", type=float, default=60.0,
                         help="longest wait for the panels to show RUNNING (default: %(default)s)")
+    parser.add_argument("--changes", type=int, default=4,
+                        help="after the window, change every status at once this many times (default: %(default)s)")
+    parser.add_argument("--no-finish", dest="finish", action="store_false",
+                        help="skip ending every conversation at once and counting the comms left")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     args = parser.parse_args()
     counts = [int(n) for n in args.panels.split(",") if n.strip()]
@@ -434,7 +571,7 @@ def main() -> None:
         print(f"N={n}: starting…", file=sys.stderr, flush=True)
         phase = time.monotonic()
         try:
-            result = measure(n, args.seconds, args.warmup, args.cell_size, args.live_timeout)
+            result = measure(n, args.seconds, args.warmup, args.cell_size, args.live_timeout, args.changes, args.finish)
         except Exception as error:  # one failing N must not lose the others' figures
             result = {"panels": n, "error": f"{type(error).__name__}: {error}"}
         result["phase_seconds"] = time.monotonic() - phase
@@ -462,6 +599,8 @@ def main() -> None:
             "seconds": args.seconds,
             "warmup": args.warmup,
             "cell_size": args.cell_size,
+            "changes": args.changes,
+            "finish": args.finish,
             "lag_probe_sleep_ms": LAG_PROBE_SLEEP * 1000,
             "total_seconds": total,
             "results": results,
