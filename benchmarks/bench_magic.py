@@ -8,7 +8,10 @@ not absolute times across runs.
    httpx and ipywidgets imported eagerly (what a naive package would do), each measured as time on top of an
    IPython shell that is already up.
 2. ``%openhands msg`` from call to return (POST + record + text output), against a bare httpx POST to the same
-   server: the package's overhead per call.
+   server, one after the other: the package's overhead per call. Measured twice: with the server in this process
+   (as the tests run it: its handler threads share this process's GIL, so any Python work on either side is paid
+   by both), and with the server in a process of its own, as a real server is (``--server-process``, the default
+   prints both).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import io
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from contextlib import redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 
 LOAD_SNIPPET = """
 import time
@@ -46,26 +51,54 @@ def bench_load(runs: int) -> tuple[float, float]:
     return statistics.median(lazy), statistics.median(eager)
 
 
-def bench_call(runs: int) -> tuple[float, float]:
+#: A server in a process of its own: prints its base URL and key, then serves until its stdin closes.
+SERVER_SNIPPET = """
+import sys
+from openhands_magics.testing import LocalOpenHandsServer
+with LocalOpenHandsServer(max_running={max_running}) as server:
+    print(server.base_url, server.api_key, flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def _server(runs: int, own_process: bool) -> Iterator[tuple[str, str]]:
+    """(base URL, key) of a local server with room for every start (each counts against its limit)."""
+    from openhands_magics.testing import LocalOpenHandsServer
+
+    if not own_process:
+        with LocalOpenHandsServer(max_running=2 * runs + 10) as server:
+            yield server.base_url, server.api_key
+        return
+    child = subprocess.Popen([sys.executable, "-c", SERVER_SNIPPET.format(max_running=2 * runs + 10)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        base_url, key = child.stdout.readline().split()
+        yield base_url, key
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
+
+
+def bench_call(runs: int, own_process: bool = False) -> tuple[float, float]:
     import os
 
     import httpx
+    from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
-    from openhands_magics.testing import LocalOpenHandsServer
-
-    # max_running above the run count: every started conversation counts against the server's limit
-    with LocalOpenHandsServer(max_running=2 * runs + 10) as server:
-        os.environ.update(server.environ())
+    with _server(runs, own_process) as (base_url, key), tempfile.TemporaryDirectory() as data:
+        os.environ.update({"OPENHANDS_BASE_URL": base_url, "OPENHANDS_API_KEY": key})
+        os.environ.setdefault("OPENHANDS_MAGICS_DATA_DIR", data)  # the record goes to a scratch directory
         start_ipython()
-        from IPython import get_ipython
-
         shell = get_ipython()
         shell.run_line_magic("load_ext", "openhands_magics")
         with redirect_stdout(io.StringIO()):  # the first call asks the server which API it speaks: not timed
             shell.run_line_magic("openhands", "warm up")
         magic, raw = [], []
-        with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {server.api_key}"}) as bare:
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as bare:
             for number in range(runs):
                 started = time.perf_counter()
                 with redirect_stdout(io.StringIO()):
@@ -85,14 +118,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--load-runs", type=int, default=9)
     parser.add_argument("--call-runs", type=int, default=200)
+    parser.add_argument("--server-process", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure only with the server in its own process (or, --no-server-process, in this one)")
     args = parser.parse_args()
 
     lazy, eager = bench_load(args.load_runs)
     print(f"%load_ext openhands_magics   median {lazy * 1000:7.1f} ms  (n={args.load_runs})")
     print(f"  with eager httpx+ipywidgets median {eager * 1000:7.1f} ms  -> lazy loading is {eager / lazy:.1f}x faster")
-    magic, raw = bench_call(args.call_runs)
-    print(f"%openhands (POST + record + output) median {magic * 1000:6.2f} ms  (n={args.call_runs})")
-    print(f"  bare httpx POST to the same server median {raw * 1000:6.2f} ms  -> magic/bare = {magic / raw:.2f}x")
+    for own_process in (False, True) if args.server_process is None else (args.server_process,):
+        magic, raw = bench_call(args.call_runs, own_process)
+        where = "a server in its own process" if own_process else "the server in this process"
+        print(f"%openhands (POST + record + output) median {magic * 1000:6.2f} ms  (n={args.call_runs}, {where})")
+        print(f"  bare httpx POST to the same server median {raw * 1000:6.2f} ms  -> magic/bare = {magic / raw:.2f}x")
 
 
 if __name__ == "__main__":

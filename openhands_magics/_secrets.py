@@ -77,14 +77,43 @@ def secrets(namespace: Mapping[str, Any] | None = None) -> Secrets:
         values.add(key.reveal())
     if namespace is None:
         namespace = _shell_namespace()
-    for variables in (os.environ, namespace):
-        if variables is None:
-            continue
+    values.update(_environment_values())
+    if namespace is not None:
         try:
-            values.update(_named_values(list(variables.items())))  # one copy: another thread may change them
+            values.update(_named_values(list(namespace.items())))  # one copy: another thread may change them
         except Exception:  # noqa: BLE001 - changed meanwhile, or an odd mapping: skipped, the rest still counts
             pass
     return Secrets(sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True))
+
+
+_environment_seen: object = None  # a copy of the environment's own mapping when its values were last read
+_environment_secrets: frozenset[str] = frozenset()
+_environment_lock = threading.Lock()
+
+
+def _environment_values() -> frozenset[str]:
+    """The credential-like environment values, read again whenever the environment changed (``%env``,
+    ``os.environ[...] =``): telling is one comparison of the environment's own mapping with a copy, where reading
+    decodes every name and value (a third of a start's own time in the client)."""
+    global _environment_seen, _environment_secrets
+    data = getattr(os.environ, "_data", None)  # (CPython's encoded mapping behind os.environ)
+    if not isinstance(data, dict):
+        return _read_environment()
+    with _environment_lock:
+        if data == _environment_seen:
+            return _environment_secrets
+        seen = dict(data)  # (taken before reading: a change meanwhile makes the next call read again)
+    found = _read_environment()
+    with _environment_lock:
+        _environment_seen, _environment_secrets = seen, found
+    return found
+
+
+def _read_environment() -> frozenset[str]:
+    try:
+        return frozenset(_named_values(list(os.environ.items())))
+    except Exception:  # noqa: BLE001 - changed meanwhile: skipped, the rest still counts
+        return frozenset()
 
 
 def blank(text: str, namespace: Mapping[str, Any] | None = None, *, known: Secrets | None = None) -> str:
@@ -103,11 +132,23 @@ def blank(text: str, namespace: Mapping[str, Any] | None = None, *, known: Secre
     return text
 
 
+#: Whether a name looks like a credential's, by name (a notebook's variables are looked at on every blanking).
+_secret_name: dict[str, bool] = {}
+
+
 def _named_values(items: Iterable[tuple[Any, Any]]) -> Iterable[str]:
     for name, value in items:
-        if not isinstance(name, str) or not SECRET_NAME.search(name):
+        if type(value) is not str:  # (not isinstance: a hostile ``__class__`` must not run here)
             continue
-        if type(value) is str:  # (not isinstance: a hostile ``__class__`` must not run here)
+        if type(name) is str:
+            named = _secret_name.get(name)
+            if named is None:
+                if len(_secret_name) > 10_000:
+                    _secret_name.clear()
+                named = _secret_name[name] = SECRET_NAME.search(name) is not None
+        else:  # (a subclass's own hash must not run here either)
+            named = isinstance(name, str) and SECRET_NAME.search(name) is not None
+        if named:
             yield value
 
 

@@ -18,12 +18,20 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import logging
+import os
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from .client import DEFAULT_TIMEOUT, OpenHandsClient
+from . import config
 from .config import (
+    API_ENV,
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    CA_BUNDLE_ENV,
+    ENV_PROXY_ENV,
     REMOTE_MIN_INTERVAL,
     ApiKey,
     is_loopback_url,
@@ -71,17 +79,50 @@ class Endpoint:
     ) -> Endpoint:
         """Fill in from the environment (``OPENHANDS_BASE_URL``, ``OPENHANDS_API_KEY`` or the ``--login`` key,
         ``OPENHANDS_API``, ``OPENHANDS_CA_BUNDLE``, ``OPENHANDS_USE_ENV_PROXY``); raises the one-line
-        ConfigurationError when the key is missing, the URL unsafe or the CA bundle missing."""
+        ConfigurationError when the key is missing, the URL unsafe or the CA bundle missing.
+
+        The magic resolves its endpoint on every call, and nearly always to the same one: an answer is kept by what
+        it was made from (the arguments and their types, the variables above), and given again only while the key
+        it would read is still the one it holds. One with a CA bundle is always made again (the file is looked at).
+        What is kept by holds no secret: the key is compared with the answer's own."""
+        secret = api_key if api_key is not None else (config._session_key or os.environ.get(API_KEY_ENV))  # noqa: SLF001
+        memo: tuple[Any, ...] | None = (
+            *((type(v), v) for v in (base_url, api, timeout, ca_bundle, use_env_proxy)), type(api_key),
+            config._session_key is None, *(os.environ.get(name) for name in _RESOLVED_FROM))  # noqa: SLF001
+        try:
+            found = _resolved.get(memo)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable argument: refused below, with its own line
+            memo = found = None
+        if found is not None and _holds(found.api_key, secret):
+            return found
         seconds = validate_seconds(timeout, "timeout")
         if not seconds:
             raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r:.40}.")
-        return cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), seconds,
-                   resolve_ca_bundle(ca_bundle), resolve_env_proxy(use_env_proxy))
+        endpoint = cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), seconds,
+                       resolve_ca_bundle(ca_bundle), resolve_env_proxy(use_env_proxy))
+        if memo is not None and endpoint.ca_bundle is None:
+            if len(_resolved) >= 32:
+                _resolved.clear()
+            _resolved[memo] = endpoint
+        return endpoint
 
     def options(self) -> dict[str, Any]:
         """What a client for this endpoint is made with."""
         return {"base_url": self.base_url, "timeout": self.timeout, "api": self.api, "ca_bundle": self.ca_bundle,
                 "use_env_proxy": self.use_env_proxy}
+
+
+#: What :meth:`Endpoint.resolve` reads from the environment besides the key; while these and its arguments are
+#: unchanged (and the key is the one the answer holds), so is its answer, kept in ``_resolved``.
+_RESOLVED_FROM = (BASE_URL_ENV, API_ENV, CA_BUNDLE_ENV, ENV_PROXY_ENV)
+_resolved: dict[tuple[Any, ...], Endpoint] = {}
+
+
+def _holds(key: ApiKey, secret: object) -> bool:
+    """Whether ``key`` is what resolving ``secret`` (an ApiKey, or text as given or in the environment) gives."""
+    if isinstance(secret, ApiKey):
+        return key == secret
+    return isinstance(secret, str) and key.reveal() == secret.strip()
 
 
 class Session:
@@ -99,6 +140,8 @@ class Session:
         #: Every handle this session gave out, by (server, conversation id or start task id): one per conversation.
         self._handles: weakref.WeakValueDictionary[tuple[str, str], ConversationHandle] = (
             weakref.WeakValueDictionary())
+        #: Those of them indexed while only their start task was known (looked through when an id is not found).
+        self._unnamed: weakref.WeakSet[ConversationHandle] = weakref.WeakSet()
         #: The notebook this kernel runs, when known (the magic sets it): recorded on disk with each conversation.
         self.notebook: str | None = None
         #: Whether conversations started here are recorded on disk (``%openhands list --here`` after a restart).
@@ -143,15 +186,22 @@ class Session:
         for reference in (handle.id, handle.task_id):
             if reference:
                 self._handles[(handle.endpoint.base_url, reference)] = handle
+        if handle.id is None:
+            self._unnamed.add(handle)
+        else:
+            self._unnamed.discard(handle)
 
     def _known(self, conversation: Conversation, endpoint: Endpoint) -> ConversationHandle | None:
-        """The handle already given out for this conversation on this server, if any."""
+        """The handle already given out for this conversation on this server, if any (found by either id, without
+        looking through every handle: a start costs the same after a thousand)."""
         base = endpoint.base_url
         for reference in (conversation.conversation_id, conversation.start_task_id):
             handle = self._handles.get((base, reference)) if reference else None
             if handle is not None and handle.is_same(conversation):
                 return handle
-        for handle in list(self._handles.values()):  # known by its task id, and it has named its conversation since
+        if conversation.conversation_id is None:
+            return None
+        for handle in list(self._unnamed):  # known by its task id, and it has named its conversation since
             if handle.endpoint.base_url == base and handle.is_same(conversation):
                 self._index(handle)
                 return handle
@@ -211,7 +261,7 @@ class Session:
         for probe, conversation in zip(probes, fresh):
             if conversation is None:
                 if self.remember:
-                    self._store().forget(endpoint.base_url, probe.conversation_id or probe.start_task_id or "")
+                    self._store().forget_soon(endpoint.base_url, probe.conversation_id or probe.start_task_id or "")
                 continue
             handles.append(self.record(conversation, endpoint))
         return handles
@@ -245,13 +295,14 @@ class Session:
         return get_store()
 
     def _remember(self, handle: ConversationHandle) -> None:
-        """On disk now, and again once the start task names the conversation (the store merges the two)."""
+        """On disk (queued now for the store's writer thread: written before anything reads the record, on
+        ``close`` and at exit), and again once the start task names the conversation (the store merges the two)."""
         notebook, store = self.notebook, self._store()
 
         def add(h: ConversationHandle) -> None:
             c = h.conversation
-            store.add(base_url=h.endpoint.base_url, conversation_id=h.id, task_id=h.task_id, api=c.api,
-                      notebook=notebook, repository=c.selected_repository)
+            store.add_soon(base_url=h.endpoint.base_url, conversation_id=h.id, task_id=h.task_id, api=c.api,
+                           notebook=notebook, repository=c.selected_repository)
 
         add(handle)
         if handle.id is None:
@@ -268,7 +319,7 @@ class Session:
         if self.remember:
             for reference in (handle.id, handle.task_id):
                 if reference:
-                    self._store().forget(handle.endpoint.base_url, reference)
+                    self._store().forget_soon(handle.endpoint.base_url, reference)
 
     def map(
         self,
@@ -389,13 +440,17 @@ class Session:
     # ------------------------------------------------------------------ shutting down
     def close(self) -> None:
         """Stop all watching, close every connection and stop the I/O thread (``%unload_ext``): no thread, task
-        or socket is left. The record of conversations stays, and its handles keep working: clients are opened
-        again on demand (and the I/O thread with the next watch)."""
+        or socket is left. The record of conversations stays (what was queued for the disk is written now), and its
+        handles keep working: clients are opened again on demand (and the I/O thread with the next watch)."""
         from ._io import get_io
 
         get_io().stop()  # (each connection's watches end and its async client closes, in the loop)
         for connection in self._connections.values():
             connection.close()
+        if "openhands_magics.store" in sys.modules:  # (nothing was ever queued without it)
+            from .store import stop_writer
+
+            stop_writer()
 
 
 _session: Session | None = None

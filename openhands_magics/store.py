@@ -13,10 +13,19 @@ older version or a copy left them with.
 
 The record is a convenience, so the store never raises to its caller: a line it cannot read is skipped, a write that
 fails is logged (a warning the first time) and dropped.
+
+Why a writer thread: a line costs a lock file, ``flock`` and an append (and now and then a compaction), a third of a
+``%openhands`` call's own cost when it ran on the caller's path. ``add_soon`` and ``forget_soon`` take the values at
+once and queue the line for one small daemon thread (``openhands-store``), which gathers what comes within
+:data:`WRITER_GATHER` seconds into one locked append and ends itself when it has had nothing to write for
+:data:`WRITER_LINGER` seconds. Nothing queued is lost to a reader or an orderly end: every read
+(:meth:`ConversationStore.entries`) has the queue written first, and :func:`flush` runs on ``Session.close()``
+(``%unload_ext``) and at interpreter exit. ``add`` and ``forget`` still write at once, in the caller's thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import logging
@@ -28,7 +37,8 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,7 +51,8 @@ try:
 except ImportError:  # Windows: no advisory locks; single-line appends still do not interleave
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DATA_DIR_ENV", "ConversationStore", "StoredConversation", "default_path", "get_store", "reset_store"]
+__all__ = ["DATA_DIR_ENV", "ConversationStore", "StoredConversation", "default_path", "flush", "get_store",
+           "reset_store", "stop_writer"]
 
 log = logging.getLogger("openhands_magics")
 
@@ -59,6 +70,12 @@ MAX_REPOSITORY_CHARS = 200
 MAX_BASE_URL_CHARS = 2048
 #: How long a writer waits for another kernel's write or compaction before giving up on this record.
 LOCK_TIMEOUT = 5.0
+#: How long the writer thread gathers lines before it writes them (a flush has them written at once).
+WRITER_GATHER = 0.05
+#: How long the writer thread waits for more lines before it ends (a burst of starts keeps one thread).
+WRITER_LINGER = 0.5
+#: How long a reader, ``close`` or the interpreter's exit waits for the queued lines to be written.
+FLUSH_TIMEOUT = 2 * LOCK_TIMEOUT
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _API = re.compile(r"v[0-9]{1,3}")
@@ -89,6 +106,39 @@ class StoredConversation:
 
 class _Invalid(ValueError):
     """A value this store refuses to write (or a line it refuses to read)."""
+
+
+def _add_record(*, base_url: str, conversation_id: str | None, task_id: str | None, api: str | None,
+                notebook: str | os.PathLike[str] | None, repository: str | None, at: str) -> dict[str, Any]:
+    record = {
+        "v": VERSION,
+        "base_url": _base_url(base_url),
+        "conversation_id": _optional_id(conversation_id),
+        "task_id": _optional_id(task_id),
+        "api": _api(api),
+        "notebook": _notebook(notebook, resolve=True),
+        "repository": _text(repository, MAX_REPOSITORY_CHARS),
+        "at": at,
+    }
+    if record["conversation_id"] is None and record["task_id"] is None:
+        raise _Invalid("neither a conversation id nor a start task id")
+    return record
+
+
+def _forget_record(*, base_url: str, reference: str, at: str) -> dict[str, Any]:
+    return {"v": VERSION, "base_url": _base_url(base_url), "forget": _id(reference), "at": at}
+
+
+_ADD, _FORGET = _add_record, _forget_record
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A line to write: the values as given (checked when written), and the time they were given."""
+
+    kind: Callable[..., dict[str, Any]]
+    fields: dict[str, Any]
+    at: str
 
 
 class ConversationStore:
@@ -122,45 +172,62 @@ class ConversationStore:
     ) -> None:
         """Record a conversation (again, once its id is known: ``entries`` merges the lines). A value that fails
         the checks means nothing is recorded: a half-checked record is not worth a secret on disk."""
-        try:
-            record = {
-                "v": VERSION,
-                "base_url": _base_url(base_url),
-                "conversation_id": _optional_id(conversation_id),
-                "task_id": _optional_id(task_id),
-                "api": _api(api),
-                "notebook": _notebook(notebook, resolve=True),
-                "repository": _text(repository, MAX_REPOSITORY_CHARS),
-                "at": _now(),
-            }
-            if record["conversation_id"] is None and record["task_id"] is None:
-                raise _Invalid("neither a conversation id nor a start task id")
-        except Exception as error:  # noqa: BLE001 - _Invalid, or a value nobody expected: never the caller's problem
-            log.debug("not recording conversation on disk: %s", error)
-            return
-        self._append(record)
+        self._write([_Line(_ADD, dict(base_url=base_url, conversation_id=conversation_id, task_id=task_id, api=api,
+                                      notebook=notebook, repository=repository), _now())])
 
     def forget(self, base_url: str, reference: str) -> None:
         """The conversation was deleted (or the server no longer has it): hide it, whichever of its ids is given."""
-        try:
-            record = {"v": VERSION, "base_url": _base_url(base_url), "forget": _id(reference), "at": _now()}
-        except Exception as error:  # noqa: BLE001 - as in add
-            log.debug("not forgetting conversation on disk: %s", error)
-            return
-        self._append(record)
+        self._write([_Line(_FORGET, dict(base_url=base_url, reference=reference), _now())])
 
-    def _append(self, record: dict[str, Any]) -> None:
-        line = _encode(record)
+    def add_soon(
+        self,
+        *,
+        base_url: str,
+        conversation_id: str | None = None,
+        task_id: str | None = None,
+        api: str | None = None,
+        notebook: str | os.PathLike[str] | None = None,
+        repository: str | None = None,
+    ) -> None:
+        """:meth:`add`, by the writer thread: returns at once (see the module's docstring). The values are taken
+        now (a relative notebook path against today's working directory), checked and written there."""
+        if isinstance(notebook, (str, os.PathLike)):
+            with suppress(Exception):  # (a value the checks refuse is refused there, quietly, as by add)
+                notebook = os.path.abspath(notebook)
+        _writer.put(self, _Line(_ADD, dict(base_url=base_url, conversation_id=conversation_id, task_id=task_id,
+                                           api=api, notebook=notebook, repository=repository), _now()))
+
+    def forget_soon(self, base_url: str, reference: str) -> None:
+        """:meth:`forget`, by the writer thread: returns at once."""
+        _writer.put(self, _Line(_FORGET, dict(base_url=base_url, reference=reference), _now()))
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until every line queued by ``add_soon``/``forget_soon`` (for any store) is written; whether it was."""
+        return _writer.flush(timeout)
+
+    def _write(self, lines: list[_Line]) -> None:
+        """Check each line (one that fails is left out, alone) and append the rest in one write."""
+        records = []
+        for line in lines:
+            try:
+                records.append(line.kind(**line.fields, at=line.at))
+            except Exception as error:  # noqa: BLE001 - _Invalid, or a value nobody expected: never the caller's
+                log.debug("not writing a line of the record on disk: %s", error)
+        if records:
+            self._append(records)
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        data = b"".join(_encode(record) for record in records)
         try:
             self._make_directory()
             with self._locked():
                 fd = _open_private(self.path, os.O_RDWR | os.O_APPEND | getattr(os, "O_BINARY", 0))
                 try:
                     if not _ends_whole(fd):
-                        line = b"\n" + line  # a torn last line (a full disk, a crash) must not swallow this one
-                    written = os.write(fd, line)  # one write of one line: O_APPEND keeps kernels' lines whole
-                    if written != len(line):
-                        raise OSError(errno.EIO, f"short write ({written} of {len(line)} bytes)")
+                        data = b"\n" + data  # a torn last line (a full disk, a crash) must not swallow these
+                    written = os.write(fd, data)  # one write of whole lines: O_APPEND keeps kernels' lines whole
+                    if written != len(data):
+                        raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
                     size = os.fstat(fd).st_size
                 finally:
                     os.close(fd)
@@ -245,7 +312,8 @@ class ConversationStore:
         self, *, base_url: str | None = None, notebook: str | os.PathLike[str] | None = None
     ) -> list[StoredConversation]:
         """The recorded conversations, oldest first; ``base_url`` must match exactly, ``notebook`` as a resolved
-        absolute path."""
+        absolute path. The lines queued for the writer thread are written first, so a start is seen at once."""
+        _writer.flush(FLUSH_TIMEOUT)
         try:
             found = _merge(self._read_records())
             if base_url is not None:
@@ -553,22 +621,169 @@ def _absolute(path: Path) -> Path:
         return path
 
 
+# ---------------------------------------------------------------------------------------------------- the writer
+class _Writer:
+    """One daemon thread that writes the lines queued by ``add_soon``/``forget_soon``, in order. It starts with the
+    first line, gathers what comes within :data:`WRITER_GATHER` seconds (a burst of starts is one locked append, and
+    the work falls after the caller's own), and ends after :data:`WRITER_LINGER` idle seconds, or when :meth:`stop`
+    retires it. A :meth:`flush` has everything written at once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[ConversationStore, _Line]] = deque()
+        self._busy = False  # lines taken off the queue are being written
+        self._idle = False  # the thread waits for lines (only then does a new line wake it)
+        self._flushing = 0  # how many wait for the queue: then nothing is gathered
+        self._thread: threading.Thread | None = None
+        self._at_exit = False
+
+    def put(self, store: ConversationStore, line: _Line) -> None:
+        with self._cond:
+            self._queue.append((store, line))
+            if self._thread is None:
+                self._start()
+            elif self._idle:
+                self._cond.notify_all()
+
+    def _start(self) -> None:  # (under the condition's lock)
+        if not self._at_exit:
+            self._at_exit = True
+            atexit.register(self.stop)  # registered after the I/O thread's: runs before it, at exit
+        thread = threading.Thread(target=self._run, name="openhands-store", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _take(self, me: threading.Thread) -> list[tuple[ConversationStore, _Line]] | None:
+        """The next lines to write (under the lock), or None when this thread is to end."""
+        while not self._queue:
+            if self._thread is not me:
+                return None
+            self._idle = True
+            try:
+                woken = self._cond.wait(WRITER_LINGER)
+            finally:
+                self._idle = False
+            if not woken and not self._queue:
+                if self._thread is me:
+                    self._thread = None
+                self._cond.notify_all()
+                return None
+        gathered_until = time.monotonic() + WRITER_GATHER
+        while not self._flushing and self._thread is me:
+            remaining = gathered_until - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+        if self._thread is not me:  # retired while lines came: the next thread writes them, in order
+            return None
+        taken = list(self._queue)
+        self._queue.clear()
+        self._busy = True
+        return taken
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                taken = self._take(me)
+                if taken is None:
+                    return
+            try:
+                while taken:  # one append per run of lines for the same store
+                    store = taken[0][0]
+                    count = next((i for i, (other, _) in enumerate(taken) if other is not store), len(taken))
+                    store._write([line for _, line in taken[:count]])
+                    taken = taken[count:]
+            except Exception:  # (the store swallows its own failures; this is a bug's last line)
+                log.exception("openhands: writing the record of conversations failed")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Have the queue written now and wait for it (from any thread but the writer's); whether it was, in
+        ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if threading.current_thread() is self._thread:
+                return not self._queue
+            if not self._queue and not self._busy:
+                return True
+            self._flushing += 1
+            try:
+                self._cond.notify_all()
+                while self._queue or self._busy:
+                    if self._thread is None:
+                        self._start()
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                self._flushing -= 1
+
+    def stop(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Write what is queued, then end the thread (``Session.close()``, interpreter exit): none is left."""
+        if not self.flush(timeout):
+            log.warning("openhands: the record of conversations could not be written within %g s", timeout)
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:  # (a line queued meanwhile has a thread of its own)
+            if self._queue and self._thread is None:
+                self._start()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+
+_writer = _Writer()
+
+
+def flush(timeout: float = FLUSH_TIMEOUT) -> bool:
+    """Wait until every queued line is written (a reader does this by itself); whether it was."""
+    return _writer.flush(timeout)
+
+
+def stop_writer(timeout: float = FLUSH_TIMEOUT) -> None:
+    """Write what is queued and end the writer thread (``Session.close()``); the next line starts it again."""
+    _writer.stop(timeout)
+
+
+# ---------------------------------------------------------------------------------------------------------- the store
+#: What the default path is made from: while these are unchanged, so is the path (no Jupyter lookup per start).
+_PATH_ENV = (DATA_DIR_ENV, "JUPYTER_DATA_DIR", "JUPYTER_PLATFORM_DIRS", "JUPYTER_CONFIG_DIR", "XDG_DATA_HOME", "HOME",
+             "APPDATA", "USERPROFILE")
 _store: ConversationStore | None = None
+_store_key: tuple[str | None, ...] | None = None
 _store_lock = threading.Lock()
 
 
 def get_store() -> ConversationStore:
-    """The process-wide store, following ``OPENHANDS_MAGICS_DATA_DIR`` if it changes."""
-    global _store
+    """The process-wide store, following ``OPENHANDS_MAGICS_DATA_DIR`` (and the Jupyter data directory) if it
+    changes."""
+    global _store, _store_key
+    key = tuple(os.environ.get(name) for name in _PATH_ENV)
+    with _store_lock:
+        if _store is not None and key == _store_key:
+            return _store
     path = default_path()
     with _store_lock:
         if _store is None or _store.path != path:
             _store = ConversationStore(path)
+        _store_key = key
         return _store
 
 
 def reset_store() -> None:
-    """Forget the process-wide store (tests point each one at its own directory)."""
-    global _store
+    """Forget the process-wide store (tests point each one at its own directory); what was queued is written."""
+    global _store, _store_key
+    _writer.flush(FLUSH_TIMEOUT)
     with _store_lock:
-        _store = None
+        _store, _store_key = None, None
