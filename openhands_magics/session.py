@@ -43,8 +43,8 @@ from .config import (
 )
 from .connection import Connection
 from .errors import ValidationError
-from .handle import ConversationHandle, Diff, Listener
-from .models import Change, Conversation, ConversationStatus, Outcome
+from .handle import ConversationHandle
+from .models import Conversation, ConversationStatus
 from .polling import PollingSource, PollSchedule
 from .validation import validate_repository, validate_seconds
 
@@ -128,8 +128,10 @@ def _holds(key: ApiKey, secret: object) -> bool:
 class Session:
     """The registry of everything in flight in this process: endpoints to connections (each with its clients and
     its tracker), and one identity map of handles, so ``list``, ``--watch``, ``--reattach``, the commands and
-    ``history()`` hand out the same handle for the same conversation. The verbs are the handles' own; the methods
-    here that take a handle are kept for callers of the old API and only delegate."""
+    ``history()`` hand out the same handle for the same conversation; the settings (``schedule``, ``remember``,
+    ``notify``, ``notebook``); and the entry points (``start``, ``attach``, ``find``, ``reattach``, ``list``, ``map``,
+    ``show``, ``recorded``). The verbs are the handles' own (``handle.refresh()``, ``.wait()``, ``.send()``, ...),
+    carried out through their connection: none is here."""
 
     def __init__(self, schedule: PollSchedule | None = None) -> None:
         #: How fast watching polls from now on (``%config OpenHandsMagics.poll_interval`` sets it).
@@ -381,8 +383,15 @@ class Session:
         return ConversationList(handles, source=f"{endpoint.base_url} · {len(handles)} shown of {scanned} read{more}")
 
     def watch(self, handle: ConversationHandle) -> bool:
-        """Have its server's poller follow it (in the I/O thread: with a kernel or without, busy or not)."""
+        """Have its server's poller follow it (kept for :mod:`.display`, which calls it: ``handle.watch()``)."""
         return handle.watch()
+
+    def recorded(self, endpoint: Endpoint, notebook: str | os.PathLike[str] | None) -> builtins.list[Any]:
+        """The record on disk of this notebook's conversations on this server, oldest first (``StoredConversation``
+        each), with what was just queued for the disk; none when the notebook is unknown or recording is off."""
+        if notebook is None or not self.remember:
+            return []
+        return self._store().entries(base_url=endpoint.base_url, notebook=notebook)
 
     def schedule_for(self, endpoint: Endpoint) -> PollSchedule:
         """The schedule, with a floor for servers off this machine (they rate-limit; a local one need not)."""
@@ -390,39 +399,6 @@ class Session:
             return self.schedule
         return PollSchedule(REMOTE_MIN_INTERVAL, max(REMOTE_MIN_INTERVAL, self.schedule.max_interval),
                             self.schedule.growth)
-
-    # ------------------------------------------------------------------ the old verbs, now the handle's
-    def unwatch(self, handle: ConversationHandle) -> None:
-        handle.stop_watching()
-
-    def refresh(self, handle: ConversationHandle) -> Conversation:
-        return handle.refresh()
-
-    def wait(
-        self, handle: ConversationHandle, *, timeout: float | None = None, on_change: Listener | None = None
-    ) -> Conversation:
-        return handle.wait(timeout, on_change=on_change)
-
-    def conclude(self, handle: ConversationHandle) -> Outcome | None:
-        return handle._connection.conclude(handle)
-
-    def changes(self, handle: ConversationHandle) -> tuple[Change, ...]:
-        return handle._connection.changes(handle)
-
-    def diff(self, handle: ConversationHandle, path: str | None = None) -> Diff:
-        return handle.diff(path)
-
-    def send(self, handle: ConversationHandle, text: str) -> None:
-        handle.send(text)
-
-    def pause(self, handle: ConversationHandle) -> None:
-        handle.pause()
-
-    def resume(self, handle: ConversationHandle) -> None:
-        handle.resume()
-
-    def delete(self, handle: ConversationHandle) -> None:
-        handle.delete()
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a front end shows widgets."""

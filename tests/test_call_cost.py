@@ -133,3 +133,19 @@ def test_a_handle_known_by_its_start_task_is_found_by_the_id_it_learned_since() 
     handle.update(Conversation(ident, start_task_id=task, api="v1"))  # named by the tracker, not re-indexed
     assert session.record(Conversation(ident, api="v1"), endpoint) is handle
     assert handle not in session._unnamed and all(o in session._unnamed for o in others)
+
+
+def test_the_record_of_a_notebook_is_read_through_the_session_with_what_was_just_started(
+    server: LocalOpenHandsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "WRITER_GATHER", 30.0)
+    session = Session()
+    session.notebook = str(tmp_path / "analysis.ipynb")
+    endpoint = Endpoint.resolve(server.base_url, api_key=server.api_key)
+    handle = session.start("recorded for this notebook", endpoint=endpoint)
+    assert [e.task_id for e in session.recorded(endpoint, session.notebook)] == [handle.task_id]
+    assert session.recorded(endpoint, str(tmp_path / "other.ipynb")) == []
+    assert session.recorded(endpoint, None) == []  # the notebook unknown: nothing is its
+    session.remember = False
+    assert session.recorded(endpoint, session.notebook) == []
+    session.close()

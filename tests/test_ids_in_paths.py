@@ -107,7 +107,7 @@ def test_reattaching_keeps_the_good_ids_and_forgets_the_malformed_one(v1: LocalO
     endpoint = Endpoint.resolve(v1.base_url, api_key=SECRET, api="v1")
     started = session.start("hi", endpoint=endpoint)
     wait_until(lambda: v1.conversation_ids())
-    session.refresh(started)
+    started.refresh()
     probes = [Conversation("../../../api/settings"), Conversation(started.id)]
     handles = session.reattach(probes, endpoint=endpoint)
     assert [h.id for h in handles] == [started.id]

@@ -58,7 +58,7 @@ def test_list_by_repository_takes_a_link_as_repo_does_everywhere_else(
     wanted = session.start("on demo", repository="octo/demo", endpoint=endpoint)
     session.start("on other", repository="octo/other", endpoint=endpoint)
     wait_until(lambda: len(quick.conversation_ids()) == 2)
-    session.refresh(wanted)
+    wanted.refresh()
     listed = session.list(repository=link, endpoint=endpoint)
     assert [h.id for h in listed] == [wanted.id]
 

@@ -33,13 +33,10 @@ def latest(context: Context) -> ConversationHandle:
     mine = [h for h in session.history() if h.endpoint.base_url == endpoint.base_url and h.id]
     if mine:
         return mine[-1]
-    if session.notebook and session.remember:  # after a kernel restart: the latest this notebook started
-        from ..store import get_store
-
-        stored = [e for e in get_store().entries(base_url=endpoint.base_url, notebook=session.notebook)
-                  if e.conversation_id]
-        if stored:
-            return session.attach(stored[-1].conversation_id or "", endpoint=endpoint)
+    # After a kernel restart: the latest this notebook started.
+    stored = [e for e in session.recorded(endpoint, session.notebook or None) if e.conversation_id]
+    if stored:
+        return session.attach(stored[-1].conversation_id or "", endpoint=endpoint)
     raise ValidationError(
         "No conversation to continue on this server yet: give its id (`%%openhands --continue ID`), see "
         "`%openhands list`."

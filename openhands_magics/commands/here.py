@@ -47,11 +47,8 @@ def probes(context: Context, *, everything: bool) -> tuple[list[Conversation], s
             elsewhere.add(saved.base_url)
         else:
             add(saved.conversation_id, saved.task_id)
-    if path is not None and session.remember:
-        from ..store import get_store
-
-        for entry in get_store().entries(base_url=endpoint.base_url, notebook=str(path)):
-            add(entry.conversation_id, entry.task_id)
+    for entry in session.recorded(endpoint, str(path) if path is not None else None):
+        add(entry.conversation_id, entry.task_id)
     if elsewhere:
         say(f"Left alone: conversations on {', '.join(sorted(elsewhere))[:200]}; see them with "
             "`%openhands list --here --base-url URL` if you trust that server with your key.")
