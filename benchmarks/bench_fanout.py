@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/bench_fanout.py [--tasks 100] [--max-running 10]
 
-The queue runs in an asyncio event loop as it does in a kernel (the kernel's own loop, here ``asyncio.run``), every
-conversation starting in 0.2 s and running 2 s. While it runs, a probe measures how late a 10 ms sleep wakes up (the
-loop's lag: what a user of the kernel would feel).
+The batch is made in an asyncio event loop as in a kernel (the kernel's own loop, here ``asyncio.run``), every
+conversation starting in 0.2 s and running 2 s. While it runs, two probes measure how late a 10 ms sleep wakes up:
+in that loop (the lag a user of the kernel would feel) and in the I/O thread's loop (the lag every live panel and the
+queue would feel). It also counts the threads the fan-out made.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import argparse
 import asyncio
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from openhands_magics._io import get_io  # noqa: E402
 from openhands_magics.polling import PollSchedule  # noqa: E402
 from openhands_magics.session import Endpoint, Session  # noqa: E402
 from openhands_magics.testing import LocalOpenHandsServer, Timeline  # noqa: E402
@@ -31,15 +34,18 @@ async def run(tasks: int, max_running: int) -> None:
         session.remember = False
         endpoint = Endpoint.resolve(server.base_url, api_key=KEY)
         lags: list[float] = []
+        io_lags: list[float] = []
         stop = False
+        threads_before = {t.ident for t in threading.enumerate()}
 
-        async def probe() -> None:
+        async def probe(into: list[float]) -> None:
             while not stop:
                 before = time.perf_counter()
                 await asyncio.sleep(0.01)
-                lags.append((time.perf_counter() - before - 0.01) * 1000)
+                into.append((time.perf_counter() - before - 0.01) * 1000)
 
-        probing = asyncio.get_running_loop().create_task(probe())
+        probing = asyncio.get_running_loop().create_task(probe(lags))
+        io_probing = asyncio.wrap_future(get_io().submit(probe(io_lags)))
         started = time.monotonic()
         batch = session.map("task {item}", range(tasks), max_running=max_running, endpoint=endpoint)
         all_started = None
@@ -52,15 +58,22 @@ async def run(tasks: int, max_running: int) -> None:
         elapsed = time.monotonic() - started
         stop = True
         await probing
+        await io_probing
+        made = sorted(t.name for t in threading.enumerate()
+                      if t.ident not in threads_before and t.name.startswith("openhands") and "server" not in t.name)
         gets = [r for r in server.requests if r.method == "GET"]
         posts = [r for r in server.requests if r.method == "POST"]
         lags.sort()
+        io_lags.sort()
         print(f"{tasks} tasks, max_running={max_running}: all over in {elapsed:.1f} s; every task started after "
               f"{all_started:.1f} s; peak running (server's count) {peak}")
         print(f"requests: {len(posts)} POST, {len(gets)} GET = {len(gets) / elapsed * 60:.0f} GET/min "
               f"({len(gets) / tasks:.1f} GET per task, status reads and the outcome's two)")
         print(f"loop lag over {len(lags)} probes: median {statistics.median(lags):.2f} ms, "
               f"p99 {lags[int(len(lags) * 0.99)]:.2f} ms, max {lags[-1]:.2f} ms")
+        print(f"I/O loop lag over {len(io_lags)} probes: median {statistics.median(io_lags):.2f} ms, "
+              f"p99 {io_lags[int(len(io_lags) * 0.99)]:.2f} ms, max {io_lags[-1]:.2f} ms")
+        print(f"threads made: {len(made)} ({', '.join(sorted(set(made)))})")
         print(batch.summary)
         session.close()
         await asyncio.sleep(0)

@@ -1,29 +1,39 @@
 """Fan-out: one task over many items, at most ``max_running`` conversations at a time.
 
-``session.map(task, items, ...)`` (or ``openhands_magics.map``) returns a :class:`Batch` at once. A queue starts the
-next conversation as one ends; every conversation is watched by the server's one poller (one batched read a tick
-for the whole batch, in the I/O thread). In a kernel the queue runs in the event loop; ``.wait()`` (and any place
-without a loop) runs it in the caller's thread, waiting on the poller's changes instead of reading. A start refused
-with 429 goes back to the queue, which pauses for the server's ``Retry-After``: a 429 started nothing, so nothing
-is started twice. Any other failed start is a failed row, and the rest go on. Every id is recorded (on the handle,
-in ``history()``, on disk) the moment the server answers.
+``session.map(task, items, ...)`` (or ``openhands_magics.map``) returns a :class:`Batch` at once, its queue already
+running. The queue is a small scheduler in the I/O thread's loop (:mod:`._io`), fed by the server's tracker: each
+row's handle tells the batch when it changes (a final row frees its place), and the scheduler sends the next starts
+with the connection's async client, so no thread waits on a POST and the queue goes on the same way whether the
+kernel is idle, runs a cell that computes for minutes, or blocks in ``.wait()``. Every conversation is watched by the
+server's one polling source (one batched read a tick for the whole batch); what the agent did is read by the
+connection when a turn ends.
+
+A start refused with 429 goes back to the queue, which pauses for the server's ``Retry-After`` (at least
+:data:`MIN_RATE_PAUSE`): a 429 started nothing, so nothing is started twice. Any other failed start is a failed row
+with the server's reason in its ``error``, and the rest go on. Every id is recorded (on the handle, in ``history()``,
+on disk) the moment the server answers.
 
 A row is over (:attr:`Row.over`) however its conversation ends: finished, failed, stuck, its start task failed,
 deleted (the server answers ``null`` for it: :func:`~.polling.mark_gone`), and only once what the agent did has been
-read (or its read failed). The batch is done when every row is over, so both drivers stop, and the final grid is
-drawn, with every answer in it.
+read (or its read failed). The batch is done when every row is over; ``.wait()`` returns once the batch's views were
+told so (the final grid is drawn, with every answer in it).
+
+Threads: a row's state changes only in the I/O loop (``cancel()`` too is carried out there); views (the grid, a
+blocking ``.wait()``) are told through the batch's listeners, from that loop; ``.wait()`` blocks on a
+:class:`threading.Event` they set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._io import get_io
 from .errors import OpenHandsError, RateLimitError, ValidationError
 from .models import ConversationStatus, Outcome
 from .polling import outcome_due
@@ -36,25 +46,22 @@ if TYPE_CHECKING:
 __all__ = ["Batch"]
 
 log = logging.getLogger("openhands_magics")
-QUEUED, FAILED, CANCELLED = "QUEUED", "FAILED", "CANCELLED"
+T = TypeVar("T")
+QUEUED, STARTING, STARTED, FAILED, CANCELLED = "QUEUED", "STARTING", "STARTED", "FAILED", "CANCELLED"
 #: Pause after a 429 that gave no ``Retry-After`` (or one that is not a number).
 DEFAULT_RATE_PAUSE = 30.0
 #: The shortest pause after a 429, also when ``Retry-After`` says 0 (or less), i.e. "now": the refused rows go out
 #: again on the next round, not in a busy loop of refused POSTs while the server keeps saying 0.
 MIN_RATE_PAUSE = 0.5
-#: How a conversation ends well (its row has no error): the agent finished, or (V0) its turn ended with a question.
+#: How often the batch asks the connection again for what the agent did of a row whose read broke (then the row is
+#: over with the problem, so one broken read never keeps the batch from ending).
+OUTCOME_ASKS = 2
+#: A start on its way when the I/O thread stopped (``close()``, ``%unload_ext``): the server may have started it, so
+#: it is not sent again.
+INTERRUPTED = ("its start was interrupted (the session closed) before the server answered; it may have started: "
+               "%openhands list shows it")
+#: How conversations end well (the row has no error): the agent finished, or (V0) its turn ended with a question.
 _ENDED_WELL = frozenset({ConversationStatus.FINISHED, ConversationStatus.WAITING_FOR_INPUT})
-_starter: ThreadPoolExecutor | None = None
-
-
-def _threads() -> ThreadPoolExecutor:
-    """Starts are POSTs of the blocking client, in threads: the event loop never waits for one, and a blocking
-    ``.wait()`` in the same kernel can finish a start the loop began (it cannot finish a coroutine of a loop it
-    blocks)."""
-    global _starter
-    if _starter is None:
-        _starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="openhands-start")
-    return _starter
 
 
 def rate_pause(error: RateLimitError) -> float:
@@ -96,17 +103,16 @@ class Row:
     item: Any
     message: str
     handle: ConversationHandle | None = None
-    state: str = QUEUED  # QUEUED, "STARTING" while its POST is on its way, FAILED, CANCELLED, or "STARTED"
+    state: str = QUEUED  # QUEUED, STARTING while its POST is on its way, FAILED, CANCELLED, or STARTED
     #: Why its start failed (the POST's error); None once started.
     refusal: str | None = None
-    #: The POST on its way (a thread's): whichever side of the batch sees it done first settles the row.
-    pending: Future[Any] | None = None
-    #: The batch's own read of what the agent did, when no poller reads it (see ``Batch._unread``).
-    reading: Future[Any] | None = None
     #: The item as text (``str(item)``, neutralised), for the table and the grid.
     label: str = ""
-    #: When the batch last handed its running conversation back to the poller (see ``Batch._rewatch``).
+    #: When the batch last handed its running conversation back to the tracker (see ``Batch._pump``).
     rewatched: float = 0.0
+    #: When, and how often, the batch asked the connection again for what the agent did (see ``Batch._pump``).
+    asked: float = 0.0
+    asks: int = 0
 
     @property
     def status(self) -> str:
@@ -116,7 +122,7 @@ class Row:
     def running(self) -> bool:
         """Whether it holds one of the ``max_running`` places: its POST is on its way or its conversation is not
         final. A final one frees its place at once, while its answer is still being read."""
-        return self.state == "STARTING" or (self.handle is not None and not self.handle.is_final)
+        return self.state == STARTING or (self.handle is not None and not self.handle.is_final)
 
     @property
     def over(self) -> bool:
@@ -229,11 +235,14 @@ class Batch:
         known = secrets()
         self.rows = [Row(i, item, message, label=_label(item, known))
                      for i, (item, message) in enumerate(zip(listed, messages))]
+        self._connection = session.connection(self.endpoint)
+        self._io = get_io()
         self._paused_until = 0.0
+        #: The batch's listeners, told (in the I/O loop) after every round of the queue: the grid, a blocking wait.
         self._views: list[Callable[[], None]] = []
-        self._wakeup: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pump_due: asyncio.AbstractEventLoop | None = None  # the loop a round is due in
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # the starts on their way (asyncio keeps only weak references)
 
     # ------------------------------------------------------------------ what users read
     @property
@@ -280,14 +289,48 @@ class Batch:
         return pandas.DataFrame(self.results())
 
     def cancel(self) -> int:
-        """Cancel the queued rows (those started go on); returns how many."""
-        queued = [row for row in self.rows if row.state == QUEUED]
-        for row in queued:
-            row.state = CANCELLED
-        self._changed(None)
-        return len(queued)
+        """Cancel the queued rows (those started go on); returns how many. Carried out in the I/O loop, so no row
+        starts while it is being cancelled."""
 
-    # ------------------------------------------------------------------ the queue
+        def cancel_queued() -> int:
+            queued = [row for row in self.rows if row.state == QUEUED]
+            for row in queued:
+                row.state = CANCELLED
+            self._tell()
+            return len(queued)
+
+        return self._in_loop(cancel_queued)
+
+    # ------------------------------------------------------------------ the queue (in the I/O loop)
+    def start(self) -> Batch:
+        """Run the queue (in the I/O thread's loop, with a kernel or without); ``.wait()`` waits for it."""
+        self._kick()
+        return self
+
+    def _in_loop(self, function: Callable[[], T]) -> T:
+        """``function()`` in the I/O loop, its result here (at once when called there)."""
+        if self._io.in_loop():
+            return function()
+
+        async def call() -> T:
+            return function()
+
+        return self._io.submit(call()).result()
+
+    def _kick(self, _handle: ConversationHandle | None = None) -> None:
+        """Something changed (a row's handle, a start's answer, a pause's end): one round of the queue, soon, in the
+        I/O loop; changes arriving together share one round. From any thread; a row's handle calls it."""
+        if threading.current_thread().name == self._io.name and not self._io.in_loop():
+            return  # the I/O thread is stopping (close, %unload_ext): nothing more starts; .wait() resumes the queue
+        loop = self._io.loop()
+        if self._pump_due is loop:  # (a round due in a loop that stopped before it ran does not count)
+            return
+        self._pump_due = loop
+        try:
+            loop.call_soon_threadsafe(self._pump)
+        except RuntimeError:  # (that loop closed meanwhile: the next kick starts another)
+            self._pump_due = None
+
     def _due(self) -> list[Row]:
         """The queued rows that may start now: as many as there are free places, unless a 429 paused the queue."""
         if time.monotonic() < self._paused_until:
@@ -295,188 +338,105 @@ class Batch:
         free = self.max_running - sum(1 for row in self.rows if row.running)
         return [row for row in self.rows if row.state == QUEUED][:max(0, free)]
 
-    def _started(self, row: Row, conversation: Any) -> None:
-        row.handle = self._session.record(conversation, self.endpoint, remember=True)
-        row.state = "STARTED"
-        row.handle.subscribe(self._changed)
-        self._changed(None)
+    def _pump(self) -> None:
+        """One round: hand back to the tracker what nobody follows, send the starts there are places for, tell the
+        views. When something is due later (a 429's pause, a retry's gap), a timer kicks the next round."""
+        self._pump_due = None
+        if not self._io.in_loop():  # (a round scheduled just before the I/O thread began to stop)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now, gap = time.monotonic(), self._session.schedule_for(self.endpoint).max_interval
+        later: list[float] = []
+        for row in self.rows:
+            handle = row.handle
+            if handle is None or handle.watching:
+                continue
+            if not handle.is_final:
+                # A running row nobody watches (its panel's "Stop watching", the tracker gave up on an error, the
+                # session closed) would hold its place for ever: back to the tracker, at most once a slowest poll.
+                if now - row.rewatched >= gap:
+                    row.rewatched = now
+                    self._connection.watch(handle)
+                else:
+                    later.append(row.rewatched + gap)
+            elif outcome_due(handle):  # final, and what it did is unread: its read broke, or was dropped
+                if row.asks >= OUTCOME_ASKS:
+                    handle.set_outcome(Outcome(problems=(f"reading what the agent did failed {row.asks + 1} times",)))
+                elif now - row.asked >= gap:
+                    row.asked, row.asks = now, row.asks + 1
+                    self._connection.read_outcome_soon(handle)
+                else:
+                    later.append(row.asked + gap)
+        if now < self._paused_until:
+            later.append(self._paused_until)
+        for row in self._due():
+            row.state = STARTING
+            task = asyncio.get_running_loop().create_task(self._send_start(row), name="openhands-batch-start")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if later:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, min(later) - now), self._kick)
+        self._tell()
 
-    def _refused(self, row: Row, error: OpenHandsError) -> None:
-        if isinstance(error, RateLimitError):  # nothing was started: back in the queue, which pauses
+    async def _send_start(self, row: Row) -> None:
+        """One POST, by the I/O loop's client: the row starts (recorded at once, then watched) or is refused."""
+        try:
+            conversation = await self._connection.start_in_loop(row.message, self.repository)
+        except asyncio.CancelledError:  # the I/O thread stops: the server may have started it, so never again
+            row.state, row.refusal = FAILED, INTERRUPTED
+            self._tell()
+            raise
+        except RateLimitError as error:  # nothing was started: back in the queue, which pauses
             row.state = QUEUED
             self._paused_until = max(self._paused_until, time.monotonic() + rate_pause(error))
-        else:
+        except OpenHandsError as error:
             row.state, row.refusal = FAILED, str(error)
-        self._changed(None)
+        except Exception as error:  # a bug must not leave the row STARTING for ever
+            log.exception("starting a batch's conversation failed")
+            row.state, row.refusal = FAILED, f"The start failed ({type(error).__name__}: {_said(error)})."
+        else:
+            handle = self._session.record(conversation, self.endpoint, remember=True)
+            row.handle, row.state = handle, STARTED
+            handle.subscribe(self._kick)
+            self._connection.watch(handle)
+        self._kick()
 
-    def _changed(self, _handle: ConversationHandle | None) -> None:
-        if self._wakeup is not None and self._loop is not None:  # (a handle's change comes from the I/O thread)
-            try:
-                self._loop.call_soon_threadsafe(self._wakeup.set)
-            except RuntimeError:  # that loop is closed: nothing waits on it
-                pass
+    def _tell(self) -> None:
         for view in list(self._views):
             try:
                 view()
             except Exception:  # a broken view must not stop the queue
                 log.exception("a view of a batch failed")
 
-    def start(self) -> Batch:
-        """Run the queue in the running event loop (a kernel's); where there is none, ``.wait()`` runs it."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return self
-        if self._task is None or self._task.done():
-            self._wakeup, self._loop = asyncio.Event(), loop
-            self._task = loop.create_task(self._drive(), name="openhands-batch")
-        return self
-
-    def _submit(self, row: Row) -> Future[Any]:
-        row.state = "STARTING"
-        client = self._session.client(self.endpoint)
-        row.pending = _threads().submit(client.start_conversation, row.message, self.repository)
-        return row.pending
-
-    def _settle(self, row: Row) -> None:
-        """Take in a finished POST, once: the row starts (recorded at once) or is refused."""
-        future = row.pending
-        if row.state != "STARTING" or future is None or not future.done():
-            return
-        row.pending = None
-        try:
-            conversation = future.result()
-        except OpenHandsError as error:
-            self._refused(row, error)
-            return
-        except Exception as error:  # a bug must not leave the row STARTING for ever
-            self._refused(row, OpenHandsError(f"The start failed ({type(error).__name__}: {error})."))
-            return
-        self._started(row, conversation)
-        assert row.handle is not None
-        self._session.watch(row.handle)
-
-    def _unread(self) -> list[Row]:
-        """Rows whose answer is due but that nobody reads: the poller reads it while it still watches the handle
-        (``watching`` stays on until then), so a final handle it no longer watches (untracked, its read broke, a
-        blocking wait got there first) is read by the batch itself, or the batch would never be done."""
-        return [row for row in self.rows if row.handle is not None and outcome_due(row.handle)
-                and not row.handle.watching and row.reading is None]
-
-    def _rewatch(self) -> None:
-        """A running row nobody watches (its panel's "Stop watching", or the poller gave up on an error) would hold
-        its place for ever in the event loop's queue: the batch hands it back to the poller, at most once per
-        slowest poll interval, so a row whose reads keep failing is not hammered."""
-        now, gap = time.monotonic(), self._session.schedule_for(self.endpoint).max_interval
-        for row in self.rows:
-            h = row.handle
-            if h is not None and not h.is_final and not h.watching and now - row.rewatched >= gap:
-                row.rewatched = now
-                self._session.watch(h)
-
-    def _read_outcome(self, row: Row) -> Future[Any]:
-        assert row.handle is not None
-        row.reading = _threads().submit(self._session.client(self.endpoint).outcome, row.handle.conversation)
-        return row.reading
-
-    def _take_outcome(self, row: Row) -> None:
-        """Take in a finished read of the answer, once: what it read, or why it could not (never nothing)."""
-        future = row.reading
-        if future is None or not future.done():
-            return
-        row.reading = None
-        try:
-            outcome = future.result()
-        except OpenHandsError as error:
-            outcome = Outcome(problems=(str(error),))
-        except Exception as error:  # a bug must not leave the batch waiting for this answer for ever
-            log.exception("reading the outcome of a batch's conversation failed")
-            outcome = Outcome(problems=(f"reading it failed ({type(error).__name__})",))
-        if row.handle is not None and outcome_due(row.handle):  # (a blocking wait may have read it meanwhile)
-            row.handle.set_outcome(outcome)
-
-    def _conclude_now(self, handle: ConversationHandle) -> None:
-        """Read the answer with the blocking client (``.wait()``); a failure is kept as the outcome's problem, so
-        the row is over either way."""
-        try:
-            self._session.conclude(handle)
-        except OpenHandsError as error:
-            handle.set_outcome(Outcome(problems=(str(error),)))
-        except Exception as error:  # (as in the poller: a bug must not keep the batch from ending)
-            log.exception("reading the outcome of %s failed", handle.reference)
-            handle.set_outcome(Outcome(problems=(f"reading it failed ({type(error).__name__})",)))
-
-    async def _drive(self) -> None:
-        while not self.done:
-            starting = [self._submit(row) for row in self._due()]
-            reading = [self._read_outcome(row) for row in self._unread()]
-            for row in [r for r in self.rows if r.pending is not None or r.reading is not None]:
-                for future in (row.pending, row.reading):
-                    if future is None:
-                        continue
-                    try:
-                        await asyncio.wrap_future(future)
-                    except Exception:  # (settled below, whatever it was)
-                        pass
-                self._settle(row)
-                self._take_outcome(row)
-            assert self._wakeup is not None
-            if starting or reading:
-                continue
-            self._rewatch()
-            self._wakeup.clear()
-            if self.done:  # (the last answer came in while the others were awaited)
-                break
-            pause = max(0.0, self._paused_until - time.monotonic()) or self._session.schedule.interval
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), pause)
-            except asyncio.TimeoutError:
-                pass
-
     def wait(self, timeout: float | None = None) -> Batch:
-        """Block until every row is over (queued ones started as places free up, every answer read); WaitTimeout
-        after ``timeout``. Its conversations are watched by the server's one poller (in the I/O thread, so other
-        panels stay live); this waits for their changes."""
-        import threading
-
+        """Block until every row is over (queued ones started as places free up, every answer read) and the
+        batch's views were told so; WaitTimeout after ``timeout``. The queue and the tracker go on in the I/O
+        thread meanwhile (other panels stay live); this only waits for them."""
+        from .errors import WaitTimeout
         from .validation import validate_seconds
 
         timeout = validate_seconds(timeout, "timeout")
+        if self._io.in_loop():
+            raise ValidationError("wait() cannot be called from a view or a listener; use it in a cell.")
         deadline = None if timeout is None else time.monotonic() + timeout
-        changed = threading.Event()
-        self._views.append(changed.set)  # (every row's change calls the batch's views)
-        try:
-            self._wait(changed, deadline, timeout)
-        finally:
-            self._views.remove(changed.set)
-        return self
+        over = threading.Event()
 
-    def _wait(self, changed: Any, deadline: float | None, timeout: float | None) -> None:
-        from .errors import WaitTimeout
-
-        while not self.done:
-            changed.clear()
-            for row in self._due():
-                self._submit(row)
-            for row, pending in [(r, r.pending) for r in self.rows if r.state == "STARTING" and r.pending is not None]:
-                try:
-                    pending.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                except Exception:  # (settled below; a timeout leaves it starting, and the deadline says so)
-                    pass
-                self._settle(row)
-            for row in self.rows:  # the poller follows every live row (also one whose panel stopped watching)
-                if row.handle is not None and not row.handle.is_final and not row.handle.watching:
-                    self._session.watch(row.handle)
-            for row in self.rows:  # every answer due that the poller will not read (it no longer watches the row)
-                if row.handle is not None and outcome_due(row.handle) and not row.handle.watching:
-                    self._conclude_now(row.handle)
+        def seen() -> None:  # (after the views shown before the wait: the final grid is drawn when this is told)
             if self.done:
-                break
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                raise WaitTimeout(f"The batch is not over after {timeout:g} s ({self.summary}); it goes on.")
-            pause = self._session.schedule_for(self.endpoint).interval  # (a 429's pause, a start's end: look again)
-            changed.wait(pause if deadline is None else min(pause, deadline - now))
+                over.set()
+
+        self._views.append(seen)
+        try:
+            self._kick()  # (a round tells the views, this one too, even if nothing is left to start)
+            while not over.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(f"The batch is not over after {timeout:g} s ({self.summary}); it goes on.")
+                self._kick()  # (bounds the wait on a round that was lost to a stopping I/O thread)
+        finally:
+            self._views.remove(seen)
+        return self
 
     def _repr_html_(self) -> str:
         from .views import grid_html

@@ -118,6 +118,31 @@ class Connection:
         if handle in self.tracker:
             self.source.wake()
 
+    def read_outcome_soon(self, handle: ConversationHandle) -> None:
+        """Have the tracker read what the agent did of a final handle nobody watches (its read broke, or watching
+        stopped while it was on its way); from any thread. It says "watching" until the read is in, so its
+        listeners hear when it is (a batch's row is over then)."""
+        if not outcome_due(handle):
+            return
+        handle.set_watching(True)
+        self._io.call(self._track, handle, self._session.schedule_for(self.endpoint))
+
+    async def start_in_loop(self, message: str, repository: str | None = None) -> Conversation:
+        """Start a conversation with the I/O loop's client (a batch's queue sends its starts this way, so no thread
+        waits on a POST); in the loop only. Like every start, it is not retried once the request may have left."""
+        import asyncio
+
+        if not self._closer_registered:  # (the async client is closed when the I/O thread stops)
+            self._closer_registered = True
+            self._io.on_stop(self._shut)
+        client, loop = self._async_client(), asyncio.get_running_loop()
+        detecting: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = getattr(self, "_detecting", None)
+        if detecting is None or detecting[0] is not loop:  # (a lock of this loop: the I/O thread may have restarted)
+            detecting = self._detecting = (loop, asyncio.Lock())
+        async with detecting[1]:  # starts sent together detect the server's API once, not once each
+            await client.dialect()
+        return await client.start_conversation(message, repository)
+
     def _read_outcome(self, handle: ConversationHandle) -> None:
         """The tracker asks: read what the agent did (in the loop), then tell it. A failure is a line in
         ``outcome.problems``; it never stops the source."""

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from openhands_magics.batch import Batch
 from openhands_magics.errors import ValidationError
 from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
+from .conftest import SECRET, wait_until
 from .test_commands import ip, output, quick  # noqa: F401 - fixtures, used by name
 
 
@@ -42,7 +43,8 @@ def test_fifty_tasks_never_more_than_ten_running_and_all_end_with_a_dataframe() 
 
         batch = session.map("Fix the lint errors in {item}", [f"file_{i}.py" for i in range(50)],
                             max_running=10, endpoint=endpoint)
-        assert batch.summary == "0/50 finished · 0 running · 50 queued · 0 failed"  # nothing starts without a loop
+        # No event loop, no .wait(): the queue runs by itself in the I/O thread, starting the next as places free.
+        wait_until(lambda: len(server.task_ids()) > 20, timeout=30)
         batch.wait(timeout=60)
         stop.set()
 
@@ -86,7 +88,7 @@ def test_cancel_leaves_the_started_ones_and_a_bad_template_starts_nothing() -> N
         endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
         with pytest.raises(ValidationError, match="template failed"):
             session.map("Look at {file}", ["a"], endpoint=endpoint)
-        batch = session.map("task {item}", range(5), max_running=2, endpoint=endpoint)
+        batch = Batch(session, "task {item}", range(5), max_running=2, endpoint=endpoint)  # (not started yet)
         assert batch.cancel() == 5
         batch.wait(timeout=5)
         assert server.posts() == []
@@ -94,12 +96,25 @@ def test_cancel_leaves_the_started_ones_and_a_bad_template_starts_nothing() -> N
         session.close()
 
 
+def test_cancelling_a_running_queue_starts_no_more_and_lets_the_started_ones_finish() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=1.0)) as server:
+        session = Session(PollSchedule(interval=0.05, max_interval=0.1))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        batch = session.map("task {item}", range(5), max_running=2, endpoint=endpoint)
+        wait_until(lambda: len(server.posts()) == 2, timeout=10)
+        assert batch.cancel() == 3
+        batch.wait(timeout=10)
+        assert len(server.posts()) == 2
+        assert batch.summary == "2/5 finished · 0 running · 0 queued · 0 failed · 3 cancelled"
+        session.close()
+
+
 def test_the_grid_shows_a_row_per_task_escaped_with_the_summary() -> None:
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.1, answer="<b>ok</b> done")) as server:
         session = Session(PollSchedule(interval=0.05, max_interval=0.1))
         endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
-        batch = session.map("look at {item}", ["<i>a</i>", "b", "c"], max_running=2, endpoint=endpoint)
-        queued = batch._repr_html_()
+        batch = Batch(session, "look at {item}", ["<i>a</i>", "b", "c"], max_running=2, endpoint=endpoint)
+        queued = batch._repr_html_()  # (not started yet: .wait() starts it)
         assert "0/3 finished · 0 running · 3 queued · 0 failed" in queued and queued.count(">QUEUED<") == 3
         assert "&lt;i&gt;a&lt;/i&gt;" in queued and "<i>a</i>" not in queued
         batch.wait(timeout=10)

@@ -176,18 +176,51 @@ def test_rows_end_on_error_and_stuck_as_well_as_finished_with_the_answers_read(d
         assert batch.summary == "1/3 finished · 0 running · 0 queued · 2 failed"
 
 
-def test_an_answer_the_poller_could_not_read_is_read_by_the_batch_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_answer_whose_read_broke_is_read_again_by_the_connection_and_the_batch_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tracker's read of what the agent did breaks (a bug: it ends with no outcome, logged): the batch asks the
+    connection again, and its row gets the answer. No thread of the batch's own reads it."""
     from openhands_magics.client import AsyncOpenHandsClient
 
-    async def broken(self: Any, snapshot: Any) -> Any:  # a bug in the poller's read: it gives up, logged
+    real, broken_for = AsyncOpenHandsClient.outcome, set()
+
+    async def broken_once(self: Any, snapshot: Any) -> Any:
+        if snapshot.conversation_id not in broken_for:
+            broken_for.add(snapshot.conversation_id)
+            raise RuntimeError("a bug")
+        return await real(self, snapshot)
+
+    monkeypatch.setattr(AsyncOpenHandsClient, "outcome", broken_once)
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2, answer="done")) as server:
+        session, endpoint = _session(server)
+        batch = _run(session, lambda: session.map("task {item}", range(3), endpoint=endpoint), "wait")
+    assert [r["answer"] for r in batch.results()] == ["done"] * 3 and len(broken_for) == 3
+    assert not any(h.watching for h in batch.handles)
+
+
+def test_an_answer_that_can_never_be_read_ends_its_row_with_the_problem_instead_of_holding_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from openhands_magics.batch import OUTCOME_ASKS
+    from openhands_magics.client import AsyncOpenHandsClient
+
+    reads: list[str] = []
+
+    async def broken(self: Any, snapshot: Any) -> Any:
+        reads.append(snapshot.conversation_id)
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(AsyncOpenHandsClient, "outcome", broken)
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2, answer="done")) as server:
         session, endpoint = _session(server)
-        batch = _run(session, lambda: session.map("task {item}", range(3), endpoint=endpoint), "event loop")
-    assert [r["answer"] for r in batch.results()] == ["done"] * 3
-    assert not any(h.watching for h in batch.handles)
+        batch = _run(session, lambda: session.map("task {item}", range(2), endpoint=endpoint), "wait")
+    assert batch.summary == "2/2 finished · 0 running · 0 queued · 0 failed"
+    assert len(reads) == 2 * (1 + OUTCOME_ASKS)  # the tracker's read, then the batch's asks, spaced: not hammered
+    for row in batch.rows:
+        assert row.handle is not None and row.handle.outcome is not None and row.over
+        (problem,) = row.handle.outcome.problems
+        assert row.handle.outcome.answer is None and "reading what the agent did failed" in problem
 
 
 # ==================================================================================================== the final grid
