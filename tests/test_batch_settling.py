@@ -1,5 +1,6 @@
 """A fan-out's rows end however their conversation does (finished, error, stuck, deleted elsewhere, a start task that
-failed), in both drivers: the event loop's queue (with the poller) and the blocking ``.wait()``. A 429 asking for no
+failed), whether the caller runs an event loop (as a kernel does) or blocks in ``.wait()``: the queue runs in the I/O
+thread either way, and both must end the same. A 429 asking for no
 pause pauses (almost) none; the final grid is drawn once every answer is in; a failed start's row says why; wrong
 arguments to ``map()`` are one ValidationError line before anything is sent; the text table lets no escape through.
 Every test talks real HTTP to the local server and is bounded in time."""
@@ -37,8 +38,8 @@ def _session(server: LocalOpenHandsServer) -> tuple[Session, Endpoint]:
 
 
 def _run(session: Session, make: Callable[[], Batch], driver: str, *, seconds: float = 20) -> Batch:
-    """Make the batch and drive it until it is done: in an event loop (its queue and the poller run by themselves)
-    or with the blocking ``.wait()``. Either way the test fails, in ``seconds``, if it never ends."""
+    """Make the batch and wait until it is done: from an event loop that only looks at ``batch.done`` (as a kernel's
+    would), or with the blocking ``.wait()``. Either way the test fails, in ``seconds``, if it never ends."""
     if driver == "wait":
         batch = make()
         batch.wait(timeout=seconds)
