@@ -84,3 +84,21 @@ def test_starts_sent_together_ask_the_server_which_api_it_speaks_once_not_once_e
         probes = [r for r in server.requests if r.method == "GET" and r.path.split("?")[0] == "/api/conversations"]
         assert len(probes) == 1  # (the V0 probe, the first of the detection's reads)
         session.close()
+
+
+def test_each_start_is_in_the_history_with_its_task_id_the_moment_its_row_has_a_handle() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=5.0, running=30)) as server:
+        session, endpoint = Session(SCHEDULE), Endpoint.resolve(server.base_url, api_key=SECRET)
+        seen: list[bool] = []
+
+        def view() -> None:  # told in the I/O loop right after each round: a row with a handle is recorded already
+            seen.extend(r.handle in session.history() and r.handle.task_id is not None
+                        for r in batch.rows if r.handle is not None)
+
+        batch = session.map("task {item}", ["a", "b"], endpoint=endpoint)
+        batch._views.append(view)
+        wait_until(lambda: all(r.handle is not None for r in batch.rows), timeout=10)
+        assert sorted(h.task_id for h in session.history()) == sorted(server.task_ids()) and all(seen)
+        assert not server.conversation_ids()  # (long before any conversation exists)
+        batch.cancel()
+        session.close()
