@@ -334,7 +334,7 @@ class Session:
     ) -> Any:
         """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
         ``max_running`` at a time; returns the :class:`~openhands_magics.batch.Batch` at once (its queue runs in the
-        event loop where one runs; ``.wait()`` runs it anywhere). Every argument is checked by the batch before
+        I/O thread from the start, in a kernel or a script; ``.wait()`` only waits for it). Every argument is checked by the batch before
         anything is sent, the endpoint (default: from the environment) last."""
         from .batch import Batch
 
