@@ -59,20 +59,31 @@ async def run(tasks: int, max_running: int) -> None:
         stop = True
         await probing
         await io_probing
-        made = sorted(t.name for t in threading.enumerate()
-                      if t.ident not in threads_before and t.name.startswith("openhands") and "server" not in t.name)
+        made = sorted(
+            t.name
+            for t in threading.enumerate()
+            if t.ident not in threads_before and t.name.startswith("openhands") and "server" not in t.name
+        )
         gets = [r for r in server.requests if r.method == "GET"]
         posts = [r for r in server.requests if r.method == "POST"]
         lags.sort()
         io_lags.sort()
-        print(f"{tasks} tasks, max_running={max_running}: all over in {elapsed:.1f} s; every task started after "
-              f"{all_started:.1f} s; peak running (server's count) {peak}")
-        print(f"requests: {len(posts)} POST, {len(gets)} GET = {len(gets) / elapsed * 60:.0f} GET/min "
-              f"({len(gets) / tasks:.1f} GET per task, status reads and the outcome's two)")
-        print(f"loop lag over {len(lags)} probes: median {statistics.median(lags):.2f} ms, "
-              f"p99 {lags[int(len(lags) * 0.99)]:.2f} ms, max {lags[-1]:.2f} ms")
-        print(f"I/O loop lag over {len(io_lags)} probes: median {statistics.median(io_lags):.2f} ms, "
-              f"p99 {io_lags[int(len(io_lags) * 0.99)]:.2f} ms, max {io_lags[-1]:.2f} ms")
+        print(
+            f"{tasks} tasks, max_running={max_running}: all over in {elapsed:.1f} s; every task started after "
+            f"{all_started:.1f} s; peak running (server's count) {peak}"
+        )
+        print(
+            f"requests: {len(posts)} POST, {len(gets)} GET = {len(gets) / elapsed * 60:.0f} GET/min "
+            f"({len(gets) / tasks:.1f} GET per task, status reads and the outcome's two)"
+        )
+        print(
+            f"loop lag over {len(lags)} probes: median {statistics.median(lags):.2f} ms, "
+            f"p99 {lags[int(len(lags) * 0.99)]:.2f} ms, max {lags[-1]:.2f} ms"
+        )
+        print(
+            f"I/O loop lag over {len(io_lags)} probes: median {statistics.median(io_lags):.2f} ms, "
+            f"p99 {io_lags[int(len(io_lags) * 0.99)]:.2f} ms, max {io_lags[-1]:.2f} ms"
+        )
         print(f"threads made: {len(made)} ({', '.join(sorted(set(made)))})")
         print(batch.summary)
         session.close()

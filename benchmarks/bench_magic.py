@@ -70,8 +70,12 @@ def _server(runs: int, own_process: bool) -> Iterator[tuple[str, str]]:
         with LocalOpenHandsServer(max_running=2 * runs + 10) as server:
             yield server.base_url, server.api_key
         return
-    child = subprocess.Popen([sys.executable, "-c", SERVER_SNIPPET.format(max_running=2 * runs + 10)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SNIPPET.format(max_running=2 * runs + 10)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         base_url, key = child.stdout.readline().split()
@@ -118,8 +122,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--load-runs", type=int, default=9)
     parser.add_argument("--call-runs", type=int, default=200)
-    parser.add_argument("--server-process", action=argparse.BooleanOptionalAction, default=None,
-                        help="measure only with the server in its own process (or, --no-server-process, in this one)")
+    parser.add_argument(
+        "--server-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure only with the server in its own process (or, --no-server-process, in this one)",
+    )
     args = parser.parse_args()
 
     lazy, eager = bench_load(args.load_runs)

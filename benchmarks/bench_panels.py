@@ -277,15 +277,16 @@ class Frontend:
                 if candidate["parent_header"].get("msg_id") == msg_id:
                     reply = candidate
         if reply["content"]["status"] != "ok":
-            raise RuntimeError(f"{code[:60]!r} failed in the kernel: {reply['content'].get('ename')}: "
-                               f"{reply['content'].get('evalue')}")
+            raise RuntimeError(
+                f"{code[:60]!r} failed in the kernel: {reply['content'].get('ename')}: {reply['content'].get('evalue')}"
+            )
         return self.outputs.pop(msg_id)
 
     def printed(self, outputs: list[dict[str, Any]], marker: str) -> dict[str, Any]:
         text = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
         for line in text.splitlines():
             if line.startswith(marker + " "):
-                return json.loads(line[len(marker) + 1:])
+                return json.loads(line[len(marker) + 1 :])
         raise RuntimeError(f"the kernel did not print {marker}: {text[-500:]!r}")
 
     def subtree(self, model_id: str) -> set[str]:
@@ -336,8 +337,15 @@ def kernel_env(server: Any, ipython_dir: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- one N
-def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_timeout: float,
-            changes: int = 0, finish: bool = False) -> dict[str, Any]:
+def measure(
+    panels: int,
+    seconds: float,
+    warmup: float,
+    cell_size: int,
+    live_timeout: float,
+    changes: int = 0,
+    finish: bool = False,
+) -> dict[str, Any]:
     running_seconds = max(3600.0, 10 * (seconds + warmup + live_timeout))
     server = start_server(panels, running_seconds)
     manager = frontend = None
@@ -380,11 +388,17 @@ def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_tim
             result["panels_live"] = frontend.panels_showing_running(panel_ids)
             live_times = sorted(t - started for p in panel_ids if (t := frontend.live_since(p)) is not None)
             if live_times:  # seconds from the first start cell to each panel showing RUNNING
-                result["live_seconds"] = {"first": live_times[0], "p50": live_times[len(live_times) // 2],
-                                          "last": live_times[-1]}
+                result["live_seconds"] = {
+                    "first": live_times[0],
+                    "p50": live_times[len(live_times) // 2],
+                    "last": live_times[-1],
+                }
             if result["panels_live"] < panels:
-                print(f"  warning: only {result['panels_live']}/{panels} panels showed RUNNING after "
-                      f"{live_timeout:g} s; measuring anyway", file=sys.stderr)
+                print(
+                    f"  warning: only {result['panels_live']}/{panels} panels showed RUNNING after "
+                    f"{live_timeout:g} s; measuring anyway",
+                    file=sys.stderr,
+                )
             frontend.listen(warmup)
 
             frontend.execute(PROBE_START)
@@ -401,21 +415,23 @@ def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_tim
             statuses = server_statuses(server)
             lag = frontend.printed(frontend.execute(PROBE_READ), "BENCH-LAG")
 
-            result.update({
-                "window_seconds": window,
-                "requests": dict(requests),
-                "get_per_min": requests["GET"] * 60 / window,
-                "comm_msgs": comm_msgs,
-                "widget_msgs_per_s": comm_msgs / window,
-                "comm_msg_methods": dict(frontend.comm_msg_methods - methods_before),
-                "iopub_msg_types": dict(frontend.msg_types - types_before),
-                "loop_lag_ms": lag,
-                "kernel_cpu_seconds": cpu_after - cpu_before,
-                "kernel_cpu_percent": 100 * (cpu_after - cpu_before) / window,
-                "cpu_source": cpu_source,
-                "retry_notes_whole_run": frontend.retry_notes,
-                "server_statuses_after_window": statuses,
-            })
+            result.update(
+                {
+                    "window_seconds": window,
+                    "requests": dict(requests),
+                    "get_per_min": requests["GET"] * 60 / window,
+                    "comm_msgs": comm_msgs,
+                    "widget_msgs_per_s": comm_msgs / window,
+                    "comm_msg_methods": dict(frontend.comm_msg_methods - methods_before),
+                    "iopub_msg_types": dict(frontend.msg_types - types_before),
+                    "loop_lag_ms": lag,
+                    "kernel_cpu_seconds": cpu_after - cpu_before,
+                    "kernel_cpu_percent": 100 * (cpu_after - cpu_before) / window,
+                    "cpu_source": cpu_source,
+                    "retry_notes_whole_run": frontend.retry_notes,
+                    "server_statuses_after_window": statuses,
+                }
+            )
             phases: list[tuple[str, Any]] = []
             if changes:
                 phases.append(("changes", lambda: change_all(server, frontend, panel_ids, live_timeout, changes)))
@@ -435,9 +451,7 @@ def measure(panels: int, seconds: float, warmup: float, cell_size: int, live_tim
     return result
 
 
-def change_all(
-    server: Any, frontend: Frontend, panel_ids: list[str], timeout: float, changes: int
-) -> dict[str, Any]:
+def change_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: float, changes: int) -> dict[str, Any]:
     """Change every conversation's status at once, ``changes`` times, each time waiting for every panel to show it;
     the widget messages per panel per change, and the kernel's loop lag meanwhile."""
     ids = server.conversation_ids()
@@ -447,8 +461,11 @@ def change_all(
     rounds = []
     for number in range(changes):
         wanted = "PAUSED" if number % 2 == 0 else "RUNNING"
-        fields = {"sandbox_status": "PAUSED"} if wanted == "PAUSED" else {"sandbox_status": "RUNNING",
-                                                                          "execution_status": "running"}
+        fields = (
+            {"sandbox_status": "PAUSED"}
+            if wanted == "PAUSED"
+            else {"sandbox_status": "RUNNING", "execution_status": "running"}
+        )
         begun = time.monotonic()
         for conversation_id in ids:
             server.set_state(conversation_id, **fields)
@@ -459,8 +476,15 @@ def change_all(
             frontend.listen(0.1)
         shown = sum(frontend.statuses.get(p) == wanted for p in panel_ids)
         frontend.listen(1.0)  # what the change sent after the status (an answer read, a late button) arrives
-        rounds.append({"to": wanted, "panels_shown": shown, "seconds": time.monotonic() - begun, "after": begun,
-                       "until": time.monotonic()})
+        rounds.append(
+            {
+                "to": wanted,
+                "panels_shown": shown,
+                "seconds": time.monotonic() - begun,
+                "after": begun,
+                "until": time.monotonic(),
+            }
+        )
     lag = frontend.printed(frontend.execute(PROBE_READ), "BENCH-LAG")
     for r in rounds:  # the worst wake-up while each change was being drawn
         r["lag_max_ms"] = max([s for t, s in lag.get("spikes", []) if r["after"] <= t <= r["until"]], default=0.0)
@@ -489,8 +513,12 @@ def finish_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: f
             break
     frontend.listen(2.0)  # the last closes (a panel closes once its answer was read)
     after = frontend.printed(frontend.execute(COMMS_READ), "BENCH-COMMS")
-    return {"before": before, "after": after, "comm_closes": frontend.comm_closes - closes_before,
-            "widgets_per_panel_before": before["widgets"] / len(panel_ids) if panel_ids else None}
+    return {
+        "before": before,
+        "after": after,
+        "comm_closes": frontend.comm_closes - closes_before,
+        "widgets_per_panel_before": before["widgets"] / len(panel_ids) if panel_ids else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -504,32 +532,47 @@ def table(results: list[dict[str, Any]]) -> str:
             rows.append((str(r["panels"]), "failed: " + r["error"][:80], "", "", "", "", ""))
             continue
         lag = r["loop_lag_ms"]
-        rows.append((
-            str(r["panels"]), f"{r['get_per_min']:.1f}", f"{r['widget_msgs_per_s']:.1f}",
-            f"{lag.get('p50', float('nan')):.2f}", f"{lag.get('p99', float('nan')):.2f}",
-            f"{lag.get('max', float('nan')):.1f}", f"{r['kernel_cpu_percent']:.1f}",
-        ))
+        rows.append(
+            (
+                str(r["panels"]),
+                f"{r['get_per_min']:.1f}",
+                f"{r['widget_msgs_per_s']:.1f}",
+                f"{lag.get('p50', float('nan')):.2f}",
+                f"{lag.get('p99', float('nan')):.2f}",
+                f"{lag.get('max', float('nan')):.1f}",
+                f"{r['kernel_cpu_percent']:.1f}",
+            )
+        )
     extra = []
     for r in results:
         changes, finish = r.get("changes"), r.get("finish")
-        extra.extend(f"N={r['panels']} {name} failed: {r[name + '_error']}" for name in ("changes", "finish")
-                     if name + "_error" in r)
+        extra.extend(
+            f"N={r['panels']} {name} failed: {r[name + '_error']}"
+            for name in ("changes", "finish")
+            if name + "_error" in r
+        )
         if changes:
             lag = changes["loop_lag_ms"]
             low, high = changes["msgs_per_panel_min_max"] or (float("nan"), float("nan"))
-            extra.append(f"N={r['panels']} changing at once: {changes['msgs_per_panel_per_change']:.2f} widget "
-                         f"msgs per panel per change (min {low:.2f}, max {high:.2f}); "
-                         f"loop lag p50 {lag.get('p50', 0):.2f} ms, p99 {lag.get('p99', 0):.2f} ms, "
-                         f"max {lag.get('max', 0):.1f} ms; rounds "
-                         + ", ".join(f"{x['to']} {x['panels_shown']}/{r['panels']} in {x['seconds']:.1f} s "
-                                     f"(lag max {x['lag_max_ms']:.0f} ms)"
-                                     for x in changes["rounds"]))
+            extra.append(
+                f"N={r['panels']} changing at once: {changes['msgs_per_panel_per_change']:.2f} widget "
+                f"msgs per panel per change (min {low:.2f}, max {high:.2f}); "
+                f"loop lag p50 {lag.get('p50', 0):.2f} ms, p99 {lag.get('p99', 0):.2f} ms, "
+                f"max {lag.get('max', 0):.1f} ms; rounds "
+                + ", ".join(
+                    f"{x['to']} {x['panels_shown']}/{r['panels']} in {x['seconds']:.1f} s "
+                    f"(lag max {x['lag_max_ms']:.0f} ms)"
+                    for x in changes["rounds"]
+                )
+            )
         if finish:
             b, a = finish["before"], finish["after"]
-            extra.append(f"N={r['panels']} finished: comms {b['comms']} -> {a['comms']}, widgets {b['widgets']} -> "
-                         f"{a['widgets']} ({finish['widgets_per_panel_before']:.1f} a live panel), "
-                         f"{finish['comm_closes']} comm_close, {a['watched']} still watched, "
-                         f"{a['final']}/{a['handles']} final")
+            extra.append(
+                f"N={r['panels']} finished: comms {b['comms']} -> {a['comms']}, widgets {b['widgets']} -> "
+                f"{a['widgets']} ({finish['widgets_per_panel_before']:.1f} a live panel), "
+                f"{finish['comm_closes']} comm_close, {a['watched']} still watched, "
+                f"{a['final']}/{a['handles']} final"
+            )
     measured = [row for row in rows if not row[1].startswith("failed")]
     widths = [max(len(row[i]) for row in measured) for i in range(len(COLUMNS))]
     lines = []
@@ -545,15 +588,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--panels", default="1,10,100,200", help="comma-separated panel counts (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement window per N (default: %(default)s)")
-    parser.add_argument("--warmup", type=float, default=10.0,
-                        help="seconds between all panels showing RUNNING and the window (default: %(default)s)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="seconds between all panels showing RUNNING and the window (default: %(default)s)",
+    )
     parser.add_argument("--cell-size", type=int, default=50, help="%%openhands lines per cell (default: %(default)s)")
-    parser.add_argument("--live-timeout", type=float, default=60.0,
-                        help="longest wait for the panels to show RUNNING (default: %(default)s)")
-    parser.add_argument("--changes", type=int, default=4,
-                        help="after the window, change every status at once this many times (default: %(default)s)")
-    parser.add_argument("--no-finish", dest="finish", action="store_false",
-                        help="skip ending every conversation at once and counting the comms left")
+    parser.add_argument(
+        "--live-timeout",
+        type=float,
+        default=60.0,
+        help="longest wait for the panels to show RUNNING (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--changes",
+        type=int,
+        default=4,
+        help="after the window, change every status at once this many times (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-finish",
+        dest="finish",
+        action="store_false",
+        help="skip ending every conversation at once and counting the comms left",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     args = parser.parse_args()
     counts = [int(n) for n in args.panels.split(",") if n.strip()]
@@ -563,9 +622,12 @@ def main() -> None:
     import openhands_magics
 
     started = time.monotonic()
-    print(f"openhands_magics {getattr(openhands_magics, '__version__', '?')} from {openhands_magics.__file__}; "
-          f"python {platform.python_version()} ({sys.executable}); {os.cpu_count()} CPUs; "
-          f"window {args.seconds:g} s, warmup {args.warmup:g} s", flush=True)
+    print(
+        f"openhands_magics {getattr(openhands_magics, '__version__', '?')} from {openhands_magics.__file__}; "
+        f"python {platform.python_version()} ({sys.executable}); {os.cpu_count()} CPUs; "
+        f"window {args.seconds:g} s, warmup {args.warmup:g} s",
+        flush=True,
+    )
     results = []
     for n in counts:
         print(f"N={n}: starting…", file=sys.stderr, flush=True)

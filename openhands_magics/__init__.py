@@ -57,9 +57,19 @@ _LAZY = {
     **{
         name: "errors"
         for name in (
-            "OpenHandsError", "ConfigurationError", "ValidationError", "AuthenticationError", "BadRequestError",
-            "NotFoundError", "RateLimitError", "ServerError", "TransportError", "ProtocolError", "WaitTimeout",
-            "UnsupportedApiError", "ConflictError",
+            "OpenHandsError",
+            "ConfigurationError",
+            "ValidationError",
+            "AuthenticationError",
+            "BadRequestError",
+            "NotFoundError",
+            "RateLimitError",
+            "ServerError",
+            "TransportError",
+            "ProtocolError",
+            "WaitTimeout",
+            "UnsupportedApiError",
+            "ConflictError",
         )
     },
 }

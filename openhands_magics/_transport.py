@@ -68,8 +68,14 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
         stream = self._backend.connect_tcp(host, port, _clamp(timeout), local_address, socket_options)
         return _DeadlineStream(stream)
 
@@ -110,8 +116,9 @@ def _detached(response: httpx.Response, body: bytes) -> httpx.Response:
     return httpx.Response(response.status_code, headers=response.headers, content=body)
 
 
-def exchange(http: httpx.Client, call: Call, *, deadline: float, max_bytes: int, base_url: str,
-             timeout: float) -> httpx.Response | OpenHandsError:
+def exchange(
+    http: httpx.Client, call: Call, *, deadline: float, max_bytes: int, base_url: str, timeout: float
+) -> httpx.Response | OpenHandsError:
     """Send ``call`` on the sync client; the answer, or the error to raise."""
     if http.is_closed:
         return _closed()
@@ -132,8 +139,9 @@ def exchange(http: httpx.Client, call: Call, *, deadline: float, max_bytes: int,
         _deadline.reset(token)
 
 
-async def exchange_async(http: httpx.AsyncClient, call: Call, *, deadline: float, max_bytes: int, base_url: str,
-                         timeout: float) -> httpx.Response | OpenHandsError:
+async def exchange_async(
+    http: httpx.AsyncClient, call: Call, *, deadline: float, max_bytes: int, base_url: str, timeout: float
+) -> httpx.Response | OpenHandsError:
     """Send ``call`` on the async client; the answer, or the error to raise."""
 
     async def whole() -> httpx.Response | OpenHandsError:

@@ -31,8 +31,18 @@ from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["COMMANDS", "OPTIONS", "USAGE", "Command", "Invocation", "Option", "docstring", "parse_invocation",
-           "resolve_references", "usage"]
+__all__ = [
+    "COMMANDS",
+    "OPTIONS",
+    "USAGE",
+    "Command",
+    "Invocation",
+    "Option",
+    "docstring",
+    "parse_invocation",
+    "resolve_references",
+    "usage",
+]
 
 
 @dataclass
@@ -181,8 +191,9 @@ def _check_timeout(value: Any, invocation: Invocation) -> float:
 def _check_context(value: Any, _: Invocation) -> tuple[str, ...]:
     names = tuple(n.strip() for n in str(value).split(",") if n.strip())
     if not names or [n for n in names if not _NAME.fullmatch(n)]:
-        raise ValidationError(f"--context takes variable names separated by commas (e.g. --context df,model), "
-                              f"got {str(value)[:60]!r}.")
+        raise ValidationError(
+            f"--context takes variable names separated by commas (e.g. --context df,model), got {str(value)[:60]!r}."
+        )
     return names
 
 
@@ -193,8 +204,9 @@ def _check_cells(value: Any, _: Invocation) -> int:
 def _check_map(value: str, invocation: Invocation) -> str:
     if invocation.follow_up or invocation.watch is not None or invocation.reattach:
         used = "--continue" if invocation.follow_up else "--watch" if invocation.watch is not None else "--reattach"
-        raise ValidationError(f"--map starts a new conversation per item; it does not go with {used} (use one of "
-                              "them); nothing was sent.")
+        raise ValidationError(
+            f"--map starts a new conversation per item; it does not go with {used} (use one of them); nothing was sent."
+        )
     if not _NAME.fullmatch(value):
         raise ValidationError(f"--map takes the name of a list in the notebook, got {value[:60]!r}.")
     return value
@@ -221,32 +233,90 @@ def _check_list(options: dict[str, Any], invocation: Invocation) -> None:
 #: Every option, in the order the help shows them and their checks run.
 OPTIONS: tuple[Option, ...] = (
     Option(("--repo",), "repo", "value", "repository the agent works on", "OWNER/REPO"),
-    Option(("--base-url",), "base_url", "value",
-           "server (default: %config OpenHandsMagics.base_url, $OPENHANDS_BASE_URL, app.all-hands.dev)", "URL"),
-    Option(("--api",), "api", "value", "API the server speaks (default: %config OpenHandsMagics.api, $OPENHANDS_API, "
-           "auto)", "auto|v1|v0", _check_api),
-    Option(("--wait",), "wait", "flag", "block until the status is final, printing each change (for papermill / "
-           "nbconvert)"),
-    Option(("--timeout",), "timeout", "value", "give up waiting after this long (with --wait); the conversation "
-           "goes on", "SECONDS", _check_timeout),
+    Option(
+        ("--base-url",),
+        "base_url",
+        "value",
+        "server (default: %config OpenHandsMagics.base_url, $OPENHANDS_BASE_URL, app.all-hands.dev)",
+        "URL",
+    ),
+    Option(
+        ("--api",),
+        "api",
+        "value",
+        "API the server speaks (default: %config OpenHandsMagics.api, $OPENHANDS_API, auto)",
+        "auto|v1|v0",
+        _check_api,
+    ),
+    Option(
+        ("--wait",), "wait", "flag", "block until the status is final, printing each change (for papermill / nbconvert)"
+    ),
+    Option(
+        ("--timeout",),
+        "timeout",
+        "value",
+        "give up waiting after this long (with --wait); the conversation goes on",
+        "SECONDS",
+        _check_timeout,
+    ),
     Option(("--no-panel",), "no_panel", "flag", "plain text instead of the widget panel"),
-    Option(("--watch",), "watch", "value", "a live panel for an existing conversation (its id, link or start task "
-           "id); nothing is started", "ID", reference=True),
-    Option(("--continue",), "continue_id", "optional-id", "a follow-up to a conversation (default: the latest), "
-           "resuming it if paused; same live panel", "ID", reference=True, marks="follow_up"),
-    Option(("--expand",), "expand", "flag", "fill {{name}}, {{df.shape}}, {{items[0]}} from the notebook (or %config "
-           "OpenHandsMagics.expand)"),
-    Option(("--context",), "context", "value", "append a short description of these variables (DataFrames: shape, "
-           "dtypes, head)", "A,B", _check_context),
-    Option(("--cells",), "cells", "value", "append the source of the N cells above (and their errors)", "N",
-           _check_cells),
+    Option(
+        ("--watch",),
+        "watch",
+        "value",
+        "a live panel for an existing conversation (its id, link or start task id); nothing is started",
+        "ID",
+        reference=True,
+    ),
+    Option(
+        ("--continue",),
+        "continue_id",
+        "optional-id",
+        "a follow-up to a conversation (default: the latest), resuming it if paused; same live panel",
+        "ID",
+        reference=True,
+        marks="follow_up",
+    ),
+    Option(
+        ("--expand",),
+        "expand",
+        "flag",
+        "fill {{name}}, {{df.shape}}, {{items[0]}} from the notebook (or %config OpenHandsMagics.expand)",
+    ),
+    Option(
+        ("--context",),
+        "context",
+        "value",
+        "append a short description of these variables (DataFrames: shape, dtypes, head)",
+        "A,B",
+        _check_context,
+    ),
+    Option(
+        ("--cells",), "cells", "value", "append the source of the N cells above (and their errors)", "N", _check_cells
+    ),
     Option(("--dry-run",), "dry_run", "flag", "print exactly what would be sent; send nothing"),
-    Option(("--map",), "map_over", "value", "one conversation per item of the list ITEMS, the message a template "
-           "with {item}", "ITEMS", _check_map),
-    Option(("--max-running",), "max_running", "value", "with --map: at most N running at once (default 10); the rest "
-           "wait in a queue", "N", _check_max_running),
-    Option(("--reattach",), "reattach", "flag", "after a kernel restart: live panels again for the conversations "
-           "this notebook started"),
+    Option(
+        ("--map",),
+        "map_over",
+        "value",
+        "one conversation per item of the list ITEMS, the message a template with {item}",
+        "ITEMS",
+        _check_map,
+    ),
+    Option(
+        ("--max-running",),
+        "max_running",
+        "value",
+        "with --map: at most N running at once (default 10); the rest wait in a queue",
+        "N",
+        _check_max_running,
+    ),
+    Option(
+        ("--reattach",),
+        "reattach",
+        "flag",
+        "after a kernel restart: live panels again for the conversations this notebook started",
+    ),
     Option(("--login",), "login", "flag", "ask for the API key (kept in memory only, never in the notebook)"),
     Option(("--help", "-h"), "help", "flag", "this text"),
     Option(("--",), "message", "end", "end of options: everything after it is the message"),
@@ -254,23 +324,41 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--running",), "running", "flag", "only the conversations not over and not paused", applies=("list",)),
     Option(("--repo",), "repo", "value", "only those on this repository", "R", applies=("list",)),
     Option(("--limit",), "limit", "value", "at most N rows (default 20)", "N", _check_limit, applies=("list",)),
-    Option(("--here",), "here", "flag", "the ones this notebook started, with live panels again for those not over",
-           applies=("list",)),
+    Option(
+        ("--here",),
+        "here",
+        "flag",
+        "the ones this notebook started, with live panels again for those not over",
+        applies=("list",),
+    ),
     Option(("--yes",), "yes", "flag", "without asking first", applies=("delete",)),
 )
 
 #: Everything the magic does: the first row that fits a line runs it (so ``--dry-run`` comes before the words).
 COMMANDS: tuple[Command, ...] = (
     Command("dry-run", "dry_run", option="dry_run", endpoint=False),
-    Command("list", "list", "options", usage="list", check=_check_list,
-            help="the account's conversations as a table (--here: the ones this notebook started, with live panels "
-            "again for those not over)"),
-    Command("fix", "fix", "start-options", usage="fix [options]", what="the last error, one task",
-            help="the last error (its traceback and the cell that raised it) becomes the task"),
+    Command(
+        "list",
+        "list",
+        "options",
+        usage="list",
+        check=_check_list,
+        help="the account's conversations as a table (--here: the ones this notebook started, with live panels "
+        "again for those not over)",
+    ),
+    Command(
+        "fix",
+        "fix",
+        "start-options",
+        usage="fix [options]",
+        what="the last error, one task",
+        help="the last error (its traceback and the cell that raised it) becomes the task",
+    ),
     Command("pause", "control", "id", usage="pause ID", help="pause a conversation's sandbox"),
     Command("resume", "control", "id", usage="resume ID", help="resume a paused conversation's sandbox"),
-    Command("delete", "control", "id", usage="delete ID",
-            help="delete a conversation for good (asks first unless --yes)"),
+    Command(
+        "delete", "control", "id", usage="delete ID", help="delete a conversation for good (asks first unless --yes)"
+    ),
     Command("reattach", "reattach", option="reattach"),
     Command("watch", "watch", option="watch"),
     Command("fan-out", "fan_out", option="map_over"),
@@ -315,14 +403,19 @@ _NOTES = (
     "(commands only when the whole line fits them: `%openhands list the TODOs` is a task)",
     "an ID (here, --continue, --watch) may be a variable: {conv.id}, {ids[0]}, $cid",
 )
-_HANDLE = ("conv = %openhands ...", "gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost "
-           ".changes() .diff() .send(text) .pause() .resume() .delete() .refresh() .wait()")
+_HANDLE = (
+    "conv = %openhands ...",
+    "gives a handle: conv.id .task_id .url .status .answer .pull_requests .cost "
+    ".changes() .diff() .send(text) .pause() .resume() .delete() .refresh() .wait()",
+)
 
 
 def usage() -> str:
     """What ``%openhands --help`` prints, made from the tables as they are now."""
-    lines = [*_entry("%openhands [options] MESSAGE", "start a conversation, show a live panel"),
-             *_entry("%%openhands [options]", "the cell body is the message")]
+    lines = [
+        *_entry("%openhands [options] MESSAGE", "start a conversation, show a live panel"),
+        *_entry("%%openhands [options]", "the cell body is the message"),
+    ]
     for row in OPTIONS:
         if not row.applies:
             lines += _entry(f"  {row.spelled}", row.help)
@@ -361,7 +454,8 @@ def docstring() -> str:
         "Options (before the message; `--` ends them)::\n\n"
         f"{options}\n\n"
         "Commands (each one only when the whole line is that command)::\n\n"
-        + "\n".join(line.rstrip() for line in commands) + "\n"
+        + "\n".join(line.rstrip() for line in commands)
+        + "\n"
         f"{notes}\n\n"
         "Set the key with the OPENHANDS_API_KEY environment variable or `%openhands --login`; a conversation's\n"
         "handle (`openhands_magics.last()` is the latest one)::\n\n"
@@ -384,7 +478,7 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
     while True:
         token = _TOKEN.search(line, position)
         if token is None or not token.group().startswith("-"):
-            rest = line[token.start():] if token else ""
+            rest = line[token.start() :] if token else ""
             break
         position = token.end()
         name, has_equals, inline_value = token.group().partition("=")
@@ -458,8 +552,13 @@ def _command(invocation: Invocation, rest: str) -> bool:
         return False
     if command.takes == "start-options":
         return _start_options_command(command, invocation, words[1:])
-    if (invocation.follow_up or invocation.watch is not None or invocation.reattach or invocation.wait
-            or invocation.map_over is not None):
+    if (
+        invocation.follow_up
+        or invocation.watch is not None
+        or invocation.reattach
+        or invocation.wait
+        or invocation.map_over is not None
+    ):
         return False  # options of a message came first: it is a message
     if command.takes == "options":
         return _options_command(command, invocation, words[1:])
@@ -476,8 +575,10 @@ def _start_options_command(command: Command, invocation: Invocation, arguments: 
     if rest_options.message.strip() or rest_options.command:
         return False
     if rest_options.map_over is not None:
-        raise ValidationError(f"--map takes a task template with {{item}}; `{command.name}` is {command.what}: "
-                              "use one of them; nothing was sent.")
+        raise ValidationError(
+            f"--map takes a task template with {{item}}; `{command.name}` is {command.what}: "
+            "use one of them; nothing was sent."
+        )
     for option, value in vars(rest_options).items():
         if value not in (None, False, "") and option != "message":
             setattr(invocation, option, value)
@@ -528,8 +629,10 @@ def _id_command(command: Command, invocation: Invocation, arguments: list[str]) 
             invocation.references["target"] = ids[0]
         return True
     if len(ids) > 1 and all(_is_id_argument(word) for word in ids):  # no task reads "pause <id> <id>"
-        raise ValidationError(f"`%openhands {name}` takes one conversation id, got {len(ids)}: one line per "
-                              "conversation; nothing was sent.")
+        raise ValidationError(
+            f"`%openhands {name}` takes one conversation id, got {len(ids)}: one line per "
+            "conversation; nothing was sent."
+        )
     if not arguments:  # a bare "pause": never a task of one word, never an action on a guessed conversation
         raise ValidationError(
             f"`%openhands {name}` needs a conversation id (see `%openhands list`); to send the word as a task, "
@@ -592,14 +695,22 @@ def _resolve(token: str, namespace: Mapping[str, Any], hint: str) -> str:
             value = getattr(value, str(key)) if kind == "attr" else value[key]
     except Exception as error:  # whatever the object raises, one line naming it
         detail = " ".join(str(error).split())[:120]
-        raise ValidationError(f"{token}: {type(error).__name__}{': ' + detail if detail else ''}; nothing was "
-                              "sent.") from None
+        raise ValidationError(
+            f"{token}: {type(error).__name__}{': ' + detail if detail else ''}; nothing was sent."
+        ) from None
     found = _id_of(value)
     if found is None:
-        what = (f"text of {len(value)} characters" if isinstance(value, str) else "None" if value is None
-                else f"a {type(value).__name__}")
-        raise ValidationError(f"{token} is not a conversation id ({what}): give a variable holding an id, a "
-                              f"conversation link or a handle{hint}; nothing was sent.")
+        what = (
+            f"text of {len(value)} characters"
+            if isinstance(value, str)
+            else "None"
+            if value is None
+            else f"a {type(value).__name__}"
+        )
+        raise ValidationError(
+            f"{token} is not a conversation id ({what}): give a variable holding an id, a "
+            f"conversation link or a handle{hint}; nothing was sent."
+        )
     return found
 
 

@@ -58,8 +58,10 @@ MIN_RATE_PAUSE = 0.5
 OUTCOME_ASKS = 2
 #: A start on its way when the I/O thread stopped (``close()``, ``%unload_ext``): the server may have started it, so
 #: it is not sent again.
-INTERRUPTED = ("its start was interrupted (the session closed) before the server answered; it may have started: "
-               "%openhands list shows it")
+INTERRUPTED = (
+    "its start was interrupted (the session closed) before the server answered; it may have started: "
+    "%openhands list shows it"
+)
 #: How conversations end well (the row has no error): the agent finished, or (V0) its turn ended with a question.
 _ENDED_WELL = frozenset({ConversationStatus.FINISHED, ConversationStatus.WAITING_FOR_INPUT})
 
@@ -155,8 +157,10 @@ def _items(items: Any) -> list[Any]:
     """The items as a list; a ValidationError for anything that is not a collection of items."""
     if isinstance(items, (str, bytes, bytearray)):
         one = _shown(items, 40)
-        raise ValidationError(f"map() takes a list of items, not one {type(items).__name__} (it would map each "
-                              f"character of {one}): for one item write [{one}].")
+        raise ValidationError(
+            f"map() takes a list of items, not one {type(items).__name__} (it would map each "
+            f"character of {one}): for one item write [{one}]."
+        )
     try:
         iterator = iter(items)
     except TypeError:
@@ -164,8 +168,9 @@ def _items(items: Any) -> list[Any]:
     try:
         listed = list(iterator)
     except Exception as error:
-        raise ValidationError(f"Reading the items failed ({type(error).__name__}: {_said(error)}); nothing was "
-                              "started.") from None
+        raise ValidationError(
+            f"Reading the items failed ({type(error).__name__}: {_said(error)}); nothing was started."
+        ) from None
     if not listed:
         raise ValidationError("map() needs at least one item.")
     return listed
@@ -186,11 +191,15 @@ def _messages(task: str | Callable[[Any], str], items: list[Any]) -> list[str]:
         try:
             message = task(item) if callable(task) else task.format(item=item)
         except Exception as error:  # the user's template or function: whatever it raises is their line to fix
-            what = (f"The task function failed for item {_shown(item)}" if callable(task) else
-                    f"The task template failed for item {_shown(item)}")
+            what = (
+                f"The task function failed for item {_shown(item)}"
+                if callable(task)
+                else f"The task template failed for item {_shown(item)}"
+            )
             hint = "" if callable(task) else "; use {item} (and double other braces: {{ }})"
-            raise ValidationError(f"{what}: {type(error).__name__}: {_said(error)}{hint}. Nothing was started."
-                                  ) from None
+            raise ValidationError(
+                f"{what}: {type(error).__name__}: {_said(error)}{hint}. Nothing was started."
+            ) from None
         if not isinstance(message, str) or not message.strip():
             raise ValidationError(f"The task for item {_shown(item)} is empty or not text.")
         try:
@@ -223,8 +232,9 @@ class Batch:
         if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
             raise ValidationError(f"max_running must be a whole number from 1 on, got {_shown(max_running)}.")
         if not (isinstance(task, str) or callable(task)):
-            raise ValidationError("task must be a template with {item} or a function of the item, got "
-                                  f"{type(task).__name__}.")
+            raise ValidationError(
+                f"task must be a template with {{item}} or a function of the item, got {type(task).__name__}."
+            )
         if repository is not None and not isinstance(repository, str):
             raise ValidationError(f"repository must be text like owner/repo, got {type(repository).__name__}.")
         repository = validate_repository(repository) if repository else None
@@ -233,8 +243,9 @@ class Batch:
         self._session, self.endpoint = session, session._endpoint(endpoint)  # (a URL string is not one)
         self.repository, self.max_running = repository, max_running
         known = secrets()
-        self.rows = [Row(i, item, message, label=_label(item, known))
-                     for i, (item, message) in enumerate(zip(listed, messages))]
+        self.rows = [
+            Row(i, item, message, label=_label(item, known)) for i, (item, message) in enumerate(zip(listed, messages))
+        ]
         self._connection = session.connection(self.endpoint)
         self._io = get_io()
         self._paused_until = 0.0
@@ -260,10 +271,13 @@ class Batch:
         finished = sum(1 for r in self.rows if r.handle is not None and r.handle.status == "FINISHED")
         running = sum(1 for r in self.rows if r.running)
         queued = sum(1 for r in self.rows if r.state == QUEUED)
-        failed = sum(1 for r in self.rows if r.state == FAILED or (
-            r.handle is not None and r.handle.is_final and r.handle.status != "FINISHED"))
+        failed = sum(
+            1
+            for r in self.rows
+            if r.state == FAILED or (r.handle is not None and r.handle.is_final and r.handle.status != "FINISHED")
+        )
         cancelled = sum(1 for r in self.rows if r.state == CANCELLED)
-        line = (f"{finished}/{len(self.rows)} finished · {running} running · {queued} queued · {failed} failed")
+        line = f"{finished}/{len(self.rows)} finished · {running} running · {queued} queued · {failed} failed"
         return line + (f" · {cancelled} cancelled" if cancelled else "")
 
     def results(self) -> list[dict[str, Any]]:
@@ -271,12 +285,18 @@ class Batch:
         records = []
         for row in self.rows:
             h = row.handle
-            records.append({
-                "item": row.item, "status": row.status, "id": h.id if h else None, "task_id": h.task_id if h else None,
-                "url": h.url if h else None, "title": h.title if h else None,
-                "answer": h.outcome.answer if h is not None and h.outcome is not None else None,
-                "error": row.error,
-            })
+            records.append(
+                {
+                    "item": row.item,
+                    "status": row.status,
+                    "id": h.id if h else None,
+                    "task_id": h.task_id if h else None,
+                    "url": h.url if h else None,
+                    "title": h.title if h else None,
+                    "answer": h.outcome.answer if h is not None and h.outcome is not None else None,
+                    "error": row.error,
+                }
+            )
         return records
 
     def to_dataframe(self) -> Any:
@@ -336,7 +356,7 @@ class Batch:
         if time.monotonic() < self._paused_until:
             return []
         free = self.max_running - sum(1 for row in self.rows if row.running)
-        return [row for row in self.rows if row.state == QUEUED][:max(0, free)]
+        return [row for row in self.rows if row.state == QUEUED][: max(0, free)]
 
     def _pump(self) -> None:
         """One round: hand back to the tracker what nobody follows, send the starts there are places for, tell the

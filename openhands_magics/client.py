@@ -100,8 +100,9 @@ class _ClientSettings:
                 "base_url": self.base_url,
                 "auth": protocol.KeyAuth(self._api_key, self.base_url),
                 "timeout": httpx.Timeout(self.timeout),
-                "limits": httpx.Limits(max_connections=20, max_keepalive_connections=10,
-                                       keepalive_expiry=KEEPALIVE_SECONDS),
+                "limits": httpx.Limits(
+                    max_connections=20, max_keepalive_connections=10, keepalive_expiry=KEEPALIVE_SECONDS
+                ),
                 "headers": {"User-Agent": protocol.USER_AGENT, "Accept": "application/json"},
                 "follow_redirects": False,  # a redirect could carry the key somewhere else
                 "trust_env": False,  # the environment's proxies only when asked for (self.proxy)
@@ -147,8 +148,10 @@ class _ClientSettings:
     @staticmethod
     def _start_args(message: str, repository: str | None) -> tuple[str, str | None]:
         given = repository is not None and repository != ""  # "" (an empty --repo) is no repository, like None
-        return (validate_message(_ClientSettings._text(message)),
-                validate_repository(repository) if repository is not None and given else None)
+        return (
+            validate_message(_ClientSettings._text(message)),
+            validate_repository(repository) if repository is not None and given else None,
+        )
 
     @staticmethod
     def _text(text: str) -> str:
@@ -180,7 +183,7 @@ class _ClientSettings:
 
     @staticmethod
     def _chunks(snapshots: Sequence[Conversation], size: int) -> list[Sequence[Conversation]]:
-        return [snapshots[i:i + size] for i in range(0, len(snapshots), size)]
+        return [snapshots[i : i + size] for i in range(0, len(snapshots), size)]
 
     @staticmethod
     def _snapshots(snapshots: Sequence[Conversation]) -> Sequence[Conversation]:
@@ -229,17 +232,24 @@ class OpenHandsClient(_ClientSettings):
     def _open_http(self, options: dict[str, Any], transport: Any) -> httpx.Client:
         network = {name: options.pop(name) for name in ("limits", "verify", "proxy")}
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
-            raise ValidationError(f"transport must be an httpx transport (httpx.MockTransport, httpx.HTTPTransport), "
-                                  f"got {type(transport).__name__}.")
+            raise ValidationError(
+                f"transport must be an httpx transport (httpx.MockTransport, httpx.HTTPTransport), "
+                f"got {type(transport).__name__}."
+            )
         return httpx.Client(**options, transport=transport or deadline_transport(**network))
 
     def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
         deadline = min(deadline, time.monotonic() + self.timeout)  # each request within ``timeout``, too
-        return exchange(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
-                        base_url=self.base_url, timeout=self.timeout)
+        return exchange(
+            self._http,
+            call,
+            deadline=deadline,
+            max_bytes=self.max_answer_bytes,
+            base_url=self.base_url,
+            timeout=self.timeout,
+        )
 
-    def _drive(self, make: Callable[[], protocol.Steps[T]], deadline: float | None = None, *,
-               longer: float = 0.0) -> T:
+    def _drive(self, make: Callable[[], protocol.Steps[T]], deadline: float | None = None, *, longer: float = 0.0) -> T:
         """Run an operation, retrying as the policy says (one budget of attempts and one deadline for the whole);
         a :class:`~._protocol.Wait` it asks for is slept here (within the deadline), and answered with None.
 
@@ -262,8 +272,9 @@ class OpenHandsClient(_ClientSettings):
                     idempotent = idempotent and call.idempotent
                     answer = self._send(call, deadline)
                     while isinstance(answer, OpenHandsError):
-                        pause = self.retry.pause_before_retry(attempt, answer, idempotent=call.idempotent,
-                                                              remaining=deadline - time.monotonic())
+                        pause = self.retry.pause_before_retry(
+                            attempt, answer, idempotent=call.idempotent, remaining=deadline - time.monotonic()
+                        )
                         if pause is None:
                             break
                         time.sleep(pause)
@@ -272,8 +283,9 @@ class OpenHandsClient(_ClientSettings):
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent,
-                                                      remaining=deadline - time.monotonic())
+                pause = self.retry.pause_before_retry(
+                    attempt, error, idempotent=idempotent, remaining=deadline - time.monotonic()
+                )
                 if pause is None:
                     raise
             time.sleep(pause)
@@ -325,17 +337,27 @@ class OpenHandsClient(_ClientSettings):
         """A follow-up message; the agent runs again (ConflictError while its sandbox is paused)."""
         return self._act("send", self._one(snapshot), validate_message(self._text(text)))
 
-    def follow_up(self, snapshot: Conversation, text: str, *, resume_timeout: float = protocol.RESUME_TIMEOUT,
-                  interval: float = protocol.RESUME_INTERVAL) -> Conversation:
+    def follow_up(
+        self,
+        snapshot: Conversation,
+        text: str,
+        *,
+        resume_timeout: float = protocol.RESUME_TIMEOUT,
+        interval: float = protocol.RESUME_INTERVAL,
+    ) -> Conversation:
         """A follow-up message, whatever the sandbox's state: a paused sandbox (known from the snapshot, or the
         409 that says so) is resumed and waited for (at most ``resume_timeout`` s, reading every ``interval`` s),
         then the message is sent. It is taken at most once (see :meth:`._protocol.Dialect.follow_up`). Returns
         the snapshot the accepted message makes: the agent RUNNING."""
-        snapshot, (text, resume_timeout, interval) = self._one(snapshot), self._follow_up_args(text, resume_timeout,
-                                                                                              interval)
+        snapshot, (text, resume_timeout, interval) = (
+            self._one(snapshot),
+            self._follow_up_args(text, resume_timeout, interval),
+        )
         dialect = self.dialect()
-        return self._drive(partial(dialect.follow_up, snapshot, text, resume_timeout=resume_timeout,
-                                   interval=interval), longer=resume_timeout)
+        return self._drive(
+            partial(dialect.follow_up, snapshot, text, resume_timeout=resume_timeout, interval=interval),
+            longer=resume_timeout,
+        )
 
     def pause(self, snapshot: Conversation) -> None:
         """Pause its sandbox (the agent stops; resume to go on)."""
@@ -382,8 +404,10 @@ class AsyncOpenHandsClient(_ClientSettings):
     def _open_http(self, options: dict[str, Any], transport: Any) -> httpx.AsyncClient:
         if transport is not None:
             if not isinstance(transport, httpx.AsyncBaseTransport):
-                raise ValidationError(f"transport must be an async httpx transport (httpx.MockTransport, "
-                                      f"httpx.AsyncHTTPTransport), got {type(transport).__name__}.")
+                raise ValidationError(
+                    f"transport must be an async httpx transport (httpx.MockTransport, "
+                    f"httpx.AsyncHTTPTransport), got {type(transport).__name__}."
+                )
             for name in ("limits", "verify", "proxy"):
                 options.pop(name)
             options["transport"] = transport
@@ -391,11 +415,18 @@ class AsyncOpenHandsClient(_ClientSettings):
 
     async def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
         deadline = min(deadline, time.monotonic() + self.timeout)
-        return await exchange_async(self._http, call, deadline=deadline, max_bytes=self.max_answer_bytes,
-                                    base_url=self.base_url, timeout=self.timeout)
+        return await exchange_async(
+            self._http,
+            call,
+            deadline=deadline,
+            max_bytes=self.max_answer_bytes,
+            base_url=self.base_url,
+            timeout=self.timeout,
+        )
 
-    async def _drive(self, make: Callable[[], protocol.Steps[T]], deadline: float | None = None, *,
-                     longer: float = 0.0) -> T:
+    async def _drive(
+        self, make: Callable[[], protocol.Steps[T]], deadline: float | None = None, *, longer: float = 0.0
+    ) -> T:
         """As :meth:`OpenHandsClient._drive`, sleeping without blocking the loop."""
         deadline = self._deadline(deadline, longer)
         attempt = 0
@@ -412,8 +443,9 @@ class AsyncOpenHandsClient(_ClientSettings):
                     idempotent = idempotent and call.idempotent
                     answer = await self._send(call, deadline)
                     while isinstance(answer, OpenHandsError):
-                        pause = self.retry.pause_before_retry(attempt, answer, idempotent=call.idempotent,
-                                                              remaining=deadline - time.monotonic())
+                        pause = self.retry.pause_before_retry(
+                            attempt, answer, idempotent=call.idempotent, remaining=deadline - time.monotonic()
+                        )
                         if pause is None:
                             break
                         await asyncio.sleep(pause)
@@ -422,8 +454,9 @@ class AsyncOpenHandsClient(_ClientSettings):
             except StopIteration as done:
                 return done.value
             except OpenHandsError as error:
-                pause = self.retry.pause_before_retry(attempt, error, idempotent=idempotent,
-                                                      remaining=deadline - time.monotonic())
+                pause = self.retry.pause_before_retry(
+                    attempt, error, idempotent=idempotent, remaining=deadline - time.monotonic()
+                )
                 if pause is None:
                     raise
             await asyncio.sleep(pause)
@@ -463,15 +496,24 @@ class AsyncOpenHandsClient(_ClientSettings):
     async def send_message(self, snapshot: Conversation, text: str) -> None:
         return await self._act("send", self._one(snapshot), validate_message(self._text(text)))
 
-    async def follow_up(self, snapshot: Conversation, text: str, *,
-                        resume_timeout: float = protocol.RESUME_TIMEOUT,
-                        interval: float = protocol.RESUME_INTERVAL) -> Conversation:
+    async def follow_up(
+        self,
+        snapshot: Conversation,
+        text: str,
+        *,
+        resume_timeout: float = protocol.RESUME_TIMEOUT,
+        interval: float = protocol.RESUME_INTERVAL,
+    ) -> Conversation:
         """As :meth:`OpenHandsClient.follow_up`, waiting without blocking the loop."""
-        snapshot, (text, resume_timeout, interval) = self._one(snapshot), self._follow_up_args(text, resume_timeout,
-                                                                                              interval)
+        snapshot, (text, resume_timeout, interval) = (
+            self._one(snapshot),
+            self._follow_up_args(text, resume_timeout, interval),
+        )
         dialect = await self.dialect()
-        return await self._drive(partial(dialect.follow_up, snapshot, text, resume_timeout=resume_timeout,
-                                         interval=interval), longer=resume_timeout)
+        return await self._drive(
+            partial(dialect.follow_up, snapshot, text, resume_timeout=resume_timeout, interval=interval),
+            longer=resume_timeout,
+        )
 
     async def pause(self, snapshot: Conversation) -> None:
         return await self._act("pause", self._one(snapshot))

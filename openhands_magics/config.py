@@ -160,7 +160,9 @@ def resolve_ca_bundle(explicit: str | None = None) -> str | None:
     if path is None:
         return None
     if not isinstance(path, str) or not os.path.isfile(os.path.expanduser(path)):
-        raise ConfigurationError(f"The CA bundle {str(path)[:120]!r} is not a readable file: give the path of a PEM file.")
+        raise ConfigurationError(
+            f"The CA bundle {str(path)[:120]!r} is not a readable file: give the path of a PEM file."
+        )
     return os.path.expanduser(path)
 
 

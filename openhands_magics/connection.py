@@ -71,8 +71,7 @@ class Connection:
         self._client: OpenHandsClient | None = None
         self._aclient: AsyncOpenHandsClient | None = None  # the I/O loop's, made there
         self._closer_registered = False
-        self.tracker = Tracker(session.schedule_for(endpoint), read_outcome=self._read_outcome,
-                               gave_up=self._gave_up)
+        self.tracker = Tracker(session.schedule_for(endpoint), read_outcome=self._read_outcome, gave_up=self._gave_up)
         self.source = PollingSource(self.tracker, self._async_client)
         self._waiters: dict[int, list[_Waiter]] = {}
 
@@ -188,8 +187,9 @@ class Connection:
             client.close()
 
     # ------------------------------------------------------------------ a blocking wait
-    def wait(self, handle: ConversationHandle, timeout: float | None = None,
-             on_change: Listener | None = None) -> Conversation:
+    def wait(
+        self, handle: ConversationHandle, timeout: float | None = None, on_change: Listener | None = None
+    ) -> Conversation:
         """Block until the tracker has settled it (final, and what it did read); WaitTimeout after ``timeout``."""
         timeout = validate_seconds(timeout, "timeout")
         if on_change is not None and not callable(on_change):
@@ -232,8 +232,9 @@ class Connection:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     where = handle.url or f"start task {handle.task_id}"
-                    raise WaitTimeout(f"Still {printable(handle.conversation.status_line)} after {timeout:g} s; "
-                                      f"it goes on: {where}")
+                    raise WaitTimeout(
+                        f"Still {printable(handle.conversation.status_line)} after {timeout:g} s; it goes on: {where}"
+                    )
                 waiter.event.wait(WAIT_SLICE if remaining is None else min(WAIT_SLICE, remaining))
         finally:
             handle.unsubscribe(waiter.poke)
@@ -279,8 +280,9 @@ class Connection:
         """A follow-up (one protocol operation: a paused sandbox is resumed and waited for, the message is taken at
         most once); the agent works again from now, and the handle is watched again at once."""
         interval = min(1.0, self._session.schedule.interval)
-        running = self.client.follow_up(handle.conversation, text, resume_timeout=self.resume_timeout,
-                                        interval=interval)
+        running = self.client.follow_up(
+            handle.conversation, text, resume_timeout=self.resume_timeout, interval=interval
+        )
         handle.begin_turn(running)
         self.watch(handle)
 
@@ -303,4 +305,3 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.endpoint.base_url} watching {len(self.tracker)}>"
-

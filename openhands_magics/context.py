@@ -64,6 +64,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _blanking(namespace_of: Callable[..., Mapping[str, Any] | None]) -> Callable[[F], F]:
     """Make the secrets once per call of the decorated function, with the notebook variables of the namespace that
     ``namespace_of`` (given the function's arguments) picks out."""
+
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def blanking(*args: Any, **kwargs: Any) -> Any:
@@ -72,7 +73,9 @@ def _blanking(namespace_of: Callable[..., Mapping[str, Any] | None]) -> Callable
                 return function(*args, **kwargs)
             finally:
                 _known.reset(token)
+
         return blanking  # type: ignore[return-value]
+
     return decorate
 
 
@@ -392,8 +395,10 @@ def _describe_frame(name: str, frame: Any) -> str:
         shown = head.iloc[:, :MAX_COLUMNS] if more > 0 else head
         head_table = shown.to_markdown()
     else:
-        head_table = _table(["", *(column for column, _ in dtypes)],
-                            (row[: MAX_COLUMNS + 1] for row in head.itertuples(index=True, name=None)))
+        head_table = _table(
+            ["", *(column for column, _ in dtypes)],
+            (row[: MAX_COLUMNS + 1] for row in head.itertuples(index=True, name=None)),
+        )
     return (
         f"### {name} (pandas DataFrame, {_plural(rows, 'row')} × {_plural(columns, 'column')})\n\n"
         f"{_table(['column', 'dtype'], dtypes)}{more_note}\n\n"
@@ -505,13 +510,15 @@ class ErrorLog:
             text = _format_exception(error, None, only=True)
         else:
             text = _format_exception(error, error.__traceback__)
-        self.entries.append(CellError(
-            execution_count=result.execution_count if stored else None,
-            error_type=type(error).__name__,
-            message=_one_line(_redact(str(error)), 500),
-            traceback=text,
-            source=source.rstrip("\n"),
-        ))
+        self.entries.append(
+            CellError(
+                execution_count=result.execution_count if stored else None,
+                error_type=type(error).__name__,
+                message=_one_line(_redact(str(error)), 500),
+                traceback=text,
+                source=source.rstrip("\n"),
+            )
+        )
 
 
 def _format_exception(error: BaseException, tb: Any, *, only: bool = False) -> str:

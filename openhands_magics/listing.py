@@ -57,16 +57,18 @@ class ConversationList(list["ConversationHandle"]):
             conversation = handle.conversation
             title = e(plain(conversation.title)) if conversation.title else '<i style="color:#718096">untitled</i>'
             ident = plain(handle.id or handle.task_id or "")
-            rows.append([
-                status_badge(handle.status),
-                title,
-                e(plain(conversation.selected_repository or "")),
-                pr_links(handle.pull_requests, prefix=""),
-                e(cost_text(handle.cost) or ""),
-                e(_updated(handle)),
-                link(handle.url, "open") if handle.url else "",
-                f'<code title="{e(ident, quote=True)}">{e(ident[:8])}</code>' if ident else "",
-            ])
+            rows.append(
+                [
+                    status_badge(handle.status),
+                    title,
+                    e(plain(conversation.selected_repository or "")),
+                    pr_links(handle.pull_requests, prefix=""),
+                    e(cost_text(handle.cost) or ""),
+                    e(_updated(handle)),
+                    link(handle.url, "open") if handle.url else "",
+                    f'<code title="{e(ident, quote=True)}">{e(ident[:8])}</code>' if ident else "",
+                ]
+            )
         count = f"{len(self)} conversation{'' if len(self) == 1 else 's'}"
         caption = f"{count} · {self.source}" if self.source else count
         head = ("status", "title", "repository", "PR", "cost", "updated", "", "id")
@@ -77,15 +79,17 @@ class ConversationList(list["ConversationHandle"]):
         rows = []
         for handle in self:
             conversation = handle.conversation
-            rows.append([
-                plain(handle.status or "?"),
-                _cut(plain(conversation.title or "untitled"), _TITLE_CHARS),
-                _cut(plain(conversation.selected_repository or ""), _TEXT_COLUMN_CHARS),
-                " ".join(f"#{pr.number}" for pr in handle.pull_requests),
-                cost_text(handle.cost) or "",
-                _updated(handle),
-                plain(handle.id or (f"task {handle.task_id}" if handle.task_id else "")),
-            ])
+            rows.append(
+                [
+                    plain(handle.status or "?"),
+                    _cut(plain(conversation.title or "untitled"), _TITLE_CHARS),
+                    _cut(plain(conversation.selected_repository or ""), _TEXT_COLUMN_CHARS),
+                    " ".join(f"#{pr.number}" for pr in handle.pull_requests),
+                    cost_text(handle.cost) or "",
+                    _updated(handle),
+                    plain(handle.id or (f"task {handle.task_id}" if handle.task_id else "")),
+                ]
+            )
         return rows
 
     def __repr__(self) -> str:
@@ -109,22 +113,35 @@ class ConversationList(list["ConversationHandle"]):
             import pandas as pd
         except ImportError:
             raise ConfigurationError("to_dataframe() needs pandas: pip install pandas") from None
-        columns = ["id", "task_id", "status", "title", "repository", "pull_requests", "cost_usd", "tokens",
-                   "created_at", "updated_at", "url"]
+        columns = [
+            "id",
+            "task_id",
+            "status",
+            "title",
+            "repository",
+            "pull_requests",
+            "cost_usd",
+            "tokens",
+            "created_at",
+            "updated_at",
+            "url",
+        ]
         records = []
         for handle in self:
             conversation, cost = handle.conversation, handle.cost
-            records.append({
-                "id": handle.id,
-                "task_id": handle.task_id,
-                "status": handle.status,
-                "title": conversation.title,
-                "repository": conversation.selected_repository,
-                "pull_requests": [str(pr) for pr in handle.pull_requests],
-                "cost_usd": cost.usd if cost else None,
-                "tokens": cost.tokens if cost else None,
-                "created_at": conversation.created_at,
-                "updated_at": conversation.updated_at,
-                "url": handle.url,
-            })
+            records.append(
+                {
+                    "id": handle.id,
+                    "task_id": handle.task_id,
+                    "status": handle.status,
+                    "title": conversation.title,
+                    "repository": conversation.selected_repository,
+                    "pull_requests": [str(pr) for pr in handle.pull_requests],
+                    "cost_usd": cost.usd if cost else None,
+                    "tokens": cost.tokens if cost else None,
+                    "created_at": conversation.created_at,
+                    "updated_at": conversation.updated_at,
+                    "url": handle.url,
+                }
+            )
         return pd.DataFrame.from_records(records, columns=columns)

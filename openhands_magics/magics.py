@@ -82,9 +82,11 @@ class OpenHandsMagics(Magics):
         help="OpenHands API: auto (ask the server once), v1 (OpenHands 1.7+, Cloud) or v0 (up to 1.6); "
         "default: $OPENHANDS_API, else auto",
     ).tag(config=True)
-    poll_interval = Float(2.0, help="seconds between status polls while the status changes "
-                          f"(at least {MIN_INTERVAL:g}; servers off this machine: at least {REMOTE_MIN_INTERVAL:g})"
-                          ).tag(config=True)
+    poll_interval = Float(
+        2.0,
+        help="seconds between status polls while the status changes "
+        f"(at least {MIN_INTERVAL:g}; servers off this machine: at least {REMOTE_MIN_INTERVAL:g})",
+    ).tag(config=True)
     max_poll_interval = Float(30.0, help="polls slow down to this many seconds while nothing changes").tag(config=True)
     ca_bundle = Unicode(
         None,
@@ -102,8 +104,9 @@ class OpenHandsMagics(Magics):
         help="where no one can watch (nbconvert --execute, papermill: the front end takes no input), a %openhands "
         "cell waits for the final status as --wait does, so the saved notebook records it",
     ).tag(config=True)
-    timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})"
-                    ).tag(config=True)
+    timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})").tag(
+        config=True
+    )
     expand = Bool(
         False,
         help="fill {{name}} placeholders (names, attributes, indexes) in every task from the notebook's variables, as "
@@ -219,12 +222,15 @@ class OpenHandsMagics(Magics):
         except OpenHandsError as error:
             commands.say(str(error))
         except KeyboardInterrupt:
-            commands.say("Interrupted. If it was starting a conversation, it may exist anyway: check the OpenHands "
-                         "app.")
+            commands.say(
+                "Interrupted. If it was starting a conversation, it may exist anyway: check the OpenHands app."
+            )
         except Exception as error:  # a bug must not look like a crash of the user's kernel
             log.debug("unexpected error in %%openhands", exc_info=True)
-            commands.say(f"Unexpected error ({type(error).__name__}: {error}); please report it with the "
-                         "openhands-magics version.")
+            commands.say(
+                f"Unexpected error ({type(error).__name__}: {error}); please report it with the "
+                "openhands-magics version."
+            )
         return None
 
     openhands.__doc__ = docstring()
@@ -245,9 +251,13 @@ class OpenHandsMagics(Magics):
         from .session import Endpoint
 
         settings = self.settings
-        return Endpoint.resolve(invocation.base_url or settings.base_url, api=invocation.api or settings.api,
-                                timeout=settings.timeout, ca_bundle=settings.ca_bundle,
-                                use_env_proxy=settings.use_env_proxy)
+        return Endpoint.resolve(
+            invocation.base_url or settings.base_url,
+            api=invocation.api or settings.api,
+            timeout=settings.timeout,
+            ca_bundle=settings.ca_bundle,
+            use_env_proxy=settings.use_env_proxy,
+        )
 
     def _login(self) -> bool:
         from .config import set_session_api_key

@@ -138,8 +138,11 @@ class ConversationPanel(widgets.HBox):
             if card == before or not card.looks_like(before):  # a resync, or the card itself changed
                 self._card.value = html_card(card, live=True)
             with self.hold_sync():  # one message however many traits change
-                for name, value in (("conversation_id", card.conversation_id), ("task_id", card.task_id),
-                                    ("status", card.status)):
+                for name, value in (
+                    ("conversation_id", card.conversation_id),
+                    ("task_id", card.task_id),
+                    ("status", card.status),
+                ):
                     if getattr(self, name) != (value or ""):
                         setattr(self, name, value or "")
                 shown = _shown_buttons(card)

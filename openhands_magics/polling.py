@@ -50,8 +50,12 @@ def mark_gone(handle: ConversationHandle) -> None:
 def outcome_due(handle: ConversationHandle) -> bool:
     """Whether what the agent did is still to be read: its turn is over and not read yet, the conversation exists (a
     start that failed made none) and the server still has it (a deleted one has nothing left to read)."""
-    return (handle.is_final and handle.outcome is None and handle.id is not None
-            and handle.status != ConversationStatus.DELETED)
+    return (
+        handle.is_final
+        and handle.outcome is None
+        and handle.id is not None
+        and handle.status != ConversationStatus.DELETED
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,6 @@ class Watch:
     def _again(self, now: float, pause: float) -> None:
         self.pause = min(self.schedule.max_interval, max(self.schedule.interval, pause))
         self.next_due = now + self.pause
-
 
 
 class PollingSource:

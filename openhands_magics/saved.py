@@ -43,8 +43,9 @@ class SavedConversation:
 
 def metadata_for(handle: ConversationHandle) -> dict[str, Any]:
     """What an output of this conversation carries, so a saved notebook can be read back."""
-    return {"openhands": {"conversation_id": handle.id, "task_id": handle.task_id,
-                          "base_url": handle.endpoint.base_url}}
+    return {
+        "openhands": {"conversation_id": handle.id, "task_id": handle.task_id, "base_url": handle.endpoint.base_url}
+    }
 
 
 def notebook_path(user_ns: dict[str, Any]) -> Path | None:

@@ -87,8 +87,11 @@ class Endpoint:
         What is kept by holds no secret: the key is compared with the answer's own."""
         secret = api_key if api_key is not None else (config._session_key or os.environ.get(API_KEY_ENV))  # noqa: SLF001
         memo: tuple[Any, ...] | None = (
-            *((type(v), v) for v in (base_url, api, timeout, ca_bundle, use_env_proxy)), type(api_key),
-            config._session_key is None, *(os.environ.get(name) for name in _RESOLVED_FROM))  # noqa: SLF001
+            *((type(v), v) for v in (base_url, api, timeout, ca_bundle, use_env_proxy)),
+            type(api_key),
+            config._session_key is None,
+            *(os.environ.get(name) for name in _RESOLVED_FROM),
+        )  # noqa: SLF001
         try:
             found = _resolved.get(memo)  # type: ignore[arg-type]
         except TypeError:  # an unhashable argument: refused below, with its own line
@@ -98,8 +101,14 @@ class Endpoint:
         seconds = validate_seconds(timeout, "timeout")
         if not seconds:
             raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r:.40}.")
-        endpoint = cls(resolve_base_url(base_url), resolve_api_key(api_key), resolve_api(api), seconds,
-                       resolve_ca_bundle(ca_bundle), resolve_env_proxy(use_env_proxy))
+        endpoint = cls(
+            resolve_base_url(base_url),
+            resolve_api_key(api_key),
+            resolve_api(api),
+            seconds,
+            resolve_ca_bundle(ca_bundle),
+            resolve_env_proxy(use_env_proxy),
+        )
         if memo is not None and endpoint.ca_bundle is None:
             if len(_resolved) >= 32:
                 _resolved.clear()
@@ -108,8 +117,13 @@ class Endpoint:
 
     def options(self) -> dict[str, Any]:
         """What a client for this endpoint is made with."""
-        return {"base_url": self.base_url, "timeout": self.timeout, "api": self.api, "ca_bundle": self.ca_bundle,
-                "use_env_proxy": self.use_env_proxy}
+        return {
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "api": self.api,
+            "ca_bundle": self.ca_bundle,
+            "use_env_proxy": self.use_env_proxy,
+        }
 
 
 #: What :meth:`Endpoint.resolve` reads from the environment besides the key; while these and its arguments are
@@ -140,8 +154,7 @@ class Session:
         self._history: list[ConversationHandle] = []
         self._in_history: set[int] = set()
         #: Every handle this session gave out, by (server, conversation id or start task id): one per conversation.
-        self._handles: weakref.WeakValueDictionary[tuple[str, str], ConversationHandle] = (
-            weakref.WeakValueDictionary())
+        self._handles: weakref.WeakValueDictionary[tuple[str, str], ConversationHandle] = weakref.WeakValueDictionary()
         #: Those of them indexed while only their start task was known (looked through when an id is not found).
         self._unnamed: weakref.WeakSet[ConversationHandle] = weakref.WeakSet()
         #: The notebook this kernel runs, when known (the magic sets it): recorded on disk with each conversation.
@@ -179,7 +192,7 @@ class Session:
             return Endpoint.resolve()
         if not isinstance(endpoint, Endpoint):  # (the value is not echoed: a URL may carry a user and password)
             raise ValidationError(
-                f"endpoint must be an Endpoint, e.g. Endpoint.resolve(\"https://...\"), got {type(endpoint).__name__}."
+                f'endpoint must be an Endpoint, e.g. Endpoint.resolve("https://..."), got {type(endpoint).__name__}.'
             )
         return endpoint
 
@@ -229,9 +242,7 @@ class Session:
         endpoint = self._endpoint(endpoint)
         return self.record(self.client(endpoint).start_conversation(message, repository), endpoint, remember=True)
 
-    def attach(
-        self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False
-    ) -> ConversationHandle:
+    def attach(self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False) -> ConversationHandle:
         """The handle of an existing conversation (the one this session has, else a new one): its id, its link,
         or (V1) its start task's id."""
         endpoint = self._endpoint(endpoint)
@@ -246,8 +257,14 @@ class Session:
         wanted = client.dialect().normalize_id(reference)
         handle = self._handles.get((endpoint.base_url, wanted))
         if handle is None:
-            handle = next((h for h in reversed(self._history)
-                           if h.endpoint.base_url == endpoint.base_url and wanted in (h.id, h.task_id)), None)
+            handle = next(
+                (
+                    h
+                    for h in reversed(self._history)
+                    if h.endpoint.base_url == endpoint.base_url and wanted in (h.id, h.task_id)
+                ),
+                None,
+            )
         if handle is not None:
             handle.refresh()
             self._index(handle)
@@ -303,11 +320,18 @@ class Session:
 
         def add(h: ConversationHandle) -> None:
             c = h.conversation
-            store.add_soon(base_url=h.endpoint.base_url, conversation_id=h.id, task_id=h.task_id, api=c.api,
-                           notebook=notebook, repository=c.selected_repository)
+            store.add_soon(
+                base_url=h.endpoint.base_url,
+                conversation_id=h.id,
+                task_id=h.task_id,
+                api=c.api,
+                notebook=notebook,
+                repository=c.selected_repository,
+            )
 
         add(handle)
         if handle.id is None:
+
             def when_created(h: ConversationHandle) -> None:
                 if h.id is not None:
                     h.unsubscribe(when_created)
@@ -334,8 +358,8 @@ class Session:
     ) -> Any:
         """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
         ``max_running`` at a time; returns the :class:`~openhands_magics.batch.Batch` at once (its queue runs in the
-        I/O thread from the start, in a kernel or a script; ``.wait()`` only waits for it). Every argument is checked by the batch before
-        anything is sent, the endpoint (default: from the environment) last."""
+        I/O thread from the start, in a kernel or a script; ``.wait()`` only waits for it). Every argument is
+        checked by the batch before anything is sent, the endpoint (default: from the environment) last."""
         from .batch import Batch
 
         return Batch(self, task, items, endpoint=endpoint, repository=repository, max_running=max_running).start()
@@ -397,8 +421,9 @@ class Session:
         """The schedule, with a floor for servers off this machine (they rate-limit; a local one need not)."""
         if is_loopback_url(endpoint.base_url) or self.schedule.interval >= REMOTE_MIN_INTERVAL:
             return self.schedule
-        return PollSchedule(REMOTE_MIN_INTERVAL, max(REMOTE_MIN_INTERVAL, self.schedule.max_interval),
-                            self.schedule.growth)
+        return PollSchedule(
+            REMOTE_MIN_INTERVAL, max(REMOTE_MIN_INTERVAL, self.schedule.max_interval), self.schedule.growth
+        )
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a front end shows widgets."""
@@ -450,7 +475,13 @@ def last() -> ConversationHandle | None:
     return get_session().last()
 
 
-def map(task: Any, items: Any, *, repository: str | None = None, max_running: int = 10,  # noqa: A001
-        endpoint: Endpoint | None = None) -> Any:
+def map(
+    task: Any,
+    items: Any,
+    *,
+    repository: str | None = None,
+    max_running: int = 10,  # noqa: A001
+    endpoint: Endpoint | None = None,
+) -> Any:
     """One conversation per item, at most ``max_running`` at once: see :meth:`Session.map`."""
     return get_session().map(task, items, repository=repository, max_running=max_running, endpoint=endpoint)

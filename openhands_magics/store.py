@@ -51,8 +51,16 @@ try:
 except ImportError:  # Windows: no advisory locks; single-line appends still do not interleave
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DATA_DIR_ENV", "ConversationStore", "StoredConversation", "default_path", "flush", "get_store",
-           "reset_store", "stop_writer"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "ConversationStore",
+    "StoredConversation",
+    "default_path",
+    "flush",
+    "get_store",
+    "reset_store",
+    "stop_writer",
+]
 
 log = logging.getLogger("openhands_magics")
 
@@ -108,8 +116,16 @@ class _Invalid(ValueError):
     """A value this store refuses to write (or a line it refuses to read)."""
 
 
-def _add_record(*, base_url: str, conversation_id: str | None, task_id: str | None, api: str | None,
-                notebook: str | os.PathLike[str] | None, repository: str | None, at: str) -> dict[str, Any]:
+def _add_record(
+    *,
+    base_url: str,
+    conversation_id: str | None,
+    task_id: str | None,
+    api: str | None,
+    notebook: str | os.PathLike[str] | None,
+    repository: str | None,
+    at: str,
+) -> dict[str, Any]:
     record = {
         "v": VERSION,
         "base_url": _base_url(base_url),
@@ -172,8 +188,22 @@ class ConversationStore:
     ) -> None:
         """Record a conversation (again, once its id is known: ``entries`` merges the lines). A value that fails
         the checks means nothing is recorded: a half-checked record is not worth a secret on disk."""
-        self._write([_Line(_ADD, dict(base_url=base_url, conversation_id=conversation_id, task_id=task_id, api=api,
-                                      notebook=notebook, repository=repository), _now())])
+        self._write(
+            [
+                _Line(
+                    _ADD,
+                    dict(
+                        base_url=base_url,
+                        conversation_id=conversation_id,
+                        task_id=task_id,
+                        api=api,
+                        notebook=notebook,
+                        repository=repository,
+                    ),
+                    _now(),
+                )
+            ]
+        )
 
     def forget(self, base_url: str, reference: str) -> None:
         """The conversation was deleted (or the server no longer has it): hide it, whichever of its ids is given."""
@@ -194,8 +224,21 @@ class ConversationStore:
         if isinstance(notebook, (str, os.PathLike)):
             with suppress(Exception):  # (a value the checks refuse is refused there, quietly, as by add)
                 notebook = os.path.abspath(notebook)
-        _writer.put(self, _Line(_ADD, dict(base_url=base_url, conversation_id=conversation_id, task_id=task_id,
-                                           api=api, notebook=notebook, repository=repository), _now()))
+        _writer.put(
+            self,
+            _Line(
+                _ADD,
+                dict(
+                    base_url=base_url,
+                    conversation_id=conversation_id,
+                    task_id=task_id,
+                    api=api,
+                    notebook=notebook,
+                    repository=repository,
+                ),
+                _now(),
+            ),
+        )
 
     def forget_soon(self, base_url: str, reference: str) -> None:
         """:meth:`forget`, by the writer thread: returns at once."""
@@ -284,8 +327,9 @@ class ConversationStore:
         kept: list[bytes] = []
         total = 0
         for entry in reversed(_merge(self._read_records())):
-            line = _encode({"v": VERSION, **{name: getattr(entry, name) for name in _FIELDS},
-                            "at": entry.recorded_at.isoformat()})
+            line = _encode(
+                {"v": VERSION, **{name: getattr(entry, name) for name in _FIELDS}, "at": entry.recorded_at.isoformat()}
+            )
             if len(kept) >= self.keep or total + len(line) > budget:
                 break
             kept.append(line)
@@ -296,7 +340,7 @@ class ConversationStore:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -758,8 +802,16 @@ def stop_writer(timeout: float = FLUSH_TIMEOUT) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- the store
 #: What the default path is made from: while these are unchanged, so is the path (no Jupyter lookup per start).
-_PATH_ENV = (DATA_DIR_ENV, "JUPYTER_DATA_DIR", "JUPYTER_PLATFORM_DIRS", "JUPYTER_CONFIG_DIR", "XDG_DATA_HOME", "HOME",
-             "APPDATA", "USERPROFILE")
+_PATH_ENV = (
+    DATA_DIR_ENV,
+    "JUPYTER_DATA_DIR",
+    "JUPYTER_PLATFORM_DIRS",
+    "JUPYTER_CONFIG_DIR",
+    "XDG_DATA_HOME",
+    "HOME",
+    "APPDATA",
+    "USERPROFILE",
+)
 _store: ConversationStore | None = None
 _store_key: tuple[str | None, ...] | None = None
 _store_lock = threading.Lock()

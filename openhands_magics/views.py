@@ -246,9 +246,9 @@ class Card:
             pull_requests=tuple(
                 dataclasses.replace(pr, url=_text(pr.url)) if pr.url else pr for pr in conversation.pull_requests
             ),
-            files=None if changes is None else tuple(
-                (_CHANGE_LETTERS.get(c.status, "?"), _text(c.path) or "") for c in changes[:FILES_SHOWN]
-            ),
+            files=None
+            if changes is None
+            else tuple((_CHANGE_LETTERS.get(c.status, "?"), _text(c.path) or "") for c in changes[:FILES_SHOWN]),
             files_count=len(changes or ()),
             problem=one_line(outcome.problems[0], PROBLEM_CHARS) if outcome is not None and outcome.problems else None,
             cost=cost_text(conversation.cost) if final else None,
@@ -373,8 +373,10 @@ def link(url: str | None, text: str) -> str:
     e = html.escape
     if not _is_web_url(url):
         return e(text)
-    return (f'<a href="{e(url or "", quote=True)}" target="_blank" rel="noopener noreferrer" style="{LINK_STYLE}">'
-            f"{e(text)}</a>")
+    return (
+        f'<a href="{e(url or "", quote=True)}" target="_blank" rel="noopener noreferrer" style="{LINK_STYLE}">'
+        f"{e(text)}</a>"
+    )
 
 
 def html_table(
@@ -385,8 +387,11 @@ def html_table(
     e = html.escape
     header = "".join(f'<th style="{CELL_STYLE};font-weight:600">{e(name)}</th>' for name in head)
     body = "".join("<tr>" + "".join(f'<td style="{CELL_STYLE}">{cell}</td>' for cell in row) + "</tr>" for row in rows)
-    top = (f'<caption style="caption-side:top;text-align:left;color:#718096;padding:2px 8px">{e(caption)}</caption>'
-           if caption is not None else "")
+    top = (
+        f'<caption style="caption-side:top;text-align:left;color:#718096;padding:2px 8px">{e(caption)}</caption>'
+        if caption is not None
+        else ""
+    )
     return (
         f'<table class="{e(css_class, quote=True)}" style="border-collapse:collapse;font-size:90%;'
         f'font-family:var(--jp-ui-font-family,sans-serif)">{top}<thead><tr>{header}</tr></thead>'
@@ -462,11 +467,13 @@ def _answer_block(text: str) -> str:
     e = html.escape
     text = text.strip("\n")
     short, cut = _preview(text)
-    box = ("white-space:pre-wrap;overflow-wrap:anywhere;background:var(--jp-layout-color2,#f3f4f6);"
-           "border-radius:3px;padding:2px 6px;margin:2px 0")
+    box = (
+        "white-space:pre-wrap;overflow-wrap:anywhere;background:var(--jp-layout-color2,#f3f4f6);"
+        "border-radius:3px;padding:2px 6px;margin:2px 0"
+    )
     if not cut:
         return f'<div class="openhands-answer" style="{box}">{e(short)}</div>'
-    rest = text[len(short):]
+    rest = text[len(short) :]
     rest = rest.lstrip(" \t")  # (the preview was cut at a space, or at the end of a line)
     rest = rest[1:] if rest.startswith("\n") else rest
     if len(rest) > ANSWER_FULL_CHARS:
@@ -475,7 +482,7 @@ def _answer_block(text: str) -> str:
     return (
         f'<div class="openhands-answer" style="{box}">{e(short)}'
         f'<details><summary style="cursor:pointer;color:var(--jp-content-font-color2,#4a5568);font-size:90%">'
-        f'show more ({more} more '
+        f"show more ({more} more "
         f'line{"s" if more != 1 else ""})</summary><div style="max-height:24em;overflow:auto">{e(rest)}</div>'
         "</details></div>"
     )
@@ -522,13 +529,19 @@ def grid_html(batch: Any, *, live: bool = False) -> str:
         answer = h.outcome.answer if h is not None and h.outcome is not None else None
         note = one_line(answer, 80) if answer else (one_line(row.error, 120) if row.error else "")
         title = one_line(h.title, 50) if h is not None and h.title else ""
-        rows.append([
-            str(row.index), status_badge(row.status), f"<code>{e(one_line(row.label, 40))}</code>", e(title),
-            address, f'<span style="color:var(--jp-content-font-color2,#4a5568)">{e(note)}</span>' if note else "",
-        ])
+        rows.append(
+            [
+                str(row.index),
+                status_badge(row.status),
+                f"<code>{e(one_line(row.label, 40))}</code>",
+                e(title),
+                address,
+                f'<span style="color:var(--jp-content-font-color2,#4a5568)">{e(note)}</span>' if note else "",
+            ]
+        )
     frame = "" if live else ";border-left:4px solid var(--jp-border-color1,#999);padding-left:8px"
     return (
         f'<div class="openhands-batch" style="font-family:var(--jp-ui-font-family,sans-serif){frame}">'
         f'<div style="font-weight:600;margin:2px 0 4px">{e(plain(batch.summary))}</div>'
-        f'{html_table(("#", "status", "item", "title", "", "answer"), rows, css_class="openhands-grid")}</div>'
+        f"{html_table(('#', 'status', 'item', 'title', '', 'answer'), rows, css_class='openhands-grid')}</div>"
     )

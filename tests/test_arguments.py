@@ -145,7 +145,7 @@ def test_value_option_at_end_of_line(line: str) -> None:
 
 
 def test_cell_mode_message_is_the_cell_body_exactly() -> None:
-    cell = "\n  First line with {braces} and \"quotes\"\n\tsecond\\n line\n\n"
+    cell = '\n  First line with {braces} and "quotes"\n\tsecond\\n line\n\n'
     invocation = parse_invocation("--repo owner/repo --wait", cell)
     assert invocation.message == cell
     assert invocation.repo == "owner/repo"
@@ -299,8 +299,9 @@ def test_a_cell_magic_line_is_never_a_command() -> None:
         ("--continue list", None, None, "list"),  # a follow-up whose text is "list"
     ],
 )
-def test_continue_takes_an_optional_id_then_the_message(line: str, cell: str | None, target: str | None,
-                                                        message: str) -> None:
+def test_continue_takes_an_optional_id_then_the_message(
+    line: str, cell: str | None, target: str | None, message: str
+) -> None:
     invocation = parse_invocation(line, cell)
 
     assert (invocation.follow_up, invocation.continue_id, invocation.message) == (True, target, message)

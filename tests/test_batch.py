@@ -41,8 +41,9 @@ def test_fifty_tasks_never_more_than_ten_running_and_all_end_with_a_dataframe() 
         stop = threading.Event()
         peak = _peak(server, stop)
 
-        batch = session.map("Fix the lint errors in {item}", [f"file_{i}.py" for i in range(50)],
-                            max_running=10, endpoint=endpoint)
+        batch = session.map(
+            "Fix the lint errors in {item}", [f"file_{i}.py" for i in range(50)], max_running=10, endpoint=endpoint
+        )
         # No event loop, no .wait(): the queue runs by itself in the I/O thread, starting the next as places free.
         wait_until(lambda: len(server.task_ids()) > 20, timeout=30)
         batch.wait(timeout=60)
@@ -65,8 +66,14 @@ def test_in_an_event_loop_the_queue_runs_by_itself_and_a_429_pauses_it_without_s
     with LocalOpenHandsServer(SECRET, timeline=timeline, max_running=3) as server:  # a 4th running is a 429
         session = Session(PollSchedule(interval=0.05, max_interval=0.1))
         endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
-        server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": "0.3"}, method="POST",
-                      path_prefix="/api/v1/app-conversations", times=1)
+        server.inject(
+            status=429,
+            body={"error": "slow down"},
+            headers={"Retry-After": "0.3"},
+            method="POST",
+            path_prefix="/api/v1/app-conversations",
+            times=1,
+        )
 
         async def scenario() -> None:
             batch = session.map(lambda n: f"task {n}", range(8), max_running=3, endpoint=endpoint)
@@ -129,7 +136,9 @@ def test_the_grid_shows_a_row_per_task_escaped_with_the_summary() -> None:
 
 def test_the_magic_form_maps_a_notebook_list(quick: LocalOpenHandsServer, ip: Any, output: Any) -> None:  # noqa: F811
     ip.user_ns["files"] = ["a.py", "b.py", "c.py"]
-    assert ip.run_cell_magic("openhands", "--map files --max-running 2 --wait", "Fix the lint errors in {item}\n") is None
+    assert (
+        ip.run_cell_magic("openhands", "--map files --max-running 2 --wait", "Fix the lint errors in {item}\n") is None
+    )
     out, err = output.read()
     assert err == "" and out.strip().splitlines()[-1] == "3/3 finished · 0 running · 0 queued · 0 failed"
     sent = sorted(r.body["initial_message"]["content"][0]["text"] for r in quick.posts())

@@ -13,7 +13,9 @@ from .test_kernel import KernelSession, kernel, kernel_server  # noqa: F401 - fi
 
 
 def test_a_fan_outs_final_grid_reaches_the_front_end_while_another_cell_computes(
-    kernel: KernelSession, kernel_server: LocalOpenHandsServer, tmp_path: Path  # noqa: F811
+    kernel: KernelSession,
+    kernel_server: LocalOpenHandsServer,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     flag = tmp_path / "go"
     outputs, _ = kernel.execute('batch = openhands_magics.map("task {item}", ["a", "b", "c"], max_running=1)\nbatch')
@@ -31,8 +33,13 @@ def test_a_fan_outs_final_grid_reaches_the_front_end_while_another_cell_computes
 
     try:
         kernel.listen_until(final_grid, timeout=40, what="the final grid while the cell computes")
-        ended = [m for m in kernel.messages if m["parent_header"].get("msg_id") == busy
-                 and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"]
+        ended = [
+            m
+            for m in kernel.messages
+            if m["parent_header"].get("msg_id") == busy
+            and m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+        ]
         assert not ended  # the computing cell was still running when the final grid arrived
     finally:
         flag.touch()

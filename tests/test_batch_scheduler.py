@@ -92,8 +92,11 @@ def test_each_start_is_in_the_history_with_its_task_id_the_moment_its_row_has_a_
         seen: list[bool] = []
 
         def view() -> None:  # told in the I/O loop right after each round: a row with a handle is recorded already
-            seen.extend(r.handle in session.history() and r.handle.task_id is not None
-                        for r in batch.rows if r.handle is not None)
+            seen.extend(
+                r.handle in session.history() and r.handle.task_id is not None
+                for r in batch.rows
+                if r.handle is not None
+            )
 
         batch = session.map("task {item}", ["a", "b"], endpoint=endpoint)
         batch._views.append(view)

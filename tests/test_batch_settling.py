@@ -104,8 +104,11 @@ def test_a_conversation_deleted_elsewhere_ends_its_row_frees_its_place_and_the_b
                 deleted.append(conversation_id)
 
         with _on_each_new_conversation(server, delete_the_first, 1):
-            batch = _run(session, lambda: session.map("look at {item}", ["a", "b", "c"], max_running=1,
-                                                      endpoint=endpoint), driver)
+            batch = _run(
+                session,
+                lambda: session.map("look at {item}", ["a", "b", "c"], max_running=1, endpoint=endpoint),
+                driver,
+            )
 
         first = batch.rows[0]
         assert first.handle is not None and first.handle.id == deleted[0]
@@ -136,8 +139,12 @@ def test_a_watched_conversation_the_server_no_longer_has_turns_deleted_and_its_w
             await asyncio.sleep(0)
 
         asyncio.run(scenario())
-        assert (handle.status, handle.conversation.phase, handle.is_final, handle.watching) == ("DELETED", GONE, True,
-                                                                                                False)
+        assert (handle.status, handle.conversation.phase, handle.is_final, handle.watching) == (
+            "DELETED",
+            GONE,
+            True,
+            False,
+        )
         assert handle.outcome is None and handle.note is None
 
 
@@ -287,8 +294,9 @@ def test_a_start_task_failing_without_a_reason_still_says_why_in_its_row(driver:
     # A repository the key cannot use: the real server's task ends ERROR with an empty detail.
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=0.2), repositories=["octo/ok"]) as server:
         session, endpoint = _session(server)
-        batch = _run(session, lambda: session.map("task {item}", ["a"], repository="octo/secret",
-                                                  endpoint=endpoint), driver)
+        batch = _run(
+            session, lambda: session.map("task {item}", ["a"], repository="octo/secret", endpoint=endpoint), driver
+        )
     (row,) = batch.rows
     assert row.status == "ERROR" and row.error is not None and "no reason" in row.error and "repository" in row.error
 
@@ -301,8 +309,14 @@ def test_a_429_asking_to_retry_now_pauses_the_queue_for_a_moment_not_thirty_seco
 ) -> None:
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
         session, endpoint = _session(server)
-        server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": retry_after}, method="POST",
-                      path_prefix=V1, times=1)
+        server.inject(
+            status=429,
+            body={"error": "slow down"},
+            headers={"Retry-After": retry_after},
+            method="POST",
+            path_prefix=V1,
+            times=1,
+        )
         began = time.monotonic()
         batch = _run(session, lambda: session.map("task {item}", range(2), endpoint=endpoint), driver, seconds=10)
         took = time.monotonic() - began
@@ -321,8 +335,14 @@ def test_a_429_without_a_usable_retry_after_pauses_the_queue_for_the_default() -
     assert retry_after(httpx.Response(429, headers={"Retry-After": "-5"})) == 0.0
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=0.2)) as server:
         session, endpoint = _session(server)
-        server.inject(status=429, body={"error": "slow down"}, headers={"Retry-After": "soon"}, method="POST",
-                      path_prefix=V1, times=1)
+        server.inject(
+            status=429,
+            body={"error": "slow down"},
+            headers={"Retry-After": "soon"},
+            method="POST",
+            path_prefix=V1,
+            times=1,
+        )
         batch = session.map("task {item}", range(2), endpoint=endpoint)
         with pytest.raises(WaitTimeout):
             batch.wait(timeout=1.5)
@@ -332,13 +352,16 @@ def test_a_429_without_a_usable_retry_after_pauses_the_queue_for_the_default() -
 
 
 # ==================================================================================================== map()'s edge
-@pytest.mark.parametrize(("task", "items", "expected"), [
-    ("Look at {item[0]}", [5], r"template failed for item 5: TypeError"),
-    ("Look at {item.name}", ["a"], r"template failed for item 'a': AttributeError"),
-    ("Look at {item:%Y}", [3], r"template failed for item 3: ValueError"),
-    (lambda item: 1 / item, [0], r"task function failed for item 0: ZeroDivisionError"),
-    (lambda item: item.missing, ["a"], r"task function failed for item 'a': AttributeError"),
-])
+@pytest.mark.parametrize(
+    ("task", "items", "expected"),
+    [
+        ("Look at {item[0]}", [5], r"template failed for item 5: TypeError"),
+        ("Look at {item.name}", ["a"], r"template failed for item 'a': AttributeError"),
+        ("Look at {item:%Y}", [3], r"template failed for item 3: ValueError"),
+        (lambda item: 1 / item, [0], r"task function failed for item 0: ZeroDivisionError"),
+        (lambda item: item.missing, ["a"], r"task function failed for item 'a': AttributeError"),
+    ],
+)
 def test_a_template_or_function_that_raises_is_one_line_naming_the_item_and_starts_nothing(
     task: Any, items: list[Any], expected: str
 ) -> None:
@@ -366,20 +389,23 @@ def test_an_item_whose_repr_raises_is_still_named_in_the_line() -> None:
         session.close()
 
 
-@pytest.mark.parametrize(("call", "expected"), [
-    (lambda m, e: m("t {item}", None, endpoint=e), r"list \(or any iterable\) of items, got NoneType"),
-    (lambda m, e: m("t {item}", 42, endpoint=e), r"list \(or any iterable\) of items, got int"),
-    (lambda m, e: m("t {item}", "abc.py", endpoint=e), r"not one str .*for one item write \['abc.py'\]"),
-    (lambda m, e: m("t {item}", b"abc", endpoint=e), r"not one bytes"),
-    (lambda m, e: m("t {item}", [], endpoint=e), r"at least one item"),
-    (lambda m, e: m("t {item}", (i for i in [1, 0] if 1 / i), endpoint=e), r"Reading the items failed"),
-    (lambda m, e: m("t {item}", ["a"], endpoint="http://127.0.0.1:1"), r"endpoint must be an Endpoint"),
-    (lambda m, e: m("t {item}", ["a"], endpoint=e, max_running="5"), r"max_running must be a whole number"),
-    (lambda m, e: m("t {item}", ["a"], endpoint=e, max_running=0), r"max_running must be a whole number"),
-    (lambda m, e: m("t {item}", ["a"], endpoint=e, repository=123), r"repository must be text"),
-    (lambda m, e: m("t {item}", ["a"], endpoint=e, repository="not a repo"), r"owner/repo"),
-    (lambda m, e: m(42, ["a"], endpoint=e), r"task must be a template"),
-])
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda m, e: m("t {item}", None, endpoint=e), r"list \(or any iterable\) of items, got NoneType"),
+        (lambda m, e: m("t {item}", 42, endpoint=e), r"list \(or any iterable\) of items, got int"),
+        (lambda m, e: m("t {item}", "abc.py", endpoint=e), r"not one str .*for one item write \['abc.py'\]"),
+        (lambda m, e: m("t {item}", b"abc", endpoint=e), r"not one bytes"),
+        (lambda m, e: m("t {item}", [], endpoint=e), r"at least one item"),
+        (lambda m, e: m("t {item}", (i for i in [1, 0] if 1 / i), endpoint=e), r"Reading the items failed"),
+        (lambda m, e: m("t {item}", ["a"], endpoint="http://127.0.0.1:1"), r"endpoint must be an Endpoint"),
+        (lambda m, e: m("t {item}", ["a"], endpoint=e, max_running="5"), r"max_running must be a whole number"),
+        (lambda m, e: m("t {item}", ["a"], endpoint=e, max_running=0), r"max_running must be a whole number"),
+        (lambda m, e: m("t {item}", ["a"], endpoint=e, repository=123), r"repository must be text"),
+        (lambda m, e: m("t {item}", ["a"], endpoint=e, repository="not a repo"), r"owner/repo"),
+        (lambda m, e: m(42, ["a"], endpoint=e), r"task must be a template"),
+    ],
+)
 def test_wrong_arguments_to_map_are_one_validation_error_line_before_anything_is_sent(
     call: Callable[[Any, Any], Any], expected: str
 ) -> None:
@@ -447,7 +473,7 @@ def test_an_item_holding_the_key_is_blanked_in_the_table_and_the_grid() -> None:
 
 
 def test_a_running_row_whose_watching_was_stopped_is_watched_again_so_the_queue_goes_on() -> None:
-    """"Stop watching" on a row's panel (or a poller that gave up) must not keep the row's place for ever: the queue
+    """ "Stop watching" on a row's panel (or a poller that gave up) must not keep the row's place for ever: the queue
     hands it back to the poller, and the next item starts once it ends."""
     timeline = Timeline(starting=0.05, running=0.5, answer="done")
     with LocalOpenHandsServer(SECRET, timeline=timeline) as server:

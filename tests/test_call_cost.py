@@ -26,8 +26,9 @@ def writer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "openhands-store"]
 
 
-def test_a_line_queued_for_the_disk_is_read_back_at_once_by_the_next_reader(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_line_queued_for_the_disk_is_read_back_at_once_by_the_next_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store, "WRITER_GATHER", 30.0)  # the writer would wait long: the reader must not
     conversations = store.ConversationStore(tmp_path / "conversations.jsonl")
     ident = uuid.uuid4().hex
@@ -36,8 +37,9 @@ def test_a_line_queued_for_the_disk_is_read_back_at_once_by_the_next_reader(tmp_
     assert conversations.entries()[0].notebook == str(Path("n.ipynb").resolve())  # against the cwd of the call
 
 
-def test_lines_queued_together_are_written_in_order_in_one_append(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_queued_together_are_written_in_order_in_one_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conversations = store.ConversationStore(tmp_path / "conversations.jsonl")
     appends: list[int] = []
     real = conversations._append
@@ -53,13 +55,15 @@ def test_lines_queued_together_are_written_in_order_in_one_append(tmp_path: Path
     assert conversations.entries() == []  # added, named, then forgotten: in that order
 
 
-def test_close_writes_what_was_queued_and_leaves_no_writer_thread(server: LocalOpenHandsServer,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_writes_what_was_queued_and_leaves_no_writer_thread(
+    server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store, "WRITER_GATHER", 30.0)
     monkeypatch.setattr(store, "WRITER_LINGER", 30.0)
     session = Session()
-    handle = session.start("recorded off the caller's path", endpoint=Endpoint.resolve(server.base_url,
-                                                                                        api_key=server.api_key))
+    handle = session.start(
+        "recorded off the caller's path", endpoint=Endpoint.resolve(server.base_url, api_key=server.api_key)
+    )
     assert session.history() == [handle]  # in this process's record at once
     assert writer_threads()
     session.close()
@@ -82,8 +86,9 @@ def test_a_script_that_exits_right_after_a_start_has_it_on_disk(server: LocalOpe
     assert done.stdout.strip() in (tmp_path / store.FILE_NAME).read_text()
 
 
-def test_the_writer_thread_ends_by_itself_when_it_has_nothing_to_write(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_writer_thread_ends_by_itself_when_it_has_nothing_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from .conftest import wait_until
 
     monkeypatch.setattr(store, "WRITER_LINGER", 0.05)
@@ -128,8 +133,7 @@ def test_a_handle_known_by_its_start_task_is_found_by_the_id_it_learned_since() 
     endpoint = Endpoint.resolve("http://127.0.0.1:9", api_key="k" * 20)
     task, ident = uuid.uuid4().hex, uuid.uuid4().hex
     handle = session.record(Conversation(None, start_task_id=task, api="v1"), endpoint)
-    others = [session.record(Conversation(None, start_task_id=uuid.uuid4().hex, api="v1"), endpoint)
-              for _ in range(50)]
+    others = [session.record(Conversation(None, start_task_id=uuid.uuid4().hex, api="v1"), endpoint) for _ in range(50)]
     handle.update(Conversation(ident, start_task_id=task, api="v1"))  # named by the tracker, not re-indexed
     assert session.record(Conversation(ident, api="v1"), endpoint) is handle
     assert handle not in session._unnamed and all(o in session._unnamed for o in others)

@@ -29,7 +29,10 @@ TASK, CONV = "1" * 32, "2" * 32
 
 def _conversation(**fields: object) -> Conversation:
     base: dict[str, object] = dict(
-        conversation_id=CONV, status="RUNNING", start_task_id=TASK, title="Fix the bug",
+        conversation_id=CONV,
+        status="RUNNING",
+        start_task_id=TASK,
+        title="Fix the bug",
         requested_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=75),
     )
     return Conversation(**{**base, **fields})  # type: ignore[arg-type]
@@ -81,10 +84,16 @@ def test_a_card_is_a_frozen_value_that_stays_equal_while_only_time_passes(handle
 
 
 def test_a_card_holds_server_text_neutralised_and_only_the_answer_keeps_its_lines(handle: ConversationHandle) -> None:
-    handle.update(_conversation(status="FINISHED", title="t\x1b[2J\nforged", phase="p\x07",
-                                selected_repository="o/r\r"))
-    handle.set_outcome(Outcome(answer="line one\r\nline two\x1b[31m\x00", changes=(Change("ADDED", "a\nb.py"),),
-                               problems=("it broke\nbadly",)))
+    handle.update(
+        _conversation(status="FINISHED", title="t\x1b[2J\nforged", phase="p\x07", selected_repository="o/r\r")
+    )
+    handle.set_outcome(
+        Outcome(
+            answer="line one\r\nline two\x1b[31m\x00",
+            changes=(Change("ADDED", "a\nb.py"),),
+            problems=("it broke\nbadly",),
+        )
+    )
     handle.set_note("note\x1b]0;title\x07")
     card = Card.of(handle)
     for text in (card.title, card.phase, card.repository, card.note, card.problem, card.files and card.files[0][1]):

@@ -214,15 +214,19 @@ def test_v0_unknown_id_is_not_found_for_openhands_null(v0_server: LocalOpenHands
 
 def test_v0_unknown_fields_are_422_a_bad_request(v0_server: LocalOpenHandsServer) -> None:
     with OpenHandsClient(SECRET, base_url=v0_server.base_url, api="v0") as client:
-        v0_server.inject(method="POST", status=422,
-                         body={"detail": [{"type": "extra_forbidden", "msg": "Extra inputs are not permitted"}]})
+        v0_server.inject(
+            method="POST",
+            status=422,
+            body={"detail": [{"type": "extra_forbidden", "msg": "Extra inputs are not permitted"}]},
+        )
         with pytest.raises(BadRequestError, match="Extra inputs are not permitted"):
             client.start_conversation("hi")
 
 
 def test_v0_refusal_that_names_an_id_keeps_the_id_in_the_message(v0_server: LocalOpenHandsServer) -> None:
-    v0_server.inject(method="POST", status=200,
-                     body={"status": "error", "conversation_id": "abc123", "message": "no LLM set"})
+    v0_server.inject(
+        method="POST", status=200, body={"status": "error", "conversation_id": "abc123", "message": "no LLM set"}
+    )
     with OpenHandsClient(SECRET, base_url=v0_server.base_url, api="v0") as client:
         with pytest.raises(BadRequestError, match="did not start the conversation: no LLM set .*abc123"):
             client.start_conversation("hi")
@@ -295,8 +299,11 @@ def test_wrong_key_is_an_authentication_error_about_the_key(server: LocalOpenHan
 def test_older_servers_git_provider_400_is_an_authentication_error(
     server: LocalOpenHandsServer, client: OpenHandsClient
 ) -> None:
-    server.inject(method="POST", status=400, body={"status": "error", "message": "Git auth failed",
-                                                   "msg_id": "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"})
+    server.inject(
+        method="POST",
+        status=400,
+        body={"status": "error", "message": "Git auth failed", "msg_id": "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"},
+    )
     with pytest.raises(AuthenticationError, match="cannot access repository octo/x.*Git auth failed"):
         client.start_conversation("hi", repository="octo/x")
 
@@ -405,7 +412,9 @@ def test_key_is_never_sent_over_plain_http_off_this_machine(url: str) -> None:
         OpenHandsClient(SECRET, base_url=url)
 
 
-@pytest.mark.parametrize("url", ["https://app.all-hands.dev/", "http://localhost:3000", "http://127.0.0.2:1", "http://[::1]:3000"])
+@pytest.mark.parametrize(
+    "url", ["https://app.all-hands.dev/", "http://localhost:3000", "http://127.0.0.2:1", "http://[::1]:3000"]
+)
 def test_https_and_loopback_http_are_accepted(url: str) -> None:
     with OpenHandsClient(SECRET, base_url=url) as client:
         assert client.base_url == url.rstrip("/")
@@ -477,12 +486,14 @@ def test_a_mock_transport_gets_what_the_network_would_the_key_in_its_header_and_
         return httpx.Response(200, json=[None])
 
     async def both() -> None:
-        with OpenHandsClient(SECRET, base_url="http://127.0.0.1:9", api="v1",
-                             transport=httpx.MockTransport(server)) as client:
+        with OpenHandsClient(
+            SECRET, base_url="http://127.0.0.1:9", api="v1", transport=httpx.MockTransport(server)
+        ) as client:
             assert client.read([Conversation("a" * 32)]) == [None]
             assert SECRET not in repr(client)
-        async with AsyncOpenHandsClient(SECRET, base_url="http://127.0.0.1:9", api="v1",
-                                        transport=httpx.MockTransport(server)) as aclient:
+        async with AsyncOpenHandsClient(
+            SECRET, base_url="http://127.0.0.1:9", api="v1", transport=httpx.MockTransport(server)
+        ) as aclient:
             assert await aclient.read([Conversation("b" * 32)]) == [None]
 
     asyncio.run(both())

@@ -39,8 +39,9 @@ def _starts(server: LocalOpenHandsServer) -> list[Any]:
         ("--watch {conv}", "watch", "{conv}"),
     ],
 )
-def test_an_id_argument_written_as_a_variable_is_marked_for_the_magic_to_resolve(line: str, field: str,
-                                                                                  token: str) -> None:
+def test_an_id_argument_written_as_a_variable_is_marked_for_the_magic_to_resolve(
+    line: str, field: str, token: str
+) -> None:
     invocation = parse_invocation(line)
 
     assert invocation.references == {field: token}
@@ -50,8 +51,17 @@ def test_an_id_argument_written_as_a_variable_is_marked_for_the_magic_to_resolve
 
 @pytest.mark.parametrize(
     "line",
-    ["pause the nightly job", "cost $5 per run", "pause $5", "pause {a}{b}", "pause {{conv.id}}",
-     "pause {conv.id()}", "pause {conv.id + 1}", "delete {x} and the rest", "make {x} faster for $user"],
+    [
+        "pause the nightly job",
+        "cost $5 per run",
+        "pause $5",
+        "pause {a}{b}",
+        "pause {{conv.id}}",
+        "pause {conv.id()}",
+        "pause {conv.id + 1}",
+        "delete {x} and the rest",
+        "make {x} faster for $user",
+    ],
 )
 def test_a_sentence_with_braces_or_dollars_stays_a_task_verbatim(line: str) -> None:
     invocation = parse_invocation(line)
@@ -93,8 +103,12 @@ def test_a_reference_resolves_to_the_id_it_names(token: str, namespace: dict[str
 @pytest.mark.parametrize(
     ("token", "namespace", "match"),
     [
-        ("{conv.id}", {}, r"\{conv.id\}: no variable 'conv' in the notebook \(to send the line as a task, write "
-                          r"`%openhands -- pause \{conv.id\}`\); nothing was sent\."),
+        (
+            "{conv.id}",
+            {},
+            r"\{conv.id\}: no variable 'conv' in the notebook \(to send the line as a task, write "
+            r"`%openhands -- pause \{conv.id\}`\); nothing was sent\.",
+        ),
         ("$cid", {"cid": "the nightly job"}, r"\$cid is not a conversation id \(text of 15 characters\)"),
         ("$cid", {"cid": 42}, r"not a conversation id \(a int\)"),
         ("{ids[3]}", {"ids": [HEX]}, r"\{ids\[3\]\}: IndexError: list index out of range; nothing was sent"),
@@ -146,8 +160,9 @@ def test_continue_and_watch_take_a_variable(ip: InteractiveShell, quick: LocalOp
     assert len(_starts(quick)) == 2
 
 
-@pytest.mark.parametrize("line", ["pause {conv.id}", "delete $cid --yes", "--continue {conv.id} go on",
-                                  "--watch $cid", "resume {ids[0]}"])
+@pytest.mark.parametrize(
+    "line", ["pause {conv.id}", "delete $cid --yes", "--continue {conv.id} go on", "--watch $cid", "resume {ids[0]}"]
+)
 def test_a_missing_variable_is_one_line_and_nothing_is_sent(
     ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output, line: str
 ) -> None:

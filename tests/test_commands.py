@@ -19,9 +19,16 @@ from openhands_magics.testing import LocalOpenHandsServer, Timeline
 from .conftest import SECRET
 from .test_magics import Output, _test_shell, _until
 
-QUICK = Timeline(starting=0.1, running=0.3, answer="Cleaned up.\nSee data/load.py",
-                 changes=(("UPDATED", "demo/data/load.py"),), pr_numbers=(42,), cost=0.12, prompt_tokens=1000,
-                 completion_tokens=234)
+QUICK = Timeline(
+    starting=0.1,
+    running=0.3,
+    answer="Cleaned up.\nSee data/load.py",
+    changes=(("UPDATED", "demo/data/load.py"),),
+    pr_numbers=(42,),
+    cost=0.12,
+    prompt_tokens=1000,
+    completion_tokens=234,
+)
 
 
 @pytest.fixture
@@ -245,15 +252,20 @@ def test_a_follow_up_to_a_sandbox_paused_behind_its_back_resumes_it_and_is_sent_
     handle = get_session().start("first")
     handle.wait(timeout=10)
     sandbox = handle.conversation.sandbox_id
-    httpx.post(f"{quick.base_url}/api/v1/sandboxes/{sandbox}/pause",  # as Cloud does past 10 running
-               headers={"Authorization": f"Bearer {SECRET}"}).raise_for_status()
+    httpx.post(
+        f"{quick.base_url}/api/v1/sandboxes/{sandbox}/pause",  # as Cloud does past 10 running
+        headers={"Authorization": f"Bearer {SECRET}"},
+    ).raise_for_status()
 
     handle.send("go on")
 
     paths = [r.path.rsplit("/", 1)[-1] for r in quick.posts()]
     assert paths[-3:] == ["send-message", "resume", "send-message"]  # the 409 said why, then it went through once
-    events = httpx.get(f"{quick.base_url}/api/v1/conversation/{handle.id}/events/search",
-                       params={"kind__eq": "MessageEvent"}, headers={"Authorization": f"Bearer {SECRET}"}).json()
+    events = httpx.get(
+        f"{quick.base_url}/api/v1/conversation/{handle.id}/events/search",
+        params={"kind__eq": "MessageEvent"},
+        headers={"Authorization": f"Bearer {SECRET}"},
+    ).json()
     said = [e["llm_message"]["content"][0]["text"] for e in events["items"] if e["source"] == "user"]
     assert said == ["first", "go on"]
     assert handle.status == "RUNNING"

@@ -58,27 +58,30 @@ def ns() -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("{{x}}", "42"),
-    ("{{ x }}", "42"),
-    ("{{   x}} and {{name  }}", "42 and Ada"),
-    ("{{obj.inner.val}}", "deep"),
-    ("{{lst[0]}}", "10"),
-    ("{{lst[-1]}}", "30"),
-    ("{{ lst[ 1 ] }}", "20"),
-    ('{{d["k"].attr[2]}}', "two"),
-    ("{{d['k'].attr[2]}}", "two"),
-    ("{{d['key with space']}}", "spaced"),
-    ("{{d['q\"']}}", "dq"),
-    ("{{_}} {{_private}}", "last output 7"),
-    ("{{d['k']}}", "Thing(attr=[0, 1, 'two'])"),
-    ("no placeholders at all", "no placeholders at all"),
-    ("{x} {name} {} }} {", "{x} {name} {} }} {"),
-    (r"\{{x}} stays, {{x}} goes", "{{x}} stays, 42 goes"),
-    (r"\{{ not a placeholder(1+2) }}", "{{ not a placeholder(1+2) }}"),
-    ("line1\n{{x}}\nline3", "line1\n42\nline3"),
-    ("{{template}}", "{{x}} is not expanded again"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{x}}", "42"),
+        ("{{ x }}", "42"),
+        ("{{   x}} and {{name  }}", "42 and Ada"),
+        ("{{obj.inner.val}}", "deep"),
+        ("{{lst[0]}}", "10"),
+        ("{{lst[-1]}}", "30"),
+        ("{{ lst[ 1 ] }}", "20"),
+        ('{{d["k"].attr[2]}}', "two"),
+        ("{{d['k'].attr[2]}}", "two"),
+        ("{{d['key with space']}}", "spaced"),
+        ("{{d['q\"']}}", "dq"),
+        ("{{_}} {{_private}}", "last output 7"),
+        ("{{d['k']}}", "Thing(attr=[0, 1, 'two'])"),
+        ("no placeholders at all", "no placeholders at all"),
+        ("{x} {name} {} }} {", "{x} {name} {} }} {"),
+        (r"\{{x}} stays, {{x}} goes", "{{x}} stays, 42 goes"),
+        (r"\{{ not a placeholder(1+2) }}", "{{ not a placeholder(1+2) }}"),
+        ("line1\n{{x}}\nline3", "line1\n42\nline3"),
+        ("{{template}}", "{{x}} is not expanded again"),
+    ],
+)
 def test_expand_replaces_placeholders(ns: dict[str, Any], text: str, expected: str) -> None:
     assert expand(text, ns) == expected
 
@@ -100,13 +103,18 @@ def test_expand_does_not_reach_builtins(ns: dict[str, Any]) -> None:
         expand("{{len}}", ns)
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("{{obj.missing}}",
-     "{{obj.missing}}: AttributeError: 'Thing' object has no attribute 'missing'; nothing was sent."),
-    ("{{lst[9]}}", "{{lst[9]}}: IndexError: list index out of range; nothing was sent."),
-    ("{{d['nokey']}}", "{{d['nokey']}}: KeyError: 'nokey'; nothing was sent."),
-    ("{{x[0]}}", "{{x[0]}}: TypeError: 'int' object is not subscriptable; nothing was sent."),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "{{obj.missing}}",
+            "{{obj.missing}}: AttributeError: 'Thing' object has no attribute 'missing'; nothing was sent.",
+        ),
+        ("{{lst[9]}}", "{{lst[9]}}: IndexError: list index out of range; nothing was sent."),
+        ("{{d['nokey']}}", "{{d['nokey']}}: KeyError: 'nokey'; nothing was sent."),
+        ("{{x[0]}}", "{{x[0]}}: TypeError: 'int' object is not subscriptable; nothing was sent."),
+    ],
+)
 def test_expand_failed_access_names_expression_and_error(ns: dict[str, Any], text: str, error: str) -> None:
     with pytest.raises(ValidationError) as excinfo:
         expand(text, ns)
@@ -133,26 +141,29 @@ def test_expand_str_that_raises_is_one_line() -> None:
     assert one_line_error(excinfo) == "{{b}}: RuntimeError: no text; nothing was sent."
 
 
-@pytest.mark.parametrize("placeholder", [
-    "{{f()}}",
-    "{{x.bit_length()}}",
-    "{{x+1}}",
-    "{{ x * 2 }}",
-    "{{-x}}",
-    "{{lst[0:2]}}",
-    "{{lst[x]}}",
-    "{{d[k]}}",
-    "{{lst[1+1]}}",
-    "{{__import__('os')}}",
-    "{{x if x else 0}}",
-    "{{ }}",
-    "{{1}}",
-    "{{x.}}",
-    "{{x[0}}",
-    "{{d['k]}}",
-    "{{x y}}",
-    "{{{x}}}",
-])
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "{{f()}}",
+        "{{x.bit_length()}}",
+        "{{x+1}}",
+        "{{ x * 2 }}",
+        "{{-x}}",
+        "{{lst[0:2]}}",
+        "{{lst[x]}}",
+        "{{d[k]}}",
+        "{{lst[1+1]}}",
+        "{{__import__('os')}}",
+        "{{x if x else 0}}",
+        "{{ }}",
+        "{{1}}",
+        "{{x.}}",
+        "{{x[0}}",
+        "{{d['k]}}",
+        "{{x y}}",
+        "{{{x}}}",
+    ],
+)
 def test_expand_refuses_anything_but_names_attributes_and_indexes(ns: dict[str, Any], placeholder: str) -> None:
     called = []
     ns["f"] = lambda: called.append(1)
@@ -201,13 +212,15 @@ def test_expand_caps_each_value(ns: dict[str, Any]) -> None:
 
 def test_describe_dataframe() -> None:
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({
-        "id": range(1000),
-        "price": [i / 4 for i in range(1000)],
-        "label": [f"row{i}" for i in range(1000)],
-        "a|b": ["pipe|inside"] * 1000,
-        "long": ["L" * 100] * 1000,
-    })
+    frame = pd.DataFrame(
+        {
+            "id": range(1000),
+            "price": [i / 4 for i in range(1000)],
+            "label": [f"row{i}" for i in range(1000)],
+            "a|b": ["pipe|inside"] * 1000,
+            "long": ["L" * 100] * 1000,
+        }
+    )
     text = describe(["df"], {"df": frame}, max_chars=100_000)
     assert text.startswith("### df (pandas DataFrame, 1,000 rows × 5 columns)\n")
     assert "| column | dtype |" in text
@@ -233,8 +246,9 @@ def test_describe_wide_dataframe_shows_20_columns() -> None:
 def test_describe_dataframe_uses_to_markdown_when_tabulate_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     pd = pytest.importorskip("pandas")
     monkeypatch.setattr(context, "_has_tabulate", lambda: True)
-    monkeypatch.setattr(pd.DataFrame, "to_markdown", lambda self, *a, **k: f"MARKDOWN {len(self)}x{self.shape[1]}",
-                        raising=False)
+    monkeypatch.setattr(
+        pd.DataFrame, "to_markdown", lambda self, *a, **k: f"MARKDOWN {len(self)}x{self.shape[1]}", raising=False
+    )
     text = describe(["df"], {"df": pd.DataFrame({"a": range(9)})})
     assert "MARKDOWN 5x1" in text
 
@@ -263,10 +277,7 @@ def test_describe_ndarray() -> None:
 
 def test_describe_plain_objects() -> None:
     text = describe(["d", "t"], {"d": {"a": 1}, "t": Thing(n=1)})
-    assert text == (
-        "### d (dict)\n\n```\n{'a': 1}\n```\n\n"
-        "### t (tests.test_context.Thing)\n\n```\nThing(n=1)\n```"
-    )
+    assert text == ("### d (dict)\n\n```\n{'a': 1}\n```\n\n### t (tests.test_context.Thing)\n\n```\nThing(n=1)\n```")
 
 
 def test_describe_fence_survives_backticks_in_repr() -> None:
@@ -542,9 +553,7 @@ def test_last_error_task_without_any_error(shell: InteractiveShell) -> None:
     for errors in (None, ErrorLog()):
         with pytest.raises(ValidationError) as excinfo:
             last_error_task(shell, errors)
-        assert one_line_error(excinfo) == (
-            "No error to fix yet: run the cell that fails first, then `%openhands fix`."
-        )
+        assert one_line_error(excinfo) == ("No error to fix yet: run the cell that fails first, then `%openhands fix`.")
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -18,21 +18,26 @@ def _sent(server: LocalOpenHandsServer) -> list[str]:
     return [r.body["initial_message"]["content"][0]["text"] for r in server.posts()]
 
 
-def test_placeholders_stay_verbatim_unless_asked(ip: InteractiveShell, quick: LocalOpenHandsServer,
-                                                 output: Output) -> None:
+def test_placeholders_stay_verbatim_unless_asked(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
     ip.user_ns["path"] = "data/load.py"
     ip.run_line_magic("openhands", "Speed up {{path}} and {path}")
     ip.run_line_magic("openhands", "--expand Speed up {{path}} and {path}")
     ip.run_line_magic("config", "OpenHandsMagics.expand = True")
     ip.run_line_magic("openhands", r"Speed up {{ path }} but keep \{{this}}")
 
-    assert _sent(quick) == ["Speed up {{path}} and {path}", "Speed up data/load.py and {path}",
-                            "Speed up data/load.py but keep {{this}}"]
+    assert _sent(quick) == [
+        "Speed up {{path}} and {path}",
+        "Speed up data/load.py and {path}",
+        "Speed up data/load.py but keep {{this}}",
+    ]
     output.read()
 
 
-def test_an_unknown_name_is_one_line_and_nothing_is_sent(ip: InteractiveShell, quick: LocalOpenHandsServer,
-                                                         output: Output) -> None:
+def test_an_unknown_name_is_one_line_and_nothing_is_sent(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
     assert ip.run_line_magic("openhands", "--expand Look at {{nope}}") is None
     assert "nope" in output.one_error_line()
     assert ip.run_line_magic("openhands", "--context nope go") is None
@@ -51,7 +56,9 @@ def test_dry_run_shows_the_message_with_its_context_and_sends_nothing(
     ip.run_cell("hot = df[df.temp > threshold]", store_history=True)
     output.read()
 
-    ip.run_cell("%openhands --dry-run --repo octo/weather --context df --cells 2 Plot the hot cities", store_history=True)
+    ip.run_cell(
+        "%openhands --dry-run --repo octo/weather --context df --cells 2 Plot the hot cities", store_history=True
+    )
 
     out, err = output.read()
     assert err == ""
@@ -64,8 +71,9 @@ def test_dry_run_shows_the_message_with_its_context_and_sends_nothing(
     assert SECRET not in out
 
 
-def test_fix_sends_the_last_error_and_its_cell(ip: InteractiveShell, quick: LocalOpenHandsServer,
-                                              output: Output) -> None:
+def test_fix_sends_the_last_error_and_its_cell(
+    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
+) -> None:
     ip.run_line_magic("openhands", "fix --dry-run")
     assert "No error to fix yet" in output.one_error_line()
 
@@ -84,4 +92,3 @@ def test_fix_followed_by_words_is_a_task(ip: InteractiveShell, quick: LocalOpenH
     ip.run_line_magic("openhands", "fix the flaky test in tests/test_io.py")
     assert _sent(quick) == ["fix the flaky test in tests/test_io.py"]
     output.read()
-

@@ -19,8 +19,9 @@ HEX = "0123456789abcdef0123456789abcdef"
 
 
 def _sent(server: LocalOpenHandsServer) -> list[str]:
-    return sorted(r.body["initial_message"]["content"][0]["text"] for r in server.posts()
-                  if r.path == "/api/v1/app-conversations")
+    return sorted(
+        r.body["initial_message"]["content"][0]["text"] for r in server.posts() if r.path == "/api/v1/app-conversations"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- combinations
@@ -80,13 +81,18 @@ def test_dry_run_map_shows_every_message_and_how_many_would_start(
     ip.user_ns["files"] = ["a.py", "b.py", "c.py"]
     ip.user_ns["cfg"] = {"strict": True}
 
-    ip.run_cell_magic("openhands", "--map files --max-running 2 --repo octo/demo --context cfg --dry-run",
-                      "Fix the lint errors in {item}\n")
+    ip.run_cell_magic(
+        "openhands",
+        "--map files --max-running 2 --repo octo/demo --context cfg --dry-run",
+        "Fix the lint errors in {item}\n",
+    )
 
     out, err = output.read()
     assert err == ""
-    assert out.startswith("openhands: dry run, nothing was sent. Would start 3 new conversations on octo/demo, "
-                          "one per item of files, at most 2 running at once\n")
+    assert out.startswith(
+        "openhands: dry run, nothing was sent. Would start 3 new conversations on octo/demo, "
+        "one per item of files, at most 2 running at once\n"
+    )
     assert f"server: {nowhere} (API auto" in out
     for number, name in enumerate(["a.py", "b.py", "c.py"], start=1):
         assert f"message {number} of 3 (item '{name}'," in out
@@ -95,8 +101,9 @@ def test_dry_run_map_shows_every_message_and_how_many_would_start(
     assert SECRET not in out
 
 
-def test_dry_run_map_of_many_items_shows_the_first_few_and_a_count(ip: InteractiveShell, output: Output,
-                                                                   nowhere: str) -> None:
+def test_dry_run_map_of_many_items_shows_the_first_few_and_a_count(
+    ip: InteractiveShell, output: Output, nowhere: str
+) -> None:
     ip.user_ns["files"] = [f"f{i}.py" for i in range(40)]
 
     ip.run_cell_magic("openhands", "--map files --dry-run", "Fix {item}")
@@ -107,8 +114,9 @@ def test_dry_run_map_of_many_items_shows_the_first_few_and_a_count(ip: Interacti
     assert out.rstrip().endswith("… and 37 more messages, one per item (not shown)")
 
 
-def test_dry_run_map_with_a_bad_template_is_the_batch_s_own_line(ip: InteractiveShell, output: Output,
-                                                                nowhere: str) -> None:
+def test_dry_run_map_with_a_bad_template_is_the_batch_s_own_line(
+    ip: InteractiveShell, output: Output, nowhere: str
+) -> None:
     ip.user_ns["files"] = ["a.py"]
     ip.run_cell_magic("openhands", "--map files --dry-run", "Fix {item} in {nope}")
     assert "The task template failed for item 'a.py'" in output.one_error_line()
@@ -123,8 +131,10 @@ def test_braces_in_the_context_do_not_break_the_template(
     ip.run_cell('label = f"{len(files)} files"', store_history=True)
     output.read()
 
-    ip.run_cell("%%openhands --map files --context cfg --cells 1 --wait\nFix {item} with {{{{braces}}}} kept\n",
-                store_history=True)
+    ip.run_cell(
+        "%%openhands --map files --context cfg --cells 1 --wait\nFix {item} with {{{{braces}}}} kept\n",
+        store_history=True,
+    )
 
     out, err = output.read()
     assert err == "", err

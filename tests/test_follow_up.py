@@ -50,8 +50,17 @@ class Sandbox:
             if self.state == "RESUMING":
                 self.state = self.resuming.pop(0) if self.resuming else "RUNNING"
             shown = "STARTING" if self.state == "RESUMING" else self.state
-            return httpx.Response(200, json=[{"id": CONVERSATION, "sandbox_id": SANDBOX, "sandbox_status": shown,
-                                              "execution_status": "finished" if shown == "RUNNING" else None}])
+            return httpx.Response(
+                200,
+                json=[
+                    {
+                        "id": CONVERSATION,
+                        "sandbox_id": SANDBOX,
+                        "sandbox_status": shown,
+                        "execution_status": "finished" if shown == "RUNNING" else None,
+                    }
+                ],
+            )
         if path == f"/api/v1/sandboxes/{SANDBOX}/resume":
             self.state = "RESUMING" if self.state == "PAUSED" else self.state
             return httpx.Response(200, json={"success": True})
@@ -66,13 +75,20 @@ class Sandbox:
 
 
 def _snapshot(sandbox_status: str) -> Conversation:
-    return Conversation(CONVERSATION, status=ConversationStatus.FINISHED, api="v1", sandbox_status=sandbox_status,
-                        execution_status="finished", sandbox_id=SANDBOX)
+    return Conversation(
+        CONVERSATION,
+        status=ConversationStatus.FINISHED,
+        api="v1",
+        sandbox_status=sandbox_status,
+        execution_status="finished",
+        sandbox_id=SANDBOX,
+    )
 
 
 def _client(sandbox: Sandbox, **options: Any) -> OpenHandsClient:
-    return OpenHandsClient(SECRET, base_url=BASE, api="v1", retry=QUICK, transport=httpx.MockTransport(sandbox),
-                           **options)
+    return OpenHandsClient(
+        SECRET, base_url=BASE, api="v1", retry=QUICK, transport=httpx.MockTransport(sandbox), **options
+    )
 
 
 def test_a_follow_up_to_a_running_sandbox_is_one_post() -> None:
@@ -87,9 +103,14 @@ def test_a_sandbox_known_paused_is_resumed_and_waited_for_then_the_message_is_se
     sandbox = Sandbox("PAUSED", resuming=("RESUMING", "RESUMING"))
     with _client(sandbox) as client:
         sent = client.follow_up(_snapshot("PAUSED"), "and the tests", interval=0.001)
-    assert sandbox.calls == ["GET app-conversations", "POST resume",  # (the resume reads the sandbox's id first)
-                             "GET app-conversations", "GET app-conversations", "GET app-conversations",
-                             "POST send-message"]
+    assert sandbox.calls == [
+        "GET app-conversations",
+        "POST resume",  # (the resume reads the sandbox's id first)
+        "GET app-conversations",
+        "GET app-conversations",
+        "GET app-conversations",
+        "POST send-message",
+    ]
     assert sandbox.accepted == ["and the tests"] and sent.status == ConversationStatus.RUNNING
 
 
@@ -105,8 +126,9 @@ def test_the_async_client_drives_the_same_operation() -> None:
     sandbox = Sandbox("PAUSED", resuming=("RESUMING",))
 
     async def scenario() -> Conversation:
-        async with AsyncOpenHandsClient(SECRET, base_url=BASE, api="v1", retry=QUICK,
-                                        transport=httpx.MockTransport(sandbox)) as client:
+        async with AsyncOpenHandsClient(
+            SECRET, base_url=BASE, api="v1", retry=QUICK, transport=httpx.MockTransport(sandbox)
+        ) as client:
             return await client.follow_up(_snapshot("PAUSED"), "and the tests", interval=0.001)
 
     sent = asyncio.run(scenario())
@@ -124,8 +146,11 @@ def test_the_operation_asks_its_driver_for_the_pauses_and_never_sleeps(monkeypat
         while True:
             step = advance(operation, answer)
             steps.append(step)
-            answer = None if isinstance(step, Wait) else sandbox(httpx.Request(
-                step.method, BASE + step.path, params=step.params, json=step.json))
+            answer = (
+                None
+                if isinstance(step, Wait)
+                else sandbox(httpx.Request(step.method, BASE + step.path, params=step.params, json=step.json))
+            )
     except StopIteration as done:
         sent = done.value
     assert [s for s in steps if isinstance(s, Wait)] == [Wait(2.5), Wait(2.5)]
@@ -161,8 +186,9 @@ def test_a_read_that_fails_while_it_waits_is_read_again_at_the_next_pause() -> N
                 return failed
         return sandbox(request)
 
-    with OpenHandsClient(SECRET, base_url=BASE, api="v1", retry=RetryPolicy(attempts=1),
-                         transport=httpx.MockTransport(flaky)) as client:
+    with OpenHandsClient(
+        SECRET, base_url=BASE, api="v1", retry=RetryPolicy(attempts=1), transport=httpx.MockTransport(flaky)
+    ) as client:
         client.follow_up(_snapshot("PAUSED"), "and the tests", interval=0.001)
     assert sandbox.calls.count("GET failed") == 4 and sandbox.accepted == ["and the tests"]
 
@@ -184,8 +210,9 @@ def test_a_second_409_after_the_resume_is_raised_not_sent_a_third_time() -> None
     def stubborn(request: httpx.Request) -> httpx.Response:
         return refuse(request) if request.url.path.endswith("/send-message") else sandbox(request)
 
-    with OpenHandsClient(SECRET, base_url=BASE, api="v1", retry=QUICK,
-                         transport=httpx.MockTransport(stubborn)) as client:
+    with OpenHandsClient(
+        SECRET, base_url=BASE, api="v1", retry=QUICK, transport=httpx.MockTransport(stubborn)
+    ) as client:
         with pytest.raises(ConflictError, match="is paused: resume it first"):
             client.follow_up(_snapshot("RUNNING"), "and the tests", interval=0.001)
     assert sandbox.calls.count("POST resume") == 1
@@ -200,16 +227,22 @@ def test_a_conversation_deleted_while_it_resumes_says_so() -> None:
             return httpx.Response(200, json=[None])
         return gone(request)
 
-    with OpenHandsClient(SECRET, base_url=BASE, api="v1", retry=QUICK,
-                         transport=httpx.MockTransport(deleted_after_resume)) as client:
+    with OpenHandsClient(
+        SECRET, base_url=BASE, api="v1", retry=QUICK, transport=httpx.MockTransport(deleted_after_resume)
+    ) as client:
         with pytest.raises(NotFoundError, match="was not found"):
             client.follow_up(_snapshot("PAUSED"), "and the tests", interval=0.001)
     assert sandbox.accepted == []
 
 
-@pytest.mark.parametrize(("options", "wrong"), [({"resume_timeout": 0}, "resume_timeout"),
-                                                 ({"interval": "1"}, "interval"),
-                                                 ({"resume_timeout": float("nan")}, "resume_timeout")])
+@pytest.mark.parametrize(
+    ("options", "wrong"),
+    [
+        ({"resume_timeout": 0}, "resume_timeout"),
+        ({"interval": "1"}, "interval"),
+        ({"resume_timeout": float("nan")}, "resume_timeout"),
+    ],
+)
 def test_its_arguments_are_checked_before_anything_is_sent(options: dict[str, Any], wrong: str) -> None:
     sandbox = Sandbox("PAUSED")
     with _client(sandbox) as client:

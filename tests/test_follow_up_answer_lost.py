@@ -55,8 +55,9 @@ def test_a_follow_up_whose_answer_was_lost_says_it_may_have_been_sent_never_try_
 ) -> None:
     conversation = _running(long_server)
     long_server.inject(method="POST", path_prefix=SEND, times=5, **fault)
-    with OpenHandsClient(SECRET, base_url=long_server.base_url, api="v1", timeout=1.0, retry=RETRIES,
-                         max_answer_bytes=100_000) as client:
+    with OpenHandsClient(
+        SECRET, base_url=long_server.base_url, api="v1", timeout=1.0, retry=RETRIES, max_answer_bytes=100_000
+    ) as client:
         with pytest.raises(kind) as caught:
             client.send_message(conversation, "and the tests")
     _says_maybe_sent(caught.value, conversation, long_server)
@@ -68,8 +69,9 @@ def test_the_async_client_says_the_same(long_server: LocalOpenHandsServer, fault
     conversation = _running(long_server)
 
     async def scenario() -> None:
-        async with AsyncOpenHandsClient(SECRET, base_url=long_server.base_url, api="v1", timeout=1.0,
-                                        retry=RETRIES, max_answer_bytes=100_000) as client:
+        async with AsyncOpenHandsClient(
+            SECRET, base_url=long_server.base_url, api="v1", timeout=1.0, retry=RETRIES, max_answer_bytes=100_000
+        ) as client:
             await client.send_message(conversation, "and the tests")
 
     long_server.inject(method="POST", path_prefix=SEND, times=5, **fault)
@@ -101,8 +103,12 @@ def test_a_follow_up_that_never_left_may_be_sent_again(long_server: LocalOpenHan
         with pytest.raises(TransportError, match="Could not connect") as caught:
             client.send_message(conversation, "and the tests")
     assert caught.value.request_sent is False and "may have been sent" not in str(caught.value)
-    long_server.inject(method="POST", path_prefix=SEND, status=503,
-                       body={"detail": "Sandbox is in an error state and cannot accept messages."})
+    long_server.inject(
+        method="POST",
+        path_prefix=SEND,
+        status=503,
+        body={"detail": "Sandbox is in an error state and cannot accept messages."},
+    )
     with OpenHandsClient(SECRET, base_url=long_server.base_url, api="v1", retry=RETRIES) as client:
         with pytest.raises(OpenHandsError) as refused:
             client.send_message(conversation, "and the tests")

@@ -42,27 +42,42 @@ def _openhands_outputs(path: Path) -> list[dict]:
 
 
 def _assert_final_recorded(outputs: list[dict]) -> None:
-    printed = "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"]
-                      for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
+    printed = "".join(
+        "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+        for o in outputs
+        if o["output_type"] == "stream" and o["name"] == "stdout"
+    )
     lines = printed.splitlines()
     assert "FINISHED" in lines[-2] and lines[-1].endswith(": answer: Done.")  # the --wait log ends with the answer
     cards = [o for o in outputs if o["output_type"] == "display_data"]
     assert cards and all(WIDGET not in o["data"] for o in cards)  # the final card, not a widget
-    assert "FINISHED" in "".join(cards[0]["data"]["text/html"]) and "FINISHED" in "".join(cards[0]["data"]["text/plain"])
+    assert "FINISHED" in "".join(cards[0]["data"]["text/html"]) and "FINISHED" in "".join(
+        cards[0]["data"]["text/plain"]
+    )
     assert SECRET not in json.dumps(outputs)
 
 
 def test_nbconvert_execute_records_the_final_status(notebook: Path, environ: dict[str, str]) -> None:
     out = notebook.with_name("out.ipynb")
-    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name,
-                    str(notebook)], env=environ, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name, str(notebook)],
+        env=environ,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     _assert_final_recorded(_openhands_outputs(out))
 
 
 def test_papermill_records_the_final_status(notebook: Path, environ: dict[str, str]) -> None:
     out = notebook.with_name("out.ipynb")
-    subprocess.run([sys.executable, "-m", "papermill", "--kernel", "python3", str(notebook), str(out)],
-                   env=environ, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "papermill", "--kernel", "python3", str(notebook), str(out)],
+        env=environ,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     _assert_final_recorded(_openhands_outputs(out))
 
 
@@ -71,8 +86,13 @@ def test_the_setting_turns_it_off(notebook: Path, environ: dict[str, str]) -> No
     nb.cells[0].source = "%load_ext openhands_magics\n%config OpenHandsMagics.headless_wait = False"
     nbformat.write(nb, notebook)
     out = notebook.with_name("out.ipynb")
-    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name,
-                    str(notebook)], env=environ, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name, str(notebook)],
+        env=environ,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     outputs = _openhands_outputs(out)
     assert not any(o["output_type"] == "stream" for o in outputs)  # no wait, no log of changes
     assert "FINISHED" not in json.dumps(outputs)
@@ -82,12 +102,20 @@ def test_a_fan_out_cell_waits_for_its_batch_and_the_saved_notebook_holds_the_fin
     tmp_path: Path, environ: dict[str, str]
 ) -> None:
     path = tmp_path / "fan-out.ipynb"
-    cells = ["%load_ext openhands_magics", 'files = ["a.py", "b.py", "c.py"]',
-             "%%openhands --map files --max-running 2\nFix the lint errors in {item}"]
+    cells = [
+        "%load_ext openhands_magics",
+        'files = ["a.py", "b.py", "c.py"]',
+        "%%openhands --map files --max-running 2\nFix the lint errors in {item}",
+    ]
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
     out = path.with_name("out.ipynb")
-    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name,
-                    str(path)], env=environ, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", out.name, str(path)],
+        env=environ,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
     outputs = json.loads(out.read_text())["cells"][2]["outputs"]
     grids = [o for o in outputs if o["output_type"] == "display_data"]

@@ -125,8 +125,11 @@ def test_python_api_arguments_of_the_wrong_type_are_validation_errors(
     session = Session()
     endpoint = Endpoint.resolve(long_server.base_url, api_key=SECRET)
     with _client(long_server) as client:
-        calls = [lambda: client.get_conversation(value), lambda: client.start_conversation(value),  # type: ignore[arg-type]
-                 lambda: session.attach(value, endpoint=endpoint)]  # type: ignore[arg-type]
+        calls = [
+            lambda: client.get_conversation(value),
+            lambda: client.start_conversation(value),  # type: ignore[arg-type]
+            lambda: session.attach(value, endpoint=endpoint),
+        ]  # type: ignore[arg-type]
         if value is not None:  # no repository is fine
             calls.append(lambda: client.start_conversation("hi", repository=value))  # type: ignore[arg-type]
         for call in calls:
@@ -197,10 +200,21 @@ def shell() -> Iterator[object]:
     ip.config.pop("OpenHandsMagics", None)
 
 
-@pytest.mark.parametrize(("setting", "value"), [("poll_interval", "0"), ("poll_interval", "0.0001"), ("timeout", "-1"),
-                                                 ("api", "'v2'"), ("max_poll_interval", "float('nan')")])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("poll_interval", "0"),
+        ("poll_interval", "0.0001"),
+        ("timeout", "-1"),
+        ("api", "'v2'"),
+        ("max_poll_interval", "float('nan')"),
+    ],
+)
 def test_a_refused_config_value_never_sticks_and_reloading_always_works(
-    shell, setting: str, value: str, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    shell,
+    setting: str,
+    value: str,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
     import openhands_magics
 
@@ -215,7 +229,8 @@ def test_a_refused_config_value_never_sticks_and_reloading_always_works(
 
 
 def test_a_bad_value_in_a_config_file_is_one_line_at_load_and_the_magic_still_loads(
-    shell, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    shell,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
     shell.run_line_magic("unload_ext", "openhands_magics")
     shell.config.OpenHandsMagics.poll_interval = 0.0  # what an ipython_config.py with a typo gives
@@ -226,7 +241,9 @@ def test_a_bad_value_in_a_config_file_is_one_line_at_load_and_the_magic_still_lo
 
 
 def test_handles_from_before_a_reload_keep_working_and_a_closed_connection_is_one_clear_line(
-    shell, long_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    shell,
+    long_server: LocalOpenHandsServer,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     for name, value in long_server.environ().items():
         monkeypatch.setenv(name, value)
@@ -286,7 +303,9 @@ def test_memory_stays_flat_over_a_thousand_started_conversations() -> None:
 
 
 def test_a_wait_running_when_the_extension_unloads_ends_with_one_clear_line(
-    shell, long_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    shell,
+    long_server: LocalOpenHandsServer,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import threading
@@ -307,10 +326,13 @@ def test_a_wait_running_when_the_extension_unloads_ends_with_one_clear_line(
     shell.run_line_magic("load_ext", "openhands_magics")  # (the fixture unloads it again)
 
 
-@pytest.mark.parametrize(("fault", "error_type", "words"), [
-    ({"body": b"[" + b" " * 200 + b"null]", "dribble": 0.05}, TransportError, "within 1 s"),
-    ({"body": b"x" * 65536, "endless": True}, ProtocolError, "larger than 1 MB"),
-])
+@pytest.mark.parametrize(
+    ("fault", "error_type", "words"),
+    [
+        ({"body": b"[" + b" " * 200 + b"null]", "dribble": 0.05}, TransportError, "within 1 s"),
+        ({"body": b"x" * 65536, "endless": True}, ProtocolError, "larger than 1 MB"),
+    ],
+)
 def test_the_pollers_async_client_has_the_same_deadline_and_limit(
     long_server: LocalOpenHandsServer, fault: dict[str, object], error_type: type, words: str
 ) -> None:
@@ -319,8 +341,14 @@ def test_the_pollers_async_client_has_the_same_deadline_and_limit(
     from openhands_magics import AsyncOpenHandsClient
 
     async def scenario() -> tuple[BaseException | None, float]:
-        async with AsyncOpenHandsClient(SECRET, base_url=long_server.base_url, api="v1", timeout=1.0,
-                                        retry=RetryPolicy(attempts=1), max_answer_bytes=1_000_000) as client:
+        async with AsyncOpenHandsClient(
+            SECRET,
+            base_url=long_server.base_url,
+            api="v1",
+            timeout=1.0,
+            retry=RetryPolicy(attempts=1),
+            max_answer_bytes=1_000_000,
+        ) as client:
             snapshot = await client.start_conversation("hi")
             long_server.inject(method="GET", status=200, **fault)
             started = time.monotonic()

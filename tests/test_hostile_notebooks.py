@@ -41,25 +41,48 @@ BROKEN_PARTS: dict[str, tuple[Any, list[SavedConversation]]] = {
     "the notebook is a list": ([{"outputs": [GOOD_OUTPUT]}], []),
     "outputs is a number": ({"cells": [{"outputs": 5}, {"outputs": [GOOD_OUTPUT]}]}, FOUND),
     "outputs is text": ({"cells": [{"outputs": "OpenHands conversation " + "b" * 32}]}, []),
-    "metadata is a list": ({"cells": [{"outputs": [{"metadata": [1], "text": "x"}, GOOD_OUTPUT]}]},
-                           [SavedConversation(GOOD, None, None)]),
-    "openhands metadata is text": ({"cells": [{"outputs": [{"metadata": {"openhands": "x"}}, GOOD_OUTPUT]}]},
-                                   [SavedConversation(GOOD, None, None)]),
-    "data is text": ({"cells": [{"outputs": [{"data": "OpenHands conversation " + "b" * 32}, GOOD_OUTPUT]}]},
-                     [SavedConversation(GOOD, None, None)]),
-    "text/plain is a number": ({"cells": [{"outputs": [{"data": {"text/plain": 7}}, GOOD_OUTPUT]}]},
-                               [SavedConversation(GOOD, None, None)]),
-    "text is a list of numbers": ({"cells": [{"outputs": [{"text": [1, None, {"a": 1}]}, GOOD_OUTPUT]}]},
-                                  [SavedConversation(GOOD, None, None)]),
+    "metadata is a list": (
+        {"cells": [{"outputs": [{"metadata": [1], "text": "x"}, GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
+    "openhands metadata is text": (
+        {"cells": [{"outputs": [{"metadata": {"openhands": "x"}}, GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
+    "data is text": (
+        {"cells": [{"outputs": [{"data": "OpenHands conversation " + "b" * 32}, GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
+    "text/plain is a number": (
+        {"cells": [{"outputs": [{"data": {"text/plain": 7}}, GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
+    "text is a list of numbers": (
+        {"cells": [{"outputs": [{"text": [1, None, {"a": 1}]}, GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
     "a cell is a number": ({"cells": [5, None, "x", {"outputs": [GOOD_OUTPUT]}]}, FOUND),
-    "ids of the wrong type": ({"cells": [{"outputs": [_meta(conversation_id=5, task_id=["x"]), GOOD_OUTPUT]}]},
-                              [SavedConversation(GOOD, None, None)]),
-    "a base URL that is not text": ({"cells": [{"outputs": [_meta(conversation_id="c" * 32, base_url=5),
-                                                            GOOD_OUTPUT]}]}, [SavedConversation(GOOD, None, None)]),
-    "ids that would walk the URL": ({"cells": [{"outputs": [
-        _meta(conversation_id="../../../api/settings", task_id="..", base_url=None),
-        _meta(conversation_id="x/../../y", task_id=GOOD, base_url=None),
-    ]}]}, [SavedConversation(None, GOOD, None)]),
+    "ids of the wrong type": (
+        {"cells": [{"outputs": [_meta(conversation_id=5, task_id=["x"]), GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
+    "a base URL that is not text": (
+        {"cells": [{"outputs": [_meta(conversation_id="c" * 32, base_url=5), GOOD_OUTPUT]}]},
+        [SavedConversation(GOOD, None, None)],
+    ),
+    "ids that would walk the URL": (
+        {
+            "cells": [
+                {
+                    "outputs": [
+                        _meta(conversation_id="../../../api/settings", task_id="..", base_url=None),
+                        _meta(conversation_id="x/../../y", task_id=GOOD, base_url=None),
+                    ]
+                }
+            ]
+        },
+        [SavedConversation(None, GOOD, None)],
+    ),
 }
 
 
@@ -118,8 +141,13 @@ def _restart() -> None:
 )
 @pytest.mark.parametrize("line", ["--reattach", "list --here"])
 def test_a_hostile_notebook_is_never_an_unexpected_error(
-    ip: InteractiveShell, long_server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path, content: bytes, line: str,
+    ip: InteractiveShell,
+    long_server: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    content: bytes,
+    line: str,
 ) -> None:
     _notebook(tmp_path, monkeypatch, content)
 
@@ -134,7 +162,10 @@ def test_a_hostile_notebook_is_never_an_unexpected_error(
 
 
 def test_an_unreadable_notebook_is_one_line_and_the_record_on_disk_still_counts(
-    ip: InteractiveShell, long_server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell,
+    long_server: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     path = _notebook(tmp_path, monkeypatch, {"cells": []})
@@ -146,14 +177,19 @@ def test_an_unreadable_notebook_is_one_line_and_the_record_on_disk_still_counts(
     assert ip.run_line_magic("openhands", "--reattach") is None
 
     out, err = output.read()
-    assert err.splitlines() == ["openhands: Could not read the saved outputs of work.ipynb: its JSON is nested too "
-                                "deep; going on with this process's record and the one on disk."]
+    assert err.splitlines() == [
+        "openhands: Could not read the saved outputs of work.ipynb: its JSON is nested too "
+        "deep; going on with this process's record and the one on disk."
+    ]
     assert "1 watched again, 0 already over." in out
     assert [h.task_id for h in openhands_magics.history()] == [running.task_id]
 
 
 def test_one_malformed_id_among_the_saved_outputs_leaves_the_others_reattached(
-    ip: InteractiveShell, long_server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell,
+    long_server: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     ip.run_line_magic("config", "OpenHandsMagics.remember_conversations = False")  # only the notebook knows them
@@ -164,12 +200,25 @@ def test_one_malformed_id_among_the_saved_outputs_leaves_the_others_reattached(
         assert time.monotonic() < deadline
         time.sleep(0.02)
     url = long_server.base_url
-    _notebook(tmp_path, monkeypatch, {"cells": [{"outputs": [
-        _meta(conversation_id=first.id, task_id=first.task_id, base_url=url),
-        _meta(conversation_id="../../../api/settings", task_id=None, base_url=url),
-        _meta(conversation_id="A" * 200, task_id="%2e%2e", base_url=url),
-        {"output_type": "stream", "text": f"OpenHands conversation {second.id} RUNNING · start task {second.task_id}"},
-    ]}]})
+    _notebook(
+        tmp_path,
+        monkeypatch,
+        {
+            "cells": [
+                {
+                    "outputs": [
+                        _meta(conversation_id=first.id, task_id=first.task_id, base_url=url),
+                        _meta(conversation_id="../../../api/settings", task_id=None, base_url=url),
+                        _meta(conversation_id="A" * 200, task_id="%2e%2e", base_url=url),
+                        {
+                            "output_type": "stream",
+                            "text": f"OpenHands conversation {second.id} RUNNING · start task {second.task_id}",
+                        },
+                    ]
+                }
+            ]
+        },
+    )
     _restart()
     long_server.requests.clear()
     output.read()

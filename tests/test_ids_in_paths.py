@@ -56,8 +56,12 @@ def test_a_sandbox_id_from_the_server_that_is_not_an_id_is_refused_and_nothing_i
 ) -> None:
     with _client(v1) as client:
         snapshot = _ready(client, v1)
-        row = {"id": snapshot.conversation_id, "sandbox_id": bad, "sandbox_status": "RUNNING",
-               "execution_status": "running"}
+        row = {
+            "id": snapshot.conversation_id,
+            "sandbox_id": bad,
+            "sandbox_status": "RUNNING",
+            "execution_status": "running",
+        }
         v1.inject(method="GET", status=200, body=[row], path_prefix="/api/v1/app-conversations")
         with pytest.raises(ProtocolError, match="invalid sandbox id"):
             getattr(client, verb)(snapshot)
@@ -83,12 +87,22 @@ def test_one_malformed_id_among_many_is_skipped_and_the_others_are_read(v1: Loca
     with _client(v1) as client:
         first, second = _ready(client, v1), _ready(client, v1)
         task = client.start_conversation("still starting")
-        probes = [Conversation(first.conversation_id), Conversation(bad), Conversation(None, start_task_id=bad),
-                  Conversation(bad, start_task_id=task.start_task_id), Conversation(second.conversation_id),
-                  Conversation(None, start_task_id=task.start_task_id)]
+        probes = [
+            Conversation(first.conversation_id),
+            Conversation(bad),
+            Conversation(None, start_task_id=bad),
+            Conversation(bad, start_task_id=task.start_task_id),
+            Conversation(second.conversation_id),
+            Conversation(None, start_task_id=task.start_task_id),
+        ]
         read = client.read(probes)
-    assert [r.conversation_id if r else None for r in read[:5]] == [first.conversation_id, None, None, None,
-                                                                     second.conversation_id]
+    assert [r.conversation_id if r else None for r in read[:5]] == [
+        first.conversation_id,
+        None,
+        None,
+        None,
+        second.conversation_id,
+    ]
     assert read[5] is not None and read[5].start_task_id == task.start_task_id
     assert all(bad not in values for r in v1.requests for values in r.query.values())
 
@@ -123,17 +137,24 @@ def test_a_hand_made_snapshot_with_a_bad_id_is_a_validation_error_before_anythin
     snapshots = [Conversation(bad, api=api), Conversation(None, start_task_id=bad, api=api)]
     with _client(v1, api=api) as client:
         for snapshot in snapshots:
-            for call in (client.pause, client.resume, client.delete, client.answer, client.changes, client.outcome,
-                         client.refresh, lambda s: client.diff(s, "a.py"), lambda s: client.send_message(s, "hi")):
+            for call in (
+                client.pause,
+                client.resume,
+                client.delete,
+                client.answer,
+                client.changes,
+                client.outcome,
+                client.refresh,
+                lambda s: client.diff(s, "a.py"),
+                lambda s: client.send_message(s, "hi"),
+            ):
                 with pytest.raises(ValidationError, match="is not an id"):
                     call(snapshot)
     assert v1.requests == []
 
 
 @pytest.mark.parametrize("bad", ["../../../api/settings", "..", "%2e%2e", "x/y"])
-def test_an_id_a_person_types_is_refused_before_any_request_on_either_api(
-    v0: LocalOpenHandsServer, bad: str
-) -> None:
+def test_an_id_a_person_types_is_refused_before_any_request_on_either_api(v0: LocalOpenHandsServer, bad: str) -> None:
     session = Session()
     for api in ("auto", "v0", "v1"):
         endpoint = Endpoint.resolve(v0.base_url, api_key=SECRET, api=api)

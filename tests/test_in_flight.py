@@ -38,8 +38,11 @@ def _io_threads() -> list[threading.Thread]:
 
 def _sockets_to(server: LocalOpenHandsServer) -> int:
     port = int(server.base_url.rsplit(":", 1)[1])
-    return sum(1 for c in psutil.Process().net_connections("tcp")
-               if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED")
+    return sum(
+        1
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED"
+    )
 
 
 def test_a_blocking_wait_leaves_another_watched_conversation_live_and_calls_on_change_in_the_waiting_thread() -> None:
@@ -80,8 +83,13 @@ def test_a_blocking_wait_makes_no_reads_of_its_own_one_batched_read_serves_both(
         watched.watch()
         server.requests.clear()
         waited.wait(timeout=20)
-        reads = [r for r in server.requests if r.method == "GET" and r.path.startswith("/api/v1/app-conversations")
-                 and not r.path.endswith("/git/changes")]
+        reads = [
+            r
+            for r in server.requests
+            if r.method == "GET"
+            and r.path.startswith("/api/v1/app-conversations")
+            and not r.path.endswith("/git/changes")
+        ]
         assert reads and all(len(r.query.get("ids", [])) == 2 for r in reads[:3]), [r.query for r in reads]
         session.close()
 
@@ -204,8 +212,11 @@ def test_a_blocking_batch_wait_is_served_by_the_one_poller_together_with_other_w
         other.watch()
         batch = session.map("do {item}", ["a", "b"], endpoint=endpoint)  # (no event loop here: .wait() runs it)
         batch.wait(timeout=20)
-        reads = [r for r in server.requests if r.method == "GET"
-                 and r.path in ("/api/v1/app-conversations", "/api/v1/app-conversations/start-tasks")]
+        reads = [
+            r
+            for r in server.requests
+            if r.method == "GET" and r.path in ("/api/v1/app-conversations", "/api/v1/app-conversations/start-tasks")
+        ]
         assert batch.done and other.is_final
         assert max(len(r.query.get("ids", [])) for r in reads) == 3  # the rows and the other one in one read
         session.close()

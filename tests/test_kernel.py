@@ -50,7 +50,9 @@ class KernelSession:
         self.messages.append(message)
         return message
 
-    def execute(self, code: str, timeout: float = 20, *, error: str | None = None) -> tuple[list[dict[str, Any]], float]:
+    def execute(
+        self, code: str, timeout: float = 20, *, error: str | None = None
+    ) -> tuple[list[dict[str, Any]], float]:
         """Run ``code``; return its iopub outputs and the time its reply arrived. ``error``: the exception it must
         end with (else it must succeed)."""
         msg_id = self.client.execute(code)
@@ -108,12 +110,13 @@ class KernelSession:
             found.add(current)
             for value in json.dumps(self.opened_state(current)).split('"'):
                 if value.startswith("IPY_MODEL_"):
-                    todo.append(value[len("IPY_MODEL_"):])
+                    todo.append(value[len("IPY_MODEL_") :])
         return found
 
     def comm_msgs(self, model_ids: set[str], after: float = 0.0) -> list[dict[str, Any]]:
         return [
-            m for m in self.messages
+            m
+            for m in self.messages
             if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] in model_ids and m["received"] > after
         ]
 
@@ -125,8 +128,11 @@ class KernelSession:
         ]
 
     def wait_for_status(self, model_id: str, status: str, timeout: float = 15) -> None:
-        self.listen_until(lambda: any(s == status for _, s in self.updates(model_id, "status")), timeout,
-                          f"panel {model_id} to reach {status}: {self.updates(model_id, 'status')}")
+        self.listen_until(
+            lambda: any(s == status for _, s in self.updates(model_id, "status")),
+            timeout,
+            f"panel {model_id} to reach {status}: {self.updates(model_id, 'status')}",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +152,10 @@ def kernel(kernel_server: LocalOpenHandsServer) -> Iterator[KernelSession]:
     client.start_channels()
     client.wait_for_ready(timeout=60)
     session = KernelSession(client, manager=manager)
-    session.execute(f"%load_ext openhands_magics\n%config OpenHandsMagics.poll_interval = {POLL}\n"
-                    f"%config OpenHandsMagics.max_poll_interval = {MAX_POLL}\nimport json, openhands_magics")
+    session.execute(
+        f"%load_ext openhands_magics\n%config OpenHandsMagics.poll_interval = {POLL}\n"
+        f"%config OpenHandsMagics.max_poll_interval = {MAX_POLL}\nimport json, openhands_magics"
+    )
     yield session
     client.stop_channels()
     manager.shutdown_kernel(now=True)
@@ -180,8 +188,11 @@ def _panel_model_id(outputs: list[dict[str, Any]]) -> str:
 def _reads(server: LocalOpenHandsServer, after: float = 0.0) -> list[Any]:
     """The GETs that read conversations or start tasks (not the API probes)."""
     return [
-        r for r in server.requests
-        if r.method == "GET" and r.path in (CONVERSATIONS, TASKS) and r.query.get("ids") != [PROBE_ID]
+        r
+        for r in server.requests
+        if r.method == "GET"
+        and r.path in (CONVERSATIONS, TASKS)
+        and r.query.get("ids") != [PROBE_ID]
         and r.received > after
     ]
 
@@ -205,7 +216,9 @@ def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_ot
     # While the poller works in the background, the kernel answers other cells at once.
     answer, replied = kernel.execute("6 * 7")
     assert answer[0]["content"]["data"]["text/plain"] == "42"
-    assert "FINISHED" not in [s for _, s in kernel.updates(model_id, "status")], "finished before the test could overlap it"
+    assert "FINISHED" not in [s for _, s in kernel.updates(model_id, "status")], (
+        "finished before the test could overlap it"
+    )
     for number in range(5):
         started = time.monotonic()
         kernel.execute(f"x = {number}")
@@ -231,8 +244,11 @@ def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_ot
     display_id = display["content"]["transient"]["display_id"]
 
     def updates() -> list[dict[str, Any]]:
-        return [m["content"]["data"] for m in kernel.messages
-                if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id]
+        return [
+            m["content"]["data"]
+            for m in kernel.messages
+            if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id
+        ]
 
     def rewrites() -> list[str]:
         return [data["text/plain"] for data in updates() if "text/plain" in data]
@@ -253,8 +269,11 @@ def test_ten_panels_started_together_are_polled_with_one_batched_read_a_tick(
 ) -> None:
     server = serve(Timeline(starting=0.4, running=1.0), max_running=20)
     outputs, _ = kernel.execute(f"for _ in range(10):\n    %openhands --base-url {server.base_url} one of ten")
-    model_ids = [m["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
-                 for m in outputs if m["msg_type"] == "display_data"]
+    model_ids = [
+        m["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for m in outputs
+        if m["msg_type"] == "display_data"
+    ]
     assert len(model_ids) == 10 and len(server.task_ids()) == 10
     for model_id in model_ids:
         kernel.wait_for_status(model_id, "FINISHED")
@@ -340,7 +359,9 @@ def test_wait_prints_status_changes_in_the_kernel(kernel: KernelSession, kernel_
 def test_errors_in_the_kernel_are_one_line_on_stderr(
     kernel: KernelSession, kernel_server: LocalOpenHandsServer
 ) -> None:
-    kernel_server.inject(method="POST", status=429, body={"error": "Rate limit exceeded"}, headers={"Retry-After": "30"})
+    kernel_server.inject(
+        method="POST", status=429, body={"error": "Rate limit exceeded"}, headers={"Retry-After": "30"}
+    )
     outputs, _ = kernel.execute("%openhands too many")
     assert [m["msg_type"] for m in outputs] == ["stream"]
     assert outputs[0]["content"]["name"] == "stderr"
@@ -410,8 +431,10 @@ def test_reload_with_a_hundred_live_panels_leaves_no_poller_task_or_socket_behin
 ) -> None:
     server = serve(Timeline(starting=0.2, running=60), max_running=200)
     port = server.base_url.rsplit(":", 1)[1]
-    kernel.execute(f"for i in range(100): get_ipython().run_line_magic('openhands', '--base-url {server.base_url} task %d' % i)",
-                   timeout=60)
+    kernel.execute(
+        f"for i in range(100): get_ipython().run_line_magic('openhands', '--base-url {server.base_url} task %d' % i)",
+        timeout=60,
+    )
     kernel.listen(1.0)
     tasks, sockets, pollers, threads, _writers = map(int, kernel.printed(_COUNT.format(port=port)).split())
     # One poller task for the hundred, in the one I/O thread, on kept-alive connections.
@@ -451,7 +474,10 @@ def test_nothing_the_kernel_sends_holds_the_key_or_the_servers_session_key(
     outputs, _ = kernel.execute("conv = %openhands show everything")
     model_id = _panel_model_id(outputs)
     kernel.wait_for_status(model_id, "RUNNING")
-    states = "import ipywidgets\nprint(json.dumps([w.get_state() for w in list(ipywidgets.widgets.widget._instances.values())], default=str))"
+    states = (
+        "import ipywidgets\n"
+        "print(json.dumps([w.get_state() for w in list(ipywidgets.widgets.widget._instances.values())], default=str))"
+    )
     live = kernel.printed(states)  # while the panel is live (once final it gives way to the static card)
     kernel.wait_for_status(model_id, "FINISHED")
     printed = kernel.printed("print(repr(conv), conv.conversation, dict(conv.conversation.extra), conv.endpoint)")
@@ -469,9 +495,15 @@ ONE_POLL = MAX_POLL + 0.8
 def _start_cell(kernel: KernelSession, code: str, first_line: str) -> str:
     """Send ``code`` without waiting for it; return once it printed ``first_line`` (so it is running now)."""
     msg_id = kernel.client.execute(code)
-    kernel.listen_until(lambda: any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
-                                    and first_line in m["content"].get("text", "") for m in kernel.messages),
-                        what=f"the cell to print {first_line!r}")
+    kernel.listen_until(
+        lambda: any(
+            m["msg_type"] == "stream"
+            and m["parent_header"].get("msg_id") == msg_id
+            and first_line in m["content"].get("text", "")
+            for m in kernel.messages
+        ),
+        what=f"the cell to print {first_line!r}",
+    )
     return msg_id
 
 
@@ -482,9 +514,15 @@ def _finish_cell(kernel: KernelSession, msg_id: str, timeout: float = 30) -> flo
         reply = kernel.client.get_shell_msg(timeout=timeout)
     replied = time.monotonic()
     assert reply["content"]["status"] == "ok", reply["content"]
-    kernel.listen_until(lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                                    and m["parent_header"].get("msg_id") == msg_id for m in kernel.messages),
-                        what="the cell's idle")
+    kernel.listen_until(
+        lambda: any(
+            m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+            and m["parent_header"].get("msg_id") == msg_id
+            for m in kernel.messages
+        ),
+        what="the cell's idle",
+    )
     return replied
 
 
@@ -589,17 +627,29 @@ def test_the_stop_button_ends_a_blocking_wait_not_the_conversation_and_other_pan
     model_id = _panel_model_id(outputs)
     kernel.wait_for_status(model_id, "RUNNING")
     msg_id = kernel.client.execute(f"%%openhands --wait --no-panel --base-url {server.base_url}\nwaited for")
-    kernel.listen_until(lambda: any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
-                                    and " RUNNING " in m["content"].get("text", "") for m in kernel.messages),
-                        what="the wait to print RUNNING")
+    kernel.listen_until(
+        lambda: any(
+            m["msg_type"] == "stream"
+            and m["parent_header"].get("msg_id") == msg_id
+            and " RUNNING " in m["content"].get("text", "")
+            for m in kernel.messages
+        ),
+        what="the wait to print RUNNING",
+    )
     kernel.manager.interrupt_kernel()  # the stop button: SIGINT to the kernel, which is in the blocking wait
     reply = kernel.client.get_shell_msg(timeout=10)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = kernel.client.get_shell_msg(timeout=10)
     assert reply["content"]["status"] == "ok"  # one line, not a KeyboardInterrupt traceback
-    kernel.listen_until(lambda: any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
-                                    and "Stopped waiting" in m["content"].get("text", "") for m in kernel.messages),
-                        what="the Stopped waiting line")
+    kernel.listen_until(
+        lambda: any(
+            m["msg_type"] == "stream"
+            and m["parent_header"].get("msg_id") == msg_id
+            and "Stopped waiting" in m["content"].get("text", "")
+            for m in kernel.messages
+        ),
+        what="the Stopped waiting line",
+    )
     shown_id = server.conversation_ids()[0]
     server.set_state(shown_id, execution_status="finished")  # the panel on screen still follows its conversation
     kernel.wait_for_status(model_id, "FINISHED", timeout=8)

@@ -63,8 +63,9 @@ def login_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOpenHandsServ
 
 
 @pytest.fixture
-def logged_in(ip: InteractiveShell, login_server: LocalOpenHandsServer, output: Output,
-              monkeypatch: pytest.MonkeyPatch) -> LocalOpenHandsServer:
+def logged_in(
+    ip: InteractiveShell, login_server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> LocalOpenHandsServer:
     monkeypatch.setattr("getpass.getpass", lambda prompt="": LOGIN_KEY)
     ip.run_line_magic("openhands", "--login")
     assert "kept in memory" in output.read()[0]
@@ -118,8 +119,9 @@ def test_a_dry_run_of_a_fan_out_blanks_a_key_in_its_items(
 def test_notebook_variables_named_like_credentials_are_blanked_and_short_or_other_values_are_not(
     ip: InteractiveShell, logged_in: LocalOpenHandsServer, output: Output
 ) -> None:
-    ip.run_cell(f"github_token = {TOKEN!r}\ndb_password = {PASSWORD!r}\ncache_key = '1'\nmonkey_count = 1",
-                store_history=True)
+    ip.run_cell(
+        f"github_token = {TOKEN!r}\ndb_password = {PASSWORD!r}\ncache_key = '1'\nmonkey_count = 1", store_history=True
+    )
     ip.user_ns["city"] = "Copenhagen-2025"  # a long value, but not named like a credential
     output.read()
 
@@ -147,8 +149,9 @@ def test_notebook_variables_named_like_credentials_are_blanked_and_short_or_othe
 def test_a_server_that_echoes_the_authorization_header_gets_no_key_printed(
     ip: InteractiveShell, logged_in: LocalOpenHandsServer, output: Output, status: int
 ) -> None:
-    logged_in.inject(status=status, body={"detail": f"rejected header Authorization: Bearer {LOGIN_KEY}"},
-                     method="POST", times=5)
+    logged_in.inject(
+        status=status, body={"detail": f"rejected header Authorization: Bearer {LOGIN_KEY}"}, method="POST", times=5
+    )
     assert ip.run_line_magic("openhands", "Fix the typo") is None
     line = output.one_error_line()
     assert "Bearer ********" in line and LOGIN_KEY not in line
@@ -157,18 +160,32 @@ def test_a_server_that_echoes_the_authorization_header_gets_no_key_printed(
 def test_a_key_cut_short_at_the_end_of_an_echoed_error_is_blanked_too(server: LocalOpenHandsServer) -> None:
     with OpenHandsClient(SECRET, base_url=server.base_url, api="v1", timeout=2.0, retry=NO_RETRIES) as client:
         for pad in range(180, 200):  # wherever the server's text is cut (an error line shows its first 200 characters)
-            server.inject(status=500, body={"detail": "x" * pad + f" Bearer {SECRET} and more text after it"},
-                          method="GET")
+            server.inject(
+                status=500, body={"detail": "x" * pad + f" Bearer {SECRET} and more text after it"}, method="GET"
+            )
             with pytest.raises(ServerError) as raised:
                 client.get_conversation(UNKNOWN)
             assert _no_prefix_of(SECRET, str(raised.value)), (pad, str(raised.value))
 
 
-@pytest.mark.parametrize("error_type", [
-    errors.OpenHandsError, errors.ConfigurationError, errors.UnsupportedApiError, errors.ValidationError,
-    errors.AuthenticationError, errors.BadRequestError, errors.NotFoundError, errors.ConflictError,
-    errors.RateLimitError, errors.ServerError, errors.TransportError, errors.ProtocolError, errors.WaitTimeout,
-])
+@pytest.mark.parametrize(
+    "error_type",
+    [
+        errors.OpenHandsError,
+        errors.ConfigurationError,
+        errors.UnsupportedApiError,
+        errors.ValidationError,
+        errors.AuthenticationError,
+        errors.BadRequestError,
+        errors.NotFoundError,
+        errors.ConflictError,
+        errors.RateLimitError,
+        errors.ServerError,
+        errors.TransportError,
+        errors.ProtocolError,
+        errors.WaitTimeout,
+    ],
+)
 def test_every_error_of_the_tree_is_blanked_as_it_is_made(error_type: type[OpenHandsError]) -> None:
     ApiKey(EXPLICIT_KEY)  # known to the package from now on
     error = error_type(f"The server said: Bearer {EXPLICIT_KEY} is wrong.")

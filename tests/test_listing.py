@@ -34,12 +34,27 @@ def _local(moment: dt.datetime) -> str:
 def handles() -> list[ConversationHandle]:
     session, endpoint = Session(), Endpoint.resolve(BASE, api_key=SECRET)
     conversations = [
-        Conversation("a" * 32, status="FINISHED", title="Fix the flaky test", selected_repository="octo/hello",
-                     pr_numbers=(12,), cost=Cost(0.1234, 1000, 234), created_at=CREATED, updated_at=UPDATED),
-        Conversation("b" * 32, status="RUNNING", title=HOSTILE_TITLE, selected_repository="o/<r>", created_at=CREATED,
-                     cost=Cost(0.0, 0, 0)),
-        Conversation("c" * 32, status="PAUSED", title=None, git_provider="forgejo", selected_repository="me/x",
-                     pr_numbers=(7, 8)),
+        Conversation(
+            "a" * 32,
+            status="FINISHED",
+            title="Fix the flaky test",
+            selected_repository="octo/hello",
+            pr_numbers=(12,),
+            cost=Cost(0.1234, 1000, 234),
+            created_at=CREATED,
+            updated_at=UPDATED,
+        ),
+        Conversation(
+            "b" * 32,
+            status="RUNNING",
+            title=HOSTILE_TITLE,
+            selected_repository="o/<r>",
+            created_at=CREATED,
+            cost=Cost(0.0, 0, 0),
+        ),
+        Conversation(
+            "c" * 32, status="PAUSED", title=None, git_provider="forgejo", selected_repository="me/x", pr_numbers=(7, 8)
+        ),
     ]
     return [session.record(c, endpoint) for c in conversations]
 
@@ -85,10 +100,10 @@ def test_the_text_table_has_fixed_columns_and_no_control_characters(handles: lis
     starts = [header.index(name) for name in ("title", "repository", "PR", "cost", "updated", "id")]
     for line, ident in zip(lines[2:], ("a", "b", "c")):
         assert line.endswith(ident * 32) and line.index(ident * 32) == starts[-1]  # aligned
-    assert lines[2][starts[0]:].startswith("Fix the flaky test")
-    assert lines[2][starts[2]:].startswith("#12") and "$0.12 · 1,234 tokens" in lines[2]
-    assert lines[4][starts[2]:].startswith("#7 #8") and lines[4][starts[0]:].startswith("untitled")
-    title_cell = lines[3][starts[0]:starts[1]].rstrip()
+    assert lines[2][starts[0] :].startswith("Fix the flaky test")
+    assert lines[2][starts[2] :].startswith("#12") and "$0.12 · 1,234 tokens" in lines[2]
+    assert lines[4][starts[2] :].startswith("#7 #8") and lines[4][starts[0] :].startswith("untitled")
+    title_cell = lines[3][starts[0] : starts[1]].rstrip()
     assert len(title_cell) == 40 and title_cell.endswith("…")
 
 
@@ -108,8 +123,19 @@ def test_ipython_pretty_prints_the_text_table(handles: list[ConversationHandle])
 def test_to_dataframe(handles: list[ConversationHandle]) -> None:
     pytest.importorskip("pandas")
     frame = ConversationList(handles).to_dataframe()
-    assert list(frame.columns) == ["id", "task_id", "status", "title", "repository", "pull_requests", "cost_usd",
-                                   "tokens", "created_at", "updated_at", "url"]
+    assert list(frame.columns) == [
+        "id",
+        "task_id",
+        "status",
+        "title",
+        "repository",
+        "pull_requests",
+        "cost_usd",
+        "tokens",
+        "created_at",
+        "updated_at",
+        "url",
+    ]
     assert list(frame["id"]) == ["a" * 32, "b" * 32, "c" * 32]
     assert frame["pull_requests"].tolist() == [["https://github.com/octo/hello/pull/12"], [], ["#7", "#8"]]
     assert frame.loc[0, "cost_usd"] == pytest.approx(0.1234) and frame.loc[0, "tokens"] == 1234

@@ -26,8 +26,10 @@ from .conftest import FAST, SECRET
 
 POLL, MAX_POLL = 0.05, 0.2
 #: What ``--wait`` prints on each change: ``<reference>: <status line>[ after <elapsed>][ <url>]``.
-CHANGE_LINE = re.compile(r"^(?P<ref>task [0-9a-f]{32}|[0-9a-f]{32}): (?P<status>[A-Z][A-Z ]*?)(?: · (?P<phase>.+?))?"
-                         r"(?: after \S+)?(?: (?P<url>http\S+))?$")
+CHANGE_LINE = re.compile(
+    r"^(?P<ref>task [0-9a-f]{32}|[0-9a-f]{32}): (?P<status>[A-Z][A-Z ]*?)(?: · (?P<phase>.+?))?"
+    r"(?: after \S+)?(?: (?P<url>http\S+))?$"
+)
 
 
 def _test_shell() -> InteractiveShell:
@@ -304,8 +306,10 @@ def test_the_servers_session_key_never_reaches_output_or_the_handle(
     ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output
 ) -> None:
     ip.run_line_magic("openhands", "--wait --timeout 10 show me everything")
-    ip.run_cell("conv = openhands_magics.last()\nprint(repr(conv), conv.conversation, dict(conv.conversation.extra))\n"
-                "conv", store_history=True)
+    ip.run_cell(
+        "conv = openhands_magics.last()\nprint(repr(conv), conv.conversation, dict(conv.conversation.extra))\nconv",
+        store_history=True,
+    )
     out, _ = output.read()  # (read() fails on the planted key)
     assert "FINISHED" in out and "conversation_url" in out  # the server's other fields are there
     assert "session_api_key" not in out
@@ -325,7 +329,10 @@ def test_api_v0_on_a_v1_server_is_one_line_saying_so(
 
 
 def test_config_api_is_used_and_nonsense_is_refused(
-    ip: InteractiveShell, v0_server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell,
+    v0_server: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("OPENHANDS_API_KEY", SECRET)
@@ -440,10 +447,15 @@ def test_no_key_says_how_to_set_one_and_sends_nothing(
     ("fault", "expected"),
     [
         ({"status": 401, "body": {"error": "NoCredentialsError"}}, "The API key was rejected (HTTP 401)"),
-        ({"status": 429, "body": {"error": "Rate limit exceeded"}, "headers": {"Retry-After": "30"}},
-         "10 conversations at once"),
+        (
+            {"status": 429, "body": {"error": "Rate limit exceeded"}, "headers": {"Retry-After": "30"}},
+            "10 conversations at once",
+        ),
         ({"status": 502, "body": b"Bad Gateway"}, "The OpenHands server failed (HTTP 502)"),
-        ({"status": 503, "body": {"detail": "overloaded"}}, "(HTTP 503); try again in a minute (server said: overloaded)"),
+        (
+            {"status": 503, "body": {"detail": "overloaded"}},
+            "(HTTP 503); try again in a minute (server said: overloaded)",
+        ),
         ({"status": 200, "body": b"<html>"}, "not valid JSON"),
         ({"status": 200, "body": {"status": "ok"}}, "has no start task id"),
         ({"delay": 1.0}, "did not answer within 0.3 s"),
@@ -485,7 +497,7 @@ def test_server_down_is_one_clear_line(
     assert f"Could not connect to {dead_url}" in output.one_error_line()
 
 
-# ---------------------------------------------------------------------------------------------------- help, key, settings
+# ------------------------------------------------------------------------------------------------ help, key, settings
 
 
 def test_help_and_question_mark_document_every_option(
@@ -495,7 +507,17 @@ def test_help_and_question_mark_document_every_option(
     usage, _ = output.read()
     ip.run_cell("%openhands?")
     doc, _ = output.read()
-    for option in ("--repo", "--base-url", "--api", "--wait", "--timeout", "--no-panel", "--watch", "--login", "--help"):
+    for option in (
+        "--repo",
+        "--base-url",
+        "--api",
+        "--wait",
+        "--timeout",
+        "--no-panel",
+        "--watch",
+        "--login",
+        "--help",
+    ):
         assert option in usage and option in doc, option
     assert "task_id" in usage and "OPENHANDS_API_KEY" in doc
     assert server_env.requests == []
@@ -537,7 +559,10 @@ def test_login_where_the_front_end_cannot_prompt(
 
 
 def test_config_traits_are_validated_and_used(
-    ip: InteractiveShell, server: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell,
+    server: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("OPENHANDS_API_KEY", SECRET)
@@ -632,7 +657,10 @@ def test_debug_logs_of_every_layer_never_contain_the_key_or_the_session_key(
 
 
 def test_reattach_watches_again_what_the_saved_notebook_names_and_nothing_of_another_server(
-    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell,
+    server_env: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Any,
 ) -> None:
     import json
@@ -648,13 +676,21 @@ def test_reattach_watches_again_what_the_saved_notebook_names_and_nothing_of_ano
         for handle in (live, text_only):
             handle.refresh()
         outputs = [
-            {"output_type": "display_data", "data": {"text/plain": "…"},
-             "metadata": {"openhands": {"conversation_id": live.id, "task_id": live.task_id,
-                                        "base_url": long_server.base_url}}},
+            {
+                "output_type": "display_data",
+                "data": {"text/plain": "…"},
+                "metadata": {
+                    "openhands": {"conversation_id": live.id, "task_id": live.task_id, "base_url": long_server.base_url}
+                },
+            },
             {"output_type": "stream", "name": "stdout", "text": [f"OpenHands conversation {text_only.id} RUNNING\n"]},
-            {"output_type": "display_data", "data": {"text/plain": "…"},
-             "metadata": {"openhands": {"conversation_id": "f" * 32, "task_id": None,
-                                        "base_url": "https://elsewhere.example"}}},
+            {
+                "output_type": "display_data",
+                "data": {"text/plain": "…"},
+                "metadata": {
+                    "openhands": {"conversation_id": "f" * 32, "task_id": None, "base_url": "https://elsewhere.example"}
+                },
+            },
         ]
         notebook = tmp_path / "work.ipynb"
         notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs}]}))
@@ -662,6 +698,7 @@ def test_reattach_watches_again_what_the_saved_notebook_names_and_nothing_of_ano
         output.read()
         get_session().close()
         import openhands_magics.session as session_module
+
         session_module._session = None  # a kernel restart: the record is gone, the notebook is not
         long_server.requests.clear()
 
@@ -692,10 +729,16 @@ def test_saved_conversations_are_read_from_metadata_or_text_and_a_broken_file_gi
 
     task, conv, other = "1" * 32, "2" * 32, "3" * 32
     outputs = [
-        {"output_type": "display_data", "data": {}, "metadata": {"openhands": {"conversation_id": None, "task_id": task,
-                                                                                "base_url": "http://127.0.0.1:9"}}},
-        {"output_type": "display_data", "data": {}, "metadata": {"openhands": {"conversation_id": conv, "task_id": task,
-                                                                                "base_url": "http://127.0.0.1:9"}}},
+        {
+            "output_type": "display_data",
+            "data": {},
+            "metadata": {"openhands": {"conversation_id": None, "task_id": task, "base_url": "http://127.0.0.1:9"}},
+        },
+        {
+            "output_type": "display_data",
+            "data": {},
+            "metadata": {"openhands": {"conversation_id": conv, "task_id": task, "base_url": "http://127.0.0.1:9"}},
+        },
         {"output_type": "display_data", "data": {"text/plain": [f"OpenHands conversation {other} FINISHED 'x' (2s)"]}},
         {"output_type": "stream", "text": "OpenHands conversation (not created yet) STARTING · start task " + "4" * 32},
     ]

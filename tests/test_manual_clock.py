@@ -48,8 +48,9 @@ def test_a_ten_minute_run_is_walked_through_without_waiting_for_it(
     assert client.refresh(running).status == ConversationStatus.FINISHED and server.running_count() == 0
 
 
-def test_nothing_moves_while_the_test_looks(held: tuple[LocalOpenHandsServer, OpenHandsClient],
-                                            clock: ManualClock) -> None:
+def test_nothing_moves_while_the_test_looks(
+    held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
+) -> None:
     server, client = held
     clock.advance(SLOW.starting)
     task = client.start_conversation("Fix the loader")
@@ -59,8 +60,9 @@ def test_nothing_moves_while_the_test_looks(held: tuple[LocalOpenHandsServer, Op
     assert {(c.status, c.updated_at) for c in again} == {(first.status, first.updated_at)}
 
 
-def test_its_time_stamps_move_with_the_clock(held: tuple[LocalOpenHandsServer, OpenHandsClient],
-                                             clock: ManualClock) -> None:
+def test_its_time_stamps_move_with_the_clock(
+    held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
+) -> None:
     _, client = held
     before = dt.datetime.now(dt.timezone.utc)
     task = client.start_conversation("Fix the loader")

@@ -215,7 +215,13 @@ def test_not_found_names_the_conversation_or_else_its_start_task() -> None:
 
 def test_final_statuses_are_exactly_the_ones_where_watching_stops() -> None:
     assert FINAL_STATUSES == {
-        "FINISHED", "WAITING FOR INPUT", "STUCK", "ERROR", "STOPPED", "ARCHIVED", "DELETED",
+        "FINISHED",
+        "WAITING FOR INPUT",
+        "STUCK",
+        "ERROR",
+        "STOPPED",
+        "ARCHIVED",
+        "DELETED",
     }
 
 
@@ -485,7 +491,12 @@ def test_v1_unknown_fields_are_kept_in_extra_and_only_there(dialect: V1) -> None
     snapshot = dialect.from_conversation(conversation_item(brand_new_field={"x": 1}))
 
     assert set(snapshot.extra) == {
-        "selected_branch", "llm_model", "parent_conversation_id", "sub_conversation_ids", "tags", "conversation_url",
+        "selected_branch",
+        "llm_model",
+        "parent_conversation_id",
+        "sub_conversation_ids",
+        "tags",
+        "conversation_url",
         "brand_new_field",
     }
     assert snapshot.cost is not None and snapshot.cost.prompt_tokens == 12  # read into the model instead
@@ -589,8 +600,13 @@ def test_v1_a_server_id_that_is_not_hex_is_refused(dialect: V1, bad: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "given", [APP_CONVERSATION_ID, hyphenated(APP_CONVERSATION_ID), APP_CONVERSATION_ID.upper(),
-              hyphenated(APP_CONVERSATION_ID).upper()],
+    "given",
+    [
+        APP_CONVERSATION_ID,
+        hyphenated(APP_CONVERSATION_ID),
+        APP_CONVERSATION_ID.upper(),
+        hyphenated(APP_CONVERSATION_ID).upper(),
+    ],
 )
 def test_v1_normalize_id_gives_hex(dialect: V1, given: str) -> None:
     assert dialect.normalize_id(given) == APP_CONVERSATION_ID
@@ -604,8 +620,11 @@ def test_v1_normalize_id_refuses_what_is_not_a_uuid(dialect: V1, given: str) -> 
 
 @pytest.mark.parametrize(
     "given",
-    [f"  {APP_CONVERSATION_ID}\n", f"https://app.all-hands.dev/conversations/{APP_CONVERSATION_ID}",
-     f"http://localhost:3000/conversations/{hyphenated(APP_CONVERSATION_ID)}/"],
+    [
+        f"  {APP_CONVERSATION_ID}\n",
+        f"https://app.all-hands.dev/conversations/{APP_CONVERSATION_ID}",
+        f"http://localhost:3000/conversations/{hyphenated(APP_CONVERSATION_ID)}/",
+    ],
 )
 def test_v1_normalize_id_accepts_a_pasted_link_like_v0(dialect: V1, given: str) -> None:
     assert dialect.normalize_id(given) == APP_CONVERSATION_ID
@@ -652,8 +671,10 @@ def test_v0_other_statuses_are_kept_whatever_the_agent_said(server_status: str) 
     assert v0.derive_status(server_status.lower(), None) == (server_status, None)
 
 
-@pytest.mark.parametrize(("server_status", "final"), [("STOPPED", True), ("ARCHIVED", True), ("ERROR", True),
-                                                       ("STARTING", False), ("RUNNING", False)])
+@pytest.mark.parametrize(
+    ("server_status", "final"),
+    [("STOPPED", True), ("ARCHIVED", True), ("ERROR", True), ("STARTING", False), ("RUNNING", False)],
+)
 def test_v0_stopped_archived_and_error_are_final(server_status: str, final: bool) -> None:
     status, _ = v0.derive_status(server_status, None)
     assert is_final_status(status) is final
@@ -665,14 +686,18 @@ def test_v0_no_status_is_none() -> None:
 
 
 def test_v0_latest_agent_state_is_the_newest_change() -> None:
-    answer = {"events": [message_event(12), agent_state_event(11, "finished"), agent_state_event(5, "running")],
-              "has_more": True}
+    answer = {
+        "events": [message_event(12), agent_state_event(11, "finished"), agent_state_event(5, "running")],
+        "has_more": True,
+    }
     assert v0.latest_agent_state(answer) == "finished"
 
 
 def test_v0_latest_agent_state_skips_events_that_are_not_state_changes() -> None:
-    answer = {"events": [message_event(9), "junk", {"observation": "run"}, agent_state_event(3, "awaiting_user_input")],
-              "has_more": False}
+    answer = {
+        "events": [message_event(9), "junk", {"observation": "run"}, agent_state_event(3, "awaiting_user_input")],
+        "has_more": False,
+    }
     assert v0.latest_agent_state(answer) == "awaiting_user_input"
 
 
@@ -704,8 +729,9 @@ def _v1_row(execution: str | None, sandbox: str = "RUNNING") -> Conversation:
 
 def _v0_row(server_status: str, agent_state: str | None) -> Conversation:
     status, phase = v0.derive_status(server_status, agent_state)
-    return Conversation(CONVERSATION_ID, status=status, phase=phase, api="v0",
-                        server_status=server_status, agent_state=agent_state)
+    return Conversation(
+        CONVERSATION_ID, status=status, phase=phase, api="v0", server_status=server_status, agent_state=agent_state
+    )
 
 
 @pytest.mark.parametrize(
@@ -715,15 +741,20 @@ def _v0_row(server_status: str, agent_state: str | None) -> Conversation:
         pytest.param(lambda: _v1_row("finished"), "FINISHED", True, id="v1-finished"),
         pytest.param(lambda: _v1_row("error"), "ERROR", True, id="v1-error"),
         pytest.param(lambda: _v1_row("stuck"), "STUCK", True, id="v1-stuck"),
-        pytest.param(lambda: _v1_row("waiting_for_confirmation"), "WAITING FOR CONFIRMATION", False,
-                     id="v1-waiting-for-confirmation"),
+        pytest.param(
+            lambda: _v1_row("waiting_for_confirmation"),
+            "WAITING FOR CONFIRMATION",
+            False,
+            id="v1-waiting-for-confirmation",
+        ),
         pytest.param(lambda: _v1_row("paused"), "PAUSED", False, id="v1-paused"),
         pytest.param(lambda: _v1_row("idle"), "IDLE", False, id="v1-idle"),
         pytest.param(lambda: _v1_row(None, sandbox="MISSING"), "STOPPED", True, id="v1-sandbox-missing"),
         pytest.param(lambda: _v1_row("running", sandbox="MISSING"), "STOPPED", True, id="v1-sandbox-missing-running"),
         pytest.param(lambda: _v0_row("RUNNING", "finished"), "FINISHED", True, id="v0-finished"),
-        pytest.param(lambda: _v0_row("RUNNING", "awaiting_user_input"), "WAITING FOR INPUT", True,
-                     id="v0-awaiting-user-input"),
+        pytest.param(
+            lambda: _v0_row("RUNNING", "awaiting_user_input"), "WAITING FOR INPUT", True, id="v0-awaiting-user-input"
+        ),
         pytest.param(lambda: _v0_row("RUNNING", "running"), "RUNNING", False, id="v0-running"),
         pytest.param(lambda: _v0_row("RUNNING", None), "RUNNING", False, id="v0-running-no-agent-state"),
         pytest.param(lambda: _v0_row("STOPPED", None), "STOPPED", True, id="v0-stopped"),
@@ -790,8 +821,20 @@ def test_validate_repository_accepts(given: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "given",
-    ["owner", "owner/", "/repo", "a/b/c", "owner/..", "owner/.", "own er/repo", "owner/re po", "", "-owner/repo",
-     "https://github.com/owner", "https://gitlab.com/owner/repo"],
+    [
+        "owner",
+        "owner/",
+        "/repo",
+        "a/b/c",
+        "owner/..",
+        "owner/.",
+        "own er/repo",
+        "owner/re po",
+        "",
+        "-owner/repo",
+        "https://github.com/owner",
+        "https://gitlab.com/owner/repo",
+    ],
 )
 def test_validate_repository_rejects(given: str) -> None:
     with pytest.raises(ValidationError) as raised:
@@ -844,7 +887,8 @@ def test_v1_reads_sandbox_cost_and_pull_requests(dialect: V1) -> None:
     assert snapshot.cost == Cost(0.0, 12, 3)
     assert snapshot.cost.tokens == 15 and str(snapshot.cost) == "$0.00 · 15 tokens"
     assert [pr.url for pr in snapshot.pull_requests] == [
-        "https://github.com/octo/demo/pull/12", "https://github.com/octo/demo/pull/15",
+        "https://github.com/octo/demo/pull/12",
+        "https://github.com/octo/demo/pull/15",
     ]
 
 
@@ -865,8 +909,12 @@ def test_pull_request_links_follow_the_provider(dialect: V1, provider: str | Non
 
 @pytest.mark.parametrize(
     "bad",
-    [{"pr_number": "12"}, {"pr_number": [True, -1, "3", None]}, {"metrics": "lots"},
-     {"metrics": {"accumulated_cost": "1", "accumulated_token_usage": [1]}}],
+    [
+        {"pr_number": "12"},
+        {"pr_number": [True, -1, "3", None]},
+        {"metrics": "lots"},
+        {"metrics": {"accumulated_cost": "1", "accumulated_token_usage": [1]}},
+    ],
 )
 def test_malformed_details_do_not_stop_the_status_from_being_read(dialect: V1, bad: dict[str, Any]) -> None:
     snapshot = dialect.from_conversation(conversation_item(**bad))

@@ -77,16 +77,22 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[LocalOpenHandsServer, Path]]:
         yield server, ca_file
 
 
-def test_a_tls_failure_is_one_line_pointing_at_the_ca_bundle_setting(tls_server: tuple[LocalOpenHandsServer, Path]) -> None:
+def test_a_tls_failure_is_one_line_pointing_at_the_ca_bundle_setting(
+    tls_server: tuple[LocalOpenHandsServer, Path],
+) -> None:
     server, _ = tls_server
     url = server.base_url.replace("http://", "https://")
     with OpenHandsClient(SECRET, base_url=url, api="v1", retry=ONCE) as client:
-        with pytest.raises(TransportError, match=r"TLS verification of https://127.0.0.1:\d+ failed .*ca_bundle") as caught:
+        with pytest.raises(
+            TransportError, match=r"TLS verification of https://127.0.0.1:\d+ failed .*ca_bundle"
+        ) as caught:
             client.start_conversation("hi")
     assert caught.value.request_sent is False and "\n" not in str(caught.value)
 
 
-def test_a_company_ca_bundle_makes_tls_work(tls_server: tuple[LocalOpenHandsServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_company_ca_bundle_makes_tls_work(
+    tls_server: tuple[LocalOpenHandsServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, ca_file = tls_server
     url = server.base_url.replace("http://", "https://")
     with OpenHandsClient(SECRET, base_url=url, api="v1", ca_bundle=str(ca_file)) as client:

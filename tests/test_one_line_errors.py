@@ -119,11 +119,16 @@ def test_a_deeply_nested_answer_to_any_read_is_a_protocol_error_on_both_clients(
 
 
 # ---------------------------------------------------------------------------------------------------- CA bundles
-@pytest.mark.parametrize("content", [b"not a certificate\n", b"", b"\x30\x82\x01\x0a\x02\x82\x01\x01\x00" * 20,
-                                     b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"])
-def test_a_ca_bundle_that_is_not_pem_is_one_configuration_line_naming_the_file(
-    tmp_path: Path, content: bytes
-) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not a certificate\n",
+        b"",
+        b"\x30\x82\x01\x0a\x02\x82\x01\x01\x00" * 20,
+        b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+    ],
+)
+def test_a_ca_bundle_that_is_not_pem_is_one_configuration_line_naming_the_file(tmp_path: Path, content: bytes) -> None:
     bundle = tmp_path / "company-ca.crt"
     bundle.write_bytes(content)
     for client_class in (OpenHandsClient, AsyncOpenHandsClient):

@@ -66,12 +66,19 @@ def test_every_row_sets_a_field_of_the_invocation_and_the_parser_reads_it() -> N
         for flag in row.flags:  # every flag of the table, as the table spells it, is read off the line
             invocation = parse_invocation(flag)  # (--reattach takes no message)
             assert getattr(invocation, row.attribute) is True and invocation.message == "", flag
-    values = {"repo": "octo/demo", "base_url": "http://127.0.0.1:9", "api": "v1", "watch": HEX, "context": "df",
-              "cells": "2"}
+    values = {
+        "repo": "octo/demo",
+        "base_url": "http://127.0.0.1:9",
+        "api": "v1",
+        "watch": HEX,
+        "context": "df",
+        "cells": "2",
+    }
     for row in OPTIONS:
         if not row.applies and row.kind == "value" and row.attribute in values:
-            invocation = parse_invocation(f"{row.name} {values[row.attribute]}" + ("" if row.name == "--watch"
-                                                                                   else " go"))
+            invocation = parse_invocation(
+                f"{row.name} {values[row.attribute]}" + ("" if row.name == "--watch" else " go")
+            )
             assert getattr(invocation, row.attribute) not in (None, ""), row.name
 
 
@@ -116,8 +123,12 @@ def test_each_command_is_a_module_with_run_that_never_imports_the_magics() -> No
         assert callable(module.run), command.module
     for path in COMMANDS_DIR.glob("*.py"):
         source = path.read_text()
-        assert not re.search(r"^\s*(from \.\.magics|from \.\. import magics|import openhands_magics\.magics|"
-                             r"from openhands_magics\.magics)", source, re.MULTILINE), path.name
+        assert not re.search(
+            r"^\s*(from \.\.magics|from \.\. import magics|import openhands_magics\.magics|"
+            r"from openhands_magics\.magics)",
+            source,
+            re.MULTILINE,
+        ), path.name
         assert not re.search(r"\bmagics\.", source), path.name  # no magics object reaches a command
     with pytest.raises(dataclasses.FrozenInstanceError):
         commands.Context(None, get_session(), commands.Settings()).shell = object()  # type: ignore[misc]

@@ -37,14 +37,20 @@ def session() -> Session:
 
 @pytest.fixture
 def handle(session: Session) -> ConversationHandle:
-    starting = Conversation(None, status="STARTING", phase="waiting for sandbox", start_task_id=TASK,
-                            requested_at=_75_seconds_ago())
+    starting = Conversation(
+        None, status="STARTING", phase="waiting for sandbox", start_task_id=TASK, requested_at=_75_seconds_ago()
+    )
     return session.record(starting, Endpoint.resolve(BASE, api_key=SECRET))
 
 
 def _running(handle: ConversationHandle, **fields: object) -> Conversation:
-    base = dict(conversation_id=CONV, status="RUNNING", start_task_id=TASK, requested_at=handle.conversation.requested_at,
-                title="Speed up load.py")
+    base = dict(
+        conversation_id=CONV,
+        status="RUNNING",
+        start_task_id=TASK,
+        requested_at=handle.conversation.requested_at,
+        title="Speed up load.py",
+    )
     return Conversation(**{**base, **fields})  # type: ignore[arg-type]
 
 
@@ -125,8 +131,9 @@ def test_a_conversation_first_seen_finished_on_v1_has_no_made_up_elapsed_time(se
 
 
 def test_server_text_is_escaped_in_every_html_output(handle: ConversationHandle) -> None:
-    handle.update(_running(handle, status="<b>RUN</b>", phase="<script>x</script>", title=EVIL_TITLE,
-                           selected_repository="o/<r>"))
+    handle.update(
+        _running(handle, status="<b>RUN</b>", phase="<script>x</script>", title=EVIL_TITLE, selected_repository="o/<r>")
+    )
     panel = ConversationPanel(handle)
     for markup in (panel.children[0].value, html_card(handle), panel._repr_mimebundle_()["text/html"]):
         assert "<img" not in markup and "<b>RUN" not in markup and "o/<r>" not in markup and "<script>" not in markup
@@ -141,8 +148,14 @@ def test_server_text_cannot_forge_lines_or_escape_sequences_in_text_output(handl
 
 
 def test_widget_state_holds_neither_key_nor_the_servers_session_key(handle: ConversationHandle) -> None:
-    answer = {"id": CONV, "title": "t", "sandbox_status": "RUNNING", "execution_status": "running",
-              "session_api_key": PLANTED_SESSION_KEY, "conversation_url": "http://localhost:8000/api/conversations/x"}
+    answer = {
+        "id": CONV,
+        "title": "t",
+        "sandbox_status": "RUNNING",
+        "execution_status": "running",
+        "session_api_key": PLANTED_SESSION_KEY,
+        "conversation_url": "http://localhost:8000/api/conversations/x",
+    }
     handle.update(V1(BASE).from_conversation(answer, previous=handle.conversation))
     panel = ConversationPanel(handle)
     handle.set_note("retrying in 4 s… (HTTP 503)")
@@ -178,7 +191,9 @@ def test_the_stop_button_follows_watching_and_stops_it(session: Session, handle:
 
 
 def test_text_summary_status_lines_and_elapsed_format(handle: ConversationHandle) -> None:
-    assert text_summary(handle).startswith("OpenHands conversation (not created yet) STARTING · waiting for sandbox (1m")
+    assert text_summary(handle).startswith(
+        "OpenHands conversation (not created yet) STARTING · waiting for sandbox (1m"
+    )
     assert status_change_line(handle).startswith(f"task {TASK}: STARTING · waiting for sandbox after 1m")
     handle.update(_running(handle, status="FINISHED"))
     line = text_summary(handle)

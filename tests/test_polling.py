@@ -24,8 +24,9 @@ def _session(server: LocalOpenHandsServer, schedule: PollSchedule = FAST_POLL) -
     return Session(schedule), Endpoint.resolve(server.base_url, api_key=SECRET)
 
 
-def _run_watching(session: Session, handles: list[ConversationHandle], seconds: float,
-                  until: Callable[[], bool] | None = None) -> None:
+def _run_watching(
+    session: Session, handles: list[ConversationHandle], seconds: float, until: Callable[[], bool] | None = None
+) -> None:
     """Watch ``handles`` in a fresh event loop until ``until()`` (default: all final) or ``seconds`` pass."""
     until = until or (lambda: all(h.is_final for h in handles))
 
@@ -43,7 +44,11 @@ def _run_watching(session: Session, handles: list[ConversationHandle], seconds: 
 
 def _statuses(handle: ConversationHandle) -> list[str]:
     seen: list[str] = []
-    handle.subscribe(lambda h: seen.append(h.conversation.status_line) if not seen or seen[-1] != h.conversation.status_line else None)
+    handle.subscribe(
+        lambda h: (
+            seen.append(h.conversation.status_line) if not seen or seen[-1] != h.conversation.status_line else None
+        )
+    )
     return seen
 
 
@@ -63,8 +68,10 @@ def test_one_poller_follows_many_conversations_to_finished_with_one_read_a_tick(
     assert max(len(r.query["ids"]) for r in reads) == 5  # all five in one request
     # Once each is over, what the agent did is read once: its answer (events) and its changed files.
     others = sorted(r.path for r in server.requests if r.method == "GET" and r.path not in statuses)
-    assert others == sorted([f"/api/v1/conversation/{h.id}/events/search" for h in handles]
-                            + [f"/api/v1/app-conversations/{h.id}/git/changes" for h in handles])
+    assert others == sorted(
+        [f"/api/v1/conversation/{h.id}/events/search" for h in handles]
+        + [f"/api/v1/app-conversations/{h.id}/git/changes" for h in handles]
+    )
     assert all(h.outcome is not None for h in handles)
     assert len(session.pollers) == 0 or not any(p.running for p in session.pollers)
     assert not any(h.watching for h in handles)

@@ -36,11 +36,24 @@ def _endpoint(server: LocalOpenHandsServer) -> Endpoint:
     return Endpoint.resolve(server.base_url, api_key=SECRET, api="v1")
 
 
-@pytest.mark.parametrize("arguments", [
-    {"limit": "5"}, {"limit": 0}, {"limit": True}, {"limit": 2.5}, {"limit": None}, {"limit": 1001},
-    {"repository": 123}, {"repository": ["octo/demo"]}, {"repository": "not a repository"}, {"repository": ""},
-    {"running": "yes"}, {"running": None}, {"endpoint": "http://127.0.0.1:3000"},
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"limit": "5"},
+        {"limit": 0},
+        {"limit": True},
+        {"limit": 2.5},
+        {"limit": None},
+        {"limit": 1001},
+        {"repository": 123},
+        {"repository": ["octo/demo"]},
+        {"repository": "not a repository"},
+        {"repository": ""},
+        {"running": "yes"},
+        {"running": None},
+        {"endpoint": "http://127.0.0.1:3000"},
+    ],
+)
 def test_list_arguments_of_the_wrong_type_are_validation_errors_before_any_request(
     quick: LocalOpenHandsServer, session: Session, arguments: dict[str, Any]
 ) -> None:
@@ -49,8 +62,16 @@ def test_list_arguments_of_the_wrong_type_are_validation_errors_before_any_reque
     assert quick.requests == []
 
 
-@pytest.mark.parametrize("link", ["https://github.com/octo/demo", "https://github.com/Octo/Demo.git", "octo/demo",
-                                  "github.com/octo/demo/", " OCTO/demo "])
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://github.com/octo/demo",
+        "https://github.com/Octo/Demo.git",
+        "octo/demo",
+        "github.com/octo/demo/",
+        " OCTO/demo ",
+    ],
+)
 def test_list_by_repository_takes_a_link_as_repo_does_everywhere_else(
     quick: LocalOpenHandsServer, session: Session, link: str
 ) -> None:

@@ -21,17 +21,24 @@ from openhands_magics.testing import LocalOpenHandsServer, Timeline
 from .conftest import SECRET
 from .test_server import wait_until
 
-DONE = Timeline(starting=0.05, running=0.1, answer="All fixed.",
-                changes=(("UPDATED", "demo/a.py"), ("ADDED", "demo/b.py")))
+DONE = Timeline(
+    starting=0.05, running=0.1, answer="All fixed.", changes=(("UPDATED", "demo/a.py"), ("ADDED", "demo/b.py"))
+)
 EVENTS = "/api/v1/conversation/"
 GIT = "/api/v1/app-conversations/"
 QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
 ANSWER_FAULTS = [
     pytest.param({"drop": True, "times": 10}, "answer: The connection", id="dropped"),
-    pytest.param({"status": 200, "body": b"x" * 65536, "endless": True, "times": 10},
-                 "answer: The server's answer was larger", id="endless"),
-    pytest.param({"status": 200, "body": b'{"items": [' + b" " * 300_000 + b"]}", "times": 10},
-                 "answer: The server's answer was larger", id="past-the-size-limit"),
+    pytest.param(
+        {"status": 200, "body": b"x" * 65536, "endless": True, "times": 10},
+        "answer: The server's answer was larger",
+        id="endless",
+    ),
+    pytest.param(
+        {"status": 200, "body": b'{"items": [' + b" " * 300_000 + b"]}", "times": 10},
+        "answer: The server's answer was larger",
+        id="past-the-size-limit",
+    ),
 ]
 
 
@@ -49,8 +56,7 @@ def _finished(server: LocalOpenHandsServer) -> Conversation:
 
 
 def _client(server: LocalOpenHandsServer, retry: RetryPolicy = QUICK_RETRY, **options: Any) -> OpenHandsClient:
-    return OpenHandsClient(SECRET, base_url=server.base_url, api="v1", retry=retry, max_answer_bytes=100_000,
-                           **options)
+    return OpenHandsClient(SECRET, base_url=server.base_url, api="v1", retry=retry, max_answer_bytes=100_000, **options)
 
 
 @pytest.mark.parametrize(("fault", "problem"), ANSWER_FAULTS)
@@ -82,8 +88,9 @@ def test_the_pollers_client_keeps_the_changed_files_too(
     conversation = _finished(done)
 
     async def scenario() -> Any:
-        async with AsyncOpenHandsClient(SECRET, base_url=done.base_url, api="v1", retry=NO_RETRIES,
-                                        max_answer_bytes=100_000) as client:
+        async with AsyncOpenHandsClient(
+            SECRET, base_url=done.base_url, api="v1", retry=NO_RETRIES, max_answer_bytes=100_000
+        ) as client:
             done.inject(method="GET", path_prefix=EVENTS, **fault)
             return await client.outcome(conversation)
 
@@ -166,10 +173,18 @@ def test_a_diff_too_costly_to_refine_says_so_and_is_still_right() -> None:
     assert _apply(text, before) == after
 
 
-@pytest.mark.parametrize(("before", "after"), [
-    ("a\nb\nc\n", "a\nB\nc\n"), ("", "new\n"), ("old\n", ""), ("a\nb", "a\nb\n"), ("a\nb\n", "a\nb"),
-    ("same\n", "same\n"), ("\n".join(map(str, range(100))) + "\n", "\n".join(map(str, range(1, 101))) + "\n"),
-])
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("a\nb\nc\n", "a\nB\nc\n"),
+        ("", "new\n"),
+        ("old\n", ""),
+        ("a\nb", "a\nb\n"),
+        ("a\nb\n", "a\nb"),
+        ("same\n", "same\n"),
+        ("\n".join(map(str, range(100))) + "\n", "\n".join(map(str, range(1, 101))) + "\n"),
+    ],
+)
 def test_small_diffs_are_what_difflib_gives(before: str, after: str) -> None:
     import difflib
 

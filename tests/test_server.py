@@ -42,8 +42,13 @@ FROZEN = Timeline(starting=30.0, running=30.0)
 READY_AT_ONCE = Timeline(starting=0.05, running=30.0)
 QUICK = Timeline(starting=0.3, running=0.4)
 PHASES = [
-    "WORKING", "WAITING_FOR_SANDBOX", "PREPARING_REPOSITORY", "RUNNING_SETUP_SCRIPT", "SETTING_UP_GIT_HOOKS",
-    "SETTING_UP_SKILLS", "STARTING_CONVERSATION",
+    "WORKING",
+    "WAITING_FOR_SANDBOX",
+    "PREPARING_REPOSITORY",
+    "RUNNING_SETUP_SCRIPT",
+    "SETTING_UP_GIT_HOOKS",
+    "SETTING_UP_SKILLS",
+    "STARTING_CONVERSATION",
 ]
 V1 = "/api/v1/app-conversations"
 UNKNOWN = "0123456789abcdef0123456789abcdef"
@@ -217,9 +222,7 @@ def test_unknown_api_auth_or_outcome_is_refused(options: dict[str, Any]) -> None
         pytest.param({"X-Session-API-Key": KEY}, id="session-key-header"),
     ],
 )
-def test_bearer_auth_refuses_anything_but_the_bearer_key(
-    serve_local: Serve, api: str, headers: dict[str, str]
-) -> None:
+def test_bearer_auth_refuses_anything_but_the_bearer_key(serve_local: Serve, api: str, headers: dict[str, str]) -> None:
     server, http = serve_local(api=api)
     for method, path in [("GET", f"{V1}/count"), ("POST", V1), ("POST", "/api/conversations"), ("GET", "/api/nothing")]:
         response = plain(method, f"{server.base_url}{path}", headers=headers, json={})
@@ -253,8 +256,16 @@ def test_v1_post_answers_a_working_start_task(serve_local: Serve) -> None:
     task = post_task(http, {**message("say hello"), "selected_repository": "octo/demo", "selected_branch": "main"})
 
     assert set(task) == {
-        "id", "created_by_user_id", "status", "detail", "app_conversation_id", "sandbox_id", "agent_server_url",
-        "request", "created_at", "updated_at",
+        "id",
+        "created_by_user_id",
+        "status",
+        "detail",
+        "app_conversation_id",
+        "sandbox_id",
+        "agent_server_url",
+        "request",
+        "created_at",
+        "updated_at",
     }
     assert HEX32.fullmatch(task["id"])
     assert (task["status"], task["detail"], task["app_conversation_id"]) == ("WORKING", None, None)
@@ -262,7 +273,9 @@ def test_v1_post_answers_a_working_start_task(serve_local: Serve) -> None:
     assert Z_TIME.fullmatch(task["created_at"]) and Z_TIME.fullmatch(task["updated_at"])
     request = task["request"]
     assert request["initial_message"] == {
-        "role": "user", "content": [{"cache_prompt": False, "type": "text", "text": "say hello"}], "run": False
+        "role": "user",
+        "content": [{"cache_prompt": False, "type": "text", "text": "say hello"}],
+        "run": False,
     }
     assert (request["selected_repository"], request["selected_branch"]) == ("octo/demo", "main")
     assert request["agent_type"] == "default"
@@ -371,7 +384,9 @@ def test_v1_mistyped_body_is_422(v1: Served, body: Any, kind: str, loc: list[Any
 def test_v1_has_no_v0_routes(v1: Served) -> None:
     _, http = v1
     for method, path in [
-        ("POST", "/api/conversations"), ("GET", "/api/conversations"), ("GET", f"/api/conversations/{UNKNOWN}")
+        ("POST", "/api/conversations"),
+        ("GET", "/api/conversations"),
+        ("GET", f"/api/conversations/{UNKNOWN}"),
     ]:
         response = http.request(method, path, json={"initial_user_msg": "x"})
         assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
@@ -381,7 +396,8 @@ def test_v1_single_get_is_405_and_unknown_paths_404(v1: Served) -> None:
     _, http = v1
     conversation_id = start_ready(http)
     assert (http.get(f"{V1}/{conversation_id}").status_code, http.get(f"{V1}/{conversation_id}").json()) == (
-        405, {"detail": "Method Not Allowed"}
+        405,
+        {"detail": "Method Not Allowed"},
     )
     assert http.post(f"{V1}/search").status_code == 405
     assert http.get("/api/v1/nothing").status_code == 404
@@ -408,10 +424,20 @@ def test_v1_start_tasks_malformed_ids_are_422_like_pydantic(v1: Served) -> None:
     length, character = "invalid length: found 3", "invalid character: found `w` at 0"
     assert response.json() == {
         "detail": [
-            {"type": "uuid_parsing", "loc": ["query", "ids", 1], "msg": f"Input should be a valid UUID, {length}",
-             "input": "bad", "ctx": {"error": length}},
-            {"type": "uuid_parsing", "loc": ["query", "ids", 2], "msg": f"Input should be a valid UUID, {character}",
-             "input": "worse", "ctx": {"error": character}},
+            {
+                "type": "uuid_parsing",
+                "loc": ["query", "ids", 1],
+                "msg": f"Input should be a valid UUID, {length}",
+                "input": "bad",
+                "ctx": {"error": length},
+            },
+            {
+                "type": "uuid_parsing",
+                "loc": ["query", "ids", 2],
+                "msg": f"Input should be a valid UUID, {character}",
+                "input": "worse",
+                "ctx": {"error": character},
+            },
         ]
     }
     missing = http.get(f"{V1}/start-tasks")
@@ -472,10 +498,28 @@ def test_v1_conversation_has_the_real_fields_and_the_planted_session_key(v1: Ser
     conversation = read_conversation(http, conversation_id)
 
     assert {
-        "id", "created_by_user_id", "sandbox_id", "selected_repository", "selected_branch", "git_provider", "title",
-        "trigger", "pr_number", "llm_model", "agent_kind", "metrics", "parent_conversation_id",
-        "sub_conversation_ids", "public", "tags", "created_at", "updated_at", "sandbox_status", "execution_status",
-        "conversation_url", "session_api_key",
+        "id",
+        "created_by_user_id",
+        "sandbox_id",
+        "selected_repository",
+        "selected_branch",
+        "git_provider",
+        "title",
+        "trigger",
+        "pr_number",
+        "llm_model",
+        "agent_kind",
+        "metrics",
+        "parent_conversation_id",
+        "sub_conversation_ids",
+        "public",
+        "tags",
+        "created_at",
+        "updated_at",
+        "sandbox_status",
+        "execution_status",
+        "conversation_url",
+        "session_api_key",
     } <= set(conversation)
     assert "status" not in conversation and "conversation_id" not in conversation
     assert conversation["session_api_key"] == PLANTED_SESSION_KEY
@@ -575,7 +619,9 @@ def test_v0_post_answers_the_conversation_id_and_starting(v0: Served) -> None:
     ("body", "kind", "loc"),
     [
         pytest.param(
-            {"initial_user_msg": "x", "selected_repository": "o/r"}, "extra_forbidden", ["body", "selected_repository"],
+            {"initial_user_msg": "x", "selected_repository": "o/r"},
+            "extra_forbidden",
+            ["body", "selected_repository"],
             id="v1-field",
         ),
         pytest.param(message("x"), "extra_forbidden", ["body", "initial_message"], id="v1-body"),
@@ -609,9 +655,24 @@ def test_v0_get_has_the_real_fields(serve_local: Serve, auth: str, trigger: str)
     info = http.get(f"/api/conversations/{conversation_id}").json()
 
     assert set(info) == {
-        "conversation_id", "title", "last_updated_at", "status", "runtime_status", "selected_repository",
-        "selected_branch", "git_provider", "trigger", "num_connections", "url", "session_api_key", "created_at",
-        "pr_number", "conversation_version", "sub_conversation_ids", "public", "sandbox_id",
+        "conversation_id",
+        "title",
+        "last_updated_at",
+        "status",
+        "runtime_status",
+        "selected_repository",
+        "selected_branch",
+        "git_provider",
+        "trigger",
+        "num_connections",
+        "url",
+        "session_api_key",
+        "created_at",
+        "pr_number",
+        "conversation_version",
+        "sub_conversation_ids",
+        "public",
+        "sandbox_id",
     }
     assert (info["conversation_id"], info["status"]) == (conversation_id, "STARTING")
     assert info["conversation_version"] == "V0"
@@ -671,16 +732,28 @@ def test_v0_events_like_the_real_stream(serve_local: Serve) -> None:
     events = stream["events"]
     assert [e["id"] for e in events] == list(range(len(events)))
     assert [(e["source"], e.get("action") or e["observation"]) for e in events] == [
-        ("environment", "agent_state_changed"), ("user", "message"), ("environment", "agent_state_changed"),
-        ("agent", "finish"), ("environment", "agent_state_changed"), ("environment", "agent_state_changed"),
+        ("environment", "agent_state_changed"),
+        ("user", "message"),
+        ("environment", "agent_state_changed"),
+        ("agent", "finish"),
+        ("environment", "agent_state_changed"),
+        ("environment", "agent_state_changed"),
     ]
     assert [e["extras"]["agent_state"] for e in events if e.get("observation") == "agent_state_changed"] == [
-        "loading", "running", "finished", "stopped"
+        "loading",
+        "running",
+        "finished",
+        "stopped",
     ]
     assert events[1]["message"] == events[1]["args"]["content"] == "say hello"
     assert events[2] == {
-        "id": 2, "timestamp": events[2]["timestamp"], "source": "environment", "message": "",
-        "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "running", "reason": ""},
+        "id": 2,
+        "timestamp": events[2]["timestamp"],
+        "source": "environment",
+        "message": "",
+        "observation": "agent_state_changed",
+        "content": "",
+        "extras": {"agent_state": "running", "reason": ""},
     }
     assert all(NAIVE_TIME.fullmatch(e["timestamp"]) for e in events)
     # last_updated_at is the agent's last activity, not when the status turned STOPPED

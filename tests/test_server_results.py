@@ -114,8 +114,10 @@ def test_follow_up_runs_the_agent_again_at_once_then_ends(serve: Callable[..., S
 
     response = send(http, conversation_id)
 
-    assert (response.status_code, response.json()) == (200, {"success": True, "sandbox_status": "RUNNING",
-                                                             "message": None})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"success": True, "sandbox_status": "RUNNING", "message": None},
+    )
     assert status(http, conversation_id) == ("RUNNING", "running")
     assert server.state_of(conversation_id)["execution_status"] == "running"
     assert server.running_count() == 1
@@ -124,10 +126,16 @@ def test_follow_up_runs_the_agent_again_at_once_then_ends(serve: Callable[..., S
     assert after["title"] == "Fix the loader"  # the first message's, through the follow-up too
     assert server.running_count() == 0
     assert summary(events(http, conversation_id)["items"]) == [
-        ("MessageEvent", "Fix the loader"), ("ConversationStateUpdateEvent", "running"),
-        ("ActionEvent", "Done."), ("ObservationEvent", "Done."), ("ConversationStateUpdateEvent", "finished"),
-        ("MessageEvent", "And the tests"), ("ConversationStateUpdateEvent", "running"),
-        ("ActionEvent", "Done."), ("ObservationEvent", "Done."), ("ConversationStateUpdateEvent", "finished"),
+        ("MessageEvent", "Fix the loader"),
+        ("ConversationStateUpdateEvent", "running"),
+        ("ActionEvent", "Done."),
+        ("ObservationEvent", "Done."),
+        ("ConversationStateUpdateEvent", "finished"),
+        ("MessageEvent", "And the tests"),
+        ("ConversationStateUpdateEvent", "running"),
+        ("ActionEvent", "Done."),
+        ("ObservationEvent", "Done."),
+        ("ConversationStateUpdateEvent", "finished"),
     ]
 
 
@@ -142,7 +150,8 @@ def test_follow_up_without_run_only_records_the_message(serve: Callable[..., Ser
     assert status(http, conversation_id) == ("RUNNING", "finished")
     assert server.running_count() == 0
     assert summary(events(http, conversation_id)["items"])[-2:] == [
-        ("ConversationStateUpdateEvent", "finished"), ("MessageEvent", "Just a note")
+        ("ConversationStateUpdateEvent", "finished"),
+        ("MessageEvent", "Just a note"),
     ]
     # ``run`` defaults to false, as in the real request model
     body = {"content": [{"type": "text", "text": "Another note"}]}
@@ -159,8 +168,13 @@ def test_follow_up_during_a_run_joins_it(serve: Callable[..., Served]) -> None:
     ended(http, conversation_id)
 
     assert [kind for kind, _ in summary(events(http, conversation_id)["items"])] == [
-        "MessageEvent", "ConversationStateUpdateEvent", "MessageEvent", "ConversationStateUpdateEvent",
-        "ActionEvent", "ObservationEvent", "ConversationStateUpdateEvent",
+        "MessageEvent",
+        "ConversationStateUpdateEvent",
+        "MessageEvent",
+        "ConversationStateUpdateEvent",
+        "ActionEvent",
+        "ObservationEvent",
+        "ConversationStateUpdateEvent",
     ]
 
 
@@ -193,18 +207,42 @@ def test_send_message_422_for_a_bad_id_or_body(serve: Callable[..., Served]) -> 
     no_body = http.post(path)
 
     why = "invalid character: found `n` at 0"
-    assert (bad_id.status_code, bad_id.json()) == (422, {"detail": [
-        {"type": "uuid_parsing", "loc": ["path", "conversation_id"], "msg": f"Input should be a valid UUID, {why}",
-         "input": "not-a-uuid", "ctx": {"error": why}},
-    ]})
-    assert (empty.status_code, empty.json()) == (422, {"detail": [
-        {"type": "too_short", "loc": ["body", "content"],
-         "msg": "List should have at least 1 item after validation, not 0", "input": [],
-         "ctx": {"field_type": "List", "min_length": 1, "actual_length": 0}},
-    ]})
-    assert (missing.status_code, missing.json()) == (422, {"detail": [
-        {"type": "missing", "loc": ["body", "content"], "msg": "Field required", "input": {"run": True}},
-    ]})
+    assert (bad_id.status_code, bad_id.json()) == (
+        422,
+        {
+            "detail": [
+                {
+                    "type": "uuid_parsing",
+                    "loc": ["path", "conversation_id"],
+                    "msg": f"Input should be a valid UUID, {why}",
+                    "input": "not-a-uuid",
+                    "ctx": {"error": why},
+                },
+            ]
+        },
+    )
+    assert (empty.status_code, empty.json()) == (
+        422,
+        {
+            "detail": [
+                {
+                    "type": "too_short",
+                    "loc": ["body", "content"],
+                    "msg": "List should have at least 1 item after validation, not 0",
+                    "input": [],
+                    "ctx": {"field_type": "List", "min_length": 1, "actual_length": 0},
+                },
+            ]
+        },
+    )
+    assert (missing.status_code, missing.json()) == (
+        422,
+        {
+            "detail": [
+                {"type": "missing", "loc": ["body", "content"], "msg": "Field required", "input": {"run": True}},
+            ]
+        },
+    )
     assert role.status_code == 422
     assert [(p["type"], p["loc"], p["msg"]) for p in role.json()["detail"]] == [
         ("literal_error", ["body", "role"], "Input should be 'user'")
@@ -213,7 +251,8 @@ def test_send_message_422_for_a_bad_id_or_body(serve: Callable[..., Served]) -> 
     assert [(p["type"], p["loc"]) for p in run.json()["detail"]] == [("bool_parsing", ["body", "run"])]
     assert [(p["type"], p["loc"]) for p in no_body.json()["detail"]] == [("missing", ["body"])]
     assert summary(events(http, conversation_id)["items"]) == [
-        ("MessageEvent", "Fix the loader"), ("ConversationStateUpdateEvent", "running")
+        ("MessageEvent", "Fix the loader"),
+        ("ConversationStateUpdateEvent", "running"),
     ]  # nothing recorded
 
 
@@ -225,7 +264,8 @@ def test_send_message_404_for_an_unknown_or_deleted_conversation(serve: Callable
     for missing in (UNKNOWN, conversation_id):
         response = send(http, missing)
         assert (response.status_code, response.json()) == (
-            404, {"detail": f"Conversation {uuid.UUID(missing)} not found"}
+            404,
+            {"detail": f"Conversation {uuid.UUID(missing)} not found"},
         )
 
 
@@ -267,8 +307,10 @@ def test_pause_then_resume(serve: Callable[..., Served]) -> None:
     assert server.state_of(conversation_id) == {"execution_status": None, "sandbox_status": "PAUSED"}
     assert send(http, conversation_id).status_code == 409
     git_paused = {"detail": "Sandbox is paused; resume it before reading git state."}
-    for route, params in [("git/changes", {"path": "/workspace/project"}),
-                          ("git/diff", {"path": "/workspace/project/demo/data/load.py"})]:
+    for route, params in [
+        ("git/changes", {"path": "/workspace/project"}),
+        ("git/diff", {"path": "/workspace/project/demo/data/load.py"}),
+    ]:
         response = http.get(f"{V1}/{conversation_id}/{route}", params=params)
         assert (response.status_code, response.json()) == (409, git_paused)
     file = http.get(f"{V1}/{conversation_id}/file", params={"file_path": "/workspace/project/demo/data/load.py"})
@@ -379,20 +421,25 @@ def test_git_changes_once_the_agent_ended(serve: Callable[..., Served]) -> None:
     ended(http, conversation_id)
 
     response = http.get(path, params=workspace)
-    assert (response.status_code, response.json()) == (200, [
-        {"status": "ADDED", "path": "demo/README.md"},
-        {"status": "UPDATED", "path": "demo/data/load.py"},
-        {"status": "DELETED", "path": "demo/old.py"},
-    ])
+    assert (response.status_code, response.json()) == (
+        200,
+        [
+            {"status": "ADDED", "path": "demo/README.md"},
+            {"status": "UPDATED", "path": "demo/data/load.py"},
+            {"status": "DELETED", "path": "demo/old.py"},
+        ],
+    )
     assert http.get(path, params={"path": "/workspace/project", "ref": "HEAD"}).json() == response.json()
     assert http.get(path, params={"path": "/workspace"}).json() == []  # not a repository
     missing = http.get(path)
-    assert (missing.status_code, missing.json()) == (422, {"detail": [
-        {"type": "missing", "loc": ["query", "path"], "msg": "Field required", "input": None}
-    ]})
+    assert (missing.status_code, missing.json()) == (
+        422,
+        {"detail": [{"type": "missing", "loc": ["query", "path"], "msg": "Field required", "input": None}]},
+    )
     unknown = http.get(f"{V1}/{UNKNOWN}/git/changes", params=workspace)
     assert (unknown.status_code, unknown.json()) == (
-        404, {"detail": f"Conversation {uuid.UUID(UNKNOWN)} is not reachable"}
+        404,
+        {"detail": f"Conversation {uuid.UUID(UNKNOWN)} is not reachable"},
     )
     bad = http.get(f"{V1}/bad/git/changes", params=workspace)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["path", "conversation_id"]
@@ -454,30 +501,58 @@ def test_events_follow_the_run_in_the_real_shapes(serve: Callable[..., Served]) 
     assert page["next_page_id"] is None
     message, running, action, observation, finished = page["items"]
     assert message == {
-        "id": message["id"], "timestamp": message["timestamp"], "source": "user",
-        "llm_message": {"role": "user", "content": [{"cache_prompt": False, "type": "text", "text": "Fix the loader"}],
-                        "thinking_blocks": []},
-        "activated_skills": [], "extended_content": [], "kind": "MessageEvent",
+        "id": message["id"],
+        "timestamp": message["timestamp"],
+        "source": "user",
+        "llm_message": {
+            "role": "user",
+            "content": [{"cache_prompt": False, "type": "text", "text": "Fix the loader"}],
+            "thinking_blocks": [],
+        },
+        "activated_skills": [],
+        "extended_content": [],
+        "kind": "MessageEvent",
     }
-    assert running == {"id": running["id"], "timestamp": running["timestamp"], "source": "environment",
-                       "key": "execution_status", "value": "running", "kind": "ConversationStateUpdateEvent"}
+    assert running == {
+        "id": running["id"],
+        "timestamp": running["timestamp"],
+        "source": "environment",
+        "key": "execution_status",
+        "value": "running",
+        "kind": "ConversationStateUpdateEvent",
+    }
     arguments = json.dumps({"message": "Fixed the loader."})
     call_id = action["tool_call_id"]
     assert action == {
-        "id": action["id"], "timestamp": action["timestamp"], "source": "agent", "thought": [],
-        "thinking_blocks": [], "action": {"message": "Fixed the loader.", "kind": "FinishAction"},
-        "tool_name": "finish", "tool_call_id": call_id,
+        "id": action["id"],
+        "timestamp": action["timestamp"],
+        "source": "agent",
+        "thought": [],
+        "thinking_blocks": [],
+        "action": {"message": "Fixed the loader.", "kind": "FinishAction"},
+        "tool_name": "finish",
+        "tool_call_id": call_id,
         "tool_call": {"id": call_id, "name": "finish", "arguments": arguments, "origin": "completion"},
-        "llm_response_id": action["llm_response_id"], "security_risk": "UNKNOWN",
-        "summary": "finish: " + arguments, "kind": "ActionEvent",
+        "llm_response_id": action["llm_response_id"],
+        "security_risk": "UNKNOWN",
+        "summary": "finish: " + arguments,
+        "kind": "ActionEvent",
     }
     assert call_id.startswith("call_") and action["llm_response_id"].startswith("chatcmpl-")
     assert observation == {
-        "id": observation["id"], "timestamp": observation["timestamp"], "source": "environment",
-        "tool_name": "finish", "tool_call_id": call_id,
-        "observation": {"content": [{"cache_prompt": False, "type": "text", "text": "Fixed the loader."}],
-                        "is_error": False, "kind": "FinishObservation"},
-        "action_id": action["id"], "extended_content": [], "kind": "ObservationEvent",
+        "id": observation["id"],
+        "timestamp": observation["timestamp"],
+        "source": "environment",
+        "tool_name": "finish",
+        "tool_call_id": call_id,
+        "observation": {
+            "content": [{"cache_prompt": False, "type": "text", "text": "Fixed the loader."}],
+            "is_error": False,
+            "kind": "FinishObservation",
+        },
+        "action_id": action["id"],
+        "extended_content": [],
+        "kind": "ObservationEvent",
     }
     assert (finished["key"], finished["value"]) == ("execution_status", "finished")
     assert list(message)[:2] == ["id", "timestamp"] and list(message)[-1] == "kind"
@@ -496,7 +571,8 @@ def test_events_of_a_run_that_did_not_finish(serve: Callable[..., Served], outco
     conversation_id = start(http)
     ended(http, conversation_id)
     assert summary(events(http, conversation_id)["items"]) == [
-        ("MessageEvent", "Fix the loader"), ("ConversationStateUpdateEvent", "running"),
+        ("MessageEvent", "Fix the loader"),
+        ("ConversationStateUpdateEvent", "running"),
         ("ConversationStateUpdateEvent", outcome),
     ]
 
@@ -536,18 +612,48 @@ def test_events_query_errors(serve: Callable[..., Served]) -> None:
     zero, over = http.get(path, params={"limit": 0}), http.get(path, params={"limit": 101})
     order = http.get(path, params={"sort_order": "NEWEST"})
 
-    assert (zero.status_code, zero.json()) == (422, {"detail": [
-        {"type": "greater_than", "loc": ["query", "limit"], "msg": "Input should be greater than 0", "input": "0",
-         "ctx": {"gt": 0}},
-    ]})
-    assert (over.status_code, over.json()) == (422, {"detail": [
-        {"type": "less_than_equal", "loc": ["query", "limit"], "msg": "Input should be less than or equal to 100",
-         "input": "101", "ctx": {"le": 100}},
-    ]})
-    assert (order.status_code, order.json()) == (422, {"detail": [
-        {"type": "enum", "loc": ["query", "sort_order"], "msg": "Input should be 'TIMESTAMP' or 'TIMESTAMP_DESC'",
-         "input": "NEWEST", "ctx": {"expected": "'TIMESTAMP' or 'TIMESTAMP_DESC'"}},
-    ]})
+    assert (zero.status_code, zero.json()) == (
+        422,
+        {
+            "detail": [
+                {
+                    "type": "greater_than",
+                    "loc": ["query", "limit"],
+                    "msg": "Input should be greater than 0",
+                    "input": "0",
+                    "ctx": {"gt": 0},
+                },
+            ]
+        },
+    )
+    assert (over.status_code, over.json()) == (
+        422,
+        {
+            "detail": [
+                {
+                    "type": "less_than_equal",
+                    "loc": ["query", "limit"],
+                    "msg": "Input should be less than or equal to 100",
+                    "input": "101",
+                    "ctx": {"le": 100},
+                },
+            ]
+        },
+    )
+    assert (order.status_code, order.json()) == (
+        422,
+        {
+            "detail": [
+                {
+                    "type": "enum",
+                    "loc": ["query", "sort_order"],
+                    "msg": "Input should be 'TIMESTAMP' or 'TIMESTAMP_DESC'",
+                    "input": "NEWEST",
+                    "ctx": {"expected": "'TIMESTAMP' or 'TIMESTAMP_DESC'"},
+                },
+            ]
+        },
+    )
     assert events(http, UNKNOWN) == {"items": [], "next_page_id": None}
     broken = http.get("/api/v1/conversation/not-a-uuid/events/search")
     assert (broken.status_code, broken.text) == (500, "Internal Server Error")
@@ -558,8 +664,9 @@ def test_events_query_errors(serve: Callable[..., Served]) -> None:
 
 
 def test_pr_number_and_metrics_once_the_agent_ended(serve: Callable[..., Served]) -> None:
-    timeline = Timeline(starting=0.05, running=0.3, pr_numbers=(7, 9), cost=0.25, prompt_tokens=1200,
-                        completion_tokens=80)
+    timeline = Timeline(
+        starting=0.05, running=0.3, pr_numbers=(7, 9), cost=0.25, prompt_tokens=1200, completion_tokens=80
+    )
     _, http = serve(timeline)
     conversation_id = start(http)
     before = read(http, conversation_id)
@@ -570,15 +677,25 @@ def test_pr_number_and_metrics_once_the_agent_ended(serve: Callable[..., Served]
 
     assert after["pr_number"] == [7, 9]
     assert after["metrics"] == {
-        "model_name": "default", "accumulated_cost": 0.25, "max_budget_per_task": None,
+        "model_name": "default",
+        "accumulated_cost": 0.25,
+        "max_budget_per_task": None,
         "accumulated_token_usage": {
-            "model": "", "prompt_tokens": 1200, "completion_tokens": 80, "cache_read_tokens": 0,
-            "cache_write_tokens": 0, "reasoning_tokens": 0, "context_window": 0, "per_turn_token": 0,
+            "model": "",
+            "prompt_tokens": 1200,
+            "completion_tokens": 80,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": 0,
+            "context_window": 0,
+            "per_turn_token": 0,
             "response_id": "",
         },
     }
     assert before["metrics"]["accumulated_token_usage"] == {
-        **after["metrics"]["accumulated_token_usage"], "prompt_tokens": 0, "completion_tokens": 0
+        **after["metrics"]["accumulated_token_usage"],
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
     }
 
 
@@ -606,8 +723,15 @@ def test_set_result_overrides_one_conversation(serve: Callable[..., Served]) -> 
     ended(http, changed)
     ended(http, untouched)
 
-    server.set_result(changed, answer="Second answer.", changes=[("MOVED", "demo/new.py")], pr_numbers=[3],
-                      cost=1.5, prompt_tokens=5, completion_tokens=6)
+    server.set_result(
+        changed,
+        answer="Second answer.",
+        changes=[("MOVED", "demo/new.py")],
+        pr_numbers=[3],
+        cost=1.5,
+        prompt_tokens=5,
+        completion_tokens=6,
+    )
     send(http, changed)
     after = ended(http, changed)
 
@@ -685,14 +809,16 @@ def test_deleting_a_sandbox_leaves_its_conversation_missing_as_on_the_real_serve
     assert (deleted.status_code, deleted.json()) == (200, {"success": True})
     assert status(http, conversation_id) == ("MISSING", None)
     assert (send(http, conversation_id).status_code, send(http, conversation_id).json()) == (
-        404, {"detail": f"Sandbox not found for conversation {uuid.UUID(conversation_id)}"}
+        404,
+        {"detail": f"Sandbox not found for conversation {uuid.UUID(conversation_id)}"},
     )
     for action in ("pause", "resume"):
         response = sandbox(http, conversation_id, action)
         assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
     changes = http.get(f"{V1}/{conversation_id}/git/changes", params={"path": "/workspace/project"})
     assert (changes.status_code, changes.json()) == (
-        404, {"detail": f"Conversation {uuid.UUID(conversation_id)} is not reachable"}
+        404,
+        {"detail": f"Conversation {uuid.UUID(conversation_id)} is not reachable"},
     )
     again = http.delete(f"/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id})
     assert (again.status_code, again.json()) == (404, {"detail": "Not Found"})
@@ -707,8 +833,9 @@ def test_a_sandbox_whose_process_died_cannot_be_paused_or_resumed(serve: Callabl
         assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
 
 
-@pytest.mark.parametrize(("version", "has_git_routes"), [("1.7.0", False), ("1.7", False), ("1.8.0", True),
-                                                         ("1.11.0", True)])
+@pytest.mark.parametrize(
+    ("version", "has_git_routes"), [("1.7.0", False), ("1.7", False), ("1.8.0", True), ("1.11.0", True)]
+)
 def test_a_server_set_to_an_older_version_lacks_the_routes_that_came_later(
     serve: Callable[..., Served], version: str, has_git_routes: bool
 ) -> None:

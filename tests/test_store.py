@@ -65,7 +65,12 @@ def test_lines_chained_by_either_id_merge_and_later_values_win(conversations: Co
 
     [entry] = conversations.entries()
     assert (entry.conversation_id, entry.task_id, entry.api, entry.notebook, entry.repository) == (
-        conversation, task, "v1", "/n.ipynb", "octo/second")
+        conversation,
+        task,
+        "v1",
+        "/n.ipynb",
+        "octo/second",
+    )
     assert entry.recorded_at == datetime.fromisoformat(lines_of(conversations.path)[0]["at"])
 
 
@@ -129,8 +134,16 @@ def test_filter_by_notebook_compares_resolved_paths(
     conversations.add(base_url=URL, conversation_id=theirs, notebook=real / "other.ipynb")
     conversations.add(base_url=URL, conversation_id=nowhere)
 
-    assert [e.notebook for e in conversations.entries()] == [str(real / "explore.ipynb"), str(real / "other.ipynb"), None]
-    for spelling in (real / "explore.ipynb", str(tmp_path / "link" / "explore.ipynb"), "projects/analysis/explore.ipynb"):
+    assert [e.notebook for e in conversations.entries()] == [
+        str(real / "explore.ipynb"),
+        str(real / "other.ipynb"),
+        None,
+    ]
+    for spelling in (
+        real / "explore.ipynb",
+        str(tmp_path / "link" / "explore.ipynb"),
+        "projects/analysis/explore.ipynb",
+    ):
         assert [e.conversation_id for e in conversations.entries(notebook=spelling)] == [mine]
     assert conversations.entries(notebook=tmp_path / "elsewhere.ipynb") == []
 
@@ -139,8 +152,13 @@ def test_filter_by_notebook_resolves_what_was_stored_too(conversations: Conversa
     (tmp_path / "real").mkdir()
     (tmp_path / "alias").symlink_to(tmp_path / "real")
     conversations.path.parent.mkdir()
-    line = {"v": 1, "base_url": URL, "conversation_id": new_id(), "notebook": str(tmp_path / "alias" / "n.ipynb"),
-            "at": "2025-01-01T00:00:00+00:00"}  # written by hand, unresolved
+    line = {
+        "v": 1,
+        "base_url": URL,
+        "conversation_id": new_id(),
+        "notebook": str(tmp_path / "alias" / "n.ipynb"),
+        "at": "2025-01-01T00:00:00+00:00",
+    }  # written by hand, unresolved
     conversations.path.write_text(json.dumps(line) + "\n")
     assert len(conversations.entries(notebook=tmp_path / "real" / "n.ipynb")) == 1
 
@@ -198,8 +216,9 @@ def test_values_that_could_carry_a_secret_are_not_recorded(conversations: Conver
 
 
 def test_only_known_fields_are_ever_written(conversations: ConversationStore) -> None:
-    conversations.add(base_url=URL, task_id=new_id(), conversation_id=new_id(), api="v1", notebook="/n.ipynb",
-                      repository="octo/demo")
+    conversations.add(
+        base_url=URL, task_id=new_id(), conversation_id=new_id(), api="v1", notebook="/n.ipynb", repository="octo/demo"
+    )
     conversations.add(base_url=f"https://{SECRET}:x@example.test", conversation_id=new_id())
     conversations.forget(URL, new_id())
     text = conversations.path.read_text(encoding="ascii")
@@ -223,29 +242,38 @@ def test_corrupt_lines_are_skipped(conversations: ConversationStore) -> None:
         return json.dumps({"v": 1, "base_url": URL, "conversation_id": new_id(), "at": at, **fields})
 
     conversations.path.parent.mkdir()
-    conversations.path.write_bytes("\n".join([
-        line(conversation_id=good[0]),
-        "not json at all",
-        "[1, 2, 3]",
-        '"a string"',
-        line(conversation_id=12345),
-        line(conversation_id=new_id().upper()),
-        line(api_key=SECRET),  # a key it does not know
-        line(v=2),
-        line(v=True),
-        line(at="yesterday"),
-        line(at="2025-01-01T00:00:00"),  # no zone
-        line(base_url=f"https://u:{SECRET}@example.test"),
-        line(notebook="/a\nb.ipynb"),
-        line(repository=["octo", "demo"]),
-        line(conversation_id=None),  # neither id
-        line(conversation_id=good[1], forget=good[0]),  # both an add and a tombstone
-        json.dumps({"v": 1, "base_url": URL, "forget": "bad", "at": at}),
-        "[" * 50_000,
-        line(conversation_id=good[1]),
-        "",
-        "   ",
-    ]).encode() + b"\n\xff\xfe not utf-8\n" + b"\x00" * 100 + b"\n" + line(conversation_id=good[2]).encode() + b"\n")
+    conversations.path.write_bytes(
+        "\n".join(
+            [
+                line(conversation_id=good[0]),
+                "not json at all",
+                "[1, 2, 3]",
+                '"a string"',
+                line(conversation_id=12345),
+                line(conversation_id=new_id().upper()),
+                line(api_key=SECRET),  # a key it does not know
+                line(v=2),
+                line(v=True),
+                line(at="yesterday"),
+                line(at="2025-01-01T00:00:00"),  # no zone
+                line(base_url=f"https://u:{SECRET}@example.test"),
+                line(notebook="/a\nb.ipynb"),
+                line(repository=["octo", "demo"]),
+                line(conversation_id=None),  # neither id
+                line(conversation_id=good[1], forget=good[0]),  # both an add and a tombstone
+                json.dumps({"v": 1, "base_url": URL, "forget": "bad", "at": at}),
+                "[" * 50_000,
+                line(conversation_id=good[1]),
+                "",
+                "   ",
+            ]
+        ).encode()
+        + b"\n\xff\xfe not utf-8\n"
+        + b"\x00" * 100
+        + b"\n"
+        + line(conversation_id=good[2]).encode()
+        + b"\n"
+    )
 
     assert [e.conversation_id for e in conversations.entries()] == good
     conversations.add(base_url=URL, conversation_id=new_id())  # and the store still writes after them
@@ -364,8 +392,13 @@ def test_reads_only_the_tail_of_a_huge_file(conversations: ConversationStore) ->
     with open(conversations.path, "wb") as file:
         file.truncate(4 * 1024**3)  # 4 GB of zeros, sparse: reading it all would take seconds and gigabytes
         file.seek(0, os.SEEK_END)
-        file.write(b"\n" + json.dumps({"v": 1, "base_url": URL, "conversation_id": wanted,
-                                        "at": "2025-01-01T00:00:00+00:00"}).encode() + b"\n")
+        file.write(
+            b"\n"
+            + json.dumps(
+                {"v": 1, "base_url": URL, "conversation_id": wanted, "at": "2025-01-01T00:00:00+00:00"}
+            ).encode()
+            + b"\n"
+        )
     started = time.monotonic()
     assert [e.conversation_id for e in conversations.entries()] == [wanted]
     assert time.monotonic() - started < 2
@@ -383,8 +416,13 @@ def test_the_tail_begins_at_a_whole_line(
     """A line cut by the read window is dropped even when what is left of it is a valid record; a line the window
     begins with exactly is kept."""
     first, second = new_id(), new_id()
-    lines = [json.dumps({"v": 1, "base_url": URL, "conversation_id": conversation, "at": "2025-01-01T00:00:00+00:00"})
-             .encode() + b"\n" for conversation in (first, second)]
+    lines = [
+        json.dumps(
+            {"v": 1, "base_url": URL, "conversation_id": conversation, "at": "2025-01-01T00:00:00+00:00"}
+        ).encode()
+        + b"\n"
+        for conversation in (first, second)
+    ]
     monkeypatch.setattr(store, "MAX_READ_BYTES", len(lines[0]) + len(lines[1]))
     conversations.path.parent.mkdir()
     conversations.path.write_bytes(b"older lines\n" + (b"X " if cut else b"") + lines[0] + lines[1])
@@ -399,8 +437,14 @@ def _append_many(path: str, count: int, max_lines: int | None) -> None:
     notebook = f"/work/notebook-{os.getpid()}.ipynb"
     if max_lines is None:
         for index in range(count):
-            writer.add(base_url=URL, conversation_id=new_id(), task_id=new_id(), api="v1", notebook=notebook,
-                       repository=f"octo/repo-{index}")
+            writer.add(
+                base_url=URL,
+                conversation_id=new_id(),
+                task_id=new_id(),
+                api="v1",
+                notebook=notebook,
+                repository=f"octo/repo-{index}",
+            )
         return
     writer.max_lines = max_lines
     for index in range(count):
@@ -464,7 +508,9 @@ def test_compaction_keeps_the_newest_and_applies_tombstones(conversations: Conve
         assert entry == before[entry.conversation_id]  # same ids, fields and first time
     assert stat.S_IMODE(conversations.path.stat().st_mode) == 0o600
     assert sorted(p.name for p in conversations.path.parent.iterdir()) in (
-        [conversations.path.name], [conversations.path.name, conversations.path.name + ".lock"])  # no temp file left
+        [conversations.path.name],
+        [conversations.path.name, conversations.path.name + ".lock"],
+    )  # no temp file left
 
 
 def test_compaction_by_size_leaves_room_for_the_next_add(conversations: ConversationStore) -> None:
@@ -476,7 +522,7 @@ def test_compaction_by_size_leaves_room_for_the_next_add(conversations: Conversa
     size = conversations.path.stat().st_size
     assert size <= 3000 + 300
     kept = [e.conversation_id for e in conversations.entries()]
-    assert kept == ids[-len(kept):] and 10 <= len(kept) < 30
+    assert kept == ids[-len(kept) :] and 10 <= len(kept) < 30
 
 
 # ----------------------------------------------------------------------------------------------------------- places

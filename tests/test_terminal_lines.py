@@ -25,8 +25,7 @@ ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e\r\n"
 
 def _controls(text: str) -> list[str]:
     """Every character of ``text`` a terminal could act on (the final line breaks of printed lines aside)."""
-    return [c for line in text.splitlines() for c in line
-            if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+    return [c for line in text.splitlines() for c in line if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
 
 
 def test_say_shows_control_characters_as_marks_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,12 +73,20 @@ def test_the_delete_question_neutralises_the_title_and_status(
 
 
 def test_the_left_alone_line_neutralises_a_base_url_saved_in_the_notebook(
-    ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell,
+    quick: LocalOpenHandsServer,
+    output: Output,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     hostile = f"https://elsewhere.example/{ESCAPES}"
-    outputs = [{"output_type": "display_data", "data": {"text/plain": "…"},
-                "metadata": {"openhands": {"conversation_id": "f" * 32, "task_id": None, "base_url": hostile}}}]
+    outputs = [
+        {
+            "output_type": "display_data",
+            "data": {"text/plain": "…"},
+            "metadata": {"openhands": {"conversation_id": "f" * 32, "task_id": None, "base_url": hostile}},
+        }
+    ]
     notebook = tmp_path / "work.ipynb"
     notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs}]}))
     monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))

@@ -44,8 +44,11 @@ def _done(client: OpenHandsClient, server: LocalOpenHandsServer) -> Conversation
 
 
 def _delete_sandbox(server: LocalOpenHandsServer, sandbox_id: str) -> None:
-    response = httpx.delete(f"{server.base_url}/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id},
-                            headers={"Authorization": f"Bearer {SECRET}"})
+    response = httpx.delete(
+        f"{server.base_url}/api/v1/sandboxes/{sandbox_id}",
+        params={"sandbox_id": sandbox_id},
+        headers={"Authorization": f"Bearer {SECRET}"},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -59,8 +62,11 @@ def test_a_conversation_whose_sandbox_is_gone_says_so_not_check_the_id(quick: Lo
     with _client(quick) as client:
         conversation = _done(client, quick)
         _delete_sandbox(quick, conversation.sandbox_id or "")
-        act: dict[str, Any] = {"pause": client.pause, "resume": client.resume,
-                               "send": lambda c: client.send_message(c, "and the tests")}
+        act: dict[str, Any] = {
+            "pause": client.pause,
+            "resume": client.resume,
+            "send": lambda c: client.send_message(c, "and the tests"),
+        }
         with pytest.raises(ConflictError, match="sandbox is gone .*new conversation") as caught:
             act[verb](conversation)
     text = str(caught.value)

@@ -32,7 +32,10 @@ def session() -> Session:
 
 def _conversation(**fields: object) -> Conversation:
     base: dict[str, object] = dict(
-        conversation_id=CONV, status="RUNNING", start_task_id=TASK, title="Fix the bug",
+        conversation_id=CONV,
+        status="RUNNING",
+        start_task_id=TASK,
+        title="Fix the bug",
         requested_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=75),
     )
     return Conversation(**{**base, **fields})  # type: ignore[arg-type]
@@ -117,14 +120,22 @@ def test_pull_requests_link_to_github_and_only_web_urls_become_links(session: Se
     endpoint = Endpoint.resolve(BASE, api_key=SECRET)
     github = session.record(_conversation(selected_repository="octo/hello", pr_numbers=(12, 13)), endpoint)
     card = html_card(github)
-    assert ('<a href="https://github.com/octo/hello/pull/12" target="_blank" rel="noopener noreferrer"'
-            in card) and ">PR #12</a>" in card and ">PR #13</a>" in card
+    assert (
+        ('<a href="https://github.com/octo/hello/pull/12" target="_blank" rel="noopener noreferrer"' in card)
+        and ">PR #12</a>" in card
+        and ">PR #13</a>" in card
+    )
     line = text_summary(github)
     assert " · PR https://github.com/octo/hello/pull/12 · PR https://github.com/octo/hello/pull/13 · start task" in line
 
     self_hosted = session.record(
-        _conversation(conversation_id="3" * 32, start_task_id="4" * 32, selected_repository="me/x",
-                      git_provider="forgejo", pr_numbers=(7,)),
+        _conversation(
+            conversation_id="3" * 32,
+            start_task_id="4" * 32,
+            selected_repository="me/x",
+            git_provider="forgejo",
+            pr_numbers=(7,),
+        ),
         endpoint,
     )
     card = _results(html_card(self_hosted))
@@ -132,8 +143,9 @@ def test_pull_requests_link_to_github_and_only_web_urls_become_links(session: Se
     assert " · PR #7 · start task" in text_summary(self_hosted)
 
     hostile = session.record(
-        _conversation(conversation_id="5" * 32, start_task_id="6" * 32, selected_repository='o/"><b>x',
-                      pr_numbers=(1,)),
+        _conversation(
+            conversation_id="5" * 32, start_task_id="6" * 32, selected_repository='o/"><b>x', pr_numbers=(1,)
+        ),
         endpoint,
     )
     card = _results(html_card(hostile))
@@ -152,7 +164,14 @@ def test_changed_files_show_eight_paths_with_their_letter_then_a_count(handle: C
     results = _results(html_card(handle))
     assert "11 files changed" in results
     assert [m for m in re.findall(r"<code>([ADMR])\xa0src/file_(\d+)\.py</code>", results)] == [
-        ("A", "0"), ("M", "1"), ("D", "2"), ("R", "3"), ("A", "4"), ("M", "5"), ("D", "6"), ("R", "7")
+        ("A", "0"),
+        ("M", "1"),
+        ("D", "2"),
+        ("R", "3"),
+        ("A", "4"),
+        ("M", "5"),
+        ("D", "6"),
+        ("R", "7"),
     ]
     assert "file_8.py" not in results and "and 3 more" in results
     assert " · 11 files changed" in text_summary(handle).split("\n")[0]

@@ -67,8 +67,10 @@ class Call:
         # The backstop of :func:`item_path`: whatever built this path, no segment of it is anything but a plain word
         # or id, so no id can climb out of its route ("..") or end the path early ("%2F", "?", "#").
         if not _PATH.fullmatch(self.path):
-            raise ProtocolError(f"Refusing to send a request to {printable(self.path[:80])!r}: a part of that path is "
-                                "not a plain id (the server, a saved notebook or the record gave a malformed one).")
+            raise ProtocolError(
+                f"Refusing to send a request to {printable(self.path[:80])!r}: a part of that path is "
+                "not a plain id (the server, a saved notebook or the record gave a malformed one)."
+            )
 
     @property
     def idempotent(self) -> bool:
@@ -84,8 +86,9 @@ def item_path(template: str, value: Any, what: str) -> str:
     a plain id (:func:`..validation.is_id`). Ids a person gives are checked where they give them (ValidationError);
     reads skip malformed ones from a notebook or the record; so a bad id that gets here came from the server."""
     if not is_id(value):
-        raise ProtocolError(f"The server sent an invalid {what} {printable(repr(value)[:60])}; refusing to use it "
-                            "in a URL.")
+        raise ProtocolError(
+            f"The server sent an invalid {what} {printable(repr(value)[:60])}; refusing to use it in a URL."
+        )
     return template.format(value)
 
 
@@ -337,8 +340,11 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
     if status == 407:
         return proxy_refused(f"HTTP 407{suffix}")
     if status in (409, 410):
-        what = ("The conversation cannot do that now (HTTP 409): resume it first" if status == 409 else
-                "The conversation is archived (HTTP 410): its sandbox no longer exists; start a new one")
+        what = (
+            "The conversation cannot do that now (HTTP 409): resume it first"
+            if status == 409
+            else "The conversation is archived (HTTP 410): its sandbox no longer exists; start a new one"
+        )
         return ConflictError(f"{what}{suffix}.", status_code=status)
     if status == 429:
         wait = retry_after(response)
@@ -386,8 +392,9 @@ def translate_transport_error(
     if isinstance(exc, httpx.ProxyError):
         if "407" in reason:
             return proxy_refused(reason)
-        return TransportError(f"The proxy failed to reach {base_url} ({reason}): check HTTPS_PROXY / HTTP_PROXY.",
-                              request_sent=False)
+        return TransportError(
+            f"The proxy failed to reach {base_url} ({reason}): check HTTPS_PROXY / HTTP_PROXY.", request_sent=False
+        )
     if isinstance(exc, httpx.ConnectError) and ("CERTIFICATE" in reason or "SSL" in reason):
         return TransportError(
             f"TLS verification of {base_url} failed ({reason}): if your company inspects HTTPS, give its CA bundle "
@@ -395,11 +402,13 @@ def translate_transport_error(
             request_sent=False,
         )
     if isinstance(exc, httpx.ConnectTimeout):
-        return TransportError(f"Could not connect to {base_url} within {timeout:g} s: is it reachable?",
-                              request_sent=False)
+        return TransportError(
+            f"Could not connect to {base_url} within {timeout:g} s: is it reachable?", request_sent=False
+        )
     if isinstance(exc, httpx.PoolTimeout):  # no connection was free in time: nothing was sent
-        return TransportError(f"No connection to {base_url} was free within {timeout:g} s; try again.",
-                              request_sent=False)
+        return TransportError(
+            f"No connection to {base_url} was free within {timeout:g} s; try again.", request_sent=False
+        )
     if isinstance(exc, httpx.TimeoutException):
         return timed_out(base_url, timeout, once)
     if isinstance(exc, httpx.ConnectError):
@@ -474,4 +483,3 @@ class RetryPolicy:
 
 
 NO_RETRIES = RetryPolicy(attempts=1)
-

@@ -84,7 +84,11 @@ class Dialect(abc.ABC):
         raise self.unsupported("send a follow-up message")
 
     def follow_up(
-        self, snapshot: Conversation, text: str, *, resume_timeout: float = RESUME_TIMEOUT,
+        self,
+        snapshot: Conversation,
+        text: str,
+        *,
+        resume_timeout: float = RESUME_TIMEOUT,
         interval: float = RESUME_INTERVAL,
     ) -> Steps[Conversation]:
         """A follow-up, whatever state the sandbox is in: send it; if the sandbox is paused (known from the
@@ -129,10 +133,13 @@ class Dialect(abc.ABC):
                     raise ConflictError(
                         f"Conversation {snapshot.conversation_id} could not be resumed: its sandbox is {status}, so "
                         "it cannot take messages; its history stays in the OpenHands app, and going on needs a new "
-                        "conversation.")
+                        "conversation."
+                    )
             if waited >= timeout:
-                raise ConflictError(f"Conversation {snapshot.conversation_id} did not resume within {timeout:g} s "
-                                    f"(its sandbox is {status or 'unknown'}); try again later{problem}.")
+                raise ConflictError(
+                    f"Conversation {snapshot.conversation_id} did not resume within {timeout:g} s "
+                    f"(its sandbox is {status or 'unknown'}); try again later{problem}."
+                )
             yield Wait(interval)
             waited += interval
 

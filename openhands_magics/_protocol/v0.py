@@ -46,9 +46,7 @@ _AGENT_STATES = {
     "stopped": (S.STOPPED, "stopped by the user"),
     "error": (S.ERROR, None),
 }
-_FIELDS = frozenset(
-    {"conversation_id", "status", "last_updated_at", *SHARED_FIELDS}
-)
+_FIELDS = frozenset({"conversation_id", "status", "last_updated_at", *SHARED_FIELDS})
 
 
 def derive_status(server_status: str | None, agent_state: str | None) -> tuple[str | None, str | None]:
@@ -95,7 +93,10 @@ class V0(Dialect):
             )
         status = optional_str(body.get("conversation_status"), "conversation_status") or S.STARTING
         return Conversation(
-            conversation_id, status=status.upper(), selected_repository=repository, api=self.name,
+            conversation_id,
+            status=status.upper(),
+            selected_repository=repository,
+            api=self.name,
             server_status=status.upper(),
         )
 
@@ -142,8 +143,9 @@ class V0(Dialect):
         server_status = optional_str(body.get("status"), "status")
         agent_state = None
         if (server_status or "").upper() == S.RUNNING:
-            events = Call("GET", path + "/events",
-                          params=(("reverse", "true"), ("limit", str(EVENTS_LIMIT))), api=self.name)
+            events = Call(
+                "GET", path + "/events", params=(("reverse", "true"), ("limit", str(EVENTS_LIMIT))), api=self.name
+            )
             answer = yield events
             if answer.is_success:  # a server without the events route still gets the plain status
                 agent_state = latest_agent_state(expect_json(answer, events, self.base_url))

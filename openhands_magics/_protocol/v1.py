@@ -160,19 +160,29 @@ class V1(Dialect):
         """An id that is no UUID (from a saved notebook, the record, a hand-made snapshot) is not sent: the server
         would refuse the whole batch for it (400). That one reads as unknown (None); the others are read."""
         results: list[Conversation | None] = [None if _malformed(s) else s for s in snapshots]
-        pending = [(i, s) for i, s in enumerate(results) if s is not None and s.conversation_id is None
-                   and s.start_task_id]
+        pending = [
+            (i, s) for i, s in enumerate(results) if s is not None and s.conversation_id is None and s.start_task_id
+        ]
         if pending:
-            call = Call("GET", TASKS_PATH, params=tuple(("ids", as_uuid(s.start_task_id) or "") for _, s in pending),
-                        route="batch", api=self.name)
+            call = Call(
+                "GET",
+                TASKS_PATH,
+                params=tuple(("ids", as_uuid(s.start_task_id) or "") for _, s in pending),
+                route="batch",
+                api=self.name,
+            )
             answers = expect_list((yield call), call, self.base_url, len(pending))
             for (i, snapshot), task in zip(pending, answers):
                 results[i] = None if task is None else self.from_task(task, previous=snapshot)
         started = [(i, s) for i, s in enumerate(results) if s is not None and s.conversation_id is not None]
         if started:
-            call = Call("GET", CONVERSATIONS_PATH,
-                        params=tuple(("ids", as_uuid(s.conversation_id) or "") for _, s in started),
-                        route="batch", api=self.name)
+            call = Call(
+                "GET",
+                CONVERSATIONS_PATH,
+                params=tuple(("ids", as_uuid(s.conversation_id) or "") for _, s in started),
+                route="batch",
+                api=self.name,
+            )
             answers = expect_list((yield call), call, self.base_url, len(started))
             just_ready = {i for i, _ in pending}
             for (i, snapshot), item in zip(started, answers):
@@ -248,15 +258,24 @@ class V1(Dialect):
     def send(self, snapshot: Conversation, text: str) -> Operation[None]:
         conversation_id = _started(snapshot, "take a message")
         payload = {"role": "user", "content": [{"type": "text", "text": text}], "run": True}
-        once = (f"the message may have been sent anyway; check {self.conversation_url(conversation_id)} (its latest "
-                "messages) before sending it again")
-        call = Call("POST", item_path(ITEM_PATH + "/send-message", conversation_id, "conversation id"), json=payload,
-                    route="item", once=once)
+        once = (
+            f"the message may have been sent anyway; check {self.conversation_url(conversation_id)} (its latest "
+            "messages) before sending it again"
+        )
+        call = Call(
+            "POST",
+            item_path(ITEM_PATH + "/send-message", conversation_id, "conversation id"),
+            json=payload,
+            route="item",
+            once=once,
+        )
         response = yield call
         if response.status_code == 409:
             raise ConflictError(
                 f"Conversation {conversation_id} is paused: resume it first (`conv.resume()` or "
-                f"`%openhands resume {conversation_id}`).", status_code=409)
+                f"`%openhands resume {conversation_id}`).",
+                status_code=409,
+            )
         expect_json(response, call, self.base_url)
 
     def running(self, snapshot: Conversation) -> Conversation:
@@ -294,8 +313,13 @@ class V1(Dialect):
         page_id: str | None = None
         for _ in range(ANSWER_PAGES):
             params = (("sort_order", "TIMESTAMP_DESC"), ("limit", "100")) + ((("page_id", page_id),) if page_id else ())
-            call = Call("GET", item_path(EVENTS_PATH, conversation_id, "conversation id"), params=params,
-                        route="item", api=self.name)
+            call = Call(
+                "GET",
+                item_path(EVENTS_PATH, conversation_id, "conversation id"),
+                params=params,
+                route="item",
+                api=self.name,
+            )
             body = expect_json((yield call), call, self.base_url)
             items = body.get("items") if isinstance(body, Mapping) else None
             if not isinstance(items, list):
@@ -315,8 +339,13 @@ class V1(Dialect):
 
     def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
         conversation_id = _started(snapshot, "have changes")
-        call = Call("GET", item_path(ITEM_PATH + "/git/changes", conversation_id, "conversation id"),
-                    params=(("path", WORKSPACE),), route="agent", since=GIT_ROUTES_SINCE)
+        call = Call(
+            "GET",
+            item_path(ITEM_PATH + "/git/changes", conversation_id, "conversation id"),
+            params=(("path", WORKSPACE),),
+            route="agent",
+            since=GIT_ROUTES_SINCE,
+        )
         body = expect_json((yield call), call, self.base_url)
         if not isinstance(body, list):
             raise ProtocolError("The server's git changes answer is not a list: is it an OpenHands server?")
@@ -329,39 +358,49 @@ class V1(Dialect):
     def diff(self, snapshot: Conversation, path: str) -> Operation[FileDiff]:
         conversation_id = _started(snapshot, "have a diff")
         where = path if path.startswith("/") else f"{WORKSPACE}/{path}"
-        call = Call("GET", item_path(ITEM_PATH + "/git/diff", conversation_id, "conversation id"),
-                    params=(("path", where),), route="agent", since=GIT_ROUTES_SINCE)
+        call = Call(
+            "GET",
+            item_path(ITEM_PATH + "/git/diff", conversation_id, "conversation id"),
+            params=(("path", where),),
+            route="agent",
+            since=GIT_ROUTES_SINCE,
+        )
         response = yield call
         if response.status_code == 502 and "Agent server error: 400" in server_said(response)[0]:
-            raise NotFoundError(f"No diff of {path[:200]!r}: it is not a file the agent changed (see conv.changes()).",
-                                status_code=502)
+            raise NotFoundError(
+                f"No diff of {path[:200]!r}: it is not a file the agent changed (see conv.changes()).", status_code=502
+            )
         if not response.is_success:
             raise error_for(response, call, self.base_url)
         body = expect_json(response, call, self.base_url)
         if not isinstance(body, Mapping):
             raise ProtocolError("The server's git diff answer is not an object: is it an OpenHands server?")
         original, modified = body.get("original"), body.get("modified")
-        return FileDiff(path, original if isinstance(original, str) else None,
-                        modified if isinstance(modified, str) else None)
+        return FileDiff(
+            path, original if isinstance(original, str) else None, modified if isinstance(modified, str) else None
+        )
 
 
 def _malformed(snapshot: Conversation) -> bool:
     """Whether an id the snapshot holds cannot be a V1 id (a UUID), so that asking for it would spoil a batch."""
-    return any(value is not None and as_uuid(value) is None
-               for value in (snapshot.conversation_id, snapshot.start_task_id))
+    return any(
+        value is not None and as_uuid(value) is None for value in (snapshot.conversation_id, snapshot.start_task_id)
+    )
 
 
 def _started(snapshot: Conversation, what: str) -> str:
     if snapshot.conversation_id is None:
         raise ConflictError(
             f"Start task {snapshot.start_task_id} has not created its conversation yet, so it cannot {what}: "
-            "try again in a few seconds.")
+            "try again in a few seconds."
+        )
     return snapshot.conversation_id
 
 
 def not_found_error(snapshot: Conversation) -> NotFoundError:
-    return NotFoundError(f"Conversation {snapshot.conversation_id} was not found (deleted?): check the id and the "
-                         "base URL.")
+    return NotFoundError(
+        f"Conversation {snapshot.conversation_id} was not found (deleted?): check the id and the base URL."
+    )
 
 
 def agent_text(event: Mapping[str, Any]) -> str | None:

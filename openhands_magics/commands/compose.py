@@ -41,8 +41,9 @@ def message_and_context(
     if invocation.context:
         sections.append(("Variables", notebook.describe(invocation.context, namespace)))
     if invocation.cells:
-        sections.append(("Cells above", notebook.cells_above(context.shell, int(invocation.cells),
-                                                             errors=context.errors)))
+        sections.append(
+            ("Cells above", notebook.cells_above(context.shell, int(invocation.cells), errors=context.errors))
+        )
     if sections:  # (the context begins with its own blank line: a cell body's last line break would widen it)
         message = message.rstrip("\r\n")
     # A key typed into the message is blanked by the client, on the way to the agent, as every text it sends; a dry
@@ -92,12 +93,14 @@ def fan_out_task(context: Context, invocation: Invocation) -> tuple[list[Any], C
 
     namespace = context.namespace
     if invocation.map_over not in namespace:
-        raise ValidationError(f"--map {invocation.map_over}: no variable {invocation.map_over!r} in the notebook; "
-                              "nothing was sent.")
+        raise ValidationError(
+            f"--map {invocation.map_over}: no variable {invocation.map_over!r} in the notebook; nothing was sent."
+        )
     items = namespace[invocation.map_over]
     if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
-        raise ValidationError(f"--map {invocation.map_over} needs a list (or any iterable) of items, not a "
-                              f"{type(items).__name__}.")
+        raise ValidationError(
+            f"--map {invocation.map_over} needs a list (or any iterable) of items, not a {type(items).__name__}."
+        )
     items = list(items)
     template, sections = message_and_context(context, invocation, template=True)
     _messages(template, items)  # a bad template is the batch's own line for a template, and nothing is sent

@@ -22,8 +22,10 @@ def run(context: Context, invocation: Invocation) -> None:
         say(f"paused {name} ({handle.conversation.status_line}); `%openhands resume {name}` goes on.", error=False)
     elif invocation.command == "resume":
         handle.resume()
-        say(f"resumed {name} ({handle.conversation.status_line}); send it more with "
-            f"`%%openhands --continue {name}`.", error=False)
+        say(
+            f"resumed {name} ({handle.conversation.status_line}); send it more with `%%openhands --continue {name}`.",
+            error=False,
+        )
     elif invocation.command == "delete":
         if not invocation.yes and not _confirmed(context, handle):
             say(f"{name} was not deleted.", error=False)

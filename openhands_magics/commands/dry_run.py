@@ -41,9 +41,11 @@ def run(context: Context, invocation: Invocation) -> None:
         target = f"a follow-up to {invocation.continue_id or 'the latest conversation'}"
     else:
         target = f"a new conversation{where}"
-    print(f"openhands: dry run, nothing was sent. Would send {target}\n{server}"
-          f"  message ({len(message):,} characters):\n"
-          "-----\n" + message + "\n-----")
+    print(
+        f"openhands: dry run, nothing was sent. Would send {target}\n{server}"
+        f"  message ({len(message):,} characters):\n"
+        "-----\n" + message + "\n-----"
+    )
 
 
 def _dry_run_map(context: Context, invocation: Invocation, where: str, server: str) -> None:
@@ -62,11 +64,15 @@ def _dry_run_map(context: Context, invocation: Invocation, where: str, server: s
     shown = len(messages) if len(messages) <= DRY_RUN_MESSAGES else DRY_RUN_MESSAGES_PAST
     count = f"{len(messages)} new conversation{'' if len(messages) == 1 else 's'}"
     running = min(int(invocation.max_running or 10), len(messages))
-    parts = [f"openhands: dry run, nothing was sent. Would start {count}{where}, one per item of "
-             f"{invocation.map_over}, at most {running} running at once\n{server}"]
+    parts = [
+        f"openhands: dry run, nothing was sent. Would start {count}{where}, one per item of "
+        f"{invocation.map_over}, at most {running} running at once\n{server}"
+    ]
     for number, (item, message) in enumerate(zip(items[:shown], messages), start=1):
-        parts.append(f"  message {number} of {len(messages)} (item {one_line(repr(item), 60)}, "
-                     f"{len(message):,} characters):\n-----\n{message}\n-----\n")
+        parts.append(
+            f"  message {number} of {len(messages)} (item {one_line(repr(item), 60)}, "
+            f"{len(message):,} characters):\n-----\n{message}\n-----\n"
+        )
     if shown < len(messages):
         parts.append(f"  … and {len(messages) - shown} more messages, one per item (not shown)\n")
     print(blank("".join(parts), known=known), end="")  # an item (or its repr) may hold a key

@@ -16,8 +16,9 @@ def run(context: Context, invocation: Invocation) -> None:
     from IPython.display import display
 
     items, task = fan_out_task(context, invocation)
-    batch = context.session.map(task, items, repository=invocation.repo,
-                                max_running=int(invocation.max_running or 10), endpoint=context.server)
+    batch = context.session.map(
+        task, items, repository=invocation.repo, max_running=int(invocation.max_running or 10), endpoint=context.server
+    )
     display(batch)
     if invocation.wait or (context.settings.headless_wait and context.headless):
         batch.wait(invocation.timeout)

@@ -40,8 +40,10 @@ def probes(context: Context, *, everything: bool) -> tuple[list[Conversation], s
     elsewhere = set()
     saved_outputs, unreadable = read_notebook(path) if path else ([], None)
     if unreadable:
-        say(f"Could not read the saved outputs of {path.name if path else 'the notebook'}: {unreadable}; going "
-            "on with this process's record and the one on disk.")
+        say(
+            f"Could not read the saved outputs of {path.name if path else 'the notebook'}: {unreadable}; going "
+            "on with this process's record and the one on disk."
+        )
     for saved in saved_outputs:
         if saved.base_url not in (None, endpoint.base_url):
             elsewhere.add(saved.base_url)
@@ -50,8 +52,10 @@ def probes(context: Context, *, everything: bool) -> tuple[list[Conversation], s
     for entry in session.recorded(endpoint, str(path) if path is not None else None):
         add(entry.conversation_id, entry.task_id)
     if elsewhere:
-        say(f"Left alone: conversations on {', '.join(sorted(elsewhere))[:200]}; see them with "
-            "`%openhands list --here --base-url URL` if you trust that server with your key.")
+        say(
+            f"Left alone: conversations on {', '.join(sorted(elsewhere))[:200]}; see them with "
+            "`%openhands list --here --base-url URL` if you trust that server with your key."
+        )
     where = path.name if path else "this process (the kernel does not know its notebook's file)"
     return [Conversation(cid, start_task_id=task) for cid, task in ids], where
 

@@ -15,5 +15,6 @@ def run(context: Context, invocation: Invocation) -> Any:
         from .here import here
 
         return here(context)
-    return context.session.list(endpoint=context.server, running=invocation.running, repository=invocation.repo,
-                                limit=invocation.limit or 20)
+    return context.session.list(
+        endpoint=context.server, running=invocation.running, repository=invocation.repo, limit=invocation.limit or 20
+    )

@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 def run(context: Context, invocation: Invocation) -> None:
     found, where = probes(context, everything=False)
     if not found:
-        say(f"Nothing to re-attach from {where} on {context.server.base_url}; give one with "
-            "`%openhands --watch ID`.")
+        say(f"Nothing to re-attach from {where} on {context.server.base_url}; give one with `%openhands --watch ID`.")
         return None
     handles = context.session.reattach(found, endpoint=context.server)
     watched = show_live(context, handles)
-    say(f"{watched} watched again, {len(handles) - watched} already over"
+    say(
+        f"{watched} watched again, {len(handles) - watched} already over"
         + (f", {len(found) - len(handles)} no longer on the server." if len(found) > len(handles) else "."),
-        error=False)
+        error=False,
+    )
     return None

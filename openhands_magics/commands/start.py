@@ -32,10 +32,13 @@ def present(context: Context, invocation: Invocation, handle: ConversationHandle
     except Exception as error:
         log.debug("showing conversation %s failed", handle.reference, exc_info=True)
         task = f" · start task {handle.task_id}" if handle.task_id else ""  # V0 has no start task
-        print(f"OpenHands conversation {handle.id or '(not created yet)'}{task}: "
-              f"{handle.url or handle.endpoint.base_url}")
-        say(f"Could not display the panel ({type(error).__name__}: {error}); the conversation is recorded in "
-            "openhands_magics.last().")
+        print(
+            f"OpenHands conversation {handle.id or '(not created yet)'}{task}: {handle.url or handle.endpoint.base_url}"
+        )
+        say(
+            f"Could not display the panel ({type(error).__name__}: {error}); the conversation is recorded in "
+            "openhands_magics.last()."
+        )
     if context.shell is not None:
         handle.skip_display_in(context.shell.execution_count)
     if invocation.wait or (context.settings.headless_wait and context.headless):

@@ -7,8 +7,15 @@ from ._http import Fault, RecordedRequest
 from .server import DEFAULT_TIMELINE, DEMO_API_KEY, PLANTED_SESSION_KEY, LocalOpenHandsServer, ManualClock, Timeline
 
 __all__ = [
-    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "ManualClock",
-    "RecordedRequest", "Timeline", "serve",
+    "DEFAULT_TIMELINE",
+    "DEMO_API_KEY",
+    "PLANTED_SESSION_KEY",
+    "Fault",
+    "LocalOpenHandsServer",
+    "ManualClock",
+    "RecordedRequest",
+    "Timeline",
+    "serve",
 ]
 
 

@@ -12,7 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openhands_magics.testing", description=__doc__)
     parser.add_argument("--api", choices=("v1", "v0"), default="v1", help="OpenHands API to speak (default: v1)")
     parser.add_argument(
-        "--auth", choices=("bearer", "session-key", "none"), default="bearer",
+        "--auth",
+        choices=("bearer", "session-key", "none"),
+        default="bearer",
         help="bearer: Cloud's Authorization header; session-key: X-Session-API-Key; none: no auth",
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")

@@ -109,8 +109,13 @@ def auth_failure(style: str, key: str, headers: dict[str, str]) -> Reply | None:
 
 def _fault_reply(fault: Fault) -> Reply:
     body = fault.body if isinstance(fault.body, (bytes, str)) else json.dumps(fault.body)
-    return Reply(fault.status, body.encode() if isinstance(body, str) else body, dict(fault.headers),
-                 dribble=fault.dribble, endless=fault.endless)
+    return Reply(
+        fault.status,
+        body.encode() if isinstance(body, str) else body,
+        dict(fault.headers),
+        dribble=fault.dribble,
+        endless=fault.endless,
+    )
 
 
 class HttpServer(ThreadingHTTPServer):
@@ -257,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_endless(data or b" ")
         elif reply.dribble:
             for i in range(len(data)):
-                self.wfile.write(data[i:i + 1])
+                self.wfile.write(data[i : i + 1])
                 self.wfile.flush()
                 time.sleep(reply.dribble)
         else:

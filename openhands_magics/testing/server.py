@@ -30,8 +30,14 @@ from . import v0, v1
 from ._http import AUTH_STYLES, Fault, HttpServer, RecordedRequest, Reply
 
 __all__ = [
-    "DEFAULT_TIMELINE", "DEMO_API_KEY", "PLANTED_SESSION_KEY", "Fault", "LocalOpenHandsServer", "ManualClock",
-    "RecordedRequest", "Timeline",
+    "DEFAULT_TIMELINE",
+    "DEMO_API_KEY",
+    "PLANTED_SESSION_KEY",
+    "Fault",
+    "LocalOpenHandsServer",
+    "ManualClock",
+    "RecordedRequest",
+    "Timeline",
 ]
 
 DEMO_API_KEY = "oh-demo-key-local-only"
@@ -158,9 +164,15 @@ class LocalOpenHandsServer:
         api_class = v1.V1Api if api == "v1" else v0.V0Api
         if timeline.outcome not in api_class.OUTCOMES:
             raise ValueError(f"a {api} timeline ends in one of {api_class.OUTCOMES}, not {timeline.outcome!r}")
-        _results(answer=timeline.answer, changes=timeline.changes, pr_numbers=timeline.pr_numbers, cost=timeline.cost,
-                 prompt_tokens=timeline.prompt_tokens, completion_tokens=timeline.completion_tokens,
-                 keeps_events=timeline.keeps_events)
+        _results(
+            answer=timeline.answer,
+            changes=timeline.changes,
+            pr_numbers=timeline.pr_numbers,
+            cost=timeline.cost,
+            prompt_tokens=timeline.prompt_tokens,
+            completion_tokens=timeline.completion_tokens,
+            keeps_events=timeline.keeps_events,
+        )
         if not callable(clock):
             raise ValueError(f"clock must be a function giving seconds (time.monotonic, a ManualClock), not {clock!r}")
         self.clock = clock
@@ -286,8 +298,15 @@ class LocalOpenHandsServer:
         """
         if self.api != "v1":
             raise ValueError("set_result is for V1 conversations: V0 has no git changes, pull requests or metrics")
-        given = {"answer": answer, "changes": changes, "pr_numbers": pr_numbers, "cost": cost,
-                 "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "diffs": diffs}
+        given = {
+            "answer": answer,
+            "changes": changes,
+            "pr_numbers": pr_numbers,
+            "cost": cost,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "diffs": diffs,
+        }
         fields = _results(**{name: value for name, value in given.items() if value is not None})
         with self._lock:
             conversation = self._existing(conversation_id)
@@ -346,6 +365,7 @@ class LocalOpenHandsServer:
 
 def _results(**fields: Any) -> dict[str, Any]:
     """The results given (see :class:`Timeline`), normalised to tuples, or a ``ValueError`` for a wrong type."""
+
     def wrong(name: str) -> ValueError:
         return ValueError(f"{name} has the wrong type or value: {fields[name]!r}")
 
@@ -376,7 +396,9 @@ def _results(**fields: Any) -> dict[str, Any]:
     if "diffs" in fields:
         diffs = fields["diffs"]
         if not isinstance(diffs, Mapping) or not all(
-            isinstance(path, str) and isinstance(pair, (tuple, list)) and len(pair) == 2
+            isinstance(path, str)
+            and isinstance(pair, (tuple, list))
+            and len(pair) == 2
             and all(side is None or isinstance(side, str) for side in pair)
             for path, pair in diffs.items()
         ):

@@ -19,8 +19,16 @@ if TYPE_CHECKING:
     from .server import Conversation, LocalOpenHandsServer
 
 _BODY_FIELDS = (  # InitSessionRequest, extra='forbid': anything else is a 422
-    "repository", "git_provider", "selected_branch", "initial_user_msg", "image_urls", "replay_json",
-    "suggested_task", "create_microagent", "conversation_instructions", "mcp_config",
+    "repository",
+    "git_provider",
+    "selected_branch",
+    "initial_user_msg",
+    "image_urls",
+    "replay_json",
+    "suggested_task",
+    "create_microagent",
+    "conversation_instructions",
+    "mcp_config",
 )
 ENDED = frozenset({"finished", "error", "awaiting_user_input", "stopped"})  #: agent states after the agent's turn
 _RUNTIME = {"STARTING": "STATUS$STARTING_RUNTIME", "RUNNING": "STATUS$RUNTIME_STARTED", "ERROR": "STATUS$ERROR"}
@@ -66,7 +74,10 @@ def active(c: Conversation, now: float) -> bool:
 # ---------------------------------------------------------------------------------------------------- JSON shapes
 def _state_changed(agent_state: str, reason: str = "") -> dict[str, Any]:
     return {
-        "source": "environment", "message": "", "observation": "agent_state_changed", "content": "",
+        "source": "environment",
+        "message": "",
+        "observation": "agent_state_changed",
+        "content": "",
         "extras": {"agent_state": agent_state, "reason": reason},
     }
 

@@ -51,15 +51,34 @@ if TYPE_CHECKING:
 PLANTED_SESSION_KEY = "sess-PLANTED-do-not-leak-7d1e"
 #: The start phases, in the real server's order (``AppConversationStartTaskStatus``), before READY or ERROR.
 PHASES = (
-    "WORKING", "WAITING_FOR_SANDBOX", "PREPARING_REPOSITORY", "RUNNING_SETUP_SCRIPT", "SETTING_UP_GIT_HOOKS",
-    "SETTING_UP_SKILLS", "STARTING_CONVERSATION",
+    "WORKING",
+    "WAITING_FOR_SANDBOX",
+    "PREPARING_REPOSITORY",
+    "RUNNING_SETUP_SCRIPT",
+    "SETTING_UP_GIT_HOOKS",
+    "SETTING_UP_SKILLS",
+    "STARTING_CONVERSATION",
 )
 ENDED = frozenset({"finished", "error", "stuck"})  #: terminal ``execution_status`` values
 _REQUEST_DEFAULTS: dict[str, Any] = {  # AppConversationStartRequest as the task echoes it
-    "sandbox_id": None, "conversation_id": None, "initial_message": None, "system_message_suffix": None,
-    "processors": None, "llm_model": None, "agent_profile_id": None, "selected_repository": None,
-    "selected_branch": None, "git_provider": None, "suggested_task": None, "title": None, "trigger": None,
-    "pr_number": [], "parent_conversation_id": None, "agent_type": "default", "public": None, "plugins": None,
+    "sandbox_id": None,
+    "conversation_id": None,
+    "initial_message": None,
+    "system_message_suffix": None,
+    "processors": None,
+    "llm_model": None,
+    "agent_profile_id": None,
+    "selected_repository": None,
+    "selected_branch": None,
+    "git_provider": None,
+    "suggested_task": None,
+    "title": None,
+    "trigger": None,
+    "pr_number": [],
+    "parent_conversation_id": None,
+    "agent_type": "default",
+    "public": None,
+    "plugins": None,
     "secrets": None,
 }
 _ID = r"/api/v1/app-conversations"
@@ -75,8 +94,15 @@ _TICK = 1e-5
 #: Routes that came after 1.7.0 (the first server with V1 only), by the version that added them.
 LATER_ROUTES = {(1, 8): (_ITEM + "/git/changes", _ITEM + "/git/diff")}
 _ZERO_TOKENS = {
-    "model": "", "prompt_tokens": 0, "completion_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
-    "reasoning_tokens": 0, "context_window": 0, "per_turn_token": 0, "response_id": "",
+    "model": "",
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "context_window": 0,
+    "per_turn_token": 0,
+    "response_id": "",
 }
 
 
@@ -230,8 +256,10 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
         "llm_model": request["llm_model"] or "openai/fake-model",
         "agent_kind": "openhands",
         "metrics": {
-            "model_name": "default", "accumulated_cost": float(result(c, "cost")) if counted else 0.0,
-            "max_budget_per_task": None, "accumulated_token_usage": usage,
+            "model_name": "default",
+            "accumulated_cost": float(result(c, "cost")) if counted else 0.0,
+            "max_budget_per_task": None,
+            "accumulated_token_usage": usage,
         },
         "parent_conversation_id": request["parent_conversation_id"],
         "sub_conversation_ids": [],
@@ -260,10 +288,18 @@ def _state_update(value: str) -> dict[str, Any]:
 
 
 def _user_message(text: str) -> dict[str, Any]:
-    llm_message = {"role": "user", "content": [{"cache_prompt": False, "type": "text", "text": text}],
-                   "thinking_blocks": []}
-    return {"source": "user", "llm_message": llm_message, "activated_skills": [], "extended_content": [],
-            "kind": "MessageEvent"}
+    llm_message = {
+        "role": "user",
+        "content": [{"cache_prompt": False, "type": "text", "text": text}],
+        "thinking_blocks": [],
+    }
+    return {
+        "source": "user",
+        "llm_message": llm_message,
+        "activated_skills": [],
+        "extended_content": [],
+        "kind": "MessageEvent",
+    }
 
 
 def _finish(c: Conversation, index: int) -> list[dict[str, Any]]:
@@ -273,18 +309,32 @@ def _finish(c: Conversation, index: int) -> list[dict[str, Any]]:
     call_id = _event_id(c, ("call", index), lambda: "call_" + _token(24))
     action_id = _event_id(c, ("finish", index))
     action = {
-        "id": action_id, "source": "agent", "thought": [], "thinking_blocks": [],
-        "action": {"message": answer, "kind": "FinishAction"}, "tool_name": "finish", "tool_call_id": call_id,
+        "id": action_id,
+        "source": "agent",
+        "thought": [],
+        "thinking_blocks": [],
+        "action": {"message": answer, "kind": "FinishAction"},
+        "tool_name": "finish",
+        "tool_call_id": call_id,
         "tool_call": {"id": call_id, "name": "finish", "arguments": arguments, "origin": "completion"},
         "llm_response_id": _event_id(c, ("response", index), lambda: "chatcmpl-" + _token(29)),
-        "security_risk": "UNKNOWN", "summary": "finish: " + arguments, "kind": "ActionEvent",
+        "security_risk": "UNKNOWN",
+        "summary": "finish: " + arguments,
+        "kind": "ActionEvent",
     }
     observation = {
-        "id": _event_id(c, ("observation", index)), "source": "environment", "tool_name": "finish",
+        "id": _event_id(c, ("observation", index)),
+        "source": "environment",
+        "tool_name": "finish",
         "tool_call_id": call_id,
-        "observation": {"content": [{"cache_prompt": False, "type": "text", "text": answer}], "is_error": False,
-                        "kind": "FinishObservation"},
-        "action_id": action_id, "extended_content": [], "kind": "ObservationEvent",
+        "observation": {
+            "content": [{"cache_prompt": False, "type": "text", "text": answer}],
+            "is_error": False,
+            "kind": "FinishObservation",
+        },
+        "action_id": action_id,
+        "extended_content": [],
+        "kind": "ObservationEvent",
     }
     return [action, observation]
 
@@ -310,8 +360,11 @@ def events(c: Conversation, now: float) -> list[dict[str, Any]]:
         timed.append((end + len(last_words) * _TICK, ("end", index), _state_update(outcome)))
     shown = sorted((item for item in timed if item[0] <= now), key=lambda item: item[0])
     return [
-        {"id": event.get("id") or _event_id(c, key), "timestamp": iso(moment, naive=True),
-         **{name: value for name, value in event.items() if name != "id"}}
+        {
+            "id": event.get("id") or _event_id(c, key),
+            "timestamp": iso(moment, naive=True),
+            **{name: value for name, value in event.items() if name != "id"},
+        }
         for moment, key, event in shown
     ]
 
@@ -634,7 +687,7 @@ class V1Api:
         any other path (400), which the app server passes on as a 502."""
         conversation, now, path = self._agent_server(request, conversation_id, "path")
         changed = {name: status for status, name in changes(conversation, now)}
-        name = path[len(WORKSPACE) + 1:] if path.startswith(WORKSPACE + "/") else None
+        name = path[len(WORKSPACE) + 1 :] if path.startswith(WORKSPACE + "/") else None
         if name not in changed:
             raise HttpError(502, "Agent server error: 400")
         original, modified = diff(conversation, name, changed[name])
@@ -652,7 +705,7 @@ class V1Api:
             if conversation is None or _sandbox_status(conversation) != "RUNNING":
                 return Reply(200, "")
             changed = {name: status for status, name in changes(conversation, now)}
-            name = file_path[len(WORKSPACE) + 1:] if file_path.startswith(WORKSPACE + "/") else None
+            name = file_path[len(WORKSPACE) + 1 :] if file_path.startswith(WORKSPACE + "/") else None
             modified = diff(conversation, name, changed[name])[1] if name in changed else None
         return Reply(200, modified or "")
 
@@ -666,8 +719,9 @@ class V1Api:
         order = "TIMESTAMP" if order is None else order
         if order not in SORT_ORDERS:
             expected = "'TIMESTAMP' or 'TIMESTAMP_DESC'"
-            query.problems.append(problem("enum", ["query", "sort_order"], f"Input should be {expected}", order,
-                                          {"expected": expected}))
+            query.problems.append(
+                problem("enum", ["query", "sort_order"], f"Input should be {expected}", order, {"expected": expected})
+            )
         query.check()
         try:
             wanted = uuid.UUID(conversation_id).hex

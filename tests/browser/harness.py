@@ -160,7 +160,9 @@ def start_openhands_server(api_key: str, seconds: float) -> LocalOpenHandsServer
     try:
         from openhands_magics.testing import Timeline  # type: ignore[attr-defined]
     except ImportError:
-        server = LocalOpenHandsServer(api_key, schedule=(("STARTING", seconds), ("RUNNING", seconds), ("STOPPED", None)))
+        server = LocalOpenHandsServer(
+            api_key, schedule=(("STARTING", seconds), ("RUNNING", seconds), ("STOPPED", None))
+        )
     else:
         server = LocalOpenHandsServer(api_key, api="v1", timeline=Timeline(starting=seconds, running=seconds))  # type: ignore[call-arg]
     return server.start()
@@ -237,7 +239,12 @@ class JupyterLab:
             command.append("--allow-root")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
-            command, cwd=self.root_dir, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            command,
+            cwd=self.root_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
@@ -345,9 +352,7 @@ class JupyterLab:
 
 # ---------------------------------------------------------------------------------------------------- Chromium
 @contextlib.contextmanager
-def launch_chromium(
-    *, dark: bool = False, viewport: tuple[int, int] = (1280, 800)
-) -> Iterator[BrowserContext]:
+def launch_chromium(*, dark: bool = False, viewport: tuple[int, int] = (1280, 800)) -> Iterator[BrowserContext]:
     """Debian's Chromium through Playwright, headless, with a fresh user-data dir removed afterwards."""
     from playwright.sync_api import sync_playwright
 
@@ -393,7 +398,8 @@ _EXECUTED_PROMPT = re.compile(r"^\s*\[\d+\]:?\s*$")
 #: True once the current notebook's kernel is connected and idle (needs ``--LabApp.expose_app_in_browser``).
 _KERNEL_READY_JS = """() => {
   const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const kernel = widget && widget.sessionContext && widget.sessionContext.session && widget.sessionContext.session.kernel;
+  const session = widget && widget.sessionContext && widget.sessionContext.session;
+  const kernel = session && session.kernel;
   return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
 }"""
 
@@ -465,11 +471,14 @@ class NotebookPage:
         again). Reading the file before that can meet it half written."""
         self.page.evaluate(_WATCH_SAVE_JS)
         self.page.keyboard.press("Control+s")
-        self.page.wait_for_function("() => ['completed', 'failed'].includes(window.__openhandsSave)",
-                                    timeout=timeout * 1000, polling=100)
+        self.page.wait_for_function(
+            "() => ['completed', 'failed'].includes(window.__openhandsSave)", timeout=timeout * 1000, polling=100
+        )
         state = self.page.evaluate("() => window.__openhandsSave")
         if state != "completed":
-            raise AssertionError(f"JupyterLab could not save {self.name} ({state}); see its log:\n{self.lab.log_tail()}")
+            raise AssertionError(
+                f"JupyterLab could not save {self.name} ({state}); see its log:\n{self.lab.log_tail()}"
+            )
 
     # -------------------------------------------------------------------------------- the %openhands panel
     def card(self, index: int) -> Locator:
@@ -546,7 +555,7 @@ def run_panel_notebook(
     # The kernel is free: another cell runs at once, and meanwhile the panel keeps polling and redrawing.
     other_cell_output = notebook.run_cell(2)
     later_status = wait_until(
-        lambda: (text if (text := notebook.badge_text(1)) and text != first_status else None),
+        lambda: text if (text := notebook.badge_text(1)) and text != first_status else None,
         status_timeout,
         f"the panel's status to change from {first_status!r} (it is {notebook.badge_text(1)!r})",
     )

@@ -14,7 +14,9 @@ import pytest
 from .conftest import MISSING, STATUS_SECONDS
 from .harness import ARTIFACTS, JupyterLab, NotebookPage, wait_until
 
-pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING))
+pytestmark = pytest.mark.skipif(
+    bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING)
+)
 
 HOSTILE = '<img src=x onerror="window.__pwned = 1"><script>window.__pwned = 2</script>'
 
@@ -77,7 +79,7 @@ def test_the_link_opens_the_conversation_in_a_new_tab(page, jupyterlab: JupyterL
 
 
 def _luminance(rgb: str) -> float:
-    parts = [int(p) / 255 for p in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+    parts = [int(p) / 255 for p in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
     linear = [p / 12.92 if p <= 0.03928 else ((p + 0.055) / 1.055) ** 2.4 for p in parts]
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 

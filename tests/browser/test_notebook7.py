@@ -12,13 +12,17 @@ import pytest
 from .conftest import MISSING
 from .harness import ARTIFACTS, JupyterLab, NotebookPage, run_panel_notebook, wait_until
 
-pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING))
+pytestmark = pytest.mark.skipif(
+    bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING)
+)
 
 
 @pytest.fixture(scope="module")
 def notebook7(openhands_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:  # type: ignore[no-untyped-def]
     pytest.importorskip("notebook", reason="Notebook 7 is not installed (pip install notebook)")
-    with JupyterLab(tmp_path_factory.mktemp("notebook7"), environ=openhands_server.environ(), front_end="notebook") as app:
+    with JupyterLab(
+        tmp_path_factory.mktemp("notebook7"), environ=openhands_server.environ(), front_end="notebook"
+    ) as app:
         yield app
 
 

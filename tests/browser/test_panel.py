@@ -14,7 +14,9 @@ import pytest
 from .conftest import API_KEY, MISSING
 from .harness import ARTIFACTS, JupyterLab, run_panel_notebook
 
-pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING))
+pytestmark = pytest.mark.skipif(
+    bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING)
+)
 
 
 def test_panel_shows_a_live_card_with_a_link_to_the_server(page, jupyterlab: JupyterLab, openhands_server) -> None:

@@ -31,17 +31,25 @@ pytestmark = pytest.mark.skipif(
 FIRST_LINE = "Made load_csv 2.3x faster by reading the file in chunks."
 FOLDED_LINE = "This last line is only in the folded part of the answer."
 #: Six lines: the card shows four and folds the rest; the markup must reach the page as text.
-ANSWER = "\n".join([
-    FIRST_LINE,
-    "What changed:",
-    "- <b>not bold</b> is shown as typed, never as markup",
-    "- the header is parsed once",
-    "- no copy of every row any more",
-    FOLDED_LINE,
-])
+ANSWER = "\n".join(
+    [
+        FIRST_LINE,
+        "What changed:",
+        "- <b>not bold</b> is shown as typed, never as markup",
+        "- the header is parsed once",
+        "- no copy of every row any more",
+        FOLDED_LINE,
+    ]
+)
 FOLLOW_UP_ANSWER = "Added demo/tests/test_load.py: three tests, all pass."
-RESULTS = {"answer": ANSWER, "changes": (("UPDATED", "demo/data/load.py"), ("ADDED", "demo/tests/test_load.py")),
-           "pr_numbers": (42,), "cost": 0.12, "prompt_tokens": 1000, "completion_tokens": 234}
+RESULTS = {
+    "answer": ANSWER,
+    "changes": (("UPDATED", "demo/data/load.py"), ("ADDED", "demo/tests/test_load.py")),
+    "pr_numbers": (42,),
+    "cost": 0.12,
+    "prompt_tokens": 1000,
+    "completion_tokens": 234,
+}
 #: Long enough to see RUNNING in the browser (a first run and a follow-up), short enough to wait for FINISHED.
 RUNNING_SECONDS = 4.0
 #: The cue's words at the start of the tab's title (U+25CF BLACK CIRCLE, then the final status).
@@ -145,8 +153,12 @@ def _cue_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
 
 # ---------------------------------------------------------------------------------------------------- the tests
 def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterLab) -> None:  # type: ignore[no-untyped-def]
-    notebook = _open(page, jupyterlab, "final.ipynb",
-                     ["%load_ext openhands_magics", "%openhands --repo octo/demo make the loader faster"])
+    notebook = _open(
+        page,
+        jupyterlab,
+        "final.ipynb",
+        ["%load_ext openhands_magics", "%openhands --repo octo/demo make the loader faster"],
+    )
     had_focus = _record_titles(page)
     title_before = page.title()
     notebook.run_cell(0)
@@ -188,8 +200,12 @@ def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server,
     with JupyterLab(tmp_path / "dark", environ=environ, dark=True) as lab:
         page = browser.new_page()
         try:
-            notebook = _open(page, lab, "dark.ipynb",
-                             ["%load_ext openhands_magics", "%openhands --repo octo/demo make the loader faster"])
+            notebook = _open(
+                page,
+                lab,
+                "dark.ipynb",
+                ["%load_ext openhands_magics", "%openhands --repo octo/demo make the loader faster"],
+            )
             notebook.run_cell(0)
             notebook.run_cell(1)
             _await_status(notebook, 1, "FINISHED", 45)
@@ -197,10 +213,16 @@ def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server,
             card = notebook.card(1)
             card.get_by_text("show more").click()
             card.locator("details > div").wait_for(state="visible", timeout=5000)
-            parts = {"answer": ".openhands-answer", "unfolded answer": "details > div", "show more": "summary",
-                     "PR link": ".openhands-results a", "changed file": ".openhands-results code"}
-            colors = {name: card.locator(selector).first.evaluate(TEXT_AND_BACKGROUND_JS)
-                      for name, selector in parts.items()}
+            parts = {
+                "answer": ".openhands-answer",
+                "unfolded answer": "details > div",
+                "show more": "summary",
+                "PR link": ".openhands-results a",
+                "changed file": ".openhands-results code",
+            }
+            colors = {
+                name: card.locator(selector).first.evaluate(TEXT_AND_BACKGROUND_JS) for name, selector in parts.items()
+            }
             _shot(notebook, 1, "final-card-dark")
         finally:
             page.close()
@@ -210,8 +232,12 @@ def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server,
 
 
 def test_follow_up_runs_again_and_finishes_again(page, jupyterlab: JupyterLab, openhands_server) -> None:  # type: ignore[no-untyped-def]
-    cells = ["%load_ext openhands_magics", "%openhands make the loader faster",
-             "%config OpenHandsMagics.notify = False", "%%openhands --continue\nnow add tests"]
+    cells = [
+        "%load_ext openhands_magics",
+        "%openhands make the loader faster",
+        "%config OpenHandsMagics.notify = False",
+        "%%openhands --continue\nnow add tests",
+    ]
     notebook = _open(page, jupyterlab, "follow-up.ipynb", cells)
     _record_titles(page)
     notebook.run_cell(0)
@@ -329,5 +355,7 @@ def _restart_kernel(notebook: NotebookPage) -> None:
     page.wait_for_function(
         """id => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
                    return k && k.id === id && k.connectionStatus === 'connected' && k.status === 'idle'; }""",
-        arg=kernel_id, timeout=60_000, polling=100,
+        arg=kernel_id,
+        timeout=60_000,
+        polling=100,
     )

@@ -16,13 +16,17 @@ import pytest
 from .conftest import MISSING
 from .harness import ARTIFACTS, JupyterLab, NotebookPage, wait_until
 
-pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING))
+pytestmark = pytest.mark.skipif(
+    bool(MISSING) and not os.environ.get("CI"), reason="browser tests need: " + "; ".join(MISSING)
+)
 
 CELLS = ("%load_ext openhands_magics", "%openhands say hello")
 
 
 def test_a_saved_notebook_reopened_with_a_new_kernel_shows_the_final_card(
-    page, jupyterlab: JupyterLab, openhands_server  # type: ignore[no-untyped-def]
+    page,
+    jupyterlab: JupyterLab,
+    openhands_server,  # type: ignore[no-untyped-def]
 ) -> None:
     name = "saved.ipynb"
     jupyterlab.write_notebook(name, CELLS)
@@ -50,6 +54,11 @@ def test_a_saved_notebook_reopened_with_a_new_kernel_shows_the_final_card(
     assert "FINISHED" in text and "model not found" not in page.content()
     assert card.locator("a[href]").first.get_attribute("href").startswith(openhands_server.base_url)
 
-    html = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--stdout", str(jupyterlab.root_dir / name)],
-                          capture_output=True, text=True, timeout=120, check=True).stdout
+    html = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "html", "--stdout", str(jupyterlab.root_dir / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "openhands-conversation" in html and "FINISHED" in html

@@ -44,8 +44,7 @@ class Live:
         ``OPENHANDS_CONTRACT_LLM``."""
         if not self.llm:
             pytest.skip("OPENHANDS_CONTRACT_LLM is not set")
-        request = urllib.request.Request(f"{self.llm}/fake/config", data=json.dumps(settings).encode(),
-                                         method="POST")
+        request = urllib.request.Request(f"{self.llm}/fake/config", data=json.dumps(settings).encode(), method="POST")
         urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - a loopback URL the tester gave
 
 
@@ -54,8 +53,12 @@ def live() -> Iterator[Live]:
     base_url = os.environ.get("OPENHANDS_CONTRACT_BASE_URL")
     if not base_url:
         pytest.skip("no live server: set OPENHANDS_CONTRACT_BASE_URL (see tests/contract/conftest.py)")
-    server = Live(base_url, os.environ.get("OPENHANDS_CONTRACT_API_KEY", "no-key-needed"),
-                  os.environ.get("OPENHANDS_CONTRACT_EXPECT_API"), os.environ.get("OPENHANDS_CONTRACT_LLM"))
+    server = Live(
+        base_url,
+        os.environ.get("OPENHANDS_CONTRACT_API_KEY", "no-key-needed"),
+        os.environ.get("OPENHANDS_CONTRACT_EXPECT_API"),
+        os.environ.get("OPENHANDS_CONTRACT_LLM"),
+    )
     yield server
     if server.llm:
         server.fake_llm(delay=0, answer="Hello! Done.")

@@ -30,8 +30,9 @@ def test_a_conversation_whose_sandbox_was_deleted_says_the_sandbox_is_gone(sessi
     handle.wait(timeout=FINISH_WITHIN)
     sandbox_id = handle.conversation.sandbox_id
     headers = {"Authorization": f"Bearer {live.api_key}", "X-Session-API-Key": live.api_key}
-    deleted = httpx.delete(f"{live.base_url}/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id},
-                           headers=headers, timeout=60)
+    deleted = httpx.delete(
+        f"{live.base_url}/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id}, headers=headers, timeout=60
+    )
     assert deleted.status_code == 200, deleted.text
     client = session.client(handle.endpoint)
     for act in (client.pause, client.resume, lambda c: client.send_message(c, "and again")):

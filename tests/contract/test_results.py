@@ -37,9 +37,11 @@ def _finished(session: Session, live: Live, message: str = "say hello") -> Conve
 
 def _events_kept(live: Live, conversation_id: str) -> int:
     """How many events the server kept (a server whose sandboxes are plain processes keeps none)."""
-    answer = httpx.get(f"{live.base_url}/api/v1/conversation/{conversation_id}/events/search",
-                       headers={"Authorization": f"Bearer {live.api_key}", "X-Session-API-Key": live.api_key},
-                       timeout=30)  # (whichever of the two the server takes)
+    answer = httpx.get(
+        f"{live.base_url}/api/v1/conversation/{conversation_id}/events/search",
+        headers={"Authorization": f"Bearer {live.api_key}", "X-Session-API-Key": live.api_key},
+        timeout=30,
+    )  # (whichever of the two the server takes)
     answer.raise_for_status()
     return len(answer.json()["items"])
 
