@@ -148,6 +148,29 @@ def _forget_record(*, base_url: str, reference: str, at: str) -> dict[str, Any]:
 _ADD, _FORGET = _add_record, _forget_record
 
 
+def _added(
+    base_url: str,
+    conversation_id: str | None,
+    task_id: str | None,
+    api: str | None,
+    notebook: str | os.PathLike[str] | None,
+    repository: str | None,
+) -> _Line:
+    """The line that records a conversation, stamped now (``add`` writes it at once, ``add_soon`` queues it)."""
+    return _Line(
+        _ADD,
+        dict(
+            base_url=base_url,
+            conversation_id=conversation_id,
+            task_id=task_id,
+            api=api,
+            notebook=notebook,
+            repository=repository,
+        ),
+        _now(),
+    )
+
+
 @dataclass(frozen=True)
 class _Line:
     """A line to write: the values as given (checked when written), and the time they were given."""
@@ -188,22 +211,7 @@ class ConversationStore:
     ) -> None:
         """Record a conversation (again, once its id is known: ``entries`` merges the lines). A value that fails
         the checks means nothing is recorded: a half-checked record is not worth a secret on disk."""
-        self._write(
-            [
-                _Line(
-                    _ADD,
-                    dict(
-                        base_url=base_url,
-                        conversation_id=conversation_id,
-                        task_id=task_id,
-                        api=api,
-                        notebook=notebook,
-                        repository=repository,
-                    ),
-                    _now(),
-                )
-            ]
-        )
+        self._write([_added(base_url, conversation_id, task_id, api, notebook, repository)])
 
     def forget(self, base_url: str, reference: str) -> None:
         """The conversation was deleted (or the server no longer has it): hide it, whichever of its ids is given."""
@@ -224,21 +232,7 @@ class ConversationStore:
         if isinstance(notebook, (str, os.PathLike)):
             with suppress(Exception):  # (a value the checks refuse is refused there, quietly, as by add)
                 notebook = os.path.abspath(notebook)
-        _writer.put(
-            self,
-            _Line(
-                _ADD,
-                dict(
-                    base_url=base_url,
-                    conversation_id=conversation_id,
-                    task_id=task_id,
-                    api=api,
-                    notebook=notebook,
-                    repository=repository,
-                ),
-                _now(),
-            ),
-        )
+        _writer.put(self, _added(base_url, conversation_id, task_id, api, notebook, repository))
 
     def forget_soon(self, base_url: str, reference: str) -> None:
         """:meth:`forget`, by the writer thread: returns at once."""
