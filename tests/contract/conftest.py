@@ -39,6 +39,13 @@ class Live:
         """Make each agent step of the fake LLM take ``seconds`` (needs ``OPENHANDS_CONTRACT_LLM``)."""
         self.fake_llm(delay=seconds)
 
+    def agent_steps(self) -> int:
+        """How many agent steps a turn takes: the fake LLM's shell steps (``up --llm-steps N``), then its finish."""
+        if not self.llm:
+            pytest.skip("OPENHANDS_CONTRACT_LLM is not set")
+        with urllib.request.urlopen(f"{self.llm}/fake/config", timeout=10) as answer:  # noqa: S310 - loopback
+            return len(json.loads(answer.read()).get("steps") or ()) + 1
+
     def fake_llm(self, **settings: object) -> None:
         """Reconfigure the fake LLM (``delay``, ``answer``: the agent's finish message); needs
         ``OPENHANDS_CONTRACT_LLM``."""
