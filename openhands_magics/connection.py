@@ -31,6 +31,7 @@ from .validation import printable, validate_seconds
 
 if TYPE_CHECKING:
     from .client import AsyncOpenHandsClient, OpenHandsClient
+    from .events import Trajectory
     from .handle import ConversationHandle, Diff, Listener
     from .session import Endpoint, Session
 
@@ -302,6 +303,16 @@ class Connection:
         handle.update(dataclasses.replace(handle.conversation, status=ConversationStatus.DELETED, phase=None))
         self.unwatch(handle)
         self._session.forget(handle)
+
+    # ------------------------------------------------------------------ the agent's controls (filled in by the stream)
+    def events(self, handle: ConversationHandle) -> Trajectory:
+        raise ValidationError("conv.events() is not available yet in this version.")
+
+    def interrupt(self, handle: ConversationHandle) -> None:
+        raise ValidationError("conv.interrupt() is not available yet in this version.")
+
+    def respond_to_confirmation(self, handle: ConversationHandle, *, accept: bool, reason: str = "") -> None:
+        raise ValidationError("conv.confirm() / conv.reject() are not available yet in this version.")
 
     def __repr__(self) -> str:
         return f"<Connection {self.endpoint.base_url} watching {len(self.tracker)}>"

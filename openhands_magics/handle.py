@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
+from .events import EMPTY_ACTIVITY, Activity, Trajectory
 from .models import Change, Conversation, Cost, Outcome, PullRequest
 
 if TYPE_CHECKING:
@@ -57,9 +58,10 @@ def _backtick_runs(text: str) -> list[str]:
 class ConversationHandle:
     """A live reference to one conversation.
 
-    Reading: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``, ``.refresh()``, ``.wait()``. What it did:
-    ``.answer``, ``.pull_requests``, ``.cost``, ``.changes()``, ``.diff()``. Steering: ``.send(text)``, ``.pause()``,
-    ``.resume()``, ``.delete()``; ``.stop_watching()`` only stops polling.
+    Reading: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``, ``.refresh()``, ``.wait()``; live:
+    ``.activity``. What it did: ``.answer``, ``.pull_requests``, ``.cost``, ``.changes()``, ``.diff()``,
+    ``.events()``. Steering: ``.send(text)``, ``.interrupt()`` (stops the agent), ``.confirm()`` / ``.reject()``,
+    ``.pause()``, ``.resume()`` (the sandbox), ``.delete()``; ``.stop_watching()`` only stops this kernel listening.
     """
 
     def __init__(self, conversation: Conversation, session: Session, endpoint: Endpoint) -> None:
@@ -78,6 +80,7 @@ class ConversationHandle:
         self.turn_started_at: dt.datetime | None = None
         #: What the agent did in its latest turn, once read (when it ended, or on first use of ``.answer``).
         self.outcome: Outcome | None = None
+        self._activity: Activity = EMPTY_ACTIVITY
         self._skip_display_in: int | None = None
 
     @property
@@ -153,8 +156,22 @@ class ConversationHandle:
 
     @property
     def cost(self) -> Cost | None:
-        """Cost and tokens so far (``str()`` reads ``$0.12 · 12,345 tokens``), from the latest snapshot."""
-        return self._conversation.cost
+        """Cost and tokens so far (``str()`` reads ``$0.12 · 12,345 tokens``): the live stream's when it has one,
+        else the latest snapshot's."""
+        live = self._activity.cost
+        return live if live is not None and self._activity.source == "stream" else self._conversation.cost
+
+    @property
+    def activity(self) -> Activity:
+        """What the agent is doing (:class:`~.events.Activity`: its step count, last few steps, live cost, the
+        action waiting for confirmation), fed by the live event stream or, where there is none, by events search.
+        A frozen value, replaced whole: safe to read from any thread."""
+        return self._activity
+
+    def events(self) -> Trajectory:
+        """Every event of the conversation so far, oldest first (read now from the server's events search, paged;
+        works for finished conversations too). ``.to_dataframe()`` gives a pandas DataFrame."""
+        return self._connection.events(self)
 
     def changes(self) -> tuple[Change, ...]:
         """The files the agent changed (``.status``, ``.path``); read now, or kept from when its turn ended."""
@@ -185,6 +202,22 @@ class ConversationHandle:
 
     def resume(self) -> ConversationHandle:
         self._connection.resume(self)
+        return self
+
+    def interrupt(self) -> ConversationHandle:
+        """Stop the agent at once (the agent server's ``interrupt``): the conversation stays, and ``send()`` goes on
+        from there. (``pause()`` pauses the sandbox; ``stop_watching()`` only stops this kernel listening.)"""
+        self._connection.interrupt(self)
+        return self
+
+    def confirm(self) -> ConversationHandle:
+        """Approve the action the agent waits to have confirmed (``activity.pending``)."""
+        self._connection.respond_to_confirmation(self, accept=True)
+        return self
+
+    def reject(self, reason: str = "") -> ConversationHandle:
+        """Refuse the action the agent waits to have confirmed; ``reason`` is told to the agent."""
+        self._connection.respond_to_confirmation(self, accept=False, reason=reason)
         return self
 
     def delete(self) -> None:
@@ -261,6 +294,14 @@ class ConversationHandle:
             if note == self.note:
                 return
             self.note = note
+        self._notify()
+
+    def set_activity(self, activity: Activity) -> None:
+        """A fresh activity from the stream or events search; listeners are told as for a status change."""
+        with self._lock:
+            if activity == self._activity:
+                return
+            self._activity = activity
         self._notify()
 
     def set_watching(self, watching: bool) -> None:
