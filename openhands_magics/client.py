@@ -382,6 +382,17 @@ class OpenHandsClient(_ClientSettings):
         """One changed file, before and after (``.unified()`` for a diff)."""
         return self._act("diff", self._one(snapshot), self._path(path))
 
+    def events(
+        self, snapshot: Conversation, since: str | None = None, page_id: str | None = None
+    ) -> protocol.EventsPage:
+        """One page (oldest first, at most 100) of the conversation's events as the server sent them, from the
+        time stamp ``since``; ``.next_page_id`` asks for the next."""
+        return self._act("events", self._one(snapshot), since, page_id)
+
+    def queue_message(self, snapshot: Conversation, text: str) -> None:
+        """A follow-up queued on the server while the conversation is still starting (delivered once it is)."""
+        return self._act("queue_message", self._one(snapshot), validate_message(self._text(text)))
+
     def outcome(self, snapshot: Conversation) -> Outcome:
         """The answer and the changed files at once."""
         return self._act("outcome", self._one(snapshot))
@@ -532,6 +543,14 @@ class AsyncOpenHandsClient(_ClientSettings):
 
     async def diff(self, snapshot: Conversation, path: str) -> FileDiff:
         return await self._act("diff", self._one(snapshot), self._path(path))
+
+    async def events(
+        self, snapshot: Conversation, since: str | None = None, page_id: str | None = None
+    ) -> protocol.EventsPage:
+        return await self._act("events", self._one(snapshot), since, page_id)
+
+    async def queue_message(self, snapshot: Conversation, text: str) -> None:
+        return await self._act("queue_message", self._one(snapshot), validate_message(self._text(text)))
 
     async def outcome(self, snapshot: Conversation) -> Outcome:
         return await self._act("outcome", self._one(snapshot))

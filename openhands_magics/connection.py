@@ -2,8 +2,16 @@
 
 One :class:`Connection` per :class:`~.session.Endpoint` owns the blocking client (for the caller's own thread: a
 refresh, a pause, a follow-up), the async client (made and used only in the I/O thread's loop, :mod:`._io`), and
-the server's one :class:`~.tracker.Tracker` of everything in flight there, fed by its :class:`~.polling.PollingSource`.
-The clients hold the per-server facts (the detected API, the auth header that worked).
+the server's one :class:`~.tracker.Tracker` of everything in flight there, fed by two sources: its
+:class:`~.polling.PollingSource` and its :class:`~.stream.StreamSource` (the agent servers' live event streams,
+one socket per conversation, opened when the tracker says a watched handle has a conversation id and closed when it
+leaves). The clients hold the per-server facts (the detected API, the auth header that worked).
+
+The agent's controls that only its agent server has (``interrupt``, ``respond_to_confirmation``, the final
+response) are sent from the I/O loop by the stream source, with the conversation's session key, which never leaves
+``_protocol.agent``. When a turn ends, the answer is the finish action's message the stream saw, else the agent
+server's ``agent_final_response``, else the app server's events; the title and cost are read again a few times
+after the end (the real title comes after the finish), so the final card's values are final ones.
 
 Why a blocking wait goes through the tracker: a wait of its own would poll in the kernel's thread, and every other
 panel would stand still until it returned. Here the handle is tracked like any other, and the waiting thread blocks
@@ -17,15 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._io import IOThread, get_io
 from ._transport import _closed
-from .errors import OpenHandsError, ValidationError, WaitTimeout
+from .errors import ConflictError, OpenHandsError, TransportError, ValidationError, WaitTimeout
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import PollingSource, PollSchedule, outcome_due
+from .stream import StreamSource
 from .tracker import Tracker
 from .validation import printable, validate_seconds
 
@@ -40,6 +50,13 @@ __all__ = ["Connection"]
 log = logging.getLogger("openhands_magics")
 #: The longest a blocking wait sleeps between looks at its handle (a change wakes it at once; this only bounds it).
 WAIT_SLICE = 1.0
+#: After a turn ends, when (seconds from the end) the title, cost and a missing answer are read again: the real
+#: title is made after the finish, and the app server's events and metrics arrive in batches up to 30 s late.
+LATE_READS = (3.0, 10.0, 35.0)
+#: The title a V1 conversation has until its real one is made: "Conversation 3c356".
+_DEFAULT_TITLE = re.compile(r"Conversation [0-9a-f]{5}")
+#: How long a blocking agent control (interrupt, confirm) waits for its answer.
+CONTROL_TIMEOUT = 30.0
 
 
 class _Waiter:
@@ -72,9 +89,26 @@ class Connection:
         self._client: OpenHandsClient | None = None
         self._aclient: AsyncOpenHandsClient | None = None  # the I/O loop's, made there
         self._closer_registered = False
-        self.tracker = Tracker(session.schedule_for(endpoint), read_outcome=self._read_outcome, gave_up=self._gave_up)
+        self.tracker = Tracker(
+            session.schedule_for(endpoint),
+            read_outcome=self._read_outcome,
+            gave_up=self._gave_up,
+            on_started=self._stream_it,
+            on_left=self._left,
+        )
         self.source = PollingSource(self.tracker, self._async_client)
+        self.stream = StreamSource(
+            self.tracker,
+            endpoint.base_url,
+            self._async_client,
+            ca_bundle=endpoint.ca_bundle,
+            use_env_proxy=bool(endpoint.use_env_proxy),
+            on_change=self._guard,
+        )
+        #: Whether handles are streamed at all (``False``: polling only, as before the stream).
+        self.streaming = True
         self._waiters: dict[int, list[_Waiter]] = {}
+        self._late: dict[int, object] = {}  # handle id -> its late reads' task (in the loop)
 
     # ------------------------------------------------------------------ clients
     @property
@@ -151,7 +185,7 @@ class Connection:
         async def read() -> None:
             outcome: Outcome | None = None
             try:
-                outcome = await self._async_client().outcome(handle.conversation)
+                outcome = await self._read_outcome_now(handle)
             except OpenHandsError as error:
                 outcome = Outcome(problems=(str(error),))
             except asyncio.CancelledError:
@@ -162,6 +196,146 @@ class Connection:
 
         asyncio.get_running_loop().create_task(read(), name="openhands-outcome")
 
+    async def _read_outcome_now(self, handle: ConversationHandle) -> Outcome:
+        """The answer (the finish message the stream saw, else the agent server's final response, else the app
+        server's events) and the changed files, read together."""
+        import asyncio
+
+        client = self._async_client()
+        streamed = handle.activity.answer if handle.activity.source == "stream" else None
+
+        async def answer() -> str | None:
+            if streamed:
+                return streamed
+            final = await self._final_response(handle)
+            return final if final is not None else await client.answer(handle.conversation)
+
+        answered, changed = await asyncio.gather(answer(), client.changes(handle.conversation), return_exceptions=True)
+        problems = []
+        for name, part in (("answer", answered), ("changes", changed)):
+            if isinstance(part, asyncio.CancelledError):
+                raise part
+            if isinstance(part, OpenHandsError):
+                problems.append(f"{name}: {part}")
+            elif isinstance(part, BaseException):
+                raise part
+        return Outcome(
+            answered if isinstance(answered, str) else None,
+            changed if isinstance(changed, tuple) else None,
+            tuple(problems),
+        )
+
+    async def _final_response(self, handle: ConversationHandle) -> str | None:
+        """The agent server's ``agent_final_response``; None when there is no agent server to ask or it failed."""
+        from ._protocol import agent
+
+        access = agent.access_for(self.endpoint.base_url, handle.id)
+        if access is None:
+            return None
+        try:
+            return agent.read_final_response(await self.stream.agent_call(agent.final_response(access), access))
+        except OpenHandsError:
+            return None
+
+    # ------------------------------------------------------------------ the stream's side (in the loop)
+    def _stream_it(self, handle: ConversationHandle) -> None:
+        """The tracker says it has a conversation id: listen to its events (a no-op once listening)."""
+        late = self._late.pop(id(handle), None)
+        if late is not None:
+            late.cancel()  # type: ignore[attr-defined]
+        if self.streaming:
+            self.stream.follow(handle)
+
+    def _left(self, handle: ConversationHandle) -> None:
+        """It is no longer watched: its socket closes (if no other handle of it listens); if its turn ended, the
+        title, cost and a missing answer are read again a few times."""
+        self.stream.drop(handle)
+        if handle.is_final and handle.id is not None and handle.status != ConversationStatus.DELETED:
+            import asyncio
+
+            if id(handle) not in self._late:
+                self._late[id(handle)] = asyncio.get_running_loop().create_task(
+                    self._read_late(handle), name="openhands-late-reads"
+                )
+
+    async def _read_late(self, handle: ConversationHandle) -> None:
+        import asyncio
+
+        try:
+            start = time.monotonic()
+            for at in LATE_READS:
+                await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+                if not handle.is_final or handle in self.tracker:  # a follow-up: the tracker has it again
+                    return
+                await self._refresh_final(handle)
+                if self._final_values_known(handle):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a late read is a nicety: it never stops anything
+            log.debug("a late read of %s failed", handle.reference, exc_info=True)
+        finally:
+            if self._late.get(id(handle)) is asyncio.current_task():
+                self._late.pop(id(handle), None)
+
+    @staticmethod
+    def _final_values_known(handle: ConversationHandle) -> bool:
+        title = handle.title or ""
+        return bool(title) and not _DEFAULT_TITLE.fullmatch(title) and (handle.outcome is None or bool(handle.answer))
+
+    async def _refresh_final(self, handle: ConversationHandle) -> None:
+        """Read a final conversation again: its title, cost and PRs are taken (its status is the tracker's
+        business), and a missing answer is asked for again."""
+        try:
+            (fresh,) = await self._async_client().read([handle.conversation])
+        except OpenHandsError:
+            return
+        if fresh is None or not handle.is_final or handle in self.tracker:
+            return
+        old = handle.conversation
+        kept = dataclasses.replace(
+            old,
+            title=fresh.title or old.title,
+            cost=fresh.cost if fresh.cost is not None else old.cost,
+            pr_numbers=fresh.pr_numbers or old.pr_numbers,
+        )
+        if kept != old:
+            handle.update(kept, note=handle.note)
+        outcome = handle.outcome
+        if outcome is not None and not outcome.answer:
+            try:
+                answer = await self._final_response(handle) or await self._async_client().answer(handle.conversation)
+            except OpenHandsError:
+                return
+            if answer and handle.outcome is outcome:
+                handle.set_outcome(dataclasses.replace(outcome, answer=answer))
+
+    def _guard(self, handle: ConversationHandle) -> None:
+        """The budget guard: once the live cost passes the handle's ``max_cost``, the agent is interrupted (once)
+        and the card says why."""
+        limit = handle.max_cost
+        cost = handle.activity.cost
+        if limit is None or cost is None or cost.usd is None or cost.usd <= limit or handle.budget_spent:
+            return
+        handle.budget_spent = True
+        from ._protocol import agent
+
+        note = f"Stopped the agent: its cost ${cost.usd:,.2f} passed --max-cost ${limit:,.2f}."
+        handle.set_note(note, sticky=True)
+        access = agent.access_for(self.endpoint.base_url, handle.id)
+        if access is None:
+            handle.set_note(f"Could not stop the agent: its cost ${cost.usd:,.2f} passed --max-cost.", sticky=True)
+            return
+        import asyncio
+
+        async def stop() -> None:
+            try:
+                await self.stream.agent_call(agent.interrupt(access), access)
+            except OpenHandsError as error:
+                handle.set_note(f"Its cost passed --max-cost, but stopping the agent failed: {error}", sticky=True)
+
+        asyncio.get_running_loop().create_task(stop(), name="openhands-budget")
+
     def _gave_up(self, handle: ConversationHandle, error: OpenHandsError) -> None:
         with self._lock:
             for waiter in self._waiters.get(id(handle), ()):
@@ -171,6 +345,10 @@ class Connection:
         """In the loop, as it stops: every watch ends, the source stops, the async client closes."""
         self._closer_registered = False
         self.source.stop()
+        for task in list(self._late.values()):
+            task.cancel()  # type: ignore[attr-defined]
+        self._late.clear()
+        await self.stream.aclose()
         with self._lock:  # a blocking wait ends with the line a closed client gives, not a wait for ever
             for waiter in [w for waiters in self._waiters.values() for w in waiters]:
                 waiter.error = _closed()
@@ -279,7 +457,13 @@ class Connection:
     # ------------------------------------------------------------------ steering
     def send(self, handle: ConversationHandle, text: str) -> None:
         """A follow-up (one protocol operation: a paused sandbox is resumed and waited for, the message is taken at
-        most once); the agent works again from now, and the handle is watched again at once."""
+        most once); the agent works again from now, and the handle is watched again at once. While the conversation
+        is still starting, the message is queued on the server for it instead (delivered once it is ready)."""
+        if handle.id is None and handle.task_id is not None and not handle.is_final:
+            self.client.queue_message(handle.conversation, text)
+            handle.set_note("follow-up queued: it is sent once the conversation has started")
+            self.watch(handle)
+            return
         interval = min(1.0, self._session.schedule.interval)
         running = self.client.follow_up(
             handle.conversation, text, resume_timeout=self.resume_timeout, interval=interval
@@ -304,15 +488,82 @@ class Connection:
         self.unwatch(handle)
         self._session.forget(handle)
 
-    # ------------------------------------------------------------------ the agent's controls (filled in by the stream)
+    # ------------------------------------------------------------------ the agent's controls
     def events(self, handle: ConversationHandle) -> Trajectory:
-        raise ValidationError("conv.events() is not available yet in this version.")
+        """Every event so far, from the app server's events search, every page (oldest first)."""
+        from ._secrets import Secrets, secrets
+        from ._protocol import agent
+        from .events import Trajectory, parse
+
+        if handle.id is None:
+            raise ValidationError(
+                f"{handle.reference} has not created its conversation yet, so it has no events: try again soon."
+            )
+        known = Secrets(sorted({*secrets(), *agent.session_keys()}, key=len, reverse=True))
+        events, seen, page_id = [], set(), None
+        for _ in range(1000):  # (100 000 events at most)
+            page = self.client.events(handle.conversation, None, page_id)
+            for item in page.items:
+                item_id = item.get("id")
+                if isinstance(item_id, str):
+                    if item_id in seen:
+                        continue
+                    seen.add(item_id)
+                event = parse(item, known=known)
+                if event is not None:
+                    events.append(event)
+            page_id = page.next_page_id
+            if not page_id:
+                break
+        return Trajectory(events)
+
+    def _access(self, handle: ConversationHandle, what: str) -> Any:
+        """The conversation's agent server and key, read again from the app server if not known yet."""
+        from ._protocol import agent
+
+        if handle.id is None:
+            raise ValidationError(f"{handle.reference} is still starting: there is no agent to {what} yet.")
+        if handle.conversation.api != "v1":
+            raise ValidationError(f"This server speaks the V0 API: it cannot {what}; do it in the OpenHands app.")
+        access = agent.access_for(self.endpoint.base_url, handle.id)
+        if access is None:
+            self.refresh(handle)
+            access = agent.access_for(self.endpoint.base_url, handle.id)
+        if access is None:
+            raise ConflictError(
+                f"Conversation {handle.id} has no running agent server to {what} (its sandbox is not running)."
+            )
+        return access
+
+    def _control(self, request: Any, access: Any) -> Any:
+        if self._io.in_loop():
+            raise ValidationError("The agent's controls cannot be used from a view or a listener; use them in a cell.")
+        future = self._io.submit(self.stream.agent_call(request, access))
+        try:
+            return future.result(CONTROL_TIMEOUT)
+        except TimeoutError:
+            future.cancel()
+            raise TransportError(f"The agent server at {access.base} did not answer within {CONTROL_TIMEOUT:g} s.")
 
     def interrupt(self, handle: ConversationHandle) -> None:
-        raise ValidationError("conv.interrupt() is not available yet in this version.")
+        """Stop the agent at once (its agent server's ``interrupt``); the conversation stays."""
+        from ._protocol import agent
+
+        access = self._access(handle, "interrupt")
+        self._control(agent.interrupt(access), access)
+        if not handle.is_final:
+            self.watch(handle)
 
     def respond_to_confirmation(self, handle: ConversationHandle, *, accept: bool, reason: str = "") -> None:
-        raise ValidationError("conv.confirm() / conv.reject() are not available yet in this version.")
+        from ._protocol import agent
+
+        if not isinstance(reason, str):
+            raise ValidationError(f"reject() takes the reason as text, got {type(reason).__name__}.")
+        access = self._access(handle, "confirm" if accept else "reject")
+        from ._secrets import blank
+
+        self._control(agent.respond_to_confirmation(access, accept, blank(reason)[:2000]), access)
+        self.watch(handle)
 
     def __repr__(self) -> str:
         return f"<Connection {self.endpoint.base_url} watching {len(self.tracker)}>"

@@ -81,6 +81,10 @@ class ConversationHandle:
         #: What the agent did in its latest turn, once read (when it ended, or on first use of ``.answer``).
         self.outcome: Outcome | None = None
         self._activity: Activity = EMPTY_ACTIVITY
+        #: The budget guard (``--max-cost``): past this many dollars of live cost the agent is interrupted, once.
+        self.max_cost: float | None = None
+        self.budget_spent = False
+        self._sticky_note: str | None = None
         self._skip_display_in: int | None = None
 
     @property
@@ -274,7 +278,7 @@ class ConversationHandle:
             changed = conversation.status_line != before.status_line
             if conversation.is_final and not before.is_final:
                 self.seen_final_at = _now()
-            self._conversation, self.note = conversation, note
+            self._conversation, self.note = conversation, note if note is not None else self._sticky_note
         self._notify()
         return changed
 
@@ -282,6 +286,7 @@ class ConversationHandle:
         """A follow-up was accepted: the agent works again, from now; what it did before is the past."""
         with self._lock:
             self.turn_started_at, self.seen_final_at, self.outcome = _now(), None, None
+            self._sticky_note = None
         self.update(conversation)
 
     def set_outcome(self, outcome: Outcome | None) -> None:
@@ -289,8 +294,12 @@ class ConversationHandle:
             self.outcome = outcome
         self._notify()
 
-    def set_note(self, note: str | None) -> None:
+    def set_note(self, note: str | None, *, sticky: bool = False) -> None:
+        """A remark beside the status; ``sticky``: kept through fresh snapshots until the next turn (why the budget
+        guard stopped the agent), where other notes ("retrying…") last until the next good read."""
         with self._lock:
+            if sticky:
+                self._sticky_note = note
             if note == self.note:
                 return
             self.note = note

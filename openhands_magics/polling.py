@@ -32,11 +32,14 @@ if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .tracker import Tracker
 
-__all__ = ["GONE", "PollSchedule", "PollingSource", "Watch", "mark_gone", "outcome_due"]
+__all__ = ["GONE", "STREAMED_CHECK", "PollSchedule", "PollingSource", "Watch", "mark_gone", "outcome_due"]
 
 log = logging.getLogger("openhands_magics")
 #: The phase of a conversation (or start task) the server answers ``null`` for: deleted elsewhere, or forgotten.
 GONE = "the server no longer has it"
+#: How often a conversation whose live event stream is open is still read (the stream tells every change at once;
+#: this read only catches what the stream does not carry, such as the title, and a socket that went quiet).
+STREAMED_CHECK = 120.0
 
 
 def mark_gone(handle: ConversationHandle) -> None:
@@ -79,6 +82,16 @@ class Watch:
         self.schedule = schedule
         self.pause = schedule.interval
         self.next_due = now + schedule.interval
+        #: Whether its live event stream is open (then it is read only every ``STREAMED_CHECK`` seconds).
+        self.streamed = False
+
+    def stream(self, live: bool, now: float) -> None:
+        """Its event stream opened (reads become rare) or closed (polling takes over at once, at its fast pace)."""
+        if live == self.streamed:
+            return
+        self.streamed = live
+        self.pause = self.schedule.interval
+        self.next_due = now + (STREAMED_CHECK if live else 0.0)
 
     def succeeded(self, conversation: Conversation | None, now: float) -> bool:
         """Store the snapshot; returns whether to go on watching."""
@@ -103,7 +116,7 @@ class Watch:
 
     def _again(self, now: float, pause: float) -> None:
         self.pause = min(self.schedule.max_interval, max(self.schedule.interval, pause))
-        self.next_due = now + self.pause
+        self.next_due = now + (max(self.pause, STREAMED_CHECK) if self.streamed else self.pause)
 
 
 class PollingSource:

@@ -3,8 +3,11 @@
 It holds every watched handle with its pace (:class:`~.polling.Watch`), says which are due, and settles a handle from
 whatever a *source of updates* hands it: :meth:`Tracker.apply` for a snapshot (``None``: the server no longer has it,
 so it ends DELETED), :meth:`Tracker.failed` for an error (retried with backoff, or watching stops with the reason).
-Today one source feeds it, :class:`~.polling.PollingSource`; a pushed event stream can sit beside it, calling the
-same two methods, without touching handles, views, the batch or the commands.
+Two sources feed it: :class:`~.polling.PollingSource`, and beside it the live event stream
+(:class:`~.stream.StreamSource`), which calls the same :meth:`Tracker.apply` with the snapshot an
+``execution_status`` event makes, and :meth:`Tracker.streamed` when its socket opens or closes (a streamed
+conversation is polled rarely). The tracker tells its owner when a handle can be streamed (``on_started``: it has
+a conversation id) and when it no longer needs to be (``on_left``), so sockets follow what is watched.
 
 When a turn ends, what the agent did (its answer, the changed files) must be read before watching ends, so the final
 card shows it: the tracker asks its owner to read it (``read_outcome``) and keeps the handle "watching" until
@@ -43,10 +46,14 @@ class Tracker:
         *,
         read_outcome: Callable[[ConversationHandle], None],
         gave_up: Callable[[ConversationHandle, OpenHandsError], None] | None = None,
+        on_started: Callable[[ConversationHandle], None] | None = None,
+        on_left: Callable[[ConversationHandle], None] | None = None,
     ) -> None:
         self.schedule = schedule
         self._read_outcome = read_outcome
         self._gave_up = gave_up
+        self._on_started = on_started
+        self._on_left = on_left
         self._watches: dict[int, Watch] = {}
         #: Handles whose turn just ended, while what the agent did is read (their panel still says "watching").
         self._concluding: dict[int, ConversationHandle] = {}
@@ -74,10 +81,31 @@ class Tracker:
             return
         self._watches[id(handle)] = Watch(handle, self.schedule, now)
         handle.set_watching(True)
+        self._started(handle)
 
     def untrack(self, handle: ConversationHandle) -> None:
         if self._watches.pop(id(handle), None) is not None or self._concluding.pop(id(handle), None) is not None:
             handle.set_watching(False)
+            self._left(handle)
+
+    def streamed(self, handle: ConversationHandle, live: bool, now: float) -> None:
+        """The handle's event stream opened (``live``: it is read rarely, the stream tells its changes) or closed
+        (it is polled again at once)."""
+        watch = self._watches.get(id(handle))
+        if watch is not None:
+            watch.stream(live, now)
+
+    def is_streamed(self, handle: ConversationHandle) -> bool:
+        watch = self._watches.get(id(handle))
+        return watch is not None and watch.streamed
+
+    def _started(self, handle: ConversationHandle) -> None:
+        if self._on_started is not None and handle.id is not None:
+            self._on_started(handle)
+
+    def _left(self, handle: ConversationHandle) -> None:
+        if self._on_left is not None:
+            self._on_left(handle)
 
     def close(self) -> None:
         """Stop every watch (``%unload_ext``)."""
@@ -112,6 +140,8 @@ class Tracker:
         if not watch.succeeded(conversation, now):
             del self._watches[id(handle)]
             self._end(handle)
+        elif not watch.streamed:
+            self._started(handle)
 
     def failed(self, handle: ConversationHandle, error: OpenHandsError, now: float) -> None:
         """A read of a tracked handle failed: retried later, or (an error retrying cannot fix) watching ends."""
@@ -131,6 +161,7 @@ class Tracker:
         if outcome is not None:
             handle.set_outcome(outcome)
         handle.set_watching(False)
+        self._left(handle)
 
     def _end(self, handle: ConversationHandle) -> None:
         if outcome_due(handle):
@@ -138,3 +169,4 @@ class Tracker:
             self._read_outcome(handle)
         else:
             handle.set_watching(False)
+            self._left(handle)

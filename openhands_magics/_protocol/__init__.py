@@ -29,7 +29,7 @@ from .common import (
     translate_transport_error,
     warning_if_maybe_started,
 )
-from .dialect import RESUME_INTERVAL, RESUME_TIMEOUT, Dialect, Page
+from .dialect import RESUME_INTERVAL, RESUME_TIMEOUT, Dialect, EventsPage, Page
 from .v0 import V0
 from .v1 import V1
 
@@ -41,6 +41,7 @@ __all__ = [
     "USER_AGENT",
     "Call",
     "Dialect",
+    "EventsPage",
     "KeyAuth",
     "Operation",
     "Page",

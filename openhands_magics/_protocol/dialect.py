@@ -28,6 +28,15 @@ class Page:
     next_page_id: str | None
 
 
+@dataclass(frozen=True)
+class EventsPage:
+    """One page of a conversation's events as the server sent them (raw mappings, for :func:`..events.parse`),
+    oldest first, and the token for the next (None: the last page)."""
+
+    items: tuple[Mapping[str, Any], ...]
+    next_page_id: str | None
+
+
 class Dialect(abc.ABC):
     """How one OpenHands API starts and reads conversations. Stateless; one instance per server address."""
 
@@ -160,6 +169,16 @@ class Dialect(abc.ABC):
     def answer(self, snapshot: Conversation) -> Operation[str | None]:
         """The agent's last message of the latest turn; None while it has none."""
         raise self.unsupported("read the agent's answer")
+
+    def events(
+        self, snapshot: Conversation, since: str | None = None, page_id: str | None = None
+    ) -> Operation[EventsPage]:
+        """One page of the conversation's events (oldest first), from the time stamp ``since``."""
+        raise self.unsupported("read the agent's events")
+
+    def queue_message(self, snapshot: Conversation, text: str) -> Operation[None]:
+        """A message queued on the server while the conversation is still starting."""
+        raise self.unsupported("queue a message for a conversation that is still starting")
 
     def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
         """The files the agent changed in the workspace."""

@@ -28,8 +28,9 @@ from ..models import (
     shared_fields,
 )
 from ..validation import validate_user_conversation_id
+from . import agent
 from .common import Call, Operation, error_for, expect_json, expect_list, item_path, server_said
-from .dialect import Dialect, Page
+from .dialect import Dialect, EventsPage, Page
 
 START_PATH = "/api/v1/app-conversations"
 CONVERSATIONS_PATH = "/api/v1/app-conversations"
@@ -39,6 +40,9 @@ SANDBOXES_PATH = "/api/v1/sandboxes"
 ITEM_PATH = CONVERSATIONS_PATH + "/{}"
 SANDBOX_PATH = SANDBOXES_PATH + "/{}"
 EVENTS_PATH = "/api/v1/conversation/{}/events/search"  # (singular "conversation", no "app-")
+PENDING_PATH = "/api/v1/conversations/{}/pending-messages"  # (plural "conversations", no "app-")
+#: The most events one page of events search holds (the server refuses more).
+EVENTS_LIMIT = 100
 #: Where the agent's workspace is: repositories are cloned under it (``/workspace/project/<repo name>``); the web
 #: app asks for the changes of this directory, and the server finds the repositories in it.
 WORKSPACE = "/workspace/project"
@@ -234,8 +238,10 @@ class V1(Dialect):
         sandbox = _text(item.get("sandbox_status"), "sandbox_status")
         execution = _text(item.get("execution_status"), "execution_status")
         status, phase = derive_status(sandbox, execution)
+        conversation_id = server_id(item.get("id"), "conversation id")
+        agent.remember(self.base_url, conversation_id, item)  # (the session key goes there, and nowhere else)
         return Conversation(
-            conversation_id=server_id(item.get("id"), "conversation id"),
+            conversation_id=conversation_id,
             status=status,
             phase=phase,
             **shared_fields(item, updated="updated_at"),
@@ -336,6 +342,57 @@ class V1(Dialect):
             if not page_id:
                 break
         return None
+
+    def events(
+        self, snapshot: Conversation, since: str | None = None, page_id: str | None = None
+    ) -> Operation[EventsPage]:
+        """One page (oldest first, at most 100) of the conversation's events, from ``since`` (the ISO time stamp of
+        the latest event already seen, as the server wrote it: events at that very time come again)."""
+        conversation_id = _started(snapshot, "have events")
+        params: tuple[tuple[str, str], ...] = (("sort_order", "TIMESTAMP"), ("limit", str(EVENTS_LIMIT)))
+        if since:
+            params += (("timestamp__gte", since),)
+        if page_id:
+            params += (("page_id", page_id),)
+        call = Call(
+            "GET",
+            item_path(EVENTS_PATH, conversation_id, "conversation id"),
+            params=params,
+            route="item",
+            api=self.name,
+        )
+        body = expect_json((yield call), call, self.base_url)
+        items = body.get("items") if isinstance(body, Mapping) else None
+        if not isinstance(items, list):
+            raise ProtocolError("The server's events answer has no list of items: is it an OpenHands server?")
+        next_page = body.get("next_page_id")
+        return EventsPage(
+            tuple(i for i in items if isinstance(i, Mapping)),
+            str(next_page) if isinstance(next_page, (str, int)) and next_page != "" else None,
+        )
+
+    def queue_message(self, snapshot: Conversation, text: str) -> Operation[None]:
+        """A follow-up sent while the conversation is still starting: queued on the server for its start task (or
+        the conversation, once it exists), delivered when it is ready."""
+        if snapshot.conversation_id is not None:
+            target = snapshot.conversation_id
+        else:
+            target = "task-" + server_id(snapshot.start_task_id, "start task id")
+        call = Call(
+            "POST",
+            item_path(PENDING_PATH, target, "conversation id"),
+            json={"role": "user", "content": [{"type": "text", "text": text}]},
+            route="item",
+            once=f"the message may have been queued anyway; check {self.conversation_url(target)} before sending it "
+            "again",
+        )
+        response = yield call
+        if response.status_code == 429:
+            raise ConflictError(
+                "The server already holds 10 messages for this conversation until it starts: wait for it to start.",
+                status_code=429,
+            )
+        expect_json(response, call, self.base_url)
 
     def changes(self, snapshot: Conversation) -> Operation[tuple[Change, ...]]:
         conversation_id = _started(snapshot, "have changes")
