@@ -35,7 +35,7 @@ from ._transport import _closed
 from .errors import ConflictError, OpenHandsError, TransportError, ValidationError, WaitTimeout
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import PollingSource, PollSchedule, outcome_due
-from .stream import StreamSource
+from .stream import StreamSource, live_events_enabled
 from .tracker import Tracker
 from .validation import printable, validate_seconds
 
@@ -104,6 +104,7 @@ class Connection:
             ca_bundle=endpoint.ca_bundle,
             use_env_proxy=bool(endpoint.use_env_proxy),
             on_change=self._guard,
+            wake=self.source.wake,
         )
         #: Whether handles are streamed at all (``False``: polling only, as before the stream).
         self.streaming = True
@@ -243,13 +244,15 @@ class Connection:
         late = self._late.pop(id(handle), None)
         if late is not None:
             late.cancel()  # type: ignore[attr-defined]
-        if self.streaming:
+        if self.streaming and live_events_enabled():
             self.stream.follow(handle)
 
     def _left(self, handle: ConversationHandle) -> None:
         """It is no longer watched: its socket closes (if no other handle of it listens); if its turn ended, the
         title, cost and a missing answer are read again a few times."""
         self.stream.drop(handle)
+        if not (self.streaming and live_events_enabled()):
+            return
         if handle.is_final and handle.id is not None and handle.status != ConversationStatus.DELETED:
             import asyncio
 

@@ -155,10 +155,13 @@ class PollingSource:
                 wake = max(self._not_before, due_at)
                 if wake > time.monotonic():
                     self._wakeup.clear()
+                    # (asyncio.wait, not wait_for: on Python 3.11 wait_for swallows a cancellation that lands just
+                    # as the event is set, and the stopping I/O thread then waits for the next due read)
+                    waiter = asyncio.ensure_future(self._wakeup.wait())
                     try:
-                        await asyncio.wait_for(self._wakeup.wait(), wake - time.monotonic())
-                    except asyncio.TimeoutError:
-                        pass
+                        await asyncio.wait({waiter}, timeout=wake - time.monotonic())
+                    finally:
+                        waiter.cancel()
                     continue
                 await self._tick()
         except asyncio.CancelledError:

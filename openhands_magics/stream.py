@@ -44,6 +44,7 @@ from ._protocol import agent
 from ._protocol.v1 import derive_status
 from .errors import OpenHandsError, ProtocolError, TransportError
 from .events import EMPTY_ACTIVITY, Activity, Event, fold, parse
+from .models import Cost
 
 if TYPE_CHECKING:
     import httpx
@@ -52,7 +53,17 @@ if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .tracker import Tracker
 
-__all__ = ["StreamSource"]
+__all__ = ["LIVE_EVENTS_ENV", "StreamSource", "live_events_enabled"]
+
+#: ``OPENHANDS_LIVE_EVENTS=0`` turns the stream off: every conversation is polled, as before it existed.
+LIVE_EVENTS_ENV = "OPENHANDS_LIVE_EVENTS"
+
+
+def live_events_enabled() -> bool:
+    import os
+
+    return os.environ.get(LIVE_EVENTS_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+
 
 log = logging.getLogger("openhands_magics")
 #: websockets' own logger: it prints the upgrade's headers (the session key) at DEBUG, so only errors pass, blanked.
@@ -88,6 +99,13 @@ _ws_log.addFilter(_Drop())
 def _known() -> _secrets.Secrets:
     """What to blank in server text: every secret the package knows, and every session key."""
     return _secrets.Secrets(sorted({*_secrets.secrets(), *agent.session_keys()}, key=len, reverse=True))
+
+
+def _lower(cost: Cost, than: Cost | None) -> bool:
+    """Whether ``cost`` is below ``than``: accumulated cost and tokens only grow, so a lower one is older."""
+    if than is None:
+        return False
+    return (cost.usd or 0.0) < (than.usd or 0.0) or (cost.tokens or 0) < (than.tokens or 0)
 
 
 class _Fallback(Exception):
@@ -138,8 +156,8 @@ class _Subscription:
         past = history or (
             not is_state and stamp is not None and self.replay_until is not None and stamp < self.replay_until
         )
-        if past and event.cost is not None and self.activity.cost is not None:  # (the connect's snapshot is newer)
-            event = dataclasses.replace(event, cost=None)
+        if event.cost is not None and _lower(event.cost, self.activity.cost):
+            event = dataclasses.replace(event, cost=None)  # (a replayed one, older than the connect's snapshot)
         activity = fold(self.activity, event)
         if is_state and activity.last_time != self.activity.last_time:  # (a snapshot is stamped now, not an event)
             activity = dataclasses.replace(activity, last_time=self.activity.last_time)
@@ -193,6 +211,7 @@ class _Subscription:
                     url,
                     additional_headers=headers,
                     open_timeout=OPEN_TIMEOUT,
+                    close_timeout=2.0,
                     max_size=MAX_FRAME,
                     logger=_ws_log,
                     user_agent_header=self.source.user_agent,
@@ -269,8 +288,10 @@ class StreamSource:
         ca_bundle: str | None = None,
         use_env_proxy: bool = False,
         on_change: Callable[[ConversationHandle], None] | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.tracker = tracker
+        self._wake = wake
         self.base_url = base_url
         self._client = client
         self._ca_bundle = ca_bundle
@@ -383,6 +404,8 @@ class StreamSource:
         now = time.monotonic()
         for handle in list(subscription.handles):
             self.tracker.streamed(handle, live, now)
+        if not live and self._wake is not None:  # (polling takes over now, not at the rare check it slept until)
+            self._wake()
 
     def _changed(self, handle: ConversationHandle) -> None:
         if self._on_change is not None:

@@ -51,6 +51,13 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def polling_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No live event stream unless a test asks for one (``monkeypatch.setenv("OPENHANDS_LIVE_EVENTS", "1")``): the
+    local server has no agent server yet, and the tests written before the stream count polling's requests."""
+    monkeypatch.setenv("OPENHANDS_LIVE_EVENTS", "0")
+
+
+@pytest.fixture(autouse=True)
 def private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Conversations recorded on disk go to a fresh directory per test (kernels started by a test inherit it), never
     to the developer's Jupyter data directory."""
