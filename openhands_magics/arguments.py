@@ -81,6 +81,8 @@ class Invocation:
     #: ``--map ITEMS``: one conversation per item of the notebook variable ITEMS (the message a ``{item}`` template).
     map_over: str | None = None
     max_running: str | int | None = None
+    #: ``--max-cost USD``: the budget guard (the agent is interrupted once its live cost passes it).
+    max_cost: float | None = None
     #: Id arguments written ``{expr}`` / ``$name``: field name (``target``, ``continue_id``, ``watch``) -> the token
     #: as typed, which the field holds until :func:`resolve_references` puts the id there.
     references: dict[str, str] = field(default_factory=dict)
@@ -218,6 +220,14 @@ def _check_max_running(value: Any, invocation: Invocation) -> int:
     return _whole_number(value, "--max-running", 1, 100)
 
 
+def _check_max_cost(value: Any, _: Invocation) -> float:
+    from .handle import validate_max_cost
+
+    dollars = validate_max_cost(value)
+    assert dollars is not None
+    return dollars
+
+
 def _check_limit(value: Any, _: Invocation) -> int:
     return _whole_number(value, "list --limit", 1, 1000, what="a whole number")
 
@@ -312,6 +322,14 @@ OPTIONS: tuple[Option, ...] = (
         _check_max_running,
     ),
     Option(
+        ("--max-cost",),
+        "max_cost",
+        "value",
+        "interrupt the agent once its live cost passes this many dollars (and say so on the card)",
+        "USD",
+        _check_max_cost,
+    ),
+    Option(
         ("--reattach",),
         "reattach",
         "flag",
@@ -354,6 +372,7 @@ COMMANDS: tuple[Command, ...] = (
         what="the last error, one task",
         help="the last error (its traceback and the cell that raised it) becomes the task",
     ),
+    Command("stop", "stop", "id", usage="stop ID", help="stop the agent at once (the conversation stays)"),
     Command("pause", "control", "id", usage="pause ID", help="pause a conversation's sandbox"),
     Command("resume", "control", "id", usage="resume ID", help="resume a paused conversation's sandbox"),
     Command(

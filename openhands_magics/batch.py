@@ -223,12 +223,16 @@ class Batch:
         endpoint: Endpoint | None = None,
         repository: str | None = None,
         max_running: int = 10,
+        max_cost: float | None = None,
     ) -> None:
         """Every argument is checked here, before anything is sent (and before the endpoint is resolved from the
         environment): a wrong one is one ValidationError line."""
         from ._secrets import secrets
+        from .handle import validate_max_cost
         from .validation import validate_repository
 
+        #: Each row's budget guard (``handle.max_cost``): its agent is interrupted once its live cost passes it.
+        self.max_cost = validate_max_cost(max_cost)
         if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
             raise ValidationError(f"max_running must be a whole number from 1 on, got {_shown(max_running)}.")
         if not (isinstance(task, str) or callable(task)):
@@ -418,6 +422,7 @@ class Batch:
             row.state, row.refusal = FAILED, f"The start failed ({type(error).__name__}: {_said(error)})."
         else:
             handle = self._session.record(conversation, self.endpoint, remember=True)
+            handle.max_cost = self.max_cost
             row.handle, row.state = handle, STARTED
             handle.subscribe(self._kick)
             self._connection.watch(handle)

@@ -203,6 +203,8 @@ class Connection:
         import asyncio
 
         client = self._async_client()
+        if handle.conversation.api != "v1":  # (no agent server to ask: the dialect's own reading)
+            return await client.outcome(handle.conversation)
         streamed = handle.activity.answer if handle.activity.source == "stream" else None
 
         async def answer() -> str | None:

@@ -26,10 +26,25 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .session import Endpoint, Session
 
-__all__ = ["ConversationHandle", "Diff"]
+__all__ = ["ConversationHandle", "Diff", "validate_max_cost"]
 
 log = logging.getLogger("openhands_magics")
 Listener = Callable[["ConversationHandle"], None]
+
+
+def validate_max_cost(value: object) -> float | None:
+    """A budget in dollars (``--max-cost``, ``max_cost=``): a positive number, or None for none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValidationError(f"max_cost must be a number of dollars, got {type(value).__name__}.")
+    try:
+        dollars = float(str(value).strip().lstrip("$"))
+    except ValueError:
+        raise ValidationError(f"--max-cost takes a number of dollars (e.g. 2.50), got {str(value)[:40]!r}.") from None
+    if not 0 < dollars < float("inf"):
+        raise ValidationError("--max-cost must be a positive number of dollars.")
+    return dollars
 
 
 def _now() -> dt.datetime:

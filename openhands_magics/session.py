@@ -236,11 +236,22 @@ class Session:
 
     # ------------------------------------------------------------------ conversations
     def start(
-        self, message: str, repository: str | None = None, *, endpoint: Endpoint | None = None
+        self,
+        message: str,
+        repository: str | None = None,
+        *,
+        endpoint: Endpoint | None = None,
+        max_cost: float | None = None,
     ) -> ConversationHandle:
-        """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``)."""
+        """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``).
+        ``max_cost``: interrupt the agent once its live cost passes this many dollars (``handle.max_cost``)."""
+        from .handle import validate_max_cost
+
+        budget = validate_max_cost(max_cost)
         endpoint = self._endpoint(endpoint)
-        return self.record(self.client(endpoint).start_conversation(message, repository), endpoint, remember=True)
+        handle = self.record(self.client(endpoint).start_conversation(message, repository), endpoint, remember=True)
+        handle.max_cost = budget
+        return handle
 
     def attach(self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False) -> ConversationHandle:
         """The handle of an existing conversation (the one this session has, else a new one): its id, its link,
@@ -355,14 +366,18 @@ class Session:
         repository: str | None = None,
         max_running: int = 10,
         endpoint: Endpoint | None = None,
+        max_cost: float | None = None,
     ) -> Any:
         """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
         ``max_running`` at a time; returns the :class:`~openhands_magics.batch.Batch` at once (its queue runs in the
         I/O thread from the start, in a kernel or a script; ``.wait()`` only waits for it). Every argument is
-        checked by the batch before anything is sent, the endpoint (default: from the environment) last."""
+        checked by the batch before anything is sent, the endpoint (default: from the environment) last.
+        ``max_cost``: each conversation's budget guard, in dollars."""
         from .batch import Batch
 
-        return Batch(self, task, items, endpoint=endpoint, repository=repository, max_running=max_running).start()
+        return Batch(
+            self, task, items, endpoint=endpoint, repository=repository, max_running=max_running, max_cost=max_cost
+        ).start()
 
     def list(
         self,
@@ -482,6 +497,9 @@ def map(
     repository: str | None = None,
     max_running: int = 10,  # noqa: A001
     endpoint: Endpoint | None = None,
+    max_cost: float | None = None,
 ) -> Any:
     """One conversation per item, at most ``max_running`` at once: see :meth:`Session.map`."""
-    return get_session().map(task, items, repository=repository, max_running=max_running, endpoint=endpoint)
+    return get_session().map(
+        task, items, repository=repository, max_running=max_running, endpoint=endpoint, max_cost=max_cost
+    )

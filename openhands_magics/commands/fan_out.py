@@ -17,7 +17,12 @@ def run(context: Context, invocation: Invocation) -> None:
 
     items, task = fan_out_task(context, invocation)
     batch = context.session.map(
-        task, items, repository=invocation.repo, max_running=int(invocation.max_running or 10), endpoint=context.server
+        task,
+        items,
+        repository=invocation.repo,
+        max_running=int(invocation.max_running or 10),
+        endpoint=context.server,
+        max_cost=invocation.max_cost,
     )
     display(batch)
     if invocation.wait or (context.settings.headless_wait and context.headless):

@@ -26,7 +26,10 @@ def run(context: Context, invocation: Invocation) -> ConversationHandle:
 
 
 def present(context: Context, invocation: Invocation, handle: ConversationHandle) -> ConversationHandle:
-    """Show it (it exists on the server and is recorded: every path shows its ids), and wait when asked to."""
+    """Show it (it exists on the server and is recorded: every path shows its ids), and wait when asked to.
+    ``--max-cost`` becomes its budget guard."""
+    if invocation.max_cost is not None:
+        handle.max_cost, handle.budget_spent = invocation.max_cost, False
     try:
         context.session.show(handle, panel=not invocation.no_panel)
     except Exception as error:
