@@ -52,7 +52,7 @@ SUMMARY_CHARS = 160
 #: ``Event.text`` is cut at this many characters (a 10 MB build log is not a step's text).
 TEXT_CHARS = 20_000
 #: Execution statuses shown in the feed (the others are the status line's business).
-_SHOWN_STATUSES = frozenset({"error", "stuck", "waiting_for_confirmation", "paused"})
+_SHOWN_STATUSES = frozenset({"error", "stuck", "waiting_for_confirmation"})
 
 # ANSI/VT escape sequences: CSI (``ESC [ … final``), OSC (``ESC ] … BEL`` or ``ESC \\``), and two-character ones.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
