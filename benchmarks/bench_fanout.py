@@ -1,17 +1,23 @@
-"""A 100-task fan-out against the local server: requests per minute, time until every task started, loop lag.
+"""A 100-task fan-out against the local server: its time against the ideal, requests per minute, time until every
+task started, loop lag.
 
-    .venv/bin/python benchmarks/bench_fanout.py [--tasks 100] [--max-running 10]
+    .venv/bin/python benchmarks/bench_fanout.py [--tasks 100] [--max-running 10] [--polling]
 
 The batch is made in an asyncio event loop as in a kernel (the kernel's own loop, here ``asyncio.run``), every
-conversation starting in 0.2 s and running 2 s. While it runs, two probes measure how late a 10 ms sleep wakes up:
-in that loop (the lag a user of the kernel would feel) and in the I/O thread's loop (the lag every live panel and the
-queue would feel). It also counts the threads the fan-out made.
+conversation starting in 0.2 s and running 2 s, each with an agent server (``bench_stream.TimelineAgentServer``) whose
+live event stream says when the run ends, so a final row frees its place at the stream's event, not at the next poll
+(``--polling``: no stream, as before it existed). The ideal is waves of ``max_running``, each as long as one
+conversation (2.2 s): 22 s for 100 tasks 10 at a time. While it runs, two probes measure how late a 10 ms sleep wakes
+up: in that loop (the lag a user of the kernel would feel) and in the I/O thread's loop (the lag every live panel and
+the queue would feel). It also counts the threads the fan-out made.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import statistics
 import sys
 import threading
@@ -19,17 +25,25 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from openhands_magics._io import get_io  # noqa: E402
 from openhands_magics.polling import PollSchedule  # noqa: E402
 from openhands_magics.session import Endpoint, Session  # noqa: E402
 from openhands_magics.testing import LocalOpenHandsServer, Timeline  # noqa: E402
 
+from bench_stream import TimelineAgentServer  # noqa: E402
+
 KEY = "oh-bench-fanout"
 
 
-async def run(tasks: int, max_running: int) -> None:
-    with LocalOpenHandsServer(KEY, timeline=Timeline(starting=0.2, running=2.0), max_running=tasks) as server:
+STARTING, RUNNING = 0.2, 2.0
+
+
+async def run(tasks: int, max_running: int, polling: bool) -> None:
+    os.environ["OPENHANDS_LIVE_EVENTS"] = "0" if polling else "1"
+    with LocalOpenHandsServer(KEY, timeline=Timeline(starting=STARTING, running=RUNNING), max_running=tasks) as server:
+        agents = None if polling else TimelineAgentServer(server)
         session = Session(PollSchedule(interval=2.0, max_interval=30.0))  # the magic's defaults
         session.remember = False
         endpoint = Endpoint.resolve(server.base_url, api_key=KEY)
@@ -68,8 +82,10 @@ async def run(tasks: int, max_running: int) -> None:
         posts = [r for r in server.requests if r.method == "POST"]
         lags.sort()
         io_lags.sort()
+        ideal = math.ceil(tasks / max_running) * (STARTING + RUNNING)
         print(
-            f"{tasks} tasks, max_running={max_running}: all over in {elapsed:.1f} s; every task started after "
+            f"{tasks} tasks, max_running={max_running} ({'polling only' if polling else 'live event stream'}): all "
+            f"over in {elapsed:.1f} s, {elapsed / ideal:.2f}x the ideal {ideal:.1f} s; every task started after "
             f"{all_started:.1f} s; peak running (server's count) {peak}"
         )
         print(
@@ -87,6 +103,8 @@ async def run(tasks: int, max_running: int) -> None:
         print(f"threads made: {len(made)} ({', '.join(sorted(set(made)))})")
         print(batch.summary)
         session.close()
+        if agents is not None:
+            agents.stop()
         await asyncio.sleep(0)
 
 
@@ -94,8 +112,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--max-running", type=int, default=10)
+    parser.add_argument("--polling", action="store_true", help="no live event stream (as before it existed)")
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.max_running))
+    asyncio.run(run(args.tasks, args.max_running, args.polling))
 
 
 if __name__ == "__main__":
