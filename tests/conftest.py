@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython import get_ipython
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import start_ipython
 
 from openhands_magics import config, session, store
 from openhands_magics._protocol import RetryPolicy
 from openhands_magics.client import OpenHandsClient, forget_detected_apis
-from openhands_magics.testing import LocalOpenHandsServer, Timeline
+from openhands_magics.handle import ConversationHandle
+from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
 
 #: A key that must never show up in any output, state or traceback; tests grep for it.
 SECRET = "sk-oh-test-SECRET-4f1c9a77"
@@ -25,9 +29,32 @@ FAST = Timeline(starting=0.3, running=0.6)
 QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
 #: Ready at once, then the agent works for longer than any test: a conversation to act on while it runs.
 LONG = Timeline(starting=0.05, running=60.0)
+#: Quick, and leaving everything a final card shows: an answer, a changed file, a pull request, a cost.
+QUICK = Timeline(
+    starting=0.1,
+    running=0.3,
+    answer="Cleaned up.\nSee data/load.py",
+    changes=(("UPDATED", "demo/data/load.py"),),
+    pr_numbers=(42,),
+    cost=0.12,
+    prompt_tokens=1000,
+    completion_tokens=234,
+)
+#: How fast the magic's ``ip`` shell polls (``%config OpenHandsMagics.poll_interval`` and ``max_poll_interval``).
+POLL, MAX_POLL = 0.05, 0.2
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``pytest -n 3``, the README's command), with ``--dist loadgroup`` (the project's addopts):
+    each test file runs whole on one worker, so its module fixtures (a kernel, a server) start once, and every
+    browser test file on one worker, one after the other: JupyterLab and Chromium are the heavy ones, and the
+    timing checks in them should not compete with each other for the two cores."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("browser" if path.startswith("tests/browser/") else path))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
     """The predicate's first true value, checked every 10 ms; AssertionError past ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not (result := predicate()):
@@ -120,3 +147,76 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------------------------------------------- the magic
+
+
+def ipython_shell() -> InteractiveShell:
+    """The process's one in-process IPython shell (started on first use)."""
+    start_ipython()  # once per process; later calls are no-ops
+    shell = get_ipython()
+    assert shell is not None
+    return shell
+
+
+class Output:
+    """What the magic printed; every read checks that no secret and no traceback is in it."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
+
+    def read(self) -> tuple[str, str]:
+        out, err = self._capsys.readouterr()
+        assert SECRET not in out + err, "the API key was printed"
+        assert PLANTED_SESSION_KEY not in out + err, "the server's session_api_key was printed"
+        assert "Traceback" not in out + err
+        return out, err
+
+    def one_error_line(self) -> str:
+        _, err = self.read()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith("openhands: ")
+        return lines[0]
+
+
+@pytest.fixture
+def ip() -> Iterator[InteractiveShell]:
+    """The in-process shell with the extension loaded and polling fast; unloaded afterwards."""
+    shell = ipython_shell()
+    shell.run_line_magic("load_ext", "openhands_magics")
+    shell.run_line_magic("config", f"OpenHandsMagics.poll_interval = {POLL}")
+    shell.run_line_magic("config", f"OpenHandsMagics.max_poll_interval = {MAX_POLL}")
+    yield shell
+    shell.run_line_magic("unload_ext", "openhands_magics")
+    shell.config.pop("OpenHandsMagics", None)
+
+
+@pytest.fixture
+def output(capsys: pytest.CaptureFixture[str]) -> Iterator[Output]:
+    """What the magic prints, read by the test; whatever it did not read is checked too."""
+    captured = Output(capsys)
+    yield captured
+    captured.read()
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOpenHandsServer]:
+    """A V1 server of :data:`QUICK` conversations that OPENHANDS_BASE_URL / OPENHANDS_API_KEY point at."""
+    with LocalOpenHandsServer(SECRET, timeline=QUICK) as server:
+        for name, value in server.environ().items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+def finished(ip: InteractiveShell, message: str = "Clean up the CSV loader", repo: str = "") -> ConversationHandle:
+    """A conversation started through the magic with ``--wait``, once it FINISHED."""
+    handle = ip.run_line_magic("openhands", f"--wait {'--repo ' + repo if repo else ''} {message}")
+    assert handle.status == "FINISHED", handle
+    return handle
+
+
+def sent_messages(server: LocalOpenHandsServer) -> list[str]:
+    """The follow-up texts the server received, in order."""
+    return [r.body["content"][0]["text"] for r in server.posts() if r.path.endswith("/send-message")]

@@ -17,7 +17,6 @@ from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
 from .conftest import SECRET, wait_until
-from .test_commands import ip, output, quick  # noqa: F401 - fixtures, used by name
 
 
 def _peak(server: LocalOpenHandsServer, stop: threading.Event) -> list[int]:

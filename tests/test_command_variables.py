@@ -14,8 +14,7 @@ from openhands_magics.errors import ValidationError
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.testing import LocalOpenHandsServer
 
-from .test_commands import _finished, _sent_messages, ip, output, quick  # noqa: F401 - fixtures, used by name
-from .test_magics import Output
+from .conftest import finished as _finished, Output, sent_messages as _sent_messages
 
 HEX = "0123456789abcdef0123456789abcdef"
 

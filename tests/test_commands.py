@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,55 +15,10 @@ from openhands_magics.handle import ConversationHandle
 from openhands_magics.listing import ConversationList
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_magics import Output, _test_shell, _until
-
-QUICK = Timeline(
-    starting=0.1,
-    running=0.3,
-    answer="Cleaned up.\nSee data/load.py",
-    changes=(("UPDATED", "demo/data/load.py"),),
-    pr_numbers=(42,),
-    cost=0.12,
-    prompt_tokens=1000,
-    completion_tokens=234,
-)
-
-
-@pytest.fixture
-def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOpenHandsServer]:
-    with LocalOpenHandsServer(SECRET, timeline=QUICK) as server:
-        for name, value in server.environ().items():
-            monkeypatch.setenv(name, value)
-        yield server
-
-
-@pytest.fixture
-def ip() -> Iterator[InteractiveShell]:
-    shell = _test_shell()
-    shell.run_line_magic("load_ext", "openhands_magics")
-    shell.run_line_magic("config", "OpenHandsMagics.poll_interval = 0.05")
-    shell.run_line_magic("config", "OpenHandsMagics.max_poll_interval = 0.2")
-    yield shell
-    shell.run_line_magic("unload_ext", "openhands_magics")
-    shell.config.pop("OpenHandsMagics", None)
-
-
-@pytest.fixture
-def output(capsys: pytest.CaptureFixture[str]) -> Iterator[Output]:
-    captured = Output(capsys)
-    yield captured
-    captured.read()
-
-
-def _finished(ip: InteractiveShell, message: str = "Clean up the CSV loader", repo: str = "") -> ConversationHandle:
-    handle = ip.run_line_magic("openhands", f"--wait {'--repo ' + repo if repo else ''} {message}")
-    assert handle.status == "FINISHED", handle
-    return handle
-
-
-def _sent_messages(server: LocalOpenHandsServer) -> list[str]:
-    return [r.body["content"][0]["text"] for r in server.posts() if r.path.endswith("/send-message")]
+from .conftest import QUICK, SECRET, Output
+from .conftest import finished as _finished
+from .conftest import sent_messages as _sent_messages
+from .conftest import wait_until as _until
 
 
 # ---------------------------------------------------------------------------------------------------- grammar

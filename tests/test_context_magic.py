@@ -9,9 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from openhands_magics.testing import LocalOpenHandsServer
 
-from .conftest import SECRET
-from .test_commands import ip, output, quick  # noqa: F401 (fixtures)
-from .test_magics import Output
+from .conftest import Output, SECRET
 
 
 def _sent(server: LocalOpenHandsServer) -> list[str]:

@@ -21,9 +21,7 @@ from openhands_magics.listing import ConversationList
 from openhands_magics.saved import SavedConversation, read_notebook, saved_conversations
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_commands import ip, output  # noqa: F401 (fixtures)
-from .test_magics import Output
+from .conftest import Output, SECRET
 
 GOOD = "a" * 32
 GOOD_OUTPUT = {"output_type": "stream", "name": "stdout", "text": [f"OpenHands conversation {GOOD} RUNNING\n"]}

@@ -16,8 +16,7 @@ from openhands_magics.models import Conversation
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_server import wait_until
+from .conftest import SECRET, wait_until
 
 QUICK = Timeline(starting=0.05, running=60)
 ESCAPES = ["..", "../..", "../../../api/settings", "a/b", "%2E%2E", "x?y=1", "x#y", "x y", "."]

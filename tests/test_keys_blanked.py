@@ -23,11 +23,8 @@ from openhands_magics.config import ApiKey
 from openhands_magics.errors import OpenHandsError, ServerError
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_commands import ip, output  # noqa: F401 (fixtures)
-from .test_magics import Output
+from .conftest import Output, SECRET
 
-#: A key typed at ``%openhands --login``: not in the environment, so only the package's own record of it can blank it.
 LOGIN_KEY = "sk-oh-login-typed-7d2e90b1c4"
 #: A key passed explicitly to a client.
 EXPLICIT_KEY = "sk-oh-explicit-arg-3b8f61aa09"

@@ -9,45 +9,24 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from IPython import get_ipython
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 
 import openhands_magics
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.session import get_session
 from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
 
-from .conftest import FAST, SECRET
+from .conftest import FAST, MAX_POLL, POLL, SECRET, Output, ipython_shell
 
-POLL, MAX_POLL = 0.05, 0.2
+
 #: What ``--wait`` prints on each change: ``<reference>: <status line>[ after <elapsed>][ <url>]``.
 CHANGE_LINE = re.compile(
     r"^(?P<ref>task [0-9a-f]{32}|[0-9a-f]{32}): (?P<status>[A-Z][A-Z ]*?)(?: · (?P<phase>.+?))?"
     r"(?: after \S+)?(?: (?P<url>http\S+))?$"
 )
-
-
-def _test_shell() -> InteractiveShell:
-    start_ipython()  # once per process; later calls are no-ops
-    shell = get_ipython()
-    assert shell is not None
-    return shell
-
-
-@pytest.fixture
-def ip() -> Iterator[InteractiveShell]:
-    shell = _test_shell()
-    shell.run_line_magic("load_ext", "openhands_magics")
-    shell.run_line_magic("config", f"OpenHandsMagics.poll_interval = {POLL}")
-    shell.run_line_magic("config", f"OpenHandsMagics.max_poll_interval = {MAX_POLL}")
-    yield shell
-    shell.run_line_magic("unload_ext", "openhands_magics")
-    shell.config.pop("OpenHandsMagics", None)
 
 
 @pytest.fixture
@@ -56,34 +35,6 @@ def v0_env(v0_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch) -> 
     for name, value in v0_server.environ().items():
         monkeypatch.setenv(name, value)
     return v0_server
-
-
-class Output:
-    """What the magic printed; every read checks that no secret and no traceback is in it."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self._capsys = capsys
-
-    def read(self) -> tuple[str, str]:
-        out, err = self._capsys.readouterr()
-        assert SECRET not in out + err, "the API key was printed"
-        assert PLANTED_SESSION_KEY not in out + err, "the server's session_api_key was printed"
-        assert "Traceback" not in out + err
-        return out, err
-
-    def one_error_line(self) -> str:
-        _, err = self.read()
-        lines = err.strip().splitlines()
-        assert len(lines) == 1, err
-        assert lines[0].startswith("openhands: ")
-        return lines[0]
-
-
-@pytest.fixture
-def output(capsys: pytest.CaptureFixture[str]) -> Iterator[Output]:
-    captured = Output(capsys)
-    yield captured
-    captured.read()  # whatever a test did not read is checked too
 
 
 def _text_of(request: Any) -> str:
@@ -307,7 +258,8 @@ def test_the_servers_session_key_never_reaches_output_or_the_handle(
 ) -> None:
     ip.run_line_magic("openhands", "--wait --timeout 10 show me everything")
     ip.run_cell(
-        "conv = openhands_magics.last()\nprint(repr(conv), conv.conversation, dict(conv.conversation.extra))\nconv",
+        "import openhands_magics\nconv = openhands_magics.last()\n"
+        "print(repr(conv), conv.conversation, dict(conv.conversation.extra))\nconv",
         store_history=True,
     )
     out, _ = output.read()  # (read() fails on the planted key)
@@ -588,7 +540,7 @@ def test_settings_load_from_an_ipython_config_file(
         f"c.OpenHandsMagics.base_url = {v0_server.base_url!r}\nc.OpenHandsMagics.max_poll_interval = 12.5\n"
         "c.OpenHandsMagics.api = 'V0'\n"
     )
-    shell = _test_shell()
+    shell = ipython_shell()
     shell.config.merge(PyFileConfigLoader("ipython_config.py", path=str(tmp_path)).load_config())
     shell.run_line_magic("load_ext", "openhands_magics")
     try:
@@ -619,7 +571,7 @@ def test_clients_are_shared_across_calls_until_the_settings_change(
 def test_unload_removes_the_magic_closes_clients_and_old_handles_still_refresh(
     server_env: LocalOpenHandsServer, output: Output
 ) -> None:
-    shell = _test_shell()
+    shell = ipython_shell()
     shell.run_line_magic("load_ext", "openhands_magics")
     try:
         handle = shell.run_line_magic("openhands", "before unload")

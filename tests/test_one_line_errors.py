@@ -17,8 +17,7 @@ from openhands_magics.errors import ConfigurationError, OpenHandsError, Protocol
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_server import wait_until
+from .conftest import SECRET, wait_until
 
 ONCE = RetryPolicy(attempts=1)
 DEEP = b"[" * 100_000 + b"]" * 100_000

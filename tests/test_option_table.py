@@ -24,8 +24,7 @@ from openhands_magics.magics import OpenHandsMagics
 from openhands_magics.session import get_session
 from openhands_magics.testing import LocalOpenHandsServer
 
-from .test_commands import ip, output, quick  # noqa: F401 (fixtures)
-from .test_magics import Output
+from .conftest import Output
 
 HEX = "0123456789abcdef0123456789abcdef"
 COMMANDS_DIR = pathlib.Path(commands.__file__).parent

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from openhands_magics.errors import ValidationError
+from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_server import wait_until
+from .conftest import SECRET, wait_until
 
 QUICK = Timeline(starting=0.05, running=0.1)
 
@@ -27,7 +27,7 @@ def quick() -> Iterator[LocalOpenHandsServer]:
 
 @pytest.fixture
 def session() -> Iterator[Session]:
-    opened = Session()
+    opened = Session(PollSchedule(interval=0.05, max_interval=0.2))  # a wait ends within a poll, not two seconds
     yield opened
     opened.close()
 

@@ -18,8 +18,7 @@ from openhands_magics.models import Conversation, FileDiff
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_server import wait_until
+from .conftest import SECRET, wait_until
 
 DONE = Timeline(
     starting=0.05, running=0.1, answer="All fixed.", changes=(("UPDATED", "demo/a.py"), ("ADDED", "demo/b.py"))

@@ -17,8 +17,7 @@ from openhands_magics import commands
 from openhands_magics.commands import reattach
 from openhands_magics.testing import LocalOpenHandsServer
 
-from .test_commands import _finished, ip, output, quick  # noqa: F401 (fixtures)
-from .test_magics import Output
+from .conftest import finished as _finished, Output
 
 ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e\r\n"
 

@@ -18,8 +18,7 @@ from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 from openhands_magics.testing.v1 import set_version
 
-from .conftest import SECRET
-from .test_server import wait_until
+from .conftest import SECRET, wait_until
 
 DONE = Timeline(starting=0.05, running=0.1, changes=(("UPDATED", "demo/a.py"),))
 
