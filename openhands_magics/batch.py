@@ -41,7 +41,8 @@ from .validation import printable
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
-    from .session import Endpoint, Session
+    from .endpoint import Endpoint
+    from .session import Session
 
 __all__ = ["Batch"]
 

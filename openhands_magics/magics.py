@@ -25,7 +25,8 @@ from .config import API_CHOICES, MIN_INTERVAL, REMOTE_MIN_INTERVAL
 from .errors import OpenHandsError
 
 if TYPE_CHECKING:
-    from .session import Endpoint, Session
+    from .endpoint import Endpoint
+    from .session import Session
 
 __all__ = ["OpenHandsMagics"]
 
@@ -248,7 +249,7 @@ class OpenHandsMagics(Magics):
         return commands.run(command, context, invocation)
 
     def _endpoint(self, invocation: Invocation) -> Endpoint:
-        from .session import Endpoint
+        from .endpoint import Endpoint
 
         settings = self.settings
         return Endpoint.resolve(

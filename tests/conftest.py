@@ -44,16 +44,6 @@ QUICK = Timeline(
 POLL, MAX_POLL = 0.05, 0.2
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``pytest -n 3``, the README's command), with ``--dist loadgroup`` (the project's addopts):
-    each test file runs whole on one worker, so its module fixtures (a kernel, a server) start once, and every
-    browser test file on one worker, one after the other: JupyterLab and Chromium are the heavy ones, and the
-    timing checks in them should not compete with each other for the two cores."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("browser" if path.startswith("tests/browser/") else path))
-
-
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
     """The predicate's first true value, checked every 10 ms; AssertionError past ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

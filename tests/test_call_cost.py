@@ -115,7 +115,7 @@ def test_the_resolved_endpoint_follows_every_change_of_what_it_is_made_from(monk
     assert Endpoint.resolve().base_url == "http://127.0.0.1:10"
     with pytest.raises(Exception, match="timeout"):
         Endpoint.resolve("http://127.0.0.1:9", timeout=True)  # (True == 1: the type counts too)
-    assert "key-" not in repr(vars(sys.modules["openhands_magics.session"])["_resolved"])  # no secret kept by
+    assert "key-" not in repr(vars(sys.modules["openhands_magics.endpoint"])["_resolved"])  # no secret kept by
 
 
 def test_a_secret_set_a_moment_ago_is_blanked_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
