@@ -2,7 +2,8 @@
 
 Kept apart from the API modules (:mod:`.v1`, :mod:`.v0`) so that what OpenHands answers reads without socket code,
 and the transport trouble a client must survive (5xx, malformed bodies, slow answers, dropped connections) lives in
-one place. Standard library only.
+one place. Standard library only (a request that asks for a WebSocket is handed to ``upgrade``: see
+:mod:`._websocket`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from ._websocket import wants_upgrade
 
 AUTH_STYLES = ("bearer", "session-key", "none")
 #: An endless answer stops by itself after this long, whether or not the client hung up.
@@ -129,9 +132,20 @@ class HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], app: Callable[[RecordedRequest], Reply], *, auth: str, key: str):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: Callable[[RecordedRequest], Reply],
+        *,
+        auth: str,
+        key: str,
+        upgrade: Callable[[RecordedRequest, socket.socket, list[tuple[str, str]], str], None] | None = None,
+    ):
         super().__init__(address, _Handler)
         self.app, self.auth, self.key = app, auth, key
+        #: Runs a WebSocket session (request, its socket, its raw headers, its path with the query) in the request's
+        #: thread; ``None``: an upgrade request is answered as any other.
+        self.upgrade = upgrade
         self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()
@@ -202,6 +216,22 @@ class HttpServer(ThreadingHTTPServer):
         time.sleep(fault.delay)  # not while counted as answering: a long delay must not hold up closing
         return None if fault.drop or self._closed else _fault_reply(fault)
 
+    def answer_upgrade(self, request: RecordedRequest) -> Reply | bool:
+        """For a request that asks for a WebSocket: a fault's answer (a ``Reply``), ``False`` to drop the connection,
+        or ``True`` to go on with the upgrade. Recorded like any request; the session is not counted as an answer
+        being made (it lasts), :meth:`close_connections` ends it by ending its socket."""
+        if not self._start_answering():
+            return False
+        try:
+            self.requests.append(request)
+            fault = self.take_fault(request.method, request.path)
+        finally:
+            self._done_answering()
+        if fault is None:
+            return True
+        time.sleep(fault.delay)
+        return False if fault.drop or self._closed else _fault_reply(fault)
+
     def _start_answering(self) -> bool:
         with self._state:
             if self._closed:
@@ -242,7 +272,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         query = parse_qs(url.query, keep_blank_values=True)
         request = RecordedRequest(self.command, url.path, query, headers, self._body())
-        reply = self.server.answer(request)
+        if self.server.upgrade is not None and wants_upgrade(self.command, headers):
+            verdict = self.server.answer_upgrade(request)
+            if verdict is True:
+                self.close_connection = True
+                self.server.upgrade(request, self.connection, list(self.headers.items()), self.path)
+                return
+            reply = verdict if isinstance(verdict, Reply) else None
+        else:
+            reply = self.server.answer(request)
         if reply is None:
             self.close_connection = True
             with contextlib.suppress(OSError):  # (already ended, if the server is closing)

@@ -22,12 +22,14 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import v0, v1
+from . import _agent, v0, v1
 from ._http import AUTH_STYLES, Fault, HttpServer, RecordedRequest, Reply
+from .agent import AgentServer
 
 __all__ = [
     "DEFAULT_TIMELINE",
@@ -60,6 +62,16 @@ class Timeline:
     or MOVED and a path relative to ``/workspace/project``; ``pr_numbers``; ``cost`` and tokens, the conversation's
     ``metrics``. Changes, pull requests and metrics show once the agent ended a run. ``keeps_events=False``: a
     self-hosted server whose sandboxes are plain processes, which keeps no events and whose metrics stay zero.
+
+    What the agent does on its way (V1; the agent server's WebSocket streams it, see :mod:`._agent`): ``steps``,
+    what it runs during ``running``, evenly spread (step *k* of *n* at *k*/(*n*+1) of it): a shell command
+    (``"pytest -q"``, a ``TerminalAction``), ``"edit:PATH"`` (a ``FileEditorAction`` on ``PATH``, relative to the
+    workspace) or ``"error:TEXT"`` (an ``AgentErrorEvent``, after which the agent goes on). ``confirm``: the agent
+    waits for a confirmation (``respond_to_confirmation``) before each step's action runs. ``title_delay``: the
+    title arrives that long after the run ended (the real server asks the LLM for it after the finish).
+    ``search_batch``/``search_flush``: a timeline with steps reaches the app server's ``events/search`` in batches
+    of that many events, or that many seconds after the first one not sent yet (the real quirk: 5 and 30 s); a
+    timeline without steps answers ``events/search`` at once, with the messages, statuses and finish only.
     """
 
     starting: float = 1.0
@@ -74,6 +86,11 @@ class Timeline:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     keeps_events: bool = True
+    steps: tuple[str, ...] = ()
+    confirm: bool = False
+    title_delay: float = 0.0
+    search_batch: int = 5
+    search_flush: float = 30.0
 
 
 DEFAULT_TIMELINE = Timeline()
@@ -87,18 +104,32 @@ class ManualClock:
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
         self._lock = threading.Lock()
+        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
 
     def __call__(self) -> float:
         with self._lock:
             return self._now
 
     def advance(self, seconds: float) -> float:
-        """Move on ``seconds`` (not backwards: a timeline never rewinds); the new time."""
+        """Move on ``seconds`` (not backwards: a timeline never rewinds); the new time. The servers on this clock
+        hear of it at once (their open WebSockets send what became due)."""
         if not seconds >= 0:
             raise ValueError(f"a clock only moves forward, not by {seconds!r}")
         with self._lock:
             self._now += seconds
-            return self._now
+            now = self._now
+            listeners = list(self._listeners)
+        for listener in listeners:
+            callback = listener()
+            if callback is not None:
+                callback()
+        return now
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (a bound method, held weakly) after each :meth:`advance`."""
+        with self._lock:
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+            self._listeners.append(weakref.WeakMethod(callback))
 
     def __repr__(self) -> str:
         return f"ManualClock({self():g})"
@@ -125,8 +156,9 @@ class Conversation:
     paused: bool = False  #: V1: the sandbox was paused (and not resumed since)
     deleted: bool = False  #: V1: deleted; reads answer as for an unknown id
     results: dict[str, Any] = field(default_factory=dict)  #: V1: ``set_result`` overrides of the timeline's results
-    answers: dict[int, str] = field(default_factory=dict)  #: V1: a run's answer, kept when ``set_result`` changes it
-    event_ids: dict[Any, str] = field(default_factory=dict)  #: V1: ids of the events, stable from poll to poll
+    #: V1: messages queued (``pending-messages``) for delivery at READY, as (when, text)
+    pending: list[tuple[float, str]] = field(default_factory=list)
+    agent: _agent.Agent | None = None  #: V1: what its agent did so far (made on first use; see :mod:`._agent`)
 
     @property
     def ready_at(self) -> float:
@@ -142,6 +174,12 @@ class LocalOpenHandsServer:
     has not ended, a POST answers 429. ``repositories``: the repositories the key may use (``None``: any).
     ``clock``: where its time comes from, in seconds (default ``time.monotonic``; a :class:`ManualClock` in tests);
     time stamps it sends are wall-clock times that move with it.
+
+    V1 has an agent server too (:mod:`.agent`), on its own port: ``agent_url``, where every ``conversation_url``
+    points (key ``PLANTED_SESSION_KEY``): its WebSocket streams each conversation's events. ``max_subscribers``:
+    sockets one conversation takes (the real 50; one more closes with 1013). ``socket_auth_timeout``: how long a
+    socket opened without a key waits for its first-frame auth (the real 10 s). See :meth:`block_websockets`,
+    :meth:`drop_sockets`, :meth:`sockets` and :meth:`events`.
     """
 
     def __init__(
@@ -156,6 +194,8 @@ class LocalOpenHandsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        max_subscribers: int = 50,
+        socket_auth_timeout: float = 10.0,
     ) -> None:
         if api not in ("v1", "v0"):
             raise ValueError(f"api must be 'v1' or 'v0', not {api!r}")
@@ -173,6 +213,7 @@ class LocalOpenHandsServer:
             completion_tokens=timeline.completion_tokens,
             keeps_events=timeline.keeps_events,
         )
+        _check_agent_fields(timeline)
         if not callable(clock):
             raise ValueError(f"clock must be a function giving seconds (time.monotonic, a ManualClock), not {clock!r}")
         self.clock = clock
@@ -183,12 +224,19 @@ class LocalOpenHandsServer:
         self.repositories = None if repositories is None else frozenset(repositories)
         self._lock = threading.RLock()  # handler threads and the test's thread share the conversations
         self._conversations: list[Conversation] = []
+        self._agent_server: AgentServer | None = None
+        if api == "v1":
+            self._agent_server = AgentServer(
+                self, host, max_subscribers=max_subscribers, socket_auth_timeout=socket_auth_timeout
+            )
         self._api: v1.V1Api | v0.V0Api = api_class(self)
         self._httpd = HttpServer((host, port), self._answer, auth=auth, key=api_key)
         self.requests: list[RecordedRequest] = self._httpd.requests
         host, port = self._httpd.socket.getsockname()[:2]
         self._base_url = f"http://{host}:{port}"
         self._thread: threading.Thread | None = None
+        if isinstance(clock, ManualClock):
+            clock.on_advance(self._clock_moved)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -196,8 +244,17 @@ class LocalOpenHandsServer:
         """``http://127.0.0.1:PORT`` (still known once the server stopped)."""
         return self._base_url
 
+    @property
+    def agent_url(self) -> str:
+        """V1: the agent server, ``http://127.0.0.1:PORT`` (the host of every ``conversation_url``)."""
+        if self._agent_server is None:
+            raise ValueError("a V0 server has no agent server")
+        return self._agent_server.url
+
     def start(self) -> LocalOpenHandsServer:
-        """Serve in a background thread (idempotent)."""
+        """Serve in a background thread (idempotent); the agent server too."""
+        if self._agent_server is not None:
+            self._agent_server.start()
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, args=(0.05,), name="openhands-local-server", daemon=True
@@ -214,6 +271,8 @@ class LocalOpenHandsServer:
             self._thread = None
         self._httpd.close_connections()
         self._httpd.server_close()
+        if self._agent_server is not None:
+            self._agent_server.stop()
 
     def __enter__(self) -> LocalOpenHandsServer:  # noqa: PYI034 (typing.Self is Python 3.11+)
         return self.start()
@@ -238,6 +297,28 @@ class LocalOpenHandsServer:
         fault = fault or Fault(**fields)
         self._httpd.inject(fault)
         return fault
+
+    def block_websockets(self, blocked: bool = True) -> None:
+        """V1: refuse WebSockets from now on (``blocked=False``: take them again), like a proxy that passes none:
+        a handshake gets a plain ``404``; the sockets already open stay (see :meth:`drop_sockets`)."""
+        self._agent()._agent_server_blocked(blocked)
+
+    def drop_sockets(self) -> int:
+        """V1: cut every open WebSocket at once, without a closing frame (a network cut: reconnect tests); how
+        many were open."""
+        return self._agent().drop_sockets()
+
+    def sockets(self, conversation_id: str) -> int:
+        """V1: how many WebSockets are open on a conversation now (a test waits for its client to be in)."""
+        return self._agent().sockets(conversation_id)
+
+    def events(self, conversation_id: str) -> list[dict[str, Any]]:
+        """V1: the conversation's stored events now, as a ``resend_mode=all`` replay sends them (the agent server's
+        view: no batching lag), for assertions."""
+        with self._lock:
+            conversation = self._existing(conversation_id)
+            now = self.now()
+            return [_agent.render(conversation, e, now) for e in _agent.stored(conversation, now)]
 
     def posts(self) -> list[RecordedRequest]:
         """The POST requests received so far."""
@@ -335,6 +416,16 @@ class LocalOpenHandsServer:
         return Reply(429, {"error": error}, {"Retry-After": "30"})
 
     # ------------------------------------------------------------------ internals
+    def _agent(self) -> AgentServer:
+        if self._agent_server is None:
+            raise ValueError("a V0 server has no agent server (no WebSockets)")
+        return self._agent_server
+
+    def _clock_moved(self) -> None:
+        """The ``ManualClock`` moved: open sockets send what became due."""
+        if self._agent_server is not None:
+            self._agent_server.wake()
+
     def _existing(self, conversation_id: str) -> Conversation:
         now = self.now()
         for conversation in self._conversations:
@@ -347,7 +438,11 @@ class LocalOpenHandsServer:
         if request.method == "GET" and page:
             return self._page(page.group(1))
         if request.path.startswith("/api/"):
-            return self._api.answer(request)
+            try:
+                return self._api.answer(request)
+            finally:
+                if request.method != "GET" and self._agent_server is not None:
+                    self._agent_server.wake()  # a follow-up, a pending message...: open sockets look again
         return Reply(404, {"detail": "Not Found"})
 
     def _page(self, conversation_id: str) -> Reply:
@@ -361,6 +456,23 @@ class LocalOpenHandsServer:
         title = html.escape(str(info["title"]))
         text = f"<!doctype html><title>{title}</title><h1>Local OpenHands</h1><table>{rows}</table>"
         return Reply(200, text, content_type="text/html; charset=utf-8")
+
+
+def _check_agent_fields(timeline: Timeline) -> None:
+    """A ``ValueError`` for a timeline whose agent fields (``steps``, ``confirm``, ``title_delay``, batching) are
+    of the wrong type or value."""
+    steps = timeline.steps
+    if isinstance(steps, str) or not isinstance(steps, tuple) or not all(isinstance(s, str) and s for s in steps):
+        raise ValueError(f"steps are a tuple of commands (or 'edit:PATH', 'error:TEXT'), not {steps!r}")
+    if not isinstance(timeline.confirm, bool):
+        raise ValueError(f"confirm is True or False, not {timeline.confirm!r}")
+    numbers = {"title_delay": timeline.title_delay, "search_flush": timeline.search_flush}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} is seconds (0 or more), not {value!r}")
+    batch = timeline.search_batch
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"search_batch is how many events go at once (1 or more), not {batch!r}")
 
 
 def _results(**fields: Any) -> dict[str, Any]:

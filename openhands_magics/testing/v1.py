@@ -23,11 +23,10 @@ server: before 1.8 there is no ``git/changes`` or ``git/diff`` route (FastAPI's 
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import secrets
 import string
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._fastapi import (
@@ -43,6 +42,8 @@ from ._fastapi import (
     route,
     string_problems,
 )
+from . import _agent
+from ._agent import ENDED, WORKSPACE
 from ._http import RecordedRequest, Reply
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ PHASES = (
     "SETTING_UP_SKILLS",
     "STARTING_CONVERSATION",
 )
-ENDED = frozenset({"finished", "error", "stuck"})  #: terminal ``execution_status`` values
 _REQUEST_DEFAULTS: dict[str, Any] = {  # AppConversationStartRequest as the task echoes it
     "sandbox_id": None,
     "conversation_id": None,
@@ -84,13 +84,11 @@ _REQUEST_DEFAULTS: dict[str, Any] = {  # AppConversationStartRequest as the task
 _ID = r"/api/v1/app-conversations"
 _ITEM = _ID + r"/(?P<conversation_id>[^/]+)"
 _HEX = frozenset(string.hexdigits)
-#: Where the agent works: a repository's changes are read at this path, their paths are relative to it.
-WORKSPACE = "/workspace/project"
 CHANGE_STATUSES = ("ADDED", "UPDATED", "DELETED", "MOVED")
 SORT_ORDERS = ("TIMESTAMP", "TIMESTAMP_DESC")  #: ``EventSortOrder``
-#: Events of one moment are this far apart (seconds), so that their time stamps differ and sort them: more than a
-#: microsecond, as a float of today's epoch is only precise to ~0.2 µs and time stamps are rounded to microseconds.
-_TICK = 1e-5
+#: What ``events/search`` shows of a timeline without steps (as before the agent server was modelled): the user's
+#: messages, the status changes, the finish action and its observation.
+_PLAIN_EVENTS = frozenset({"message", "status", "finish", "finish_observation"})
 #: Routes that came after 1.7.0 (the first server with V1 only), by the version that added them.
 LATER_ROUTES = {(1, 8): (_ITEM + "/git/changes", _ITEM + "/git/diff")}
 _ZERO_TOKENS = {
@@ -118,33 +116,14 @@ def task_status(c: Conversation, now: float) -> tuple[str, float]:
     return PHASES[phase], c.created + slice_ * phase
 
 
-def run_starts(c: Conversation) -> list[float]:
-    """When each run of the agent began: the first message's at READY, then each follow-up sent with ``run``."""
-    first = [c.ready_at] if c.message is not None else []
-    return first + [moment for moment, _, run in c.follow_ups if run]
-
-
-def run_ends(c: Conversation) -> list[tuple[int, float]]:
-    """(index, end) of the runs that end: a run that a follow-up joins before its end ends with the follow-up's."""
-    starts, running = run_starts(c), c.timeline.running
-    return [
-        (index, start + running)
-        for index, start in enumerate(starts)
-        if index + 1 == len(starts) or starts[index + 1] >= start + running
-    ]
-
-
 def ended_once(c: Conversation, now: float) -> bool:
     """Whether the agent ended a run by ``now``: what its changes, pull requests and metrics wait for."""
-    return any(end <= now for _, end in run_ends(c))
+    return _agent.ended_by(c, now)
 
 
 def agent_status(c: Conversation, now: float) -> str:
-    """The agent by the timeline: idle before its first run, running for ``timeline.running``, then the outcome."""
-    started = [start for start in run_starts(c) if start <= now]
-    if not started:
-        return "idle"
-    return "running" if now < started[-1] + c.timeline.running else c.timeline.outcome
+    """The agent by its events (see :mod:`._agent`): idle before its first run, running, then the outcome."""
+    return _agent.status_at(c, now)
 
 
 def execution_status(c: Conversation, now: float) -> str | None:
@@ -192,10 +171,9 @@ def result(c: Conversation, name: str) -> Any:
 
 
 def keep_answers(c: Conversation, now: float) -> None:
-    """Before the answer changes: the runs that already ended keep the answer they ended with."""
-    for index, end in run_ends(c):
-        if end <= now:
-            c.answers.setdefault(index, result(c, "answer"))
+    """Before the answer changes: the runs that already ended keep the answer they ended with (their finish is in
+    the agent's events once it caught up)."""
+    _agent.catch_up(c, now)
 
 
 def changes(c: Conversation, now: float) -> list[tuple[str, str]]:
@@ -235,7 +213,7 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
     execution = execution_status(c, now)
     said = c.message if c.message is not None else next((text for _, text, _ in c.follow_ups), "")
     first_line = said.strip().splitlines()
-    named = ended_once(c, now) or c.forced.get("execution_status", "").lower() in ENDED
+    named = _agent.ended_by(c, now, c.timeline.title_delay) or c.forced.get("execution_status", "").lower() in ENDED
     title = first_line[0][:60] if first_line and named else f"Conversation {c.conversation_id[:5]}"
     ended = ended_once(c, now)
     counted = ended and c.timeline.keeps_events  # a server that keeps no events counts nothing
@@ -276,97 +254,41 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
     }
 
 
-def _event_id(c: Conversation, key: Any, make: Callable[[], str] | None = None) -> str:
-    """An event's (or tool call's) id, made once so that every poll sees the same."""
-    if key not in c.event_ids:
-        c.event_ids[key] = make() if make else str(uuid.uuid4())
-    return c.event_ids[key]
-
-
-def _state_update(value: str) -> dict[str, Any]:
-    return {"source": "environment", "key": "execution_status", "value": value, "kind": "ConversationStateUpdateEvent"}
-
-
-def _user_message(text: str) -> dict[str, Any]:
-    llm_message = {
-        "role": "user",
-        "content": [{"cache_prompt": False, "type": "text", "text": text}],
-        "thinking_blocks": [],
-    }
-    return {
-        "source": "user",
-        "llm_message": llm_message,
-        "activated_skills": [],
-        "extended_content": [],
-        "kind": "MessageEvent",
-    }
-
-
-def _finish(c: Conversation, index: int) -> list[dict[str, Any]]:
-    """The agent's ``finish`` action and its observation, as the events of the run ``index`` end with."""
-    answer = c.answers.get(index, result(c, "answer"))
-    arguments = json.dumps({"message": answer})
-    call_id = _event_id(c, ("call", index), lambda: "call_" + _token(24))
-    action_id = _event_id(c, ("finish", index))
-    action = {
-        "id": action_id,
-        "source": "agent",
-        "thought": [],
-        "thinking_blocks": [],
-        "action": {"message": answer, "kind": "FinishAction"},
-        "tool_name": "finish",
-        "tool_call_id": call_id,
-        "tool_call": {"id": call_id, "name": "finish", "arguments": arguments, "origin": "completion"},
-        "llm_response_id": _event_id(c, ("response", index), lambda: "chatcmpl-" + _token(29)),
-        "security_risk": "UNKNOWN",
-        "summary": "finish: " + arguments,
-        "kind": "ActionEvent",
-    }
-    observation = {
-        "id": _event_id(c, ("observation", index)),
-        "source": "environment",
-        "tool_name": "finish",
-        "tool_call_id": call_id,
-        "observation": {
-            "content": [{"cache_prompt": False, "type": "text", "text": answer}],
-            "is_error": False,
-            "kind": "FinishObservation",
-        },
-        "action_id": action_id,
-        "extended_content": [],
-        "kind": "ObservationEvent",
-    }
-    return [action, observation]
-
-
 def events(c: Conversation, now: float) -> list[dict[str, Any]]:
-    """The conversation's events up to ``now``, oldest first: per run the user's message and the status turning
-    running, then at its end the finish action and observation (outcome "finished") and the final status. They
-    follow the timeline, not forced fields; a server that keeps no events has none."""
+    """What ``events/search`` finds at ``now``, oldest first. A timeline with ``steps`` has every stored event of
+    the agent, as they reached the app server: in batches of ``timeline.search_batch``, or ``search_flush`` seconds
+    after the first one not sent yet (the real agent server's quirk: the app server lags the socket). One without
+    steps answers as the server did before the agent server was modelled: the user's messages, the status changes,
+    the finish action and its observation, at once. A server that keeps no events has none."""
     if not c.timeline.keeps_events:
         return []
-    timed: list[tuple[float, Any, dict[str, Any]]] = []  # (when, key for its id, event)
-    said = ([(c.ready_at, c.message, True)] if c.message is not None else []) + c.follow_ups
-    for n, (moment, text, run) in enumerate(said):
-        timed.append((moment, ("user", n), _user_message(text)))
-        if run:
-            timed.append((moment + _TICK, ("running", n), _state_update("running")))
-    for index, end in run_ends(c):
-        if end > now:
-            continue
-        outcome = c.timeline.outcome
-        last_words = _finish(c, index) if outcome == "finished" else []
-        timed += [(end + n * _TICK, None, event) for n, event in enumerate(last_words)]
-        timed.append((end + len(last_words) * _TICK, ("end", index), _state_update(outcome)))
-    shown = sorted((item for item in timed if item[0] <= now), key=lambda item: item[0])
-    return [
-        {
-            "id": event.get("id") or _event_id(c, key),
-            "timestamp": iso(moment, naive=True),
-            **{name: value for name, value in event.items() if name != "id"},
-        }
-        for moment, key, event in shown
-    ]
+    stored = _agent.stored(c, now)
+    if c.timeline.steps:
+        stored = _delivered(stored, now, c.timeline.search_batch, c.timeline.search_flush)
+    else:
+        stored = [e for e in stored if e.tag in _PLAIN_EVENTS]
+    return [_agent.render(c, e, now) for e in stored]
+
+
+def _delivered(stored: list[_agent.Event], now: float, size: int, flush: float) -> list[_agent.Event]:
+    """The events that reached the app server by ``now``: a batch goes when it holds ``size`` events, or ``flush``
+    seconds after its first one came."""
+    out: list[_agent.Event] = []
+    batch: list[_agent.Event] = []
+    first = 0.0
+    for event in stored:
+        if batch and first + flush <= event.at:
+            out += batch
+            batch = []
+        if not batch:
+            first = event.at
+        batch.append(event)
+        if len(batch) >= size:
+            out += batch
+            batch = []
+    if batch and first + flush <= now:
+        out += batch
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- requests
@@ -489,6 +411,8 @@ class V1Api:
         self.server, self.reads_only = server, reads_only
         #: Sandboxes deleted (``DELETE /api/v1/sandboxes/{id}``): their conversations stay, their sandbox is gone.
         self.deleted_sandboxes: set[str] = set()
+        #: Pending messages queued, by the id of their path (any text: the real route does not check it).
+        self.pending: dict[str, int] = {}
         self.routes = [
             route(("GET",), _ID, self.get_conversations),
             route(("GET",), _ID + "/search", self.search_conversations),
@@ -504,6 +428,7 @@ class V1Api:
             route(("POST",), r"/api/v1/sandboxes/(?P<sandbox_id>[^/]+)/(?P<action>pause|resume)", self.sandbox),
             route(("DELETE",), r"/api/v1/sandboxes/(?P<path_id>[^/]+)", self.delete_sandbox),
             route(("GET",), r"/api/v1/conversation/(?P<conversation_id>[^/]+)/events/search", self.search_events),
+            route(("POST",), r"/api/v1/conversations/(?P<path_id>[^/]+)/pending-messages", self.pending_message),
         ]
         if not reads_only:
             self.routes.insert(0, route(("POST",), _ID, self.start))
@@ -544,7 +469,7 @@ class V1Api:
             request=echo,
             task_id=uuid.uuid4().hex,
             sandbox_id=_sandbox_id(),
-            agent_server_url=f"http://localhost:{8000 + len(self.server.task_ids())}",
+            agent_server_url=self.server.agent_url,
             fails_in=fails_in,
             detail=detail,
         )
@@ -633,6 +558,7 @@ class V1Api:
                 resume = f"Use POST /api/v1/sandboxes/{conversation.sandbox_id}/resume to resume it first."
                 raise HttpError(409, f"Sandbox is {sandbox}. {resume}")
             conversation.follow_ups.append((now, text, run))
+            _agent.follow_up(conversation, now, text, run)
         return Reply(200, {"success": True, "sandbox_status": "RUNNING", "message": None})
 
     def sandbox(self, request: RecordedRequest, sandbox_id: str, action: str) -> Reply:
@@ -728,15 +654,49 @@ class V1Api:
         except ValueError:
             return Reply(500, "Internal Server Error", content_type="text/plain; charset=utf-8")
         kind = query.text("kind__eq")
+        since, until = _moment(query, "timestamp__gte"), _moment(query, "timestamp__lt")
+        query.check()
         with self.server._lock:
             conversation, now = self._find(wanted)
             stream = events(conversation, now) if conversation else []
         if kind is not None:
             stream = [event for event in stream if event["kind"] == kind]
+        if since is not None:
+            stream = [event for event in stream if _naive(event["timestamp"]) >= since]
+        if until is not None:
+            stream = [event for event in stream if _naive(event["timestamp"]) < until]
         if order == "TIMESTAMP_DESC":
             stream.reverse()
         items, next_page = page(stream, query.text("page_id"), limit or 100)
         return Reply(200, {"items": items, "next_page_id": next_page})
+
+    def pending_message(self, request: RecordedRequest, path_id: str) -> Reply:
+        """``POST /api/v1/conversations/{id}/pending-messages``: 201 ``{"id", "queued": true, "position"}`` for any
+        id (at most 10 a id: 429). As on the real server, only what is queued before READY under ``task-{task id}``
+        (what the web app sends) or the conversation's id with hyphens is delivered, at READY, as a user message
+        the agent runs on; anything else (the bare task id, a conversation that runs already) is queued for ever."""
+        body = request.body
+        if not isinstance(body, dict):
+            raise HttpError(400, "Invalid request body")
+        content = body.get("content")
+        if not content or not isinstance(content, list):
+            raise HttpError(400, "content must be a non-empty list")
+        bad = [index for index, item in enumerate(content) if _content_problems([item])]
+        if bad:
+            msg = f"Invalid content format: {len(bad)} validation errors for list[TextContent | ImageContent]"
+            raise HttpError(400, msg)
+        texts = [item["text"] for item in content if isinstance(item, dict) and item.get("type", "text") == "text"]
+        with self.server._lock:
+            queued = self.pending.get(path_id, 0)
+            if queued >= 10:
+                raise HttpError(429, "Too many pending messages. Maximum 10 messages per conversation.")
+            self.pending[path_id] = queued + 1
+            conversations, now = self.server._snapshot()
+            for conversation in conversations:
+                hyphenated = str(uuid.UUID(conversation.conversation_id))
+                if path_id in (f"task-{conversation.task_id}", hyphenated) and now < conversation.ready_at:
+                    conversation.pending.append((now, "\n".join(texts)))
+        return Reply(201, {"id": str(uuid.uuid4()), "queued": True, "position": queued + 1})
 
     # -------------------------------------------------------------- helpers
     def _find(self, conversation_hex: str) -> tuple[Conversation | None, float]:
@@ -769,6 +729,25 @@ class V1Api:
         if self.reads_only:
             return [], now
         return [c for c in conversations if not ready_only or exists(c, now)], now
+
+
+def _naive(text: str) -> dt.datetime:
+    """A time stamp as a naive UTC ``datetime`` (aware ones converted; naive ones are UTC, the server's zone)."""
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _moment(query: Query, name: str) -> dt.datetime | None:
+    """An optional ``datetime`` query parameter, or a 422 problem."""
+    raw = query.text(name)
+    if raw is None:
+        return None
+    try:
+        return _naive(raw)
+    except ValueError:
+        msg = "Input should be a valid datetime or date, invalid character in year"
+        query.problems.append(problem("datetime_from_date_parsing", ["query", name], msg, raw))
+        return None
 
 
 def _paging(request: RecordedRequest) -> tuple[int, str | None]:
