@@ -82,21 +82,39 @@ async def _bench_lag_probe(samples=_bench_lags, pause={LAG_PROBE_SLEEP!r}):
         await _bench_asyncio.sleep(pause)
         samples.append((before, clock() - before - pause))  # (perf_counter: the same clock as time.monotonic)
 _bench_probe_task = _bench_asyncio.get_running_loop().create_task(_bench_lag_probe())
+import gc as _bench_gc
+_bench_gcs = []  # (start, seconds, generation) of every garbage collection while the probe runs
+def _bench_gc_timer(phase, info, starts={{}}, clock=_bench_time.perf_counter):
+    if phase == "start":
+        starts["t"] = clock()
+    elif "t" in starts:
+        _bench_gcs.append((starts["t"], clock() - starts.pop("t"), info.get("generation")))
+if _bench_gc_timer not in _bench_gc.callbacks:
+    _bench_gc.callbacks.append(_bench_gc_timer)
 """
 
 PROBE_READ = """
 _bench_probe_task.cancel()
+_bench_gc.callbacks.remove(_bench_gc_timer)
 _bench_samples, _bench_lags[:] = list(_bench_lags), []
-def _bench_lag_summary(samples):
+_bench_gc_seen, _bench_gcs[:] = list(_bench_gcs), []
+def _bench_lag_summary(samples, gcs):
     import json
     ordered = sorted(max(0.0, s) * 1000 for _, s in samples)
     if not ordered:
         return json.dumps({"samples": 0})
     spikes = [(t, s * 1000) for t, s in samples if s > 0.005]  # (when each wake-up 5 ms late or more began)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    # A spike "is" a collection when one ran inside its sleep (any thread's: a collection holds the GIL).
+    in_gc = [max([d for g0, d, _ in gcs if t <= g0 <= t + 0.010 + s / 1000], default=0.0) * 1000 for t, s in spikes]
+    by_gen = {}
+    for _, d, g in gcs:
+        by_gen.setdefault(str(g), []).append(d * 1000)
     return json.dumps({"samples": len(ordered), "p50": pick(0.50), "p99": pick(0.99), "max": ordered[-1],
-                       "mean": sum(ordered) / len(ordered), "spikes": spikes})
-print("BENCH-LAG " + _bench_lag_summary(_bench_samples))
+                       "mean": sum(ordered) / len(ordered), "spikes": spikes,
+                       "gc": {g: {"count": len(v), "max_ms": max(v), "total_ms": sum(v)} for g, v in by_gen.items()},
+                       "spikes_with_gc": sum(1 for x in in_gc if x > 0), "spike_gc_ms": in_gc})
+print("BENCH-LAG " + _bench_lag_summary(_bench_samples, _bench_gc_seen))
 """
 
 KERNEL_INFO = """
@@ -356,6 +374,10 @@ def measure(
             info = frontend.printed(frontend.execute(KERNEL_INFO), "BENCH-INFO")
             result["kernel"] = info
             frontend.execute("%load_ext openhands_magics")
+            # The machine's own noise: the same probe in the same kernel, before any panel exists.
+            frontend.execute(PROBE_START)
+            frontend.listen(min(seconds, 10.0))
+            result["bare_lag_ms"] = frontend.printed(frontend.execute(PROBE_READ), "BENCH-LAG")
 
             started = time.monotonic()
             panel_ids: list[str] = []
@@ -522,6 +544,14 @@ def finish_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: f
 
 
 # ---------------------------------------------------------------------------------------------------- report
+def _gc_text(lag: dict[str, Any]) -> str:
+    """The garbage collections meanwhile, by generation, and how many of the late wake-ups (>5 ms) had one."""
+    gcs = lag.get("gc") or {}
+    parts = [f"gen{g} {v['count']}x max {v['max_ms']:.1f} ms" for g, v in sorted(gcs.items())]
+    spikes = len(lag.get("spikes", []))
+    return f"GC {', '.join(parts) or 'none'}; {lag.get('spikes_with_gc', 0)}/{spikes} late wake-ups during a GC"
+
+
 COLUMNS = ("N", "GET/min", "widget msg/s", "lag p50 ms", "lag p99 ms", "lag max ms", "kernel CPU %")
 
 
@@ -545,6 +575,14 @@ def table(results: list[dict[str, Any]]) -> str:
         )
     extra = []
     for r in results:
+        if "loop_lag_ms" in r:
+            extra.append(f"N={r['panels']} window: {_gc_text(r['loop_lag_ms'])}")
+        if "bare_lag_ms" in r:
+            bare = r["bare_lag_ms"]
+            extra.append(
+                f"N={r['panels']} same kernel before any panel: lag p50 {bare.get('p50', 0):.2f} ms, "
+                f"p99 {bare.get('p99', 0):.2f} ms, max {bare.get('max', 0):.1f} ms; {_gc_text(bare)}"
+            )
         changes, finish = r.get("changes"), r.get("finish")
         extra.extend(
             f"N={r['panels']} {name} failed: {r[name + '_error']}"
@@ -558,7 +596,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"N={r['panels']} changing at once: {changes['msgs_per_panel_per_change']:.2f} widget "
                 f"msgs per panel per change (min {low:.2f}, max {high:.2f}); "
                 f"loop lag p50 {lag.get('p50', 0):.2f} ms, p99 {lag.get('p99', 0):.2f} ms, "
-                f"max {lag.get('max', 0):.1f} ms; rounds "
+                f"max {lag.get('max', 0):.1f} ms; {_gc_text(lag)}; rounds "
                 + ", ".join(
                     f"{x['to']} {x['panels_shown']}/{r['panels']} in {x['seconds']:.1f} s "
                     f"(lag max {x['lag_max_ms']:.0f} ms)"

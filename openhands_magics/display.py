@@ -5,6 +5,11 @@
 |                               | a text line updated in place                              |
 | terminal IPython              | one printed line (nothing runs between cells to poll with) |
 
+A panel whose turn ended in a way a follow-up can go on from (finished, waiting for input) keeps its reply box: the
+latest ``REPLY_PANELS`` such panels stay widgets (a reply sent from one makes it live again), and an older one
+becomes its static card, every widget closed, as does each of them when the I/O thread stops (``%unload_ext``). So
+however many conversations end, at most ``REPLY_PANELS`` panels hold comms.
+
 What follows a handle here may be called from any thread (updates arrive on the I/O thread that watches, a button's
 click on the kernel's): each follower decides under its own lock, so a panel is replaced by its final card once, and
 a text line is never overwritten by an older one. ``DisplayHandle.update`` may be called from any thread in
@@ -13,7 +18,9 @@ ipykernel. Nothing that may call back into the handle (closing the panel stops i
 
 from __future__ import annotations
 
+import collections
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .saved import metadata_for
@@ -23,7 +30,42 @@ if TYPE_CHECKING:
     from .handle import ConversationHandle
     from .session import Session
 
-__all__ = ["show"]
+__all__ = ["REPLY_PANELS", "show"]
+
+#: How many final panels keep their reply box at once (the latest ones).
+REPLY_PANELS = 3
+_kept: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
+_kept_lock = threading.Lock()
+_closer = [False]  # whether finishing the kept panels is registered with the I/O thread's stop
+
+
+def _keep(key: int, finish: Callable[[], None]) -> None:
+    """Keep a final panel for a reply; the oldest past ``REPLY_PANELS`` is finished (outside the lock)."""
+    from ._io import get_io
+
+    with _kept_lock:
+        _kept[key] = finish
+        _kept.move_to_end(key)
+        evicted = [_kept.popitem(last=False)[1] for _ in range(max(0, len(_kept) - REPLY_PANELS))]
+        register, _closer[0] = not _closer[0], True
+    if register:
+        get_io().on_stop(_finish_kept)
+    for old in evicted:
+        old()
+
+
+def _forget(key: int) -> None:
+    with _kept_lock:
+        _kept.pop(key, None)
+
+
+async def _finish_kept() -> None:
+    """When the I/O thread stops: every kept panel becomes its card (its verbs' connection is going away)."""
+    with _kept_lock:
+        finishers, _closer[0] = list(_kept.values()), False
+        _kept.clear()
+    for finish in finishers:
+        finish()
 
 
 def _shell() -> Any:
@@ -75,25 +117,45 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
         widget = ConversationPanel(handle)
         shown = display(widget, display_id=True, metadata=metadata_for(handle))
         lock = threading.Lock()
-        state = {"id": handle.id, "over": False}
+        state: dict[str, Any] = {"id": handle.id, "phase": "live"}  # live, kept (for a reply), done
+        key = id(widget)
+
+        def finish(h: ConversationHandle = handle) -> None:
+            # The output becomes the static card, which every front end shows, with or without a kernel, so a saved
+            # notebook shows the last card instead of a widget it cannot find; every widget of the panel closes.
+            with lock:
+                if state["phase"] == "done":
+                    return
+                state["phase"] = "done"
+            h.unsubscribe(follow)
+            _forget(key)
+            shown.update(static_card(h), raw=True, metadata=metadata_for(h))
+            widget.close()
 
         def follow(h: ConversationHandle) -> None:
             with lock:
-                if state["over"]:
-                    return
+                phase = state["phase"]
                 over = not h.watching
+                ended = phase == "live" and over
                 named = not over and h.id != state["id"]
-                state["over"], state["id"] = over, h.id
-            if over:
-                # Watching ended (final, stopped, or an error retrying cannot fix): the output becomes the static
-                # card, which every front end shows, with or without a kernel, so a saved notebook shows the last
-                # card instead of a widget it cannot find.
-                h.unsubscribe(follow)
+                state["id"] = h.id
+                keep = ended and h.is_final and Card.of(h).can_reply and widget.comm is not None
+                if ended:
+                    state["phase"] = "kept" if keep else "ending"
+                elif phase == "kept" and not over:  # a follow-up from its reply box: live again
+                    state["phase"] = "live"
+            if phase == "kept" and not over:
+                _forget(key)
+            if ended:
+                # Watching ended (final, stopped, or an error retrying cannot fix).
                 cue = session.notify and h.is_final and h.status != "DELETED"  # (deleting was done here: no cue)
                 if cue and widget.comm is not None:
                     shown.update(done_cue(h), raw=True)
-                shown.update(static_card(h), raw=True, metadata=metadata_for(h))
-                widget.close()
+                if keep:  # the widget stays for a reply; what is saved beside it is the final card
+                    shown.update(widget, metadata=metadata_for(h))
+                    _keep(key, finish)
+                else:
+                    finish(h)
             elif named and widget.comm is not None:
                 # The fallback saved beside the widget names the conversation as soon as it exists.
                 shown.update(widget, metadata=metadata_for(h))

@@ -1,18 +1,32 @@
 """The live panel: an ipywidgets box whose content follows a :class:`ConversationHandle`.
 
 Imported only when a panel is shown, because ipywidgets is the slowest import in the package. It draws a
-:class:`~.views.Card` (the value of what the card shows) and sends the browser a message only when that value
-changes, plus one a minute to resync the elapsed clock, which the browser draws itself: hundreds of panels cost no
-message per second.
+:class:`~.views.Card` (the value of what the card shows, the activity feed included) and sends the browser a message
+only when that value changes, plus one a minute to resync the elapsed clock, which the browser draws itself:
+hundreds of panels cost no message per second.
 
-What a change costs: the card's HTML goes in one message, and the panel's own state (status, ids, which buttons
-show) in one more, however many of its traits changed (``hold_sync``). A button that does not apply is left out of
-the box's children, so the three buttons share one Layout and one ButtonStyle: a panel is nine widgets (the box,
-the card, three buttons, two layouts, two styles), where it was fourteen, and each one holds a comm in the kernel
-and a model in the browser. Closing the panel closes every one of them, the buttons not shown included.
+What a change costs: **one widget message**. The card is a small ``HTML`` subclass (:class:`CardView`) that also
+carries the panel's synced facts (status, conversation id, start task id), so one ``hold_sync`` on one widget sends
+the card and the facts together. Which controls show is part of the card too: every control the panel made sits in
+the box all along, and the card's HTML carries a style rule, scoped to this panel, that hides those that do not
+apply. A status that swaps "Pause" for "Resume" therefore changes the card alone; the box's children change only
+when a control is made (the confirm buttons and the reply box are made the first time they apply, so most panels
+never have them). Front ends that drop the ``<style>`` (none of JupyterLab, Notebook 7, VS Code) show every control.
 
-Its buttons steer the conversation: "Pause" and "Resume" act on its sandbox (a failure becomes the card's note, never
-an exception in the front end's message handler); "Stop watching" only stops polling.
+The feed moves much faster than a status: an agent can emit dozens of events a second. A change of the feed alone
+(its step count, its lines, the live cost) is drawn at most twice a second per panel (``FEED_GAP``), the latest one
+winning, through a timer in the I/O thread's loop; anything else (a status, an id, a note, a pending action, the
+end) is drawn at once, with the latest feed.
+
+A panel is eleven widgets (the box and the card with their layouts and the card's style, four buttons sharing one
+layout and one style), each holding a comm in the kernel and a model in the browser; the confirm buttons add two,
+the reply box four. Closing the panel closes every one of them.
+
+Its controls are three distinct verbs: "Stop agent" (``handle.interrupt()``: the agent stops at once, the
+conversation stays), "Pause" / "Resume" (its sandbox), "Stop watching" (this kernel stops listening; the agent goes
+on). While an action waits for confirmation, "Approve" / "Reject"; once a turn is over, a text box and "Send" for a
+follow-up (``handle.send``; an empty text does nothing). A verb that fails becomes the card's note, never an
+exception in the front end's message handler.
 
 Updates may arrive on any thread (the I/O thread that watches, the kernel's when a button is clicked): a redraw
 compares and sends under the panel's lock, and a closed panel draws nothing. ipykernel sends comm messages from any
@@ -26,6 +40,8 @@ status. Only escaped server data, the ids and the conversation URL are ever in t
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,21 +49,43 @@ import ipywidgets as widgets
 from traitlets import Unicode
 
 from .handle import ConversationHandle
-from .views import Card, RedrawGate, html_card, text_summary
+from .views import Card, html_card, text_summary
 
-__all__ = ["ConversationPanel", "close_widgets"]
+__all__ = ["CardView", "ConversationPanel", "close_widgets"]
 
-#: The buttons in the order they show, each with its tooltip.
+#: The controls every panel has, in the order they show, each with its tooltip.
 BUTTONS = (
-    ("Stop watching", "Stop polling this conversation (it keeps running on OpenHands)"),
+    ("Stop agent", "Interrupt the agent now; the conversation stays, and a follow-up goes on from there"),
     ("Pause", "Pause its sandbox: the agent stops until Resume"),
     ("Resume", "Start its sandbox again"),
+    ("Stop watching", "Stop following it in this notebook (the agent keeps working on OpenHands)"),
 )
+#: Made the first time they apply.
+CONFIRM_BUTTONS = (
+    ("Approve", "Let the agent run the action it waits to have confirmed"),
+    ("Reject", "Refuse that action; the agent is told and goes on without it"),
+)
+SEND = ("Send", "Send this follow-up to the agent (it starts working again)")
+#: The shortest time between two redraws of a panel whose feed alone moved (at most two a second).
+FEED_GAP = 0.5
+#: While the clock runs, the card is sent again this often, so a view opened later starts near the right time.
+RESYNC_SECONDS = 60.0
 
 
-def _shown_buttons(card: Card) -> tuple[str, ...]:
-    applies = {"Stop watching": card.watching, "Pause": card.can_pause, "Resume": card.can_resume}
-    return tuple(name for name, _ in BUTTONS if applies[name])
+def _later(delay: float, function: Callable[[], None]) -> None:
+    """Run ``function`` in ``delay`` seconds, in the I/O thread's loop (where updates arrive; no thread per timer)."""
+    from ._io import get_io
+
+    io = get_io()
+    loop = io.loop()
+    if io.in_loop():
+        loop.call_later(delay, function)
+    else:
+        loop.call_soon_threadsafe(loop.call_later, delay, function)
+
+
+def _css_class(label: str) -> str:
+    return "oh-c-" + "".join(c for c in label.lower() if c.isalpha())
 
 
 def _tree(roots: Iterable[widgets.Widget]) -> list[widgets.Widget]:
@@ -75,8 +113,8 @@ def close_widgets(*roots: widgets.Widget) -> None:
         widgets.Widget.close(widget)  # (the base close: a subclass's close may do more, and may call this)
 
 
-class ConversationPanel(widgets.HBox):
-    """Card, then the "Stop watching", "Pause" and "Resume" buttons (those that apply). ``status``,
+class CardView(widgets.HTML):
+    """The card's HTML and the panel's synced facts in one model, so a change is one message. ``status``,
     ``conversation_id`` and ``task_id`` are synced so front ends, saved widget state and tests see them."""
 
     conversation_id = Unicode("", help="the conversation this panel shows ('' while it is being created)").tag(
@@ -85,71 +123,169 @@ class ConversationPanel(widgets.HBox):
     task_id = Unicode("", help="the start task that creates it (V1)").tag(sync=True)
     status = Unicode("", help="the latest status, e.g. RUNNING").tag(sync=True)
 
+
+class ConversationPanel(widgets.HBox):
+    """The card (with the feed), then the controls that apply."""
+
     def __init__(self, handle: ConversationHandle, **kwargs: Any) -> None:
         self._handle = handle
         self._lock = threading.RLock()
         self._closed = False
-        self._gate = RedrawGate(handle)
-        card = self._gate.card
-        self._card = widgets.HTML(html_card(card, live=True), layout=widgets.Layout(flex="1 1 auto"))
-        layout = widgets.Layout(width="auto", flex="0 0 auto", margin="0 0 0 8px")
-        style = widgets.ButtonStyle()
-        #: Every button, by its label, shown or not.
-        self.buttons = {
-            name: widgets.Button(description=name, tooltip=tooltip, layout=layout, style=style)
-            for name, tooltip in BUTTONS
-        }
+        self._scope = "oh-p-" + uuid.uuid4().hex[:12]  # (the card's style rule hides controls in this panel only)
+        card = Card.of(handle)
+        self._drawn, self._drawn_at, self._flush_due = card, time.monotonic(), False
+        self._button_layout = widgets.Layout(width="auto", flex="0 0 auto", margin="2px 8px 2px 0")
+        self._button_style = widgets.ButtonStyle()
+        #: Every button, by its label, shown or not (the confirm buttons and "Send" once made).
+        self.buttons = {name: self._button(name, tooltip) for name, tooltip in BUTTONS}
+        #: The follow-up's text box, once a turn ended.
+        self.reply: widgets.Text | None = None
+        self.buttons["Stop agent"].on_click(lambda _button: self._steer(lambda: handle.interrupt()))  # type: ignore[attr-defined]
         self.buttons["Pause"].on_click(lambda _button: self._steer(handle.pause))
         self.buttons["Resume"].on_click(lambda _button: self._steer(handle.resume))
         self.buttons["Stop watching"].on_click(lambda _button: handle.stop_watching())
-        self._shown = _shown_buttons(card)
-        # The initial state goes to the constructor, so the front end's first message (comm_open) is complete.
-        super().__init__(
-            children=self._children(self._shown),
+        self._make_lazy(card)
+        self._view = CardView(
+            self._value(card),
             conversation_id=card.conversation_id or "",
             task_id=card.task_id or "",
             status=card.status or "",
+            layout=widgets.Layout(flex="1 1 100%"),
+        )
+        # The initial state goes to the constructors, so the front end's first message (comm_open) is complete.
+        super().__init__(
+            children=self._children(),
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+            _dom_classes=("openhands-panel", self._scope),
             **kwargs,
         )
         # What traitlets makes on a first change, made now: a tick that changes 100s of panels at once should not
         # also be the one that builds their change machinery.
-        for widget in (self, self._card):
+        for widget in (self, self._view):
             _ = (widget._property_lock, widget._states_to_send)
         handle.subscribe(self.render)
 
-    def _children(self, shown: tuple[str, ...]) -> tuple[widgets.Widget, ...]:
-        return (self._card, *(self.buttons[name] for name in shown))
+    # ------------------------------------------------------------------ the widgets
+    def _button(self, name: str, tooltip: str) -> widgets.Button:
+        return widgets.Button(
+            description=name,
+            tooltip=tooltip,
+            layout=self._button_layout,
+            style=self._button_style,
+            _dom_classes=("openhands-control", _css_class(name)),
+        )
+
+    def _children(self) -> tuple[widgets.Widget, ...]:
+        reply = (self.reply,) if self.reply is not None else ()
+        return (self._view, *self.buttons.values(), *reply)
+
+    def _make_lazy(self, card: Card) -> bool:
+        """Make the confirm buttons or the reply box the first time they apply; whether any was made."""
+        made = False
+        if card.pending is not None and "Approve" not in self.buttons:
+            for name, tooltip in CONFIRM_BUTTONS:
+                self.buttons[name] = self._button(name, tooltip)
+            self.buttons["Approve"].on_click(lambda _b: self._steer(lambda: self._handle.confirm()))  # type: ignore[attr-defined]
+            self.buttons["Reject"].on_click(
+                lambda _b: self._steer(lambda: self._handle.reject("rejected in the notebook"))  # type: ignore[attr-defined]
+            )
+            made = True
+        if card.can_reply and self.reply is None:
+            self.reply = widgets.Text(
+                placeholder="Reply to the agent…",
+                layout=widgets.Layout(width="28em", margin="2px 8px 2px 0"),
+                _dom_classes=("openhands-control", "oh-c-reply"),
+            )
+            self.buttons["Send"] = self._button(*SEND)
+            self.buttons["Send"].on_click(lambda _b: self.send_reply())
+            made = True
+        return made
+
+    def _shown(self, card: Card) -> tuple[str, ...]:
+        applies = {
+            "Stop agent": card.can_interrupt and hasattr(self._handle, "interrupt"),
+            "Pause": card.can_pause,
+            "Resume": card.can_resume,
+            "Stop watching": card.watching,
+            "Approve": card.pending is not None,
+            "Reject": card.pending is not None,
+            "Send": card.can_reply,
+        }
+        return tuple(name for name in self.buttons if applies[name])
+
+    def _value(self, card: Card) -> str:
+        """The card's HTML, and the rule that hides the controls that do not apply (in this panel only)."""
+        shown = set(self._shown(card))
+        hidden = [_css_class(name) for name in self.buttons if name not in shown]
+        if self.reply is not None and "Send" not in shown:
+            hidden.append("oh-c-reply")
+        rule = ",".join(f".{self._scope} .{name}" for name in hidden)
+        return html_card(card, live=True) + (f"<style>{rule}{{display:none!important}}</style>" if rule else "")
 
     @property
     def shown_buttons(self) -> tuple[str, ...]:
         """The labels of the buttons on show, in order."""
-        return self._shown
+        return self._shown(self._drawn)
 
+    @property
+    def card(self) -> CardView:
+        """The card's widget (its ``value`` is the HTML drawn)."""
+        return self._view
+
+    @property
+    def status(self) -> str:
+        return self._view.status
+
+    @property
+    def conversation_id(self) -> str:
+        return self._view.conversation_id
+
+    @property
+    def task_id(self) -> str:
+        return self._view.task_id
+
+    # ------------------------------------------------------------------ drawing
     def render(self, handle: ConversationHandle) -> None:
-        """Send what changed, in one message for the card and one for the panel; nothing when only time moved,
-        unless the clock is due for a resync."""
+        """Send what changed, in one message; nothing when only time moved, unless the clock is due for a resync.
+        A change of the feed alone waits until ``FEED_GAP`` after the last redraw (the latest one is drawn then)."""
         with self._lock:
             if self._closed:
                 return
-            before = self._gate.card
-            card = self._gate.due(handle)
-            if card is None:
+            card = Card.of(handle)  # (in the lock: two threads cannot draw an older card last)
+            now = time.monotonic()
+            drawn = self._drawn
+            if card == drawn:
+                if card.is_final or now - self._drawn_at < RESYNC_SECONDS:
+                    return
+            elif card.same_but_feed(drawn) and now - self._drawn_at < FEED_GAP:
+                if not self._flush_due:
+                    self._flush_due = True
+                    _later(self._drawn_at + FEED_GAP - now, self._flush)
                 return
-            if card == before or not card.looks_like(before):  # a resync, or the card itself changed
-                self._card.value = html_card(card, live=True)
-            with self.hold_sync():  # one message however many traits change
-                for name, value in (
-                    ("conversation_id", card.conversation_id),
-                    ("task_id", card.task_id),
-                    ("status", card.status),
-                ):
-                    if getattr(self, name) != (value or ""):
-                        setattr(self, name, value or "")
-                shown = _shown_buttons(card)
-                if shown != self._shown:
-                    self._shown = shown
-                    self.children = self._children(shown)
+            self._draw(card, now)
 
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_due = False
+        self.render(self._handle)
+
+    def _draw(self, card: Card, now: float) -> None:
+        self._drawn, self._drawn_at = card, now
+        grew = self._make_lazy(card)
+        view = self._view
+        with view.hold_sync():  # one message however many traits change
+            view.value = self._value(card)
+            for name, value in (
+                ("conversation_id", card.conversation_id),
+                ("task_id", card.task_id),
+                ("status", card.status),
+            ):
+                if getattr(view, name) != (value or ""):
+                    setattr(view, name, value or "")
+        if grew:
+            self.children = self._children()
+
+    # ------------------------------------------------------------------ the verbs
     def _steer(self, verb: Callable[[], object]) -> None:
         """Run a button's verb; what goes wrong (no access, a sandbox already gone, the network) is shown as the
         card's note, because an exception here would only reach the front end's log."""
@@ -158,6 +294,17 @@ class ConversationPanel(widgets.HBox):
         except Exception as error:  # noqa: BLE001 - every failure becomes the note
             self._handle.set_note(str(error) or type(error).__name__)
 
+    def send_reply(self) -> None:
+        """Send the reply box's text as a follow-up (nothing when it is empty), and empty the box once it went."""
+        reply = self.reply
+        text = reply.value.strip() if reply is not None else ""
+        if not text or reply is None:
+            return
+        sent: list[bool] = []
+        self._steer(lambda: sent.append(self._handle.send(text) is not None))
+        if sent:
+            reply.value = ""
+
     def close(self) -> None:
         """Closing the panel stops its polling too, and closes every widget it made."""
         with self._lock:
@@ -165,7 +312,7 @@ class ConversationPanel(widgets.HBox):
         if not closed:
             self._handle.unsubscribe(self.render)
             self._handle.stop_watching()
-        close_widgets(self, *self.buttons.values())
+        close_widgets(self, *self.buttons.values(), *((self.reply,) if self.reply is not None else ()))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         bundle = super()._repr_mimebundle_(**kwargs)

@@ -15,6 +15,13 @@ The card, the list (:mod:`.listing`) and the fan-out grid share one link helper 
 
 The live card's elapsed time is drawn by the browser (CSS animations of registered integer properties, started at
 the elapsed time the kernel knew), so a ticking clock costs no message from the kernel.
+
+The activity feed (the agent's last few steps, from ``handle.activity``: :mod:`.events`) is part of the Card too: a
+live card lists them as one-liners under a step count and the live cost; a final card folds them into a collapsed
+"N steps". Events come much faster than a person reads, so the Card only says what the feed shows; *when* to redraw
+a feed that moved is the panel's business (at most two a second, :mod:`.panel`), while a status change is drawn at
+once. Step texts arrive neutralised by :mod:`.events`; a view does not trust that, and removes terminal escape
+sequences and control characters again before escaping them.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import datetime as dt
 import functools
 import html
 import operator
+import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -38,7 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BADGE_COLORS",
+    "FEED_LINES",
     "Card",
+    "Step",
     "RedrawGate",
     "cost_text",
     "format_elapsed",
@@ -84,6 +94,13 @@ ANSWER_TEXT_CHARS = 200
 #: Changed files listed by path in the card; the others are counted.
 FILES_SHOWN = 8
 PROBLEM_CHARS = 160
+#: The feed's lines: the agent's last steps (``Activity.recent`` keeps five).
+FEED_LINES = 5
+#: One feed line at most this many characters (the browser cuts it to the card's width anyway).
+FEED_CHARS = 160
+#: Terminal escape sequences (CSI, OSC, two-character ones): removed from step texts, whoever made them.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+_ERROR_COLOR = "#c53030"
 
 _CHANGE_LETTERS = {"ADDED": "A", "UPDATED": "M", "DELETED": "D", "MOVED": "R"}
 _MUTED = "color:#718096"
@@ -177,11 +194,36 @@ def _local_time(value: dt.datetime | None) -> str | None:
     return value.astimezone().strftime("%Y-%m-%d %H:%M %Z") if value else None
 
 
+def _step_text(text: str | None) -> str:
+    """A step's summary for one feed line: escape sequences gone, other control characters as marks, one line."""
+    return one_line(_ESCAPES.sub("", text or ""), FEED_CHARS)
+
+
+def _steps(count: int) -> str:
+    return f"{count} step{'' if count == 1 else 's'}"
+
+
 def _files_changed(count: int) -> str:
     return f"{count} file{'' if count == 1 else 's'} changed"
 
 
 # ---------------------------------------------------------------------------------------------------- the value
+@dataclass(frozen=True)
+class Step:
+    """One line of the feed: the event's kind (``command``, ``edit``, ``thought``, ``message``, ``error``…), its
+    summary on one neutral line, and whether it went wrong (drawn in red)."""
+
+    kind: str
+    text: str
+    is_error: bool = False
+
+
+def _feed(recent: Sequence[Any]) -> tuple[Step, ...]:
+    return tuple(
+        Step(str(e.kind), _step_text(e.summary), bool(e.is_error) or e.kind == "error") for e in recent[-FEED_LINES:]
+    )
+
+
 @dataclass(frozen=True)
 class Card:
     """Everything a conversation's card, text line and panel show, read from its handle once.
@@ -218,6 +260,15 @@ class Card:
     cost: str | None
     #: Whether it is being watched (the panel's "Stop watching" button).
     watching: bool
+    #: The agent's steps so far, and the last few of what it did (the feed), from ``handle.activity``.
+    steps: int = 0
+    feed: tuple[Step, ...] = ()
+    #: The live cost and tokens while it runs (``cost`` is the final one).
+    live_cost: str | None = None
+    #: Where the feed comes from when that is worth a quiet word ("live updates unavailable: polling").
+    notice: str | None = None
+    #: The action waiting for the user's confirmation, on one line; None when nothing waits.
+    pending: str | None = None
 
     @classmethod
     def of(cls, handle: ConversationHandle) -> Card:
@@ -228,6 +279,7 @@ class Card:
         answer = outcome.answer if outcome is not None else None
         changes = outcome.changes if outcome is not None else None
         started = conversation.started_at
+        activity = getattr(handle, "activity", None)  # (the event stream's :class:`~.events.Activity`, if any)
         return cls(
             status=_text(conversation.status),
             status_line=_text(conversation.status_line) or "",
@@ -253,12 +305,23 @@ class Card:
             problem=one_line(outcome.problems[0], PROBLEM_CHARS) if outcome is not None and outcome.problems else None,
             cost=cost_text(conversation.cost) if final else None,
             watching=bool(handle.watching),
+            **(_activity_fields(activity, final) if activity is not None else {}),
         )
 
     @property
     def reference(self) -> str:
         """The best id to name it by: the conversation's, else the start task's."""
         return self.conversation_id or f"task {self.task_id}"
+
+    @property
+    def can_interrupt(self) -> bool:
+        """Whether "Stop agent" applies: the agent may be working (there is a conversation, not final, not paused)."""
+        return self.conversation_id is not None and not self.is_final and self.status not in ("PAUSED", "IDLE")
+
+    @property
+    def can_reply(self) -> bool:
+        """Whether a follow-up applies: its turn is over (finished, or it waits for input)."""
+        return self.conversation_id is not None and self.status in ("FINISHED", "WAITING FOR INPUT", "IDLE")
 
     @property
     def can_pause(self) -> bool:
@@ -280,9 +343,29 @@ class Card:
         """Whether ``other`` draws the same card (``watching`` only moves the panel's button)."""
         return self == other or _drawn(self) == _drawn(other)
 
+    def same_but_feed(self, other: Card) -> bool:
+        """Whether ``other`` differs at most in the feed (steps, their lines, the live cost): a change a panel may
+        put off for a moment, where a status, an id, a note or a pending action is drawn at once."""
+        return _urgent(self) == _urgent(other)
+
+
+def _activity_fields(activity: Any, final: bool) -> dict[str, Any]:
+    pending = activity.pending
+    return {
+        "steps": int(activity.steps or 0),
+        "feed": _feed(activity.recent or ()),
+        "live_cost": None if final else cost_text(activity.cost),
+        "notice": _text(activity.notice),
+        "pending": _step_text(pending.summary) if pending is not None and not final else None,
+    }
+
 
 #: What the card draws: every field of a Card but ``watching``.
 _drawn = operator.attrgetter(*(f.name for f in dataclasses.fields(Card) if f.name != "watching"))
+#: What is drawn at once: every field but the feed's.
+_urgent = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(Card) if f.name not in ("steps", "feed", "live_cost"))
+)
 
 
 Shown = Union["ConversationHandle", Card]
@@ -320,6 +403,8 @@ def text_summary(shown: Shown) -> str:
     parts.extend(f"· PR {plain(str(pr))}" for pr in card.pull_requests)
     if card.files_count:
         parts.append(f"· {_files_changed(card.files_count)}")
+    if card.steps and card.is_final:  # (while it runs the count moves on every step: the live line would follow it)
+        parts.append(f"· {_steps(card.steps)}")
     if card.cost:
         parts.append(f"· {card.cost}")
     if card.task_id:
@@ -457,7 +542,50 @@ def html_card(shown: Shown, *, live: bool = False) -> str:
     return (
         '<div class="openhands-conversation" style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.5'
         f'{frame}">{status_badge(card.status)}{phase} <b>{title}</b><br>{address}'
-        f'<div style="{_MUTED};font-size:90%">{details}</div>{_results(card)}{note}</div>'
+        f'<div style="{_MUTED};font-size:90%">{details}</div>{_activity(card, live=live)}{_results(card)}{note}</div>'
+    )
+
+
+_STEP_STYLE = {
+    "command": "font-family:var(--jp-code-font-family,monospace)",
+    "thought": f"font-style:italic;{_MUTED}",
+}
+_LINE_STYLE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+
+
+def _feed_lines(card: Card) -> str:
+    e = html.escape
+    lines = []
+    for step in card.feed:
+        style = f"color:{_ERROR_COLOR}" if step.is_error else _STEP_STYLE.get(step.kind, "")
+        kind = re.sub(r"[^a-z]", "", step.kind.lower())[:20]
+        lines.append(f'<div class="openhands-step oh-{kind}" style="{_LINE_STYLE};{style}">{e(step.text)}</div>')
+    return "".join(lines)
+
+
+def _activity(card: Card, *, live: bool) -> str:
+    """The feed. Live (the widget, while it runs): the step count and the live cost, the last steps, the action
+    waiting for confirmation, and the source's notice. Otherwise: a collapsed "N steps" with the last steps."""
+    e = html.escape
+    if live and not card.is_final:
+        head = " · ".join(x for x in (_steps(card.steps) if card.steps else None, card.live_cost) if x)
+        parts = [f'<div style="{_MUTED};font-size:90%">{e(head)}</div>' if head else "", _feed_lines(card)]
+        if card.pending:
+            parts.append(
+                f'<div class="openhands-pending" style="color:#c05621;{_LINE_STYLE}">waiting for your confirmation: '
+                f"<code>{e(card.pending)}</code></div>"
+            )
+        if card.notice:
+            parts.append(f'<div class="openhands-notice" style="{_MUTED};font-size:85%">{e(card.notice)}</div>')
+        body = "".join(parts)
+        return f'<div class="openhands-feed" style="margin-top:2px;font-size:92%">{body}</div>' if body else ""
+    if not card.steps and not card.feed:
+        return ""
+    summary = _steps(card.steps) if card.steps else "steps"
+    shown = f' <span style="{_MUTED}">(the last {len(card.feed)}: .events() has all)</span>' if card.feed else ""
+    return (
+        f'<details class="openhands-trajectory" style="margin-top:2px;font-size:92%"><summary style="cursor:pointer;'
+        f'color:var(--jp-content-font-color2,#4a5568)">{e(summary)}{shown}</summary>{_feed_lines(card)}</details>'
     )
 
 

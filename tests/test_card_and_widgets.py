@@ -4,6 +4,7 @@ or a grid made closed when it ends; redraws safe from any thread."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import threading
@@ -130,35 +131,40 @@ def test_the_card_the_list_and_the_grid_draw_links_and_tables_with_the_same_help
 
 
 # ---------------------------------------------------------------------------------------------------- messages
-def test_a_status_change_sends_one_message_to_the_panel_and_one_to_its_card(
+def test_a_status_change_is_one_widget_message_even_when_it_swaps_the_buttons(
     handle: ConversationHandle, sent: list[tuple[str, dict[str, Any]]]
 ) -> None:
     panel = ConversationPanel(handle)
     card_id = panel.children[0].model_id
+    assert panel.shown_buttons == ("Stop agent", "Pause") or panel.shown_buttons == ("Pause",)
     sent.clear()
 
     handle.update(_conversation(status="PAUSED", title="Paused now"))  # status, title, Pause out, Resume in
 
-    assert [model for model, _ in sent] == [card_id, panel.model_id]
-    assert ">PAUSED</span>" in sent[0][1]["value"]
-    assert sent[1][1]["status"] == "PAUSED" and "children" in sent[1][1]
+    assert [model for model, _ in sent] == [card_id]  # the card's HTML, its facts and the buttons' rule together
+    [(_, state)] = sent
+    assert ">PAUSED</span>" in state["value"] and state["status"] == "PAUSED" and "children" not in state
+    assert panel.shown_buttons == ("Resume",)
+    hidden = state["value"].rsplit("<style>", 1)[1]
+    assert ".oh-c-pause" in hidden and ".oh-c-resume" not in hidden
     sent.clear()
     handle.update(_conversation(status="PAUSED", title="Paused now"))  # a poll that brings nothing
     handle.set_note(None)
     assert sent == []
     handle.update(_conversation(status="RUNNING", title="Paused now"))
-    assert [model for model, _ in sent] == [card_id, panel.model_id]
+    assert [model for model, _ in sent] == [card_id]
     panel.close()
 
 
-def test_stop_watching_moves_only_the_panels_buttons(
+def test_stop_watching_hides_its_button_with_one_message_to_the_card(
     session: Session, handle: ConversationHandle, sent: list[tuple[str, dict[str, Any]]]
 ) -> None:
     handle.set_watching(True)  # (as a poller would)
     panel = ConversationPanel(handle)
     sent.clear()
     handle.set_watching(False)
-    assert [(model, sorted(state)) for model, state in sent] == [(panel.model_id, ["children"])]
+    assert [(model, sorted(state)) for model, state in sent] == [(panel.children[0].model_id, ["value"])]
+    assert "Stop watching" not in panel.shown_buttons and panel.buttons["Stop watching"] in panel.children
     panel.close()
 
 
@@ -167,7 +173,7 @@ def test_a_closed_panel_leaves_no_widget_of_it_open(handle: ConversationHandle) 
     before = _open_widgets()
     panel = ConversationPanel(handle)
     made = _open_widgets() - before
-    assert len(made) == 10  # the box, the card, three buttons; three layouts, two styles (it was 14)
+    assert len(made) == 11  # the box, the card, four buttons; three layouts, two styles (it was 14 with three)
     handle.update(_conversation(status="PAUSED"))  # the buttons shown change; none is made or lost
     assert _open_widgets() - before == made
 
@@ -179,25 +185,71 @@ def test_a_closed_panel_leaves_no_widget_of_it_open(handle: ConversationHandle) 
     panel.close()  # twice is harmless
 
 
-def test_a_finished_panel_is_replaced_by_its_card_and_leaves_no_comm(
-    session: Session, handle: ConversationHandle, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def shown_in_kernel(session: Session, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """``display.show`` as in a kernel: each output's updates as (panel, [what it was updated with, ...])."""
+    from openhands_magics import display as display_module
+
+    outputs: list[tuple[Any, Any]] = []
+
+    def fake_display(obj: Any, **_: Any) -> Any:
+        updates: list[Any] = []
+        outputs.append((obj, updates))
+        return SimpleNamespace(update=lambda new, **__: updates.append(new))
+
+    monkeypatch.setattr(display_module, "_shell", lambda: SimpleNamespace(kernel=object()))
+    monkeypatch.setattr("IPython.display.display", fake_display)
+    monkeypatch.setattr(session, "watch", lambda h: h.set_watching(True) or True)
+    monkeypatch.setattr(display_module, "_kept", type(display_module._kept)())
+    monkeypatch.setattr(display_module, "_closer", [True])  # (no I/O thread to register with in these tests)
+    return outputs
+
+
+def test_a_panel_that_ends_for_good_is_replaced_by_its_card_and_leaves_no_comm(
+    session: Session, handle: ConversationHandle, shown_in_kernel: list[tuple[Any, Any]]
 ) -> None:
     from openhands_magics import display as display_module
 
-    updates: list[Any] = []
-    shown = SimpleNamespace(update=lambda obj, **_: updates.append(obj))
-    monkeypatch.setattr(display_module, "_shell", lambda: SimpleNamespace(kernel=object()))
-    monkeypatch.setattr("IPython.display.display", lambda *_, **__: shown)
-    monkeypatch.setattr(session, "watch", lambda h: h.set_watching(True) or True)
     before = _open_widgets()
-
     display_module.show(session, handle)
-    assert len(_open_widgets() - before) == 10
-    handle.update(_conversation(status="FINISHED"))
+    assert len(_open_widgets() - before) == 11
+    handle.update(_conversation(status="STOPPED"))  # its sandbox is gone: nothing to reply to
     handle.set_watching(False)  # (the poller lets it go)
 
     assert _open_widgets() - before == set()
-    assert updates and "text/html" in updates[-1] and ">FINISHED</span>" in updates[-1]["text/html"]
+    [(_, updates)] = shown_in_kernel
+    assert updates and "text/html" in updates[-1] and ">STOPPED</span>" in updates[-1]["text/html"]
+
+
+def test_the_latest_finished_panels_keep_a_reply_box_and_older_ones_become_their_card(
+    session: Session, shown_in_kernel: list[tuple[Any, Any]]
+) -> None:
+    from openhands_magics import display as display_module
+
+    before = _open_widgets()
+    endpoint = Endpoint.resolve(BASE, api_key=SECRET)
+    handles = [
+        session.record(_conversation(conversation_id=f"{i:032x}", start_task_id=f"{i + 100:032x}"), endpoint)
+        for i in range(display_module.REPLY_PANELS + 2)
+    ]
+    for h in handles:
+        display_module.show(session, h)
+    for h in handles:
+        h.update(dataclasses.replace(h.conversation, status="FINISHED"))
+        h.set_watching(False)
+
+    kept = handles[-display_module.REPLY_PANELS :]
+    for panel, updates in shown_in_kernel:
+        static = [u for u in updates if isinstance(u, dict) and "text/html" in u]
+        assert bool(static) is (panel._handle not in kept)  # the older ones were replaced by their card
+        assert (panel.comm is not None) is (panel._handle in kept)  # and every widget of theirs closed
+    panel = shown_in_kernel[-1][0]
+    assert panel.reply is not None and panel.shown_buttons == ("Send",)
+    assert "oh-c-reply" not in panel.card.value.rsplit("<style>", 1)[-1]
+    assert "Reply to the agent" in panel.reply.placeholder
+
+    asyncio.run(display_module._finish_kept())  # what the I/O thread's stop does (%unload_ext)
+    assert _open_widgets() - before == set()
 
 
 def test_a_finished_grid_closes_its_widget_layout_and_style(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,15 +286,15 @@ def test_a_change_arriving_on_many_threads_at_once_is_drawn_once(
         except BaseException as error:  # noqa: BLE001 - reported below
             failures.append(error)
 
-    handle._conversation = _conversation(status="FINISHED")  # (the snapshot changed; each thread tells the panel)
+    handle._conversation = _conversation(status="ERROR")  # (the snapshot changed; each thread tells the panel)
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
     assert failures == [] and not any(thread.is_alive() for thread in threads)
-    assert [model for model, _ in sent] == [card_id, panel.model_id]  # one redraw, not eight
-    assert panel.status == "FINISHED"
+    assert [model for model, _ in sent] == [card_id]  # one redraw, not eight
+    assert panel.status == "ERROR"
     panel.close()
 
 

@@ -120,10 +120,19 @@ class KernelSession:
             if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] in model_ids and m["received"] > after
         ]
 
-    def updates(self, model_id: str, trait: str) -> list[tuple[float, Any]]:
+    def card_id(self, panel_id: str) -> str:
+        """The panel's card: the model that holds its HTML and its facts (status, ids)."""
+        return str(self.opened_state(panel_id)["children"][0]).removeprefix("IPY_MODEL_")
+
+    def facts(self, panel_id: str) -> dict[str, Any]:
+        """The panel's facts as its card's model was opened with."""
+        return self.opened_state(self.card_id(panel_id))
+
+    def updates(self, panel_id: str, trait: str) -> list[tuple[float, Any]]:
+        """Each update of one of the panel's facts (on its card's model), with when it arrived."""
         return [
             (m["received"], m["content"]["data"]["state"][trait])
-            for m in self.comm_msgs({model_id})
+            for m in self.comm_msgs({self.card_id(panel_id)})
             if trait in m["content"]["data"].get("state", {})
         ]
 
@@ -208,7 +217,7 @@ def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_ot
     model_id = _panel_model_id(outputs)
     post = kernel_server.posts()[-1]
     task_id = kernel_server.task_ids()[-1]
-    opened = kernel.opened_state(model_id)
+    opened = kernel.facts(model_id)
     assert (opened["status"], opened["task_id"], opened["conversation_id"]) == ("STARTING", task_id, "")
     [display] = [m for m in outputs if m["msg_type"] == "display_data"]
     assert f"start task {task_id}" in display["content"]["data"]["text/plain"]  # saved outputs keep the task id
@@ -310,6 +319,30 @@ def test_a_running_panel_sends_no_message_while_only_its_clock_moves(
     assert len(_reads(server, after=quiet_from)) >= 8  # it kept polling all along (every 0.1–0.2 s)
     [conversation_id] = server.conversation_ids()
     assert server.state_of(conversation_id)["execution_status"] == "running"
+
+
+def test_a_status_change_that_swaps_the_buttons_reaches_the_front_end_as_one_widget_message(
+    kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
+) -> None:
+    server = serve(Timeline(starting=0.3, running=60))
+    outputs, _ = kernel.execute(f"%openhands --base-url {server.base_url} pause me from outside")
+    model_id = _panel_model_id(outputs)
+    tree = kernel.model_tree(model_id)
+    kernel.wait_for_status(model_id, "RUNNING")
+    kernel.listen(0.5)
+    [conversation_id] = server.conversation_ids()
+    for fields, status in (
+        ({"sandbox_status": "PAUSED"}, "PAUSED"),  # Pause out, Resume in
+        ({"sandbox_status": "RUNNING", "execution_status": "running"}, "RUNNING"),  # and back
+    ):
+        changed = time.monotonic()
+        server.set_state(conversation_id, **fields)
+        kernel.wait_for_status(model_id, status)
+        kernel.listen(0.5)  # anything else the change sent has arrived
+        sent = kernel.comm_msgs(tree, after=changed)
+        assert len(sent) == 1, [m["content"]["data"]["state"].keys() for m in sent]
+        [state] = [m["content"]["data"]["state"] for m in sent]
+        assert state["status"] == status and f">{status}</span>" in state["value"] and "children" not in state
 
 
 def test_no_panel_output_updates_in_place_on_status_changes_only(

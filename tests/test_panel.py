@@ -58,19 +58,25 @@ def _all_widget_state(panel: ConversationPanel) -> str:
     return json.dumps([panel.get_state(), *(child.get_state() for child in panel.children)], default=str)
 
 
+def _card_state(panel: ConversationPanel) -> tuple[str, str, str]:
+    """The facts the front end is told, as the card's model holds them."""
+    state = panel.children[0].get_state()
+    return state["status"], state["task_id"], state["conversation_id"]
+
+
 def test_a_starting_panel_shows_the_phase_and_the_task_then_the_link_as_soon_as_the_conversation_exists(
     handle: ConversationHandle,
 ) -> None:
     panel = ConversationPanel(handle)
     card = panel.children[0].value
-    assert (panel.status, panel.task_id, panel.conversation_id) == ("STARTING", TASK, "")
+    assert _card_state(panel) == ("STARTING", TASK, "")
     assert ">STARTING</span>" in card and "waiting for sandbox" in card and f"start task {TASK}" in card
     assert "<a href" not in card and "the link appears when the conversation is created" in card
 
     handle.update(_running(handle))
 
     card = panel.children[0].value
-    assert (panel.status, panel.conversation_id) == ("RUNNING", CONV)
+    assert _card_state(panel) == ("RUNNING", TASK, CONV)
     assert f'<a href="{BASE}/conversations/{CONV}" target="_blank" rel="noopener noreferrer" ' in card
     assert "Speed up load.py" in card and ">RUNNING</span>" in card
 
@@ -178,9 +184,11 @@ def test_the_stop_button_follows_watching_and_stops_it(session: Session, handle:
         assert session.watch(handle)
         panel = ConversationPanel(handle)
         button = panel.buttons["Stop watching"]
-        assert panel.shown_buttons[0] == "Stop watching" and panel.children[1] is button
+        assert "Stop watching" in panel.shown_buttons and button in panel.children
+        assert "oh-c-stopwatching" not in panel.card.value.split("<style>")[-1]
         button.click()
         assert not handle.watching and "Stop watching" not in panel.shown_buttons
+        assert button in panel.children and ".oh-c-stopwatching" in panel.card.value.split("<style>")[-1]  # hidden
         assert session.watch(handle) and "Stop watching" in panel.shown_buttons  # watched again: the button is back
         panel.close()
         assert not handle.watching and panel.comm is None

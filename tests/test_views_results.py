@@ -248,28 +248,32 @@ def _shown(panel: ConversationPanel) -> set[str]:
     return set(panel.shown_buttons)
 
 
-def test_pause_and_resume_buttons_follow_the_status(session: Session) -> None:
+#: "Stop agent" shows while the agent may work, once handles have ``interrupt()`` (the event stream's verb).
+AGENT = {"Stop agent"} if hasattr(ConversationHandle, "interrupt") else set()
+
+
+def test_the_buttons_follow_the_status_and_the_box_changes_only_when_a_control_is_made(session: Session) -> None:
     endpoint = Endpoint.resolve(BASE, api_key=SECRET)
     starting = session.record(Conversation(None, status="STARTING", start_task_id=TASK), endpoint)
     panel = ConversationPanel(starting)
-    assert set(_buttons(panel)) == {"Stop watching", "Pause", "Resume"}
+    assert set(_buttons(panel)) == {"Stop agent", "Stop watching", "Pause", "Resume"}
     assert _shown(panel) == set()  # not watched here (no loop), no id yet: nothing to pause
     changes: list[object] = []
     panel.observe(lambda change: changes.append(change["new"]), "children")
 
     starting.update(_conversation(status="RUNNING"))
-    assert _shown(panel) == {"Pause"} and len(changes) == 1
-    starting.update(_conversation(status="RUNNING", title="renamed"))
-    assert len(changes) == 1  # which buttons show is unchanged: no message for them
+    assert _shown(panel) == {"Pause"} | AGENT
     starting.update(_conversation(status="PAUSED"))
-    assert _shown(panel) == {"Resume"} and len(changes) == 2  # Pause out, Resume in: one change
+    assert _shown(panel) == {"Resume"}  # Pause out, Resume in: the card's style rule, not the box's children
     starting.update(_conversation(status="WAITING FOR CONFIRMATION"))
-    assert _shown(panel) == {"Pause"}
+    assert _shown(panel) == {"Pause"} | AGENT
+    assert changes == []
     starting.update(_conversation(status="FINISHED"))
-    assert _shown(panel) == set()
+    assert _shown(panel) == {"Send"} and len(changes) == 1  # the reply box, made when a turn first ended
+    assert panel.reply is not None and panel.reply in panel.children
 
     panel.close()
-    assert all(button.comm is None for button in _buttons(panel).values())
+    assert all(button.comm is None for button in _buttons(panel).values()) and panel.reply.comm is None
     assert all(button.layout.comm is None and button.style.comm is None for button in _buttons(panel).values())
 
 
@@ -285,7 +289,7 @@ def test_clicking_pause_and_resume_calls_the_handle(
     buttons["Pause"].click()
     assert calls == ["pause"] and _shown(panel) == {"Resume"}
     buttons["Resume"].click()
-    assert calls == ["pause", "resume"] and _shown(panel) == {"Pause"}
+    assert calls == ["pause", "resume"] and _shown(panel) == {"Pause"} | AGENT
     assert handle.note is None
 
 
@@ -314,7 +318,7 @@ def test_the_panel_state_holds_no_key_with_results_and_buttons(session: Session,
     async def scenario() -> None:
         assert session.watch(handle)
         panel = ConversationPanel(handle)
-        assert _shown(panel) == {"Stop watching", "Pause"}
+        assert _shown(panel) == {"Stop watching", "Pause"} | AGENT
         _finish(handle, Outcome(answer=HOSTILE_ANSWER, changes=(Change("ADDED", "new.py"),)), cost=Cost(0.01, 5, 5))
         state = json.dumps([panel.get_state(), *(child.get_state() for child in panel.children)], default=str)
         assert SECRET not in state and "<script>" not in state and "new.py" in state
