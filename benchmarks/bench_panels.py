@@ -231,6 +231,8 @@ class Frontend:
     outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     retry_notes: int = 0  # comm_msg updates that mention a retry (a poll that failed), over the whole run
     idle: set[str] = field(default_factory=set)
+    raw_comm_msgs: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)  # (arrival, model, state)
+    opened_states: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _take(self, message: dict[str, Any]) -> None:
         arrived = time.monotonic()
@@ -240,7 +242,10 @@ class Frontend:
         if kind in ("comm_open", "comm_msg"):
             comm_id = content.get("comm_id", "")
             state = (content.get("data") or {}).get("state") or {}
+            if kind == "comm_open":
+                self.opened_states[comm_id] = state
             if kind == "comm_msg":
+                self.raw_comm_msgs.append((arrived, comm_id, state))
                 self.comm_msg_arrivals.append(arrived)
                 self.comm_msg_models.append((arrived, comm_id))
                 self.comm_msg_methods[(content.get("data") or {}).get("method", "?")] += 1
@@ -329,6 +334,14 @@ class Frontend:
         """When any widget of this panel first showed RUNNING (None: not yet)."""
         times = [self.running_models[m] for m in self.subtree(panel_id) if m in self.running_models]
         return min(times) if times else None
+
+    def status_of(self, panel_id: str) -> str | None:
+        """The panel's latest synced ``status``, on whichever of its models carries it (the box's older code, the
+        card's since one message carries the card and the status together)."""
+        for model in (panel_id, *sorted(self.subtree(panel_id) - {panel_id})):
+            if model in self.statuses:
+                return self.statuses[model]
+        return None
 
     def panels_showing_running(self, panel_ids: list[str]) -> int:
         return sum(self.live_since(p) is not None for p in panel_ids)
@@ -493,10 +506,10 @@ def change_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: f
             server.set_state(conversation_id, **fields)
         deadline = begun + timeout
         while time.monotonic() < deadline:
-            if sum(frontend.statuses.get(p) == wanted for p in panel_ids) == len(panel_ids):
+            if sum(frontend.status_of(p) == wanted for p in panel_ids) == len(panel_ids):
                 break
             frontend.listen(0.1)
-        shown = sum(frontend.statuses.get(p) == wanted for p in panel_ids)
+        shown = sum(frontend.status_of(p) == wanted for p in panel_ids)
         frontend.listen(1.0)  # what the change sent after the status (an answer read, a late button) arrives
         rounds.append(
             {

@@ -39,6 +39,7 @@ status. Only escaped server data, the ids and the conversation URL are ever in t
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -84,6 +85,7 @@ def _later(delay: float, function: Callable[[], None]) -> None:
         loop.call_soon_threadsafe(loop.call_later, delay, function)
 
 
+@functools.lru_cache(maxsize=64)
 def _css_class(label: str) -> str:
     return "oh-c-" + "".join(c for c in label.lower() if c.isalpha())
 
@@ -134,6 +136,7 @@ class ConversationPanel(widgets.HBox):
         self._scope = "oh-p-" + uuid.uuid4().hex[:12]  # (the card's style rule hides controls in this panel only)
         card = Card.of(handle)
         self._drawn, self._drawn_at, self._flush_due = card, time.monotonic(), False
+        self._rules: dict[tuple[str, ...], str] = {}  # the style rule for each set of controls shown
         self._button_layout = widgets.Layout(width="auto", flex="0 0 auto", margin="2px 8px 2px 0")
         self._button_style = widgets.ButtonStyle()
         #: Every button, by its label, shown or not (the confirm buttons and "Send" once made).
@@ -183,6 +186,7 @@ class ConversationPanel(widgets.HBox):
         """Make the confirm buttons or the reply box the first time they apply; whether any was made."""
         made = False
         if card.pending is not None and "Approve" not in self.buttons:
+            self._rules.clear()
             for name, tooltip in CONFIRM_BUTTONS:
                 self.buttons[name] = self._button(name, tooltip)
             self.buttons["Approve"].on_click(lambda _b: self._steer(lambda: self._handle.confirm()))  # type: ignore[attr-defined]
@@ -191,6 +195,7 @@ class ConversationPanel(widgets.HBox):
             )
             made = True
         if card.can_reply and self.reply is None:
+            self._rules.clear()
             self.reply = widgets.Text(
                 placeholder="Reply to the agent…",
                 layout=widgets.Layout(width="28em", margin="2px 8px 2px 0"),
@@ -215,12 +220,15 @@ class ConversationPanel(widgets.HBox):
 
     def _value(self, card: Card) -> str:
         """The card's HTML, and the rule that hides the controls that do not apply (in this panel only)."""
-        shown = set(self._shown(card))
-        hidden = [_css_class(name) for name in self.buttons if name not in shown]
-        if self.reply is not None and "Send" not in shown:
-            hidden.append("oh-c-reply")
-        rule = ",".join(f".{self._scope} .{name}" for name in hidden)
-        return html_card(card, live=True) + (f"<style>{rule}{{display:none!important}}</style>" if rule else "")
+        shown = self._shown(card)
+        rule = self._rules.get(shown)
+        if rule is None:  # (a handful of combinations a panel's life: each rule is made once)
+            hidden = [_css_class(name) for name in self.buttons if name not in shown]
+            if self.reply is not None and "Send" not in shown:
+                hidden.append("oh-c-reply")
+            selectors = ",".join(f".{self._scope} .{name}" for name in hidden)
+            rule = self._rules[shown] = f"<style>{selectors}{{display:none!important}}</style>" if hidden else ""
+        return html_card(card, live=True) + rule
 
     @property
     def shown_buttons(self) -> tuple[str, ...]:

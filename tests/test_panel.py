@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import re
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -13,7 +16,7 @@ from openhands_magics import handle as handle_module
 from openhands_magics import views
 from openhands_magics._protocol.v1 import V1
 from openhands_magics.handle import ConversationHandle
-from openhands_magics.models import Conversation
+from openhands_magics.models import Conversation, Cost
 from openhands_magics.panel import ConversationPanel
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import PLANTED_SESSION_KEY
@@ -209,3 +212,202 @@ def test_text_summary_status_lines_and_elapsed_format(handle: ConversationHandle
     assert line.endswith(f"{BASE}/conversations/{CONV} · start task {TASK}")
     assert status_change_line(handle).endswith(f"{BASE}/conversations/{CONV}")
     assert [format_elapsed(s) for s in (0, 59, 61, 3600 + 120)] == ["0s", "59s", "1m 01s", "1h 02m"]
+
+
+# ---------------------------------------------------------------------------------------------------- the feed
+try:
+    from openhands_magics.events import Activity, Event
+except ImportError:  # (the event stream's values, landing beside the panel: a double with the same fields)
+
+    @dataclasses.dataclass(frozen=True)
+    class Event:  # type: ignore[no-redef]
+        time: dt.datetime | None
+        kind: str
+        summary: str
+        tool: str | None = None
+        command: str | None = None
+        path: str | None = None
+        text: str | None = None
+        is_error: bool = False
+        id: str | None = None
+
+    @dataclasses.dataclass(frozen=True)
+    class Activity:  # type: ignore[no-redef]
+        steps: int = 0
+        recent: tuple[Event, ...] = ()
+        cost: Cost | None = None
+        source: str = "polling"
+        notice: str | None = None
+        pending: Event | None = None
+
+
+def _event(kind: str, summary: str, **fields: object) -> Event:
+    return Event(time=dt.datetime.now(dt.timezone.utc), kind=kind, summary=summary, **fields)  # type: ignore[arg-type]
+
+
+class FakeClock:
+    """The panel's clock and timers, moved by hand: ``advance(s)`` runs the timers that came due."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, Any]] = []
+
+    def later(self, delay: float, function: Any) -> None:
+        self.timers.append((self.now + delay, function))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for timer in sorted(t for t in self.timers if t[0] <= self.now):
+            self.timers.remove(timer)
+            timer[1]()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from openhands_magics import panel as panel_module
+
+    fake = FakeClock()
+    monkeypatch.setattr(panel_module, "time", SimpleNamespace(monotonic=lambda: fake.now))
+    monkeypatch.setattr(panel_module, "_later", fake.later)
+    return fake
+
+
+def _set_activity(handle: ConversationHandle, activity: Activity) -> None:
+    """What the event stream does: a new Activity, and the handle's views told."""
+    if hasattr(handle, "set_activity"):
+        handle.set_activity(activity)
+    else:
+        handle.activity = activity  # type: ignore[attr-defined]
+        handle._notify()
+
+
+STEPS = [
+    _event("command", "$ pytest -q"),
+    _event("edit", "edited data/load.py"),
+    _event("thought", "thinking: the loader reads the header twice"),
+    _event("command", "$ echo \x1b[31mred\x1b[0m <script>alert(1)</script>"),
+    _event("error", "error: pytest failed (exit 1) & <b>bold</b>", is_error=True),
+    _event("message", "agent: I fixed the loader."),
+]
+
+
+def test_the_feed_shows_the_last_steps_escaped_without_escape_sequences_and_five_lines_at_most(
+    handle: ConversationHandle, clock: FakeClock
+) -> None:
+    handle.update(_running(handle))
+    panel = ConversationPanel(handle)
+    clock.advance(1)
+    _set_activity(handle, Activity(steps=8, recent=tuple(STEPS), cost=Cost(0.12, 1000, 234), notice=None))
+
+    card = panel.card.value
+    lines = re.findall(r'<div class="openhands-step oh-(\w+)" style="([^"]*)">(.*?)</div>', card)
+    assert [kind for kind, _, _ in lines] == ["edit", "thought", "command", "error", "message"]  # the last five
+    assert "8 steps · $0.12 · 1,234 tokens" in card
+    assert "\x1b" not in card and "[31m" not in card and "<script>" not in card and "<b>bold" not in card
+    assert lines[2][2] == "$ echo red &lt;script&gt;alert(1)&lt;/script&gt;"
+    assert "color:#c53030" in lines[3][1] and "#c53030" not in lines[0][1]  # the error in red, the rest not
+    assert "edited data/load.py" in card and "thinking: the loader" in card
+
+
+def test_a_notice_is_said_once_quietly_and_a_final_card_folds_the_feed_into_n_steps(
+    handle: ConversationHandle, clock: FakeClock
+) -> None:
+    handle.update(_running(handle))
+    panel = ConversationPanel(handle)
+    clock.advance(1)
+    notice = "live updates unavailable here: polling every 5 s"
+    _set_activity(handle, Activity(steps=2, recent=tuple(STEPS[:2]), notice=notice))
+    assert panel.card.value.count(notice) == 1 and 'class="openhands-notice"' in panel.card.value
+
+    handle.update(_running(handle, status="FINISHED"))
+
+    final = panel.card.value
+    assert "<details" in final and "2 steps" in final and notice not in final and "$ pytest -q" in final
+    assert "<details" in html_card(handle) and "· 2 steps" in text_summary(handle)
+    assert "openhands-feed" not in html_card(handle)
+
+
+def test_a_burst_of_events_redraws_a_panel_at_most_twice_a_second_and_a_final_status_at_once(
+    handle: ConversationHandle, clock: FakeClock
+) -> None:
+    advance = clock.advance
+    handle.update(_running(handle))
+    panel = ConversationPanel(handle)
+    drawn: list[tuple[float, str]] = []
+    panel.card.observe(lambda change: drawn.append((clock.now, change["new"])), "value")
+    activity = Activity()
+    for number in range(150):  # three seconds of 50 events a second
+        advance(0.02)
+        activity = Activity(steps=number + 1, recent=(*activity.recent, _event("command", f"$ step {number}"))[-5:])
+        _set_activity(handle, activity)
+    advance(0.5)  # the last one is drawn too
+
+    for second in range(3):
+        assert sum(100 + second < at <= 101 + second for at, _ in drawn) <= 2
+    assert 5 <= len(drawn) <= 8 and "150 steps" in drawn[-1][1] and "$ step 149" in drawn[-1][1]
+    before = len(drawn)
+    _set_activity(handle, Activity(steps=151, recent=activity.recent))
+    handle.update(_running(handle, status="FINISHED"))  # within the gap: still drawn at once, with the latest feed
+    assert len(drawn) == before + 1 and ">FINISHED</span>" in drawn[-1][1] and "151 steps" in drawn[-1][1]
+    advance(1.0)  # a timer set before the final draw finds nothing new to draw
+    assert len(drawn) == before + 1
+
+
+# ---------------------------------------------------------------------------------------------------- controls
+def test_stop_agent_approve_reject_and_send_call_the_handles_verbs(
+    handle: ConversationHandle, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(handle, "interrupt", lambda: calls.append(("interrupt", None)), raising=False)
+    monkeypatch.setattr(handle, "confirm", lambda: calls.append(("confirm", None)), raising=False)
+    monkeypatch.setattr(handle, "reject", lambda reason="": calls.append(("reject", reason)), raising=False)
+    monkeypatch.setattr(handle, "send", lambda text: calls.append(("send", text)) or handle)
+    handle.update(_running(handle))
+    panel = ConversationPanel(handle)
+    assert "Stop agent" in panel.shown_buttons and "Approve" not in panel.buttons and panel.reply is None
+    tips = {name: button.tooltip for name, button in panel.buttons.items()}
+    assert "conversation stays" in tips["Stop agent"] and "sandbox" in tips["Pause"]
+    assert "keeps working" in tips["Stop watching"]  # three verbs, and the tooltips say which is which
+
+    panel.buttons["Stop agent"].click()
+    pending = _event("command", "$ rm -rf build/")
+    handle.update(_running(handle, status="WAITING FOR CONFIRMATION"))
+    _set_activity(handle, Activity(steps=3, recent=(pending,), pending=pending))
+    assert {"Approve", "Reject"} <= set(panel.shown_buttons)  # made now, the first time they apply
+    assert "waiting for your confirmation: <code>$ rm -rf build/</code>" in panel.card.value
+    panel.buttons["Approve"].click()
+    panel.buttons["Reject"].click()
+
+    handle.update(_running(handle, status="FINISHED"))
+    _set_activity(handle, Activity(steps=3, recent=(pending,)))
+    clock.advance(1)
+    assert panel.shown_buttons == ("Send",) and panel.reply is not None
+    assert "Approve" not in panel.shown_buttons and ".oh-c-approve" in panel.card.value.rsplit("<style>", 1)[1]
+    panel.reply.value = "   "
+    panel.buttons["Send"].click()  # an empty text sends nothing
+    panel.reply.value = "Now add a test."
+    panel.buttons["Send"].click()
+    assert calls == [("interrupt", None), ("confirm", None), ("reject", "rejected in the notebook"),
+                     ("send", "Now add a test.")]  # fmt: skip
+    assert panel.reply.value == ""  # sent: the box is empty again
+    panel.close()
+    assert panel.reply.comm is None and all(b.comm is None for b in panel.buttons.values())
+
+
+def test_a_follow_up_that_fails_becomes_the_note_and_keeps_the_text(
+    handle: ConversationHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openhands_magics.errors import ConflictError
+
+    def refuse(text: str) -> ConversationHandle:
+        raise ConflictError("The conversation is busy <409>: wait for it to finish.", status_code=409)
+
+    monkeypatch.setattr(handle, "send", refuse)
+    handle.update(_running(handle, status="FINISHED"))
+    panel = ConversationPanel(handle)
+    assert panel.reply is not None
+    panel.reply.value = "one more thing"
+    panel.buttons["Send"].click()
+    assert handle.note == "The conversation is busy <409>: wait for it to finish."
+    assert "busy &lt;409&gt;" in panel.card.value and panel.reply.value == "one more thing"
+    panel.close()
