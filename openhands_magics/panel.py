@@ -137,13 +137,14 @@ class ConversationPanel(widgets.HBox):
         card = Card.of(handle)
         self._drawn, self._drawn_at, self._flush_due = card, time.monotonic(), False
         self._rules: dict[tuple[str, ...], str] = {}  # the style rule for each set of controls shown
+        self._key: tuple[object, ...] = ()  # what the last Card was made from, but the feed
         self._button_layout = widgets.Layout(width="auto", flex="0 0 auto", margin="2px 8px 2px 0")
         self._button_style = widgets.ButtonStyle()
         #: Every button, by its label, shown or not (the confirm buttons and "Send" once made).
         self.buttons = {name: self._button(name, tooltip) for name, tooltip in BUTTONS}
         #: The follow-up's text box, once a turn ended.
         self.reply: widgets.Text | None = None
-        self.buttons["Stop agent"].on_click(lambda _button: self._steer(lambda: handle.interrupt()))  # type: ignore[attr-defined]
+        self.buttons["Stop agent"].on_click(lambda _button: self._steer(handle.interrupt))
         self.buttons["Pause"].on_click(lambda _button: self._steer(handle.pause))
         self.buttons["Resume"].on_click(lambda _button: self._steer(handle.resume))
         self.buttons["Stop watching"].on_click(lambda _button: handle.stop_watching())
@@ -189,9 +190,9 @@ class ConversationPanel(widgets.HBox):
             self._rules.clear()
             for name, tooltip in CONFIRM_BUTTONS:
                 self.buttons[name] = self._button(name, tooltip)
-            self.buttons["Approve"].on_click(lambda _b: self._steer(lambda: self._handle.confirm()))  # type: ignore[attr-defined]
+            self.buttons["Approve"].on_click(lambda _b: self._steer(self._handle.confirm))
             self.buttons["Reject"].on_click(
-                lambda _b: self._steer(lambda: self._handle.reject("rejected in the notebook"))  # type: ignore[attr-defined]
+                lambda _b: self._steer(lambda: self._handle.reject("rejected in the notebook"))
             )
             made = True
         if card.can_reply and self.reply is None:
@@ -208,7 +209,7 @@ class ConversationPanel(widgets.HBox):
 
     def _shown(self, card: Card) -> tuple[str, ...]:
         applies = {
-            "Stop agent": card.can_interrupt and hasattr(self._handle, "interrupt"),
+            "Stop agent": card.can_interrupt,
             "Pause": card.can_pause,
             "Resume": card.can_resume,
             "Stop watching": card.watching,
@@ -259,6 +260,11 @@ class ConversationPanel(widgets.HBox):
         with self._lock:
             if self._closed:
                 return
+            activity = handle.activity
+            key = (handle.conversation, handle.outcome, handle.note, handle.watching, activity.pending, activity.notice)
+            if self._flush_due and all(a is b for a, b in zip(key, self._key)):
+                return  # only the feed moved, and its redraw is already due: not even a Card to make
+            self._key = key
             card = Card.of(handle)  # (in the lock: two threads cannot draw an older card last)
             now = time.monotonic()
             drawn = self._drawn
@@ -301,6 +307,9 @@ class ConversationPanel(widgets.HBox):
             verb()
         except Exception as error:  # noqa: BLE001 - every failure becomes the note
             self._handle.set_note(str(error) or type(error).__name__)
+
+    def _reject(self) -> None:
+        self._handle.reject("rejected in the notebook")
 
     def send_reply(self) -> None:
         """Send the reply box's text as a follow-up (nothing when it is empty), and empty the box once it went."""

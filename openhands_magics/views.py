@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Union
 from .validation import printable
 
 if TYPE_CHECKING:
+    from .events import Activity, Event
     from .handle import ConversationHandle
     from .models import Cost, PullRequest
 
@@ -218,7 +219,7 @@ class Step:
     is_error: bool = False
 
 
-def _feed(recent: Sequence[Any]) -> tuple[Step, ...]:
+def _feed(recent: Sequence[Event]) -> tuple[Step, ...]:
     return tuple(
         Step(str(e.kind), _step_text(e.summary), bool(e.is_error) or e.kind == "error") for e in recent[-FEED_LINES:]
     )
@@ -279,7 +280,7 @@ class Card:
         answer = outcome.answer if outcome is not None else None
         changes = outcome.changes if outcome is not None else None
         started = conversation.started_at
-        activity = getattr(handle, "activity", None)  # (the event stream's :class:`~.events.Activity`, if any)
+        activity = handle.activity
         return cls(
             status=_text(conversation.status),
             status_line=_text(conversation.status_line) or "",
@@ -305,7 +306,7 @@ class Card:
             problem=one_line(outcome.problems[0], PROBLEM_CHARS) if outcome is not None and outcome.problems else None,
             cost=cost_text(conversation.cost) if final else None,
             watching=bool(handle.watching),
-            **(_activity_fields(activity, final) if activity is not None else {}),
+            **_activity_fields(activity, final),
         )
 
     @property
@@ -349,7 +350,7 @@ class Card:
         return _urgent(self) == _urgent(other)
 
 
-def _activity_fields(activity: Any, final: bool) -> dict[str, Any]:
+def _activity_fields(activity: Activity, final: bool) -> dict[str, Any]:
     pending = activity.pending
     return {
         "steps": int(activity.steps or 0),

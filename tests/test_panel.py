@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import json
 import re
@@ -15,6 +14,7 @@ import pytest
 from openhands_magics import handle as handle_module
 from openhands_magics import views
 from openhands_magics._protocol.v1 import V1
+from openhands_magics.events import Activity, Event
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.models import Conversation, Cost
 from openhands_magics.panel import ConversationPanel
@@ -215,32 +215,6 @@ def test_text_summary_status_lines_and_elapsed_format(handle: ConversationHandle
 
 
 # ---------------------------------------------------------------------------------------------------- the feed
-try:
-    from openhands_magics.events import Activity, Event
-except ImportError:  # (the event stream's values, landing beside the panel: a double with the same fields)
-
-    @dataclasses.dataclass(frozen=True)
-    class Event:  # type: ignore[no-redef]
-        time: dt.datetime | None
-        kind: str
-        summary: str
-        tool: str | None = None
-        command: str | None = None
-        path: str | None = None
-        text: str | None = None
-        is_error: bool = False
-        id: str | None = None
-
-    @dataclasses.dataclass(frozen=True)
-    class Activity:  # type: ignore[no-redef]
-        steps: int = 0
-        recent: tuple[Event, ...] = ()
-        cost: Cost | None = None
-        source: str = "polling"
-        notice: str | None = None
-        pending: Event | None = None
-
-
 def _event(kind: str, summary: str, **fields: object) -> Event:
     return Event(time=dt.datetime.now(dt.timezone.utc), kind=kind, summary=summary, **fields)  # type: ignore[arg-type]
 
@@ -274,11 +248,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 def _set_activity(handle: ConversationHandle, activity: Activity) -> None:
     """What the event stream does: a new Activity, and the handle's views told."""
-    if hasattr(handle, "set_activity"):
-        handle.set_activity(activity)
-    else:
-        handle.activity = activity  # type: ignore[attr-defined]
-        handle._notify()
+    handle.set_activity(activity)
 
 
 STEPS = [
@@ -358,9 +328,9 @@ def test_stop_agent_approve_reject_and_send_call_the_handles_verbs(
     handle: ConversationHandle, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     calls: list[tuple[str, object]] = []
-    monkeypatch.setattr(handle, "interrupt", lambda: calls.append(("interrupt", None)), raising=False)
-    monkeypatch.setattr(handle, "confirm", lambda: calls.append(("confirm", None)), raising=False)
-    monkeypatch.setattr(handle, "reject", lambda reason="": calls.append(("reject", reason)), raising=False)
+    monkeypatch.setattr(handle, "interrupt", lambda: calls.append(("interrupt", None)))
+    monkeypatch.setattr(handle, "confirm", lambda: calls.append(("confirm", None)))
+    monkeypatch.setattr(handle, "reject", lambda reason="": calls.append(("reject", reason)))
     monkeypatch.setattr(handle, "send", lambda text: calls.append(("send", text)) or handle)
     handle.update(_running(handle))
     panel = ConversationPanel(handle)

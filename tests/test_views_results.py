@@ -248,8 +248,8 @@ def _shown(panel: ConversationPanel) -> set[str]:
     return set(panel.shown_buttons)
 
 
-#: "Stop agent" shows while the agent may work, once handles have ``interrupt()`` (the event stream's verb).
-AGENT = {"Stop agent"} if hasattr(ConversationHandle, "interrupt") else set()
+#: "Stop agent" shows while the agent may work.
+AGENT = {"Stop agent"}
 
 
 def test_the_buttons_follow_the_status_and_the_box_changes_only_when_a_control_is_made(session: Session) -> None:
