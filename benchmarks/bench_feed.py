@@ -71,13 +71,16 @@ async def _f_feed(rate, seconds, sent):
                 event = _FE(_fdt.datetime.now(_fdt.timezone.utc), kind, f"$ step {number} of a long run",
                             is_error=kind == "error")
                 a = _f_state[id(h)] = _FA(steps=number, recent=(*a.recent, event)[-5:], source="stream")
-                sent.setdefault(h.id, []).append((number, _ft.monotonic()))
+                times = sent.get(h.id)
+                if times is None:
+                    times = sent[h.id] = [float(number)]  # the first step number, then one time per step
+                times.append(_ft.monotonic())  # (floats: no tracked object a step, so no garbage collection)
                 h.set_activity(a)
         await asyncio.sleep(max(0.0, min(min(due) - _ft.monotonic(), 0.02)))
 """
 
 FEEDER_RUN = """
-_f_sent = {{}}  # conversation id -> [(step number, the monotonic time it reached its handle)]
+_f_sent = {{}}  # conversation id -> [first step number, the monotonic time each step reached its handle...]
 _f_future = _f_io().submit(_f_feed({rate!r}, {seconds!r}, _f_sent))
 """
 
@@ -104,6 +107,7 @@ def _phase(
     sent = frontend.printed(frontend.execute(FEEDER_READ), "BENCH-FEED")["sent"]
     shown: dict[str, list[tuple[float, int]]] = {p: [] for p in panel_ids}  # (arrival, steps the card showed)
     during = 0
+    sent = {cid: [(int(times[0]) + i, at) for i, at in enumerate(times[1:])] for cid, times in sent.items()}
     first_event = min((at for events in sent.values() for _, at in events), default=begun)
     for arrived, model, state in frontend.raw_comm_msgs[before:]:
         panel = owner.get(model)
