@@ -5,10 +5,12 @@
 |                               | a text line updated in place                              |
 | terminal IPython              | one printed line (nothing runs between cells to poll with) |
 
-A panel whose turn ended in a way a follow-up can go on from (finished, waiting for input) keeps its reply box: the
-latest ``REPLY_PANELS`` such panels stay widgets (a reply sent from one makes it live again), and an older one
+A panel whose turn ended in a way a follow-up can go on from (finished, waiting for input) may keep its reply box:
+the latest ``REPLY_PANELS`` such panels stay widgets (a reply sent from one makes it live again), and an older one
 becomes its static card, every widget closed, as does each of them when the I/O thread stops (``%unload_ext``). So
-however many conversations end, at most ``REPLY_PANELS`` panels hold comms.
+however many conversations end, at most ``REPLY_PANELS`` panels hold comms. It is 0 (off) by default: a saved or
+headless-executed notebook (nbconvert, papermill) must keep the final card, not a widget it cannot draw, and a
+finished panel must leave no comm; a live panel shows its reply box while its turn is over and it is still watched.
 
 What follows a handle here may be called from any thread (updates arrive on the I/O thread that watches, a button's
 click on the kernel's): each follower decides under its own lock, so a panel is replaced by its final card once, and
@@ -32,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["REPLY_PANELS", "show"]
 
-#: How many final panels keep their reply box at once (the latest ones).
-REPLY_PANELS = 3
+#: How many final panels keep their reply box at once (the latest ones); 0: every panel becomes its card at the end.
+REPLY_PANELS = 0
 _kept: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
 _kept_lock = threading.Lock()
 _closer = [False]  # whether finishing the kept panels is registered with the I/O thread's stop
@@ -139,7 +141,7 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                 ended = phase == "live" and over
                 named = not over and h.id != state["id"]
                 state["id"] = h.id
-                keep = ended and h.is_final and Card.of(h).can_reply and widget.comm is not None
+                keep = ended and REPLY_PANELS > 0 and h.is_final and Card.of(h).can_reply and widget.comm is not None
                 if ended:
                     state["phase"] = "kept" if keep else "ending"
                 elif phase == "kept" and not over:  # a follow-up from its reply box: live again

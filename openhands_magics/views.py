@@ -404,8 +404,6 @@ def text_summary(shown: Shown) -> str:
     parts.extend(f"· PR {plain(str(pr))}" for pr in card.pull_requests)
     if card.files_count:
         parts.append(f"· {_files_changed(card.files_count)}")
-    if card.steps and card.is_final:  # (while it runs the count moves on every step: the live line would follow it)
-        parts.append(f"· {_steps(card.steps)}")
     if card.cost:
         parts.append(f"· {card.cost}")
     if card.task_id:

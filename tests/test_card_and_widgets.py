@@ -221,10 +221,13 @@ def test_a_panel_that_ends_for_good_is_replaced_by_its_card_and_leaves_no_comm(
     assert updates and "text/html" in updates[-1] and ">STOPPED</span>" in updates[-1]["text/html"]
 
 
-def test_the_latest_finished_panels_keep_a_reply_box_and_older_ones_become_their_card(
-    session: Session, shown_in_kernel: list[tuple[Any, Any]]
+def test_with_reply_panels_the_latest_finished_panels_keep_a_reply_box_and_older_ones_become_their_card(
+    session: Session, shown_in_kernel: list[tuple[Any, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from openhands_magics import display as display_module
+
+    assert display_module.REPLY_PANELS == 0  # (off by default: a finished panel becomes its card, no comm left)
+    monkeypatch.setattr(display_module, "REPLY_PANELS", 3)
 
     before = _open_widgets()
     endpoint = Endpoint.resolve(BASE, api_key=SECRET)

@@ -154,6 +154,7 @@ def kernel_server() -> Iterator[LocalOpenHandsServer]:
 def kernel(kernel_server: LocalOpenHandsServer) -> Iterator[KernelSession]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENHANDS_")}
     env.update(kernel_server.environ())
+    env["OPENHANDS_LIVE_EVENTS"] = "0"  # (the suite's default: the local server has no agent server to stream from)
     manager = KernelManager(kernel_name="python3")
     manager.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]  # this venv's Python
     manager.start_kernel(env=env)
