@@ -116,7 +116,7 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
         if not watching:  # nothing will change it: the static card is all there is to show, and what is saved
             display(static_card(handle), raw=True, metadata=metadata_for(handle))
             return
-        widget = ConversationPanel(handle)
+        widget = ConversationPanel(handle, reply_when_final=REPLY_PANELS > 0)
         shown = display(widget, display_id=True, metadata=metadata_for(handle))
         lock = threading.Lock()
         state: dict[str, Any] = {"id": handle.id, "phase": "live"}  # live, kept (for a reply), done

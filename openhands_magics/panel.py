@@ -26,7 +26,8 @@ Its controls are three distinct verbs: "Stop agent" (``handle.interrupt()``: the
 conversation stays), "Pause" / "Resume" (its sandbox), "Stop watching" (this kernel stops listening; the agent goes
 on). While an action waits for confirmation, "Approve" / "Reject"; once a turn is over, a text box and "Send" for a
 follow-up (``handle.send``; an empty text does nothing). A verb that fails becomes the card's note, never an
-exception in the front end's message handler.
+exception in the front end's message handler. (A panel that :mod:`.display` replaces by its static card at the end
+of a turn makes no reply box then: ``reply_when_final=False``.)
 
 Updates may arrive on any thread (the I/O thread that watches, the kernel's when a button is clicked): a redraw
 compares and sends under the panel's lock, and a closed panel draws nothing. ipykernel sends comm messages from any
@@ -129,8 +130,11 @@ class CardView(widgets.HTML):
 class ConversationPanel(widgets.HBox):
     """The card (with the feed), then the controls that apply."""
 
-    def __init__(self, handle: ConversationHandle, **kwargs: Any) -> None:
+    def __init__(self, handle: ConversationHandle, *, reply_when_final: bool = True, **kwargs: Any) -> None:
+        """``reply_when_final``: whether the reply box is made when the turn is over and the card final (the
+        display says no when the panel becomes its static card at the end: its widgets would be made to be closed)."""
         self._handle = handle
+        self._reply_when_final = reply_when_final
         self._lock = threading.RLock()
         self._closed = False
         self._scope = "oh-p-" + uuid.uuid4().hex[:12]  # (the card's style rule hides controls in this panel only)
@@ -195,7 +199,7 @@ class ConversationPanel(widgets.HBox):
                 lambda _b: self._steer(lambda: self._handle.reject("rejected in the notebook"))
             )
             made = True
-        if card.can_reply and self.reply is None:
+        if card.can_reply and self.reply is None and (self._reply_when_final or not card.is_final):
             self._rules.clear()
             self.reply = widgets.Text(
                 placeholder="Reply to the agent…",
@@ -215,7 +219,7 @@ class ConversationPanel(widgets.HBox):
             "Stop watching": card.watching,
             "Approve": card.pending is not None,
             "Reject": card.pending is not None,
-            "Send": card.can_reply,
+            "Send": card.can_reply and self.reply is not None,
         }
         return tuple(name for name in self.buttons if applies[name])
 
