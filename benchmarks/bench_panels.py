@@ -12,7 +12,9 @@ For each N in ``--panels`` (default 1,10,100,200), with a fresh kernel and a fre
    *this* process, with a short STARTING phase and a RUNNING phase much longer than the measurement, and a
    ``max_running`` above the largest N (it answers 429 past it);
 2. start an ipykernel with *this* interpreter (``sys.executable``), its environment pointing at that server
-   (``OPENHANDS_BASE_URL`` / ``OPENHANDS_API_KEY``; proxies off; an empty ``IPYTHONDIR`` so no user config applies);
+   (``OPENHANDS_BASE_URL`` / ``OPENHANDS_API_KEY``; proxies off; an empty ``IPYTHONDIR`` so no user config applies;
+   the live event stream off, ``OPENHANDS_LIVE_EVENTS=0``, unless this script's environment sets it: the local
+   server has no agent server, so the panels are polled);
 3. ``%load_ext openhands_magics`` and start N conversations with ``%openhands benchmark task i`` lines, a few cells
    of up to ``--cell-size`` lines each: real panels, default settings (no ``--wait``, no ``--no-panel``);
 4. wait until every panel has shown RUNNING (its widgets received that status), then ``--warmup`` more seconds;
@@ -364,6 +366,8 @@ def kernel_env(server: Any, ipython_dir: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENHANDS_") and k.lower() not in proxies}
     env.update(server_environ(server))
     env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "IPYTHONDIR": ipython_dir})
+    # The local server has no agent server to stream events from: measure polling, as the test suite does.
+    env.setdefault("OPENHANDS_LIVE_EVENTS", os.environ.get("OPENHANDS_LIVE_EVENTS", "0"))
     return env
 
 

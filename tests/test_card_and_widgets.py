@@ -221,6 +221,26 @@ def test_a_panel_that_ends_for_good_is_replaced_by_its_card_and_leaves_no_comm(
     assert updates and "text/html" in updates[-1] and ">STOPPED</span>" in updates[-1]["text/html"]
 
 
+def test_a_finished_panel_becomes_its_card_without_making_a_reply_box_first(
+    session: Session,
+    handle: ConversationHandle,
+    shown_in_kernel: list[tuple[Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from openhands_magics import display as display_module
+
+    made: list[object] = []
+    real = widgets.Text.__init__
+    monkeypatch.setattr(widgets.Text, "__init__", lambda self, **kw: made.append(self) or real(self, **kw))
+    before = _open_widgets()
+    display_module.show(session, handle)
+    handle.update(_conversation(status="FINISHED"))
+    handle.set_watching(False)
+    assert made == [] and _open_widgets() - before == set()  # (a reply box made only to be closed: none)
+    [(panel, updates)] = shown_in_kernel
+    assert panel.reply is None and ">FINISHED</span>" in updates[-1]["text/html"]
+
+
 def test_with_reply_panels_the_latest_finished_panels_keep_a_reply_box_and_older_ones_become_their_card(
     session: Session, shown_in_kernel: list[tuple[Any, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
