@@ -19,7 +19,8 @@ second (``panel.FEED_GAP``) and draws a status change at once. This script measu
 How: a local server (``openhands_magics.testing``) with N conversations RUNNING for the whole run, N real panels
 (``%openhands``), then ``--steady`` events a second per conversation for ``--seconds``, then a burst of ``--rate``
 events a second *per conversation* (5,000 a second for 100 panels) for ``--seconds``. The events are
-fed into the handles directly, in the I/O thread where the event stream delivers them, as frozen ``Activity``
+fed into the handles directly (every 5 ms at most, what came due meanwhile together, as frames read from a socket
+would), in the I/O thread where the event stream delivers them, as frozen ``Activity``
 values (``openhands_magics.events`` when it is importable, else a stand-in with the same fields): this measures
 the view side (coalescing, drawing, sending), not the WebSocket.
 
@@ -76,7 +77,8 @@ async def _f_feed(rate, seconds, sent):
                     times = sent[h.id] = [float(number)]  # the first step number, then one time per step
                 times.append(_ft.monotonic())  # (floats: no tracked object a step, so no garbage collection)
                 h.set_activity(a)
-        await asyncio.sleep(max(0.0, min(min(due) - _ft.monotonic(), 0.02)))
+        # (every 5 ms at most: what was due meanwhile goes together, as frames read from a socket would)
+        await asyncio.sleep(max(0.005, min(min(due) - _ft.monotonic(), 0.02)))
 """
 
 FEEDER_RUN = """
@@ -94,15 +96,17 @@ _STEPS = re.compile(r"(\d+) steps?")
 
 
 def _phase(
-    frontend: Any, panel_ids: list[str], conversation: dict[str, str], rate: float, seconds: float
+    frontend: Any, panel_ids: list[str], conversation: dict[str, str], rate: float, seconds: float, pid: int
 ) -> dict[str, Any]:
     """Feed ``rate`` events a second into every handle for ``seconds``; what reached the front end, how late."""
     owner = {model: p for p in panel_ids for model in frontend.subtree(p)}
     frontend.execute(bp.PROBE_START)
     before = len(frontend.raw_comm_msgs)
     begun = time.monotonic()  # (the feeder's first event comes after this)
+    cpu_before, _ = bp.cpu_seconds(pid)
     frontend.execute(FEEDER_RUN.format(rate=rate, seconds=seconds))
     frontend.listen(seconds + 1.5)  # the burst, and the last coalesced redraws
+    cpu = (bp.cpu_seconds(pid)[0] - cpu_before) / (time.monotonic() - begun)
     lag = frontend.printed(frontend.execute(bp.PROBE_READ), "BENCH-LAG")
     sent = frontend.printed(frontend.execute(FEEDER_READ), "BENCH-FEED")["sent"]
     shown: dict[str, list[tuple[float, int]]] = {p: [] for p in panel_ids}  # (arrival, steps the card showed)
@@ -142,6 +146,7 @@ def _phase(
         "widget_msgs": during,
         "widget_msgs_per_panel_per_s": during / max(1, len(panel_ids)) / seconds,
         "loop_lag_ms": lag,
+        "kernel_cpu_percent": 100 * cpu,
     }
 
 
@@ -178,8 +183,9 @@ def measure(
                 if state.get("conversation_id") and model in owner:
                     conversation[owner[model]] = state["conversation_id"]
             frontend.execute(FEEDER_SETUP)
-            result["steady"] = _phase(frontend, panel_ids, conversation, steady, seconds)
-            result["burst"] = _phase(frontend, panel_ids, conversation, rate, seconds)
+            pid = result["kernel"]["pid"]
+            result["steady"] = _phase(frontend, panel_ids, conversation, steady, seconds, pid)
+            result["burst"] = _phase(frontend, panel_ids, conversation, rate, seconds, pid)
     finally:
         if frontend is not None:
             frontend.client.stop_channels()
@@ -195,7 +201,8 @@ def _line(name: str, r: dict[str, Any]) -> str:
         f"{name}: {r['rate_per_panel']:g} events/s per panel for {r['seconds']:g} s, {r['events']} events "
         f"({r['events_unseen']} never shown)\n"
         f"  event -> comm message p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms\n"
-        f"  widget messages {r['widget_msgs_per_panel_per_s']:.2f} per panel per second\n"
+        f"  widget messages {r['widget_msgs_per_panel_per_s']:.2f} per panel per second; kernel CPU "
+        f"{r['kernel_cpu_percent']:.0f} % of a core (feeder included)\n"
         f"  loop lag p50 {lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms, max {lag['max']:.1f} ms; {bp._gc_text(lag)}"
     )
 
