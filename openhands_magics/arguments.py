@@ -83,6 +83,9 @@ class Invocation:
     max_running: str | int | None = None
     #: ``--max-cost USD``: the budget guard (the agent is interrupted once its live cost passes it).
     max_cost: float | None = None
+    #: ``--once``: a re-run of the same task attaches to the conversation it started; ``--new``: start another.
+    once: bool = False
+    new: bool = False
     #: Id arguments written ``{expr}`` / ``$name``: field name (``target``, ``continue_id``, ``watch``) -> the token
     #: as typed, which the field holds until :func:`resolve_references` puts the id there.
     references: dict[str, str] = field(default_factory=dict)
@@ -228,6 +231,12 @@ def _check_max_cost(value: Any, _: Invocation) -> float:
     return dollars
 
 
+def _check_once(value: Any, invocation: Invocation) -> bool:
+    if value and invocation.new:
+        raise ValidationError("--once and --new ask for opposite things; give one of them.")
+    return bool(value)
+
+
 def _check_limit(value: Any, _: Invocation) -> int:
     return _whole_number(value, "list --limit", 1, 1000, what="a whole number")
 
@@ -305,6 +314,15 @@ OPTIONS: tuple[Option, ...] = (
         ("--cells",), "cells", "value", "append the source of the N cells above (and their errors)", "N", _check_cells
     ),
     Option(("--dry-run",), "dry_run", "flag", "print exactly what would be sent; send nothing"),
+    Option(
+        ("--once",),
+        "once",
+        "flag",
+        "run this task once: a re-run (Run All, papermill) attaches to the conversation it started (default under "
+        "papermill and nbconvert)",
+        check=_check_once,
+    ),
+    Option(("--new",), "new", "flag", "start a new conversation even if this same task was started before"),
     Option(
         ("--map",),
         "map_over",

@@ -295,15 +295,18 @@ class OpenHandsClient(_ClientSettings):
         """The API dialect for this server: the one set, or (``auto``) asked once and remembered."""
         return self._dialect or self._remember(self._drive(lambda: protocol.detect(self.base_url)))
 
-    def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
+    def start_conversation(
+        self, message: str, repository: str | None = None, *, conversation_id: str | None = None
+    ) -> Conversation:
         """Start a conversation; returns at once with its first snapshot (V1: the start task, STARTING).
+        ``conversation_id`` (V1): the id it is to have (see :mod:`.once`).
 
         Never retried once the request may have reached the server, so a flaky network cannot start it twice.
         """
         message, repository = self._start_args(message, repository)
         dialect = self.dialect()  # asked with reads before anything is posted
         with protocol.warning_if_maybe_started(self.base_url):
-            return self._drive(lambda: dialect.start(message, repository))
+            return self._drive(lambda: dialect.start(message, repository, conversation_id))
 
     def get_conversation(self, reference: str) -> Conversation:
         """A conversation by id or link (on V1 a start task id works too)."""
@@ -476,11 +479,13 @@ class AsyncOpenHandsClient(_ClientSettings):
     async def dialect(self) -> protocol.Dialect:
         return self._dialect or self._remember(await self._drive(lambda: protocol.detect(self.base_url)))
 
-    async def start_conversation(self, message: str, repository: str | None = None) -> Conversation:
+    async def start_conversation(
+        self, message: str, repository: str | None = None, *, conversation_id: str | None = None
+    ) -> Conversation:
         message, repository = self._start_args(message, repository)
         dialect = await self.dialect()
         with protocol.warning_if_maybe_started(self.base_url):
-            return await self._drive(lambda: dialect.start(message, repository))
+            return await self._drive(lambda: dialect.start(message, repository, conversation_id))
 
     async def get_conversation(self, reference: str) -> Conversation:
         self._reference(reference)

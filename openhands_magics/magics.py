@@ -105,6 +105,13 @@ class OpenHandsMagics(Magics):
         help="where no one can watch (nbconvert --execute, papermill: the front end takes no input), a %openhands "
         "cell waits for the final status as --wait does, so the saved notebook records it",
     ).tag(config=True)
+    once = Bool(
+        None,
+        allow_none=True,
+        help="run each task once: the conversation's id is derived from the notebook and the task, and a re-run "
+        "attaches to it instead of starting (and paying for) a new run; default (None): on under papermill and "
+        "nbconvert, off interactively (--once, --new per cell)",
+    ).tag(config=True)
     timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})").tag(
         config=True
     )

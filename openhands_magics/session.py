@@ -59,6 +59,8 @@ class Session:
         self._in_history: set[int] = set()
         #: Every handle this session gave out, by (server, conversation id or start task id): one per conversation.
         self._handles: weakref.WeakValueDictionary[tuple[str, str], ConversationHandle] = weakref.WeakValueDictionary()
+        #: The latest handle started for each task (by its :func:`~.once.once_id`): a re-run while it runs shows it.
+        self._same_task: weakref.WeakValueDictionary[str, ConversationHandle] = weakref.WeakValueDictionary()
         #: Those of them indexed while only their start task was known (looked through when an id is not found).
         self._unnamed: weakref.WeakSet[ConversationHandle] = weakref.WeakSet()
         #: The notebook this kernel runs, when known (the magic sets it): recorded on disk with each conversation.
@@ -146,15 +148,50 @@ class Session:
         *,
         endpoint: Endpoint | None = None,
         max_cost: float | None = None,
+        once: bool = False,
+        new: bool = False,
     ) -> ConversationHandle:
         """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``).
-        ``max_cost``: interrupt the agent once its live cost passes this many dollars (``handle.max_cost``)."""
+        ``max_cost``: interrupt the agent once its live cost passes this many dollars (``handle.max_cost``).
+
+        ``once`` (V1): the new conversation's id is derived from the server, this notebook, the message and the
+        repository (:mod:`.once`), and when a conversation with that id exists, its handle is given instead of a new
+        run (its card says so). Whatever ``once`` says, the same task still running from this session is given
+        again rather than started twice; ``new=True`` starts another all the same."""
         from .handle import validate_max_cost
+        from .once import once_id
 
         budget = validate_max_cost(max_cost)
+        if not isinstance(once, bool) or not isinstance(new, bool):
+            raise ValidationError("once and new must be True or False.")
         endpoint = self._endpoint(endpoint)
-        handle = self.record(self.client(endpoint).start_conversation(message, repository), endpoint, remember=True)
+        client = self.client(endpoint)
+        key = once_id(endpoint.base_url, self.notebook, message, [("repository", repository)])
+        running = None if new else self._same_task.get(key)
+        if running is not None and not running.is_final:
+            running.set_note(
+                "this same task is still running from this notebook: shown again, not started twice "
+                "(--new starts another)"
+            )
+            return running
+        chosen = key if once and not new and client.dialect().name == "v1" else None
+        if chosen is not None:
+            (found,) = client.read([Conversation(chosen)])
+            if found is not None:
+                handle = self.record(found, endpoint, remember=True)
+                when = found.created_at.astimezone().strftime("%H:%M") if found.created_at else "before"
+                handle.set_note(f"already started at {when}: attached, not started again (--new starts another)")
+                self._same_task[key] = handle
+                return handle
+        handle = self.record(
+            client.start_conversation(message, repository, conversation_id=chosen), endpoint, remember=True
+        )
         handle.max_cost = budget
+        if once and not new and chosen is None:
+            handle.set_note(
+                "--once needs OpenHands 1.7 or later (the V1 API): started as a new conversation", sticky=True
+            )
+        self._same_task[key] = handle
         return handle
 
     def attach(self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False) -> ConversationHandle:

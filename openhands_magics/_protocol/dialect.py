@@ -49,8 +49,11 @@ class Dialect(abc.ABC):
         self.base_url = base_url
 
     @abc.abstractmethod
-    def start(self, message: str, repository: str | None) -> Operation[Conversation]:
-        """POST a new conversation; the snapshot right after (V1: its start task's first phase)."""
+    def start(
+        self, message: str, repository: str | None, conversation_id: str | None = None
+    ) -> Operation[Conversation]:
+        """POST a new conversation; the snapshot right after (V1: its start task's first phase). ``conversation_id``
+        (V1 only): the id the new conversation is to have, chosen by the client (``--once``)."""
 
     @abc.abstractmethod
     def read(self, snapshots: Sequence[Conversation]) -> Operation[list[Conversation | None]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import BadRequestError, NotFoundError, ProtocolError
+from ..errors import BadRequestError, NotFoundError, ProtocolError, ValidationError
 from ..models import (
     SHARED_FIELDS,
     Conversation,
@@ -75,7 +75,11 @@ class V0(Dialect):
     def normalize_id(self, reference: str) -> str:
         return validate_user_conversation_id(reference)
 
-    def start(self, message: str, repository: str | None) -> Operation[Conversation]:
+    def start(
+        self, message: str, repository: str | None, conversation_id: str | None = None
+    ) -> Operation[Conversation]:
+        if conversation_id is not None:  # (the session asks dialect.name first: only V1 takes an id)
+            raise ValidationError("A V0 server (OpenHands before 1.7) cannot be given the new conversation's id.")
         payload = {"initial_user_msg": message}
         if repository:
             payload["repository"] = repository

@@ -149,10 +149,14 @@ class V1(Dialect):
             )
         return hex_id
 
-    def start(self, message: str, repository: str | None) -> Operation[Conversation]:
+    def start(
+        self, message: str, repository: str | None, conversation_id: str | None = None
+    ) -> Operation[Conversation]:
         payload: dict[str, Any] = {"initial_message": {"content": [{"type": "text", "text": message}]}}
         if repository:
             payload["selected_repository"] = repository
+        if conversation_id is not None:  # honoured by the server (recorded on 1.11.0); a second start with it fails
+            payload["conversation_id"] = self.normalize_id(conversation_id)
         call = Call("POST", START_PATH, json=payload, route="start", api=self.name)
         response = yield call
         body = expect_json(response, call, self.base_url, repository=repository)

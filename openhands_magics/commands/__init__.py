@@ -56,6 +56,7 @@ class Settings:
     use_env_proxy: bool | None = None
     expand: bool = False
     headless_wait: bool = True
+    once: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,20 @@ log = logging.getLogger("openhands_magics")
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
     # The client refuses an empty message or a bad --repo before sending anything.
     message = compose_message(context, invocation)
-    return present(context, invocation, context.session.start(message, invocation.repo, endpoint=context.server))
+    handle = context.session.start(
+        message, invocation.repo, endpoint=context.server, once=once(context, invocation), new=invocation.new
+    )
+    return present(context, invocation, handle)
+
+
+def once(context: Context, invocation: Invocation) -> bool:
+    """Whether this start runs its task once (``--once``; else ``%config OpenHandsMagics.once``; unset, on where
+    nobody watches: papermill and nbconvert re-run whole notebooks)."""
+    if invocation.new:
+        return False
+    if invocation.once:
+        return True
+    return context.settings.once if context.settings.once is not None else context.headless
 
 
 def present(context: Context, invocation: Invocation, handle: ConversationHandle) -> ConversationHandle:

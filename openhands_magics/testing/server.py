@@ -402,7 +402,8 @@ class LocalOpenHandsServer:
         with self._lock:
             if self.running_count() >= self.max_running:
                 return None
-            conversation = Conversation(uuid.uuid4().hex, now, self.timeline, **fields)
+            chosen = fields.pop("conversation_id", None)  # (a client-chosen id, checked by the API module)
+            conversation = Conversation(chosen or uuid.uuid4().hex, now, self.timeline, **fields)
             self._conversations.append(conversation)
             return conversation
 
@@ -425,6 +426,11 @@ class LocalOpenHandsServer:
         """The ``ManualClock`` moved: open sockets send what became due."""
         if self._agent_server is not None:
             self._agent_server.wake()
+
+    def _has(self, conversation_id: str) -> bool:
+        """Whether a conversation with this id was ever started here (deleted ones included: the id stays taken)."""
+        with self._lock:
+            return any(c.conversation_id == conversation_id for c in self._conversations)
 
     def _existing(self, conversation_id: str) -> Conversation:
         now = self.now()

@@ -312,6 +312,21 @@ def _start_request(body: Any) -> dict[str, Any]:
     return request
 
 
+#: What the real 1.11.0's start task says when the id it was given is taken.
+DUPLICATE_ID_DETAIL = "Server error '500 Internal Server Error' for url 'http://localhost:8003/api/conversations'"
+
+
+def _chosen_id(value: Any) -> str | None:
+    """The id a start asked for (any form Python's ``UUID()`` reads), as 32 hex; the 422 when it is none."""
+    if value is None:
+        return None
+    why = _uuid_problem(value) if isinstance(value, str) else "invalid type"
+    if why:
+        msg = f"Input should be a valid UUID, {why}"
+        raise HttpError(422, [problem("uuid_parsing", ["body", "conversation_id"], msg, value, {"error": why})])
+    return uuid.UUID(value).hex
+
+
 def _message_text(request: dict[str, Any]) -> str | None:
     message = request["initial_message"]
     if message is None:
@@ -463,7 +478,13 @@ class V1Api:
             fails_in, detail = "PREPARING_REPOSITORY", ""  # the clone fails; the real server says nothing more
         elif self.server.timeline.start_error is not None:
             fails_in, detail = PHASES[-1], self.server.timeline.start_error
+        chosen = _chosen_id(echo["conversation_id"])
+        if chosen is not None and self.server._has(chosen):
+            # The real 1.11.0 does not deduplicate: a new start task, which ends ERROR when the agent server
+            # refuses the id it already has (recorded in the API notes).
+            fails_in, detail, chosen = PHASES[-1], DUPLICATE_ID_DETAIL, None
         conversation = self.server._open(
+            conversation_id=chosen,
             message=_message_text(echo),
             repository=repository,
             request=echo,
