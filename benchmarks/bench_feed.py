@@ -21,7 +21,7 @@ How: a local server (``openhands_magics.testing``) with N conversations RUNNING 
 events a second *per conversation* (5,000 a second for 100 panels) for ``--seconds``. The events are
 fed into the handles directly (every 5 ms at most, what came due meanwhile together, as frames read from a socket
 would), in the I/O thread where the event stream delivers them, as frozen ``Activity``
-values (``openhands_magics.events`` when it is importable, else a stand-in with the same fields): this measures
+values (``openhands_magics.events``): this measures
 the view side (coalescing, drawing, sending), not the WebSocket.
 
 Run (after ``pip install -e '.[test]'``)::

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,11 +19,12 @@ from openhands_magics.events import Activity, Event
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.models import Conversation, Cost
 from openhands_magics.panel import ConversationPanel
+from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Endpoint, Session
-from openhands_magics.testing import PLANTED_SESSION_KEY
+from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
 from openhands_magics.views import format_elapsed, html_card, plain, status_change_line, text_summary
 
-from .conftest import SECRET
+from .conftest import SECRET, wait_until
 
 EVIL_TITLE = '<img src=x onerror="alert(1)"> & </b>'
 BASE = "https://openhands.example"
@@ -381,3 +383,57 @@ def test_a_follow_up_that_fails_becomes_the_note_and_keeps_the_text(
     assert handle.note == "The conversation is busy <409>: wait for it to finish."
     assert "busy &lt;409&gt;" in panel.card.value and panel.reply.value == "one more thing"
     panel.close()
+
+
+# ---------------------------------------------------------------------------------------------------- for real
+def _local_run(server: LocalOpenHandsServer) -> tuple[Session, ConversationHandle, ConversationPanel]:
+    session = Session(PollSchedule(interval=0.2, max_interval=0.4))
+    handle = session.start("fix the loader", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+    panel = ConversationPanel(handle)
+    assert handle.watch()
+    return session, handle, panel
+
+
+def test_against_the_local_agent_server_approve_and_reject_answer_the_pending_action(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENHANDS_LIVE_EVENTS", "1")
+    steps = ("echo step 1", "echo step 2", "echo step 3")
+    with LocalOpenHandsServer(
+        SECRET, timeline=Timeline(starting=0.2, running=3.0, steps=steps, confirm=True)
+    ) as server:
+        session, handle, panel = _local_run(server)
+        try:
+            wait_until(lambda: "Approve" in panel.shown_buttons, timeout=10)
+            assert "waiting for your confirmation: <code>$ echo step 1</code>" in panel.card.value
+            panel.buttons["Approve"].click()
+            wait_until(lambda: "$ echo step 2" in panel.card.value and "Approve" in panel.shown_buttons, timeout=10)
+            panel.buttons["Reject"].click()
+            wait_until(lambda: "Approve" not in panel.shown_buttons and handle.activity.pending is None, timeout=10)
+            kinds = [e.get("kind") for e in server.events(handle.id)]
+            assert "UserRejectObservation" in kinds and handle.note is None
+            assert "$ echo step 3" not in panel.card.value  # rejected: the agent did not go on
+        finally:
+            panel.close()
+            session.close()
+
+
+def test_against_the_local_agent_server_the_feed_follows_the_run_and_stop_agent_interrupts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENHANDS_LIVE_EVENTS", "1")
+    steps = ("echo step 1", "edit:data/load.py", "echo step 3", "echo step 4")
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.2, running=8.0, steps=steps)) as server:
+        session, handle, panel = _local_run(server)
+        try:
+            wait_until(lambda: "data/load.py" in panel.card.value, timeout=15)  # (edited /workspace/…/data/load.py)
+            card = panel.card.value
+            assert "$ echo step 1" in card and re.search(r"\d+ steps?", card) and "Stop agent" in panel.shown_buttons
+            panel.buttons["Stop agent"].click()
+            wait_until(lambda: "InterruptEvent" in [e.get("kind") for e in server.events(handle.id)], timeout=5)
+            assert handle.note is None and not handle.is_final  # the agent stopped; the conversation stays
+            time.sleep(2.5)  # step 3 was due meanwhile
+            assert "$ echo step 3" not in panel.card.value
+        finally:
+            panel.close()
+            session.close()
