@@ -278,7 +278,7 @@ def test_ten_panels_started_together_are_polled_with_one_batched_read_a_tick(
     kernel: KernelSession, serve: Callable[..., LocalOpenHandsServer]
 ) -> None:
     server = serve(Timeline(starting=0.4, running=1.0), max_running=20)
-    outputs, _ = kernel.execute(f"for _ in range(10):\n    %openhands --base-url {server.base_url} one of ten")
+    outputs, _ = kernel.execute(f"for _ in range(10):\n    %openhands --new --base-url {server.base_url} one of ten")
     model_ids = [
         m["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
         for m in outputs
