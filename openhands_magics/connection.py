@@ -364,11 +364,14 @@ class Connection:
             await client.aclose()
 
     def close(self) -> None:
-        """Close the blocking client (made again on demand); the I/O side closes when the I/O thread stops."""
+        """Close the blocking client (made again on demand) and every event stream of this server (a watched
+        handle opens its own again with its next read); the rest of the I/O side closes when the I/O thread stops."""
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+        if self._io.running:
+            self._io.call(self.stream.stop)
 
     # ------------------------------------------------------------------ a blocking wait
     def wait(

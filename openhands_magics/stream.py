@@ -96,9 +96,21 @@ class _Drop(logging.Filter):
 _ws_log.addFilter(_Drop())
 
 
+#: How long the list of secrets to blank is reused (a burst of frames must not read the notebook's variables for
+#: each one; a key typed into a cell counts within this long).
+KNOWN_TTL = 1.0
+_known_cache: tuple[float, _secrets.Secrets] | None = None
+
+
 def _known() -> _secrets.Secrets:
     """What to blank in server text: every secret the package knows, and every session key."""
-    return _secrets.Secrets(sorted({*_secrets.secrets(), *agent.session_keys()}, key=len, reverse=True))
+    global _known_cache
+    now = time.monotonic()
+    if _known_cache is not None and now - _known_cache[0] < KNOWN_TTL:
+        return _known_cache[1]
+    known = _secrets.Secrets(sorted({*_secrets.secrets(), *agent.session_keys()}, key=len, reverse=True))
+    _known_cache = (now, known)
+    return known
 
 
 def _lower(cost: Cost, than: Cost | None) -> bool:
@@ -372,10 +384,14 @@ class StreamSource:
                         subscription.task.cancel()
 
     def stop(self) -> None:
-        for subscription in self._subscriptions.values():
+        """Close every socket; what the tracker still watches is polled at its own pace again."""
+        subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
+        for subscription in subscriptions:
             if subscription.task is not None:
                 subscription.task.cancel()
-        self._subscriptions.clear()
+            if subscription.live:
+                subscription.live = False
+                self._live(subscription, False)
 
     async def aclose(self) -> None:
         self.stop()

@@ -451,3 +451,15 @@ def test_the_budget_guard_interrupts_once_and_says_why(
     agent_server.push(_status("paused"))
     wait_until(lambda: handle.status == "PAUSED")
     assert handle.note is not None and "max-cost" in handle.note  # a fresh snapshot keeps the reason
+
+
+def test_closing_the_connection_closes_its_sockets_and_polling_takes_over(
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+) -> None:
+    session = Session(FAST)
+    handle = _start(slow_server, agent_server, session)
+    _streamed(handle)
+    session.connection(handle.endpoint).close()
+    wait_until(lambda: agent_server.open_sockets == 0)
+    slow_server.requests.clear()
+    wait_until(lambda: any(r.path == "/api/v1/app-conversations" for r in slow_server.requests), timeout=3)
