@@ -35,7 +35,7 @@ from ._transport import _closed
 from .errors import ConflictError, OpenHandsError, TransportError, ValidationError, WaitTimeout
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import PollingSource, PollSchedule, outcome_due
-from .stream import StreamSource, live_events_enabled
+from .stream import StreamSource, _lower, live_events_enabled
 from .tracker import Tracker
 from .validation import printable, validate_seconds
 
@@ -298,10 +298,13 @@ class Connection:
         if fresh is None or not handle.is_final or handle in self.tracker:
             return
         old = handle.conversation
+        cost = old.cost
+        if fresh.cost is not None and not (old.cost is not None and _lower(fresh.cost, old.cost)):
+            cost = fresh.cost  # (the app server's metrics arrive in batches: a lower figure is an older one)
         kept = dataclasses.replace(
             old,
             title=fresh.title or old.title,
-            cost=fresh.cost if fresh.cost is not None else old.cost,
+            cost=cost,
             pr_numbers=fresh.pr_numbers or old.pr_numbers,
         )
         if kept != old:

@@ -44,7 +44,7 @@ from ._protocol import agent
 from ._protocol.v1 import derive_status
 from .errors import OpenHandsError, ProtocolError, TransportError
 from .events import EMPTY_ACTIVITY, Activity, Event, fold, parse
-from .models import Cost
+from .models import Cost, is_final_status
 
 if TYPE_CHECKING:
     import httpx
@@ -120,6 +120,17 @@ def _lower(cost: Cost, than: Cost | None) -> bool:
     return (cost.usd or 0.0) < (than.usd or 0.0) or (cost.tokens or 0) < (than.tokens or 0)
 
 
+#: A turn that began less than this many seconds ago is not taken for over on a connect's snapshot alone.
+FRESH_TURN = 10.0
+
+
+def _turn_just_began(handle: ConversationHandle) -> bool:
+    import datetime as dt
+
+    began = handle.turn_started_at
+    return began is not None and (dt.datetime.now(dt.timezone.utc) - began).total_seconds() < FRESH_TURN
+
+
 class _Fallback(Exception):
     """The socket cannot be had for this conversation: poll, and read events from the app server instead."""
 
@@ -175,7 +186,7 @@ class _Subscription:
             activity = dataclasses.replace(activity, last_time=self.activity.last_time)
         self.publish(activity)
         if event.status is not None and not past:
-            self.source._status(self, event)
+            self.source._status(self, event, snapshot=is_state)
 
     def publish(self, activity: Activity) -> None:
         self.activity = activity
@@ -400,10 +411,17 @@ class StreamSource:
             await http.aclose()
 
     # ------------------------------------------------------------------ what subscriptions tell
-    def _status(self, subscription: _Subscription, event: Event) -> None:
+    def _status(self, subscription: _Subscription, event: Event, *, snapshot: bool = False) -> None:
         now = time.monotonic()
         for handle in list(subscription.handles):
             if handle not in self.tracker or handle.id != subscription.conversation_id:
+                continue
+            if snapshot and is_final_status(derive_status(None, event.status)[0]) and _turn_just_began(handle):
+                # The connect's snapshot says the turn is over, but a follow-up was just accepted: it may be the
+                # previous turn's end, read before the agent took the message. The app server says which, now.
+                self.tracker.poll_soon(handle, now)
+                if self._wake is not None:
+                    self._wake()
                 continue
             old = handle.conversation
             status, phase = derive_status(old.sandbox_status, event.status)

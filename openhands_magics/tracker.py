@@ -95,6 +95,12 @@ class Tracker:
         if watch is not None:
             watch.stream(live, now)
 
+    def poll_soon(self, handle: ConversationHandle, now: float) -> None:
+        """Read this one at the next tick, whatever its pace (a source doubts what it heard)."""
+        watch = self._watches.get(id(handle))
+        if watch is not None:
+            watch.next_due = min(watch.next_due, now)
+
     def is_streamed(self, handle: ConversationHandle) -> bool:
         watch = self._watches.get(id(handle))
         return watch is not None and watch.streamed

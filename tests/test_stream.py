@@ -463,3 +463,23 @@ def test_closing_the_connection_closes_its_sockets_and_polling_takes_over(
     wait_until(lambda: agent_server.open_sockets == 0)
     slow_server.requests.clear()
     wait_until(lambda: any(r.path == "/api/v1/app-conversations" for r in slow_server.requests), timeout=3)
+
+
+def test_a_follow_up_is_not_ended_by_the_previous_turns_finish_on_connect(
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+) -> None:
+    session = Session(FAST)
+    handle = _start(slow_server, agent_server, session)
+    _streamed(handle)
+    agent_server.push(_status("finished"))
+    handle.wait(timeout=5)
+    wait_until(lambda: agent_server.open_sockets == 0)
+    agent_server.status = "finished"  # the next connect's snapshot: read before the agent took the message
+    handle.send("and the tests too")
+    wait_until(lambda: len([p for p in agent_server.paths if p.startswith("/sockets/")]) == 2, timeout=5)
+    wait_until(lambda: agent_server.open_sockets == 1)
+    time.sleep(0.5)
+    assert handle.status == "RUNNING" and handle.watching  # the app server said so, asked at once
+    agent_server.push(_status("finished"))
+    handle.wait(timeout=5)
+    assert handle.status == "FINISHED"
