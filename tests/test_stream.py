@@ -367,6 +367,20 @@ def test_the_session_key_leaks_nowhere(
         _streamed(handle)
         wait_until(lambda: handle.activity.steps == 1 and len(handle.activity.recent) >= 2)
         assert agent_server.headers[0]["key"] == PLANTED_SESSION_KEY  # (it was sent, as a header)
+        from openhands_magics.panel import ConversationPanel, _tree, close_widgets
+
+        panel = ConversationPanel(handle)  # (the live panel, with the feed that holds the echoed key's line)
+        time.sleep(0.6)  # (its coalesced redraw)
+        widget_state = [json.dumps(w.get_state(), default=str) for w in _tree([panel])]
+        close_widgets(panel)
+        assert any(_secrets.BLANK in state for state in widget_state)  # (the feed shows the echo, blanked)
+        errors = []
+        for verb in (handle.interrupt, handle.confirm, lambda: handle.reject("no")):
+            try:
+                verb()  # (this agent server has only the socket: each is refused)
+            except Exception as error:  # noqa: BLE001
+                errors.append(f"{type(error).__name__}: {error} {error!r}")
+        assert len(errors) == 3
         agent_server.push(_status("finished"))
         handle.wait(timeout=5)
         trajectory = handle.events()
@@ -385,6 +399,8 @@ def test_the_session_key_leaks_nowhere(
             repr(dict(handle.conversation.extra)),
             *(r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")),  # (ours only)
             *(str(e.text) + e.summary for e in trajectory),
+            *widget_state,
+            *errors,
         ]
         for path in private_data_dir.rglob("*"):
             if path.is_file():

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_commands are used as arguments
 """The verbs the stream brought: ``conv.events()`` (the whole trajectory, paged, from a finished conversation too),
 a follow-up queued while the conversation starts, ``%openhands stop ID``, ``--max-cost``, and the one line each
 says where it cannot be done."""
@@ -19,9 +18,7 @@ from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
-from .test_commands import ip, output, quick  # noqa: F401 (fixtures)
-from .test_magics import Output
+from .conftest import SECRET, Output
 
 HEX = "0123456789abcdef0123456789abcdef"
 FAST = PollSchedule(interval=0.05, max_interval=0.1)
