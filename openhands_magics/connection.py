@@ -203,8 +203,8 @@ class Connection:
         import asyncio
 
         client = self._async_client()
-        if handle.conversation.api != "v1":  # (no agent server to ask: the dialect's own reading)
-            return await client.outcome(handle.conversation)
+        if handle.conversation.api != "v1" or not (self.streaming and live_events_enabled()):
+            return await client.outcome(handle.conversation)  # (no agent server to ask: the dialect's own reading)
         streamed = handle.activity.answer if handle.activity.source == "stream" else None
 
         async def answer() -> str | None:

@@ -287,6 +287,14 @@ def _state_update(frame: Mapping[str, Any], base: dict[str, Any]) -> Event | Non
     return None
 
 
+#: Where the agent works: a path under it is shown relative to it (as ``conv.changes()`` lists it).
+WORKSPACE = "/workspace/project/"
+
+
+def _relative(path: str) -> str:
+    return path[len(WORKSPACE) :] if path.startswith(WORKSPACE) and len(path) > len(WORKSPACE) else path
+
+
 _EDITS = {"create": "created", "str_replace": "edited", "insert": "edited", "undo_edit": "undid an edit of"}
 
 
@@ -310,14 +318,15 @@ def _action(frame: Mapping[str, Any], base: dict[str, Any], text: Any) -> Event:
         return Event(kind="command", summary=_line(f"$ {command}"), command=command, text=thought, **common)
     if action_kind in ("FileEditorAction", "StrReplaceEditorAction") or tool in ("file_editor", "str_replace_editor"):
         path = text(action.get("path")) or "a file"
+        shown = _relative(path)
         verb = action.get("command")
         if verb == "view":
             return Event(
-                kind="other", summary=_line(f"viewed {path}"), path=path, command="view", text=thought, **common
+                kind="other", summary=_line(f"viewed {shown}"), path=path, command="view", text=thought, **common
             )
         done = _EDITS.get(verb if isinstance(verb, str) else "", "edited")
         return Event(
-            kind="edit", summary=_line(f"{done} {path}"), path=path, command=text(verb), text=thought, **common
+            kind="edit", summary=_line(f"{done} {shown}"), path=path, command=text(verb), text=thought, **common
         )
     if action_kind == "ThinkAction":
         said = text(action.get("thought")) or thought or ""
