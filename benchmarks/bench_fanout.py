@@ -4,8 +4,8 @@ task started, loop lag.
     .venv/bin/python benchmarks/bench_fanout.py [--tasks 100] [--max-running 10] [--polling]
 
 The batch is made in an asyncio event loop as in a kernel (the kernel's own loop, here ``asyncio.run``), every
-conversation starting in 0.2 s and running 2 s, each with an agent server (``bench_stream.TimelineAgentServer``) whose
-live event stream says when the run ends, so a final row frees its place at the stream's event, not at the next poll
+conversation starting in 0.2 s and running 2 s, its agent server's live event stream (the local server's) saying
+when the run ends, so a final row frees its place at the stream's event, not at the next poll
 (``--polling``: no stream, as before it existed). The ideal is waves of ``max_running``, each as long as one
 conversation (2.2 s): 22 s for 100 tasks 10 at a time. While it runs, two probes measure how late a 10 ms sleep wakes
 up: in that loop (the lag a user of the kernel would feel) and in the I/O thread's loop (the lag every live panel and
@@ -25,14 +25,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from openhands_magics._io import get_io  # noqa: E402
 from openhands_magics.polling import PollSchedule  # noqa: E402
 from openhands_magics.session import Endpoint, Session  # noqa: E402
 from openhands_magics.testing import LocalOpenHandsServer, Timeline  # noqa: E402
-
-from bench_stream import TimelineAgentServer  # noqa: E402
 
 KEY = "oh-bench-fanout"
 
@@ -43,7 +40,6 @@ STARTING, RUNNING = 0.2, 2.0
 async def run(tasks: int, max_running: int, polling: bool) -> None:
     os.environ["OPENHANDS_LIVE_EVENTS"] = "0" if polling else "1"
     with LocalOpenHandsServer(KEY, timeline=Timeline(starting=STARTING, running=RUNNING), max_running=tasks) as server:
-        agents = None if polling else TimelineAgentServer(server)
         session = Session(PollSchedule(interval=2.0, max_interval=30.0))  # the magic's defaults
         session.remember = False
         endpoint = Endpoint.resolve(server.base_url, api_key=KEY)
@@ -103,8 +99,6 @@ async def run(tasks: int, max_running: int, polling: bool) -> None:
         print(f"threads made: {len(made)} ({', '.join(sorted(set(made)))})")
         print(batch.summary)
         session.close()
-        if agents is not None:
-            agents.stop()
         await asyncio.sleep(0)
 
 
