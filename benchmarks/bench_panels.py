@@ -93,6 +93,18 @@ def _bench_gc_timer(phase, info, starts={{}}, clock=_bench_time.perf_counter):
         _bench_gcs.append((starts["t"], clock() - starts.pop("t"), info.get("generation")))
 if _bench_gc_timer not in _bench_gc.callbacks:
     _bench_gc.callbacks.append(_bench_gc_timer)
+_bench_draws = []  # (start, seconds) of every panel redraw (its Card, HTML, one widget message), in any thread
+try:
+    from openhands_magics.panel import ConversationPanel as _bench_panel
+except ImportError:
+    _bench_panel = None
+if _bench_panel is not None and not hasattr(_bench_panel, "_bench_real_render"):
+    _bench_panel._bench_real_render = _bench_panel.render
+    def _bench_render(self, handle, real=_bench_panel._bench_real_render, clock=_bench_time.perf_counter):
+        before = clock()
+        real(self, handle)
+        _bench_draws.append((before, clock() - before))
+    _bench_panel.render = _bench_render
 """
 
 PROBE_READ = """
@@ -100,7 +112,8 @@ _bench_probe_task.cancel()
 _bench_gc.callbacks.remove(_bench_gc_timer)
 _bench_samples, _bench_lags[:] = list(_bench_lags), []
 _bench_gc_seen, _bench_gcs[:] = list(_bench_gcs), []
-def _bench_lag_summary(samples, gcs):
+_bench_draws_seen, _bench_draws[:] = list(_bench_draws), []
+def _bench_lag_summary(samples, gcs, draws):
     import json
     ordered = sorted(max(0.0, s) * 1000 for _, s in samples)
     if not ordered:
@@ -115,8 +128,10 @@ def _bench_lag_summary(samples, gcs):
     return json.dumps({"samples": len(ordered), "p50": pick(0.50), "p99": pick(0.99), "max": ordered[-1],
                        "mean": sum(ordered) / len(ordered), "spikes": spikes,
                        "gc": {g: {"count": len(v), "max_ms": max(v), "total_ms": sum(v)} for g, v in by_gen.items()},
-                       "spikes_with_gc": sum(1 for x in in_gc if x > 0), "spike_gc_ms": in_gc})
-print("BENCH-LAG " + _bench_lag_summary(_bench_samples, _bench_gc_seen))
+                       "spikes_with_gc": sum(1 for x in in_gc if x > 0), "spike_gc_ms": in_gc,
+                       "renders": len(draws), "render_ms_total": 1000 * sum(d for _, d in draws),
+                       "render_ms_max": 1000 * max([d for _, d in draws], default=0.0)})
+print("BENCH-LAG " + _bench_lag_summary(_bench_samples, _bench_gc_seen, _bench_draws_seen))
 """
 
 KERNEL_INFO = """
@@ -566,7 +581,14 @@ def _gc_text(lag: dict[str, Any]) -> str:
     gcs = lag.get("gc") or {}
     parts = [f"gen{g} {v['count']}x max {v['max_ms']:.1f} ms" for g, v in sorted(gcs.items())]
     spikes = len(lag.get("spikes", []))
-    return f"GC {', '.join(parts) or 'none'}; {lag.get('spikes_with_gc', 0)}/{spikes} late wake-ups during a GC"
+    renders = lag.get("renders", 0)
+    drawn = (
+        f"; {renders} panel renders took {lag['render_ms_total']:.0f} ms in all "
+        f"({lag['render_ms_total'] / renders:.2f} ms each, max {lag['render_ms_max']:.1f} ms)"
+        if renders
+        else ""
+    )
+    return f"GC {', '.join(parts) or 'none'}; {lag.get('spikes_with_gc', 0)}/{spikes} late wake-ups during a GC{drawn}"
 
 
 COLUMNS = ("N", "GET/min", "widget msg/s", "lag p50 ms", "lag p99 ms", "lag max ms", "kernel CPU %")
