@@ -270,6 +270,8 @@ class Card:
     notice: str | None = None
     #: The action waiting for the user's confirmation, on one line; None when nothing waits.
     pending: str | None = None
+    #: Whether the agent itself was stopped (its stream said ``paused``: Stop agent), not its sandbox.
+    agent_stopped: bool = False
 
     @classmethod
     def of(cls, handle: ConversationHandle) -> Card:
@@ -321,8 +323,10 @@ class Card:
 
     @property
     def can_reply(self) -> bool:
-        """Whether a follow-up applies: its turn is over (finished, or it waits for input)."""
-        return self.conversation_id is not None and self.status in ("FINISHED", "WAITING FOR INPUT", "IDLE")
+        """Whether a follow-up applies: its turn is over (finished, it waits for input, or the agent was stopped)."""
+        return self.conversation_id is not None and (
+            self.status in ("FINISHED", "WAITING FOR INPUT", "IDLE") or (self.status == "PAUSED" and self.agent_stopped)
+        )
 
     @property
     def can_pause(self) -> bool:
@@ -330,7 +334,9 @@ class Card:
 
     @property
     def can_resume(self) -> bool:
-        return self.status == "PAUSED"
+        """Whether "Resume" (the sandbox) applies: paused, and not because the agent was stopped (a follow-up goes
+        on from there)."""
+        return self.status == "PAUSED" and not self.agent_stopped
 
     def elapsed(self, now: dt.datetime | None = None) -> float | None:
         """Seconds from creation (or the latest follow-up) until ``now``, or until it was seen final."""
@@ -358,6 +364,7 @@ def _activity_fields(activity: Activity, final: bool) -> dict[str, Any]:
         "live_cost": None if final else cost_text(activity.cost),
         "notice": _text(activity.notice),
         "pending": _step_text(pending.summary) if pending is not None and not final else None,
+        "agent_stopped": activity.status == "paused",
     }
 
 

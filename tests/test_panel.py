@@ -434,6 +434,13 @@ def test_against_the_local_agent_server_the_feed_follows_the_run_and_stop_agent_
             assert handle.note is None and not handle.is_final  # the agent stopped; the conversation stays
             time.sleep(2.5)  # step 3 was due meanwhile
             assert "$ echo step 3" not in panel.card.value
+            # The agent stopped, not its sandbox: no "Resume", but a follow-up goes on from there.
+            wait_until(lambda: "Send" in panel.shown_buttons, timeout=5)
+            assert "Resume" not in panel.shown_buttons and panel.reply is not None
+            panel.reply.value = "go on, please"
+            panel.buttons["Send"].click()
+            assert handle.note is None and panel.reply.value == ""
+            wait_until(lambda: "$ echo step 3" in panel.card.value, timeout=15)
         finally:
             panel.close()
             session.close()
