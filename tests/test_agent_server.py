@@ -533,13 +533,21 @@ def test_interrupt_stops_the_agent_at_once_and_run_goes_on_where_it_stopped(serv
         answer = agent_rest(server, "POST", base + "/interrupt")
         stopped = quiet(ws)
         assert (answer.status_code, answer.json()) == (200, {"success": True})
-        assert [shape(f) for f in stopped] == [
-            "State:stats",
-            "State:execution_status=paused",
-            "InterruptEvent",
-            "State:full_state",
-        ]
-        assert list(stopped[2]) == ["id", "timestamp", "source", "kind"] and stopped[2]["source"] == "user"
+        theirs = recorded("events-interrupt-1.11.0.jsonl")
+        after = [shape(f) for f in theirs[[f["kind"] for f in theirs].index("InterruptEvent") - 3 :]][:6]
+        assert (
+            [shape(f) for f in stopped]
+            == after
+            == [
+                "State:stats",
+                "State:stats",
+                "State:execution_status=paused",
+                "InterruptEvent",
+                "State:full_state",
+                "State:full_state",
+            ]
+        )
+        assert list(stopped[3]) == ["id", "timestamp", "source", "kind"] and stopped[3]["source"] == "user"
         assert read(http, conversation_id)["execution_status"] == "paused"
         assert agent_rest(server, "GET", base + "/agent_final_response").json() == {"response": ""}
         clock.advance(60.0)
@@ -570,43 +578,34 @@ def test_with_confirm_each_step_waits_until_accepted_and_a_rejection_ends_the_ru
     )
     conversation_id = ready(http, clock)
     base = f"/api/conversations/{conversation_id}"
+    # as the real one (recorded/README.md): the action, the status, then the run's end publishes stats and a snapshot
+    waits = [
+        "Action:TerminalAction",
+        "State:execution_status=waiting_for_confirmation",
+        "State:stats",
+        "State:full_state",
+    ]
     with open_socket(server, conversation_id) as ws:
         quiet(ws)
         clock.advance(1.0)
-        assert [shape(f) for f in quiet(ws)] == [
-            "Action:TerminalAction",
-            "State:execution_status=waiting_for_confirmation",
-        ]
+        assert [shape(f) for f in quiet(ws)] == waits
         assert read(http, conversation_id)["execution_status"] == "waiting_for_confirmation"
         clock.advance(30.0)
         assert quiet(ws) == []  # it waits for as long as it takes
 
         accept = agent_rest(server, "POST", base + "/events/respond_to_confirmation", json={"accept": True})
         assert (accept.status_code, accept.json()) == (200, {"success": True})
-        assert [shape(f) for f in quiet(ws)] == [
-            "State:stats",
-            "State:full_state",
-            "State:execution_status=running",
-            "Observation:TerminalObservation",
-        ]
+        assert [shape(f) for f in quiet(ws)] == ["State:execution_status=running", "Observation:TerminalObservation"]
         clock.advance(1.0)
-        assert [shape(f) for f in quiet(ws)] == [
-            "Action:TerminalAction",
-            "State:execution_status=waiting_for_confirmation",
-        ]
+        assert [shape(f) for f in quiet(ws)] == waits
         body = {"accept": False, "reason": "not this one"}
         assert agent_rest(server, "POST", base + "/events/respond_to_confirmation", json=body).status_code == 200
         rejected = quiet(ws)
-    assert [shape(f) for f in rejected] == [
-        "State:stats",
-        "State:execution_status=idle",
-        "UserRejectObservation",
-        "State:full_state",
-    ]
-    assert list(rejected[2]) == list(
+    assert [shape(f) for f in rejected] == ["State:execution_status=idle", "UserRejectObservation"]
+    assert list(rejected[1]) == list(
         next(f for f in recorded("events-confirm-1.11.0.jsonl") if f["kind"] == "UserRejectObservation")
     )
-    assert rejected[2]["rejection_reason"] == "not this one"
+    assert rejected[1]["rejection_reason"] == "not this one"
     clock.advance(60.0)
     assert read(http, conversation_id)["execution_status"] == "idle"
     missing = agent_rest(server, "POST", base + "/events/respond_to_confirmation", json={"reason": "x"})
@@ -620,6 +619,8 @@ def test_confirmation_is_turned_on_per_conversation_as_on_the_real_server(serve:
     answer = agent_rest(server, "POST", base + "/confirmation_policy", json={"policy": {"kind": "AlwaysConfirm"}})
     assert (answer.status_code, answer.json()) == (200, {"success": True})
     assert agent_rest(server, "GET", base).json()["confirmation_policy"] == {"kind": "AlwaysConfirm"}
+    update = server.events(conversation_id)[-1]
+    assert (update["key"], update["value"]) == ("confirmation_policy", {"kind": "AlwaysConfirm"})
     clock.advance(1.0)
     assert read(http, conversation_id)["execution_status"] == "waiting_for_confirmation"
     assert (
@@ -670,35 +671,74 @@ def test_a_follow_up_through_the_app_server_shows_on_the_socket(serve: Serve, cl
 def test_events_search_lags_in_batches_of_five_and_the_rest_comes_30_seconds_later(
     serve: Serve, clock: ManualClock
 ) -> None:
-    server, http = serve()
+    server, http = serve(Timeline(starting=1.0, running=3.0, steps=("echo step 1", "echo step 2")))
     conversation_id = ready(http, clock)
     path = f"/api/v1/conversation/{conversation_id}/events/search"
 
-    def searched() -> list[str]:
-        return [e["id"] for e in http.get(path).json()["items"]]
+    def searched() -> list[dict[str, Any]]:
+        return list(http.get(path).json()["items"])
 
-    stored = [e["id"] for e in server.events(conversation_id)]
-    assert len(stored) == 5 and searched() == stored  # system prompt, message, last user, running, stats: 5
-    clock.advance(THREE_STEPS.running)
-    stored = [e["id"] for e in server.events(conversation_id)]
-    assert len(stored) == 18 and searched() == stored[:15]  # the finish and its status wait for their batch
+    assert [shape(e) for e in searched()] == [  # the webhook's snapshot and the first 4 events: one batch
+        "State:full_state",
+        "SystemPromptEvent",
+        "MessageEvent",
+        "State:last_user_message_id",
+        "State:execution_status=running",
+    ]
+    clock.advance(3.0)
     assert read(http, conversation_id)["execution_status"] == "finished"  # the status itself is read at once
+    at_the_end = searched()
+    assert len(at_the_end) == 15  # 17 events: the last 2 wait for a batch that will not fill
     clock.advance(29.9)
-    assert searched() == stored[:15]
+    assert searched() == at_the_end
     clock.advance(0.1)
-    assert searched() == stored
+    everything = searched()
+    assert len(everything) == 17 and [e for e in everything if e["id"] in {x["id"] for x in at_the_end}] == at_the_end
+    stored = {e["id"] for e in server.events(conversation_id)}
+    assert stored <= {e["id"] for e in everything}
+    assert [shape(e) for e in everything if e["id"] not in stored] == ["State:full_state", "State:full_state"]
+    stamps = [e["timestamp"] for e in everything]
+    assert stamps == sorted(stamps)
+
+
+def test_the_recorded_run_reaches_events_search_whole_in_the_real_ones_order(serve: Serve, clock: ManualClock) -> None:
+    server, http = serve()
+    conversation_id = ready(http, clock)
+    clock.advance(THREE_STEPS.running)
+    items = http.get(f"/api/v1/conversation/{conversation_id}/events/search").json()["items"]
+    step = ["State:stats", "Action:TerminalAction", "Observation:TerminalObservation"]
+    assert [shape(e) for e in items] == [  # as the real 1.11.0 answered it after the recorded run (20 = 4 batches)
+        "State:full_state",
+        "SystemPromptEvent",
+        "MessageEvent",
+        "State:last_user_message_id",
+        "State:execution_status=running",
+        "State:stats",
+        *step,
+        *step,
+        *step,
+        "State:stats",
+        "Action:FinishAction",
+        "Observation:FinishObservation",
+        "State:execution_status=finished",
+        "State:full_state",
+    ]
 
 
 def test_the_30_second_flush_is_a_timeline_field(serve: Serve, clock: ManualClock) -> None:
-    server, http = serve(Timeline(starting=1.0, running=2.0, steps=("echo hi",), search_flush=0.5))
+    server, http = serve(Timeline(starting=1.0, running=2.0, steps=("echo hi",), search_flush=5.0))
     conversation_id = ready(http, clock)
     clock.advance(2.0)
     path = f"/api/v1/conversation/{conversation_id}/events/search"
-    assert len(http.get(path).json()["items"]) < len(server.events(conversation_id))
-    clock.advance(0.5)
-    assert [e["id"] for e in http.get(path).json()["items"]] == [e["id"] for e in server.events(conversation_id)]
+    assert len(http.get(path).json()["items"]) == 10  # of 14: the last 4 wait 5 s
+    clock.advance(4.9)
+    assert len(http.get(path).json()["items"]) == 10
+    clock.advance(0.1)
+    found = http.get(path).json()["items"]
+    assert len(found) == 14 and {e["id"] for e in server.events(conversation_id)} <= {e["id"] for e in found}
     finished = next(e for e in server.events(conversation_id) if e.get("value") == "finished")
-    assert http.get(path, params={"timestamp__gte": finished["timestamp"]}).json()["items"] == [finished]
+    later = http.get(path, params={"timestamp__gte": finished["timestamp"]}).json()["items"]
+    assert [shape(e) for e in later] == ["State:execution_status=finished", "State:full_state"]
 
 
 def test_events_search_of_a_timeline_without_steps_is_as_before(serve: Serve, clock: ManualClock) -> None:

@@ -77,6 +77,8 @@ _TAGS = (
     "interrupt",
     "pause",
     "full_state",
+    "hook_state",
+    "policy",
 )
 _CODE = {tag: code for code, tag in enumerate(_TAGS)}
 _GOLDEN = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed + n * it differs for every n (mod 2**128)
@@ -86,8 +88,9 @@ _GOLDEN = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed + n * it differs for e
 class Event:
     """One event of an agent's log, as read (see :meth:`Agent.event`): ``at`` when it happened (visible from then
     on; epoch seconds of the server's clock), ``stamp`` its ``timestamp``, ``tag`` what it is and ``data`` the value
-    its JSON is made of (see :func:`render`). ``full_state`` snapshots are sent live but not stored (not replayed,
-    not searchable)."""
+    its JSON is made of (see :func:`render`). ``full_state`` snapshots are sent live (to the sockets and the app
+    server) but not stored by the agent server (not replayed); a ``hook_state`` is the snapshot the app server's
+    webhook gets when it subscribes, at READY (only the app server has it)."""
 
     index: int
     at: float
@@ -98,7 +101,13 @@ class Event:
 
     @property
     def stored(self) -> bool:
-        return self.tag != "full_state"
+        """In the agent server's store: replayed, and in its own ``events/search``."""
+        return self.tag not in ("full_state", "hook_state")
+
+    @property
+    def live(self) -> bool:
+        """Sent to the sockets open when it happens."""
+        return self.tag != "hook_state"
 
 
 class Agent:
@@ -240,6 +249,12 @@ def stored(c: Conversation, now: float) -> list[Event]:
     return [e for e in a.events() if e.stored and e.at <= now]
 
 
+def app_server_events(c: Conversation, now: float) -> list[Event]:
+    """Every event the app server's webhook got by ``now`` (snapshots included), in the order they happened."""
+    a = catch_up(c, now)
+    return [e for e in a.events() if e.at <= now]
+
+
 def calls_at(c: Conversation, now: float) -> int:
     """How many LLM calls the live stats counted by ``now``."""
     return next((e.data for e in reversed(stored(c, now)) if e.tag == "stats"), 0)
@@ -276,10 +291,12 @@ def interrupt(c: Conversation, now: float, *, pause: bool = False) -> None:
     ``InterruptEvent``, or a ``PauseEvent`` for ``pause``); otherwise it turns ``paused`` with a ``PauseEvent``."""
     a = catch_up(c, now)
     at = max(now, a.caught)
-    if a.status == "running":
+    if a.status == "running":  # as recorded: stats twice, the status, the event, two snapshots
+        _emit(a, at, "stats", a.calls)
         _emit(a, at, "stats", a.calls)
         _set_status(a, at, "paused")
         _emit(a, at, "pause" if pause else "interrupt")
+        _emit(a, at, "full_state")
         a.halted = at
     else:
         if a.status != "paused":
@@ -313,26 +330,27 @@ def respond(c: Conversation, now: float, accept: bool, reason: str) -> None:
     if a.status == "waiting_for_confirmation" and a.waiting is not None:
         if accept:
             _resume(c, a, at)
-        else:
+        else:  # as recorded: the status, then the rejection (the stats and snapshot came when it began to wait)
             action = a.waiting
-            _emit(a, at, "stats", a.calls)
             _set_status(a, at, "idle")
             _emit(a, at, "reject", (action, reason))
-            _emit(a, at, "full_state")
             a.step, a.waiting, a.halted = -1, None, None
     elif accept and not (a.status == "running" and a.halted is None):
         run(c, at)
 
 
 def set_policy(c: Conversation, now: float, policy: str) -> None:
-    """``POST …/confirmation_policy``: confirm each step from now on (or not)."""
-    catch_up(c, now).policy = policy
+    """``POST …/confirmation_policy``: confirm each step from now on (or not); a ``confirmation_policy`` update."""
+    a = catch_up(c, now)
+    a.policy = policy
+    _emit(a, max(now, a.caught), "policy", policy)
 
 
 # ---------------------------------------------------------------------------------------------------- the walk
 def _happen(c: Conversation, a: Agent, at: float) -> None:
     if not a.started:
         a.started = True
+        _emit(a, at, "hook_state")
         if c.message is not None:
             _user_message(a, at, c.message)
             _start_run(c, a, at)
@@ -360,9 +378,6 @@ def _resume(c: Conversation, a: Agent, at: float) -> None:
         a.began += at - a.halted
     a.halted = None
     waiting, a.waiting = a.waiting, None
-    if waiting is not None:
-        _emit(a, at, "stats", a.calls)
-        _emit(a, at, "full_state")
     _set_status(a, at, "running")
     if waiting is not None:
         _emit(a, at, "observation", waiting)
@@ -375,8 +390,10 @@ def _step(c: Conversation, a: Agent, at: float, step: int) -> None:
         _emit(a, at, "stats", a.calls, stamp=at - TICK)
         return
     action = _emit(a, at, "action", step)
-    if confirms(c, a):
+    if confirms(c, a):  # as recorded: the status, then the run's end publishes stats and a snapshot
         _set_status(a, at, "waiting_for_confirmation")
+        _emit(a, at, "stats", a.calls)
+        _emit(a, at, "full_state")
         a.waiting, a.halted = action, at
         return
     _emit(a, at, "observation", action)
@@ -765,4 +782,6 @@ _BODIES: dict[str, Any] = {
     "interrupt": _user_action("InterruptEvent"),
     "pause": _user_action("PauseEvent"),
     "full_state": _full_state_event,
+    "hook_state": _full_state_event,
+    "policy": lambda c, e, now: _state("confirmation_policy", {"kind": e.data}),
 }

@@ -335,7 +335,7 @@ class AgentServer:
             with self.server._lock:
                 now = self.server.now()
                 a = _agent.catch_up(conversation, now)
-                fresh = [json.dumps(_agent.render(conversation, e, now)) for e in a.events(sent)]
+                fresh = [json.dumps(_agent.render(conversation, e, now)) for e in a.events(sent) if e.live]
                 sent = a.count
                 due = _agent.next_due(conversation, a)
             for text in fresh:

@@ -255,18 +255,21 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
 
 
 def events(c: Conversation, now: float) -> list[dict[str, Any]]:
-    """What ``events/search`` finds at ``now``, oldest first. A timeline with ``steps`` has every stored event of
-    the agent, as they reached the app server: in batches of ``timeline.search_batch``, or ``search_flush`` seconds
-    after the first one not sent yet (the real agent server's quirk: the app server lags the socket). One without
+    """What ``events/search`` finds at ``now``, oldest first. A timeline with ``steps`` has every event the agent
+    server's webhook sent (its ``full_state`` snapshots too: the one it got when it subscribed, at READY, and the
+    live ones), as they reached the app server: in batches of ``timeline.search_batch``, or ``search_flush`` seconds
+    after the first one not sent yet (the real agent server's quirk: the app server lags the socket; the recorded
+    run of 3 steps makes 20 events, 4 whole batches, so it shows no lag, and a run of 2 makes 17: the last 2 come
+    30 s late), sorted by time stamp (a ``stats`` update comes before its action, as on the real one). One without
     steps answers as the server did before the agent server was modelled: the user's messages, the status changes,
     the finish action and its observation, at once. A server that keeps no events has none."""
     if not c.timeline.keeps_events:
         return []
-    stored = _agent.stored(c, now)
     if c.timeline.steps:
-        stored = _delivered(stored, now, c.timeline.search_batch, c.timeline.search_flush)
+        arrived = _delivered(_agent.app_server_events(c, now), now, c.timeline.search_batch, c.timeline.search_flush)
+        stored = sorted(arrived, key=lambda e: e.stamp)  # (sorted by time stamp, as the real one's SQL is)
     else:
-        stored = [e for e in stored if e.tag in _PLAIN_EVENTS]
+        stored = [e for e in _agent.stored(c, now) if e.tag in _PLAIN_EVENTS]
     return [_agent.render(c, e, now) for e in stored]
 
 
