@@ -36,50 +36,40 @@ def test_panel_shows_a_live_card_with_a_link_to_the_server(page, jupyterlab: Jup
 
 
 FEED_CELLS = (
-    "%load_ext openhands_magics",
+    "import os\nos.environ['OPENHANDS_LIVE_EVENTS'] = '1'  # (the live stream: the local server has an agent server)"
+    "\n%load_ext openhands_magics",
     "conv = %openhands --base-url {base_url} fix the CSV loader",
-    """import datetime as dt, time
-from openhands_magics.events import Activity, Event
-from openhands_magics.models import Cost
-while conv.status != "RUNNING":
-    time.sleep(0.1)
-now = dt.datetime.now(dt.timezone.utc)
-steps = (
-    Event(now, "command", "$ pytest -q tests/test_load.py"),
-    Event(now, "observation", "failed (exit 1): 2 failed, 14 passed <in 0.8s>", is_error=True),
-    Event(now, "thought", "thinking: the loader reads the header row twice"),
-    Event(now, "edit", "edited data/load.py"),
-    Event(now, "command", "$ pytest -q"),
 )
-time.sleep(0.6)  # (a first feed change within half a second of the last redraw waits for its turn)
-conv.set_activity(Activity(steps=7, recent=steps, cost=Cost(0.0412, 9000, 1234), source="stream"))""",
-)
+#: What the local agent server's agent does, over its WebSocket, while it runs.
+FEED_STEPS = ("pytest -q tests/test_load.py", "error:pytest failed <exit 1>", "edit:data/load.py", "pytest -q")
 
 
 def test_a_running_panel_shows_its_feed_and_only_the_controls_that_apply(page, jupyterlab: JupyterLab) -> None:
-    """The activity feed mid-run, as JupyterLab draws it (the events fed into the handle as the stream would), and
-    the card's style rule hiding the controls that do not apply: picture in ``panel-feed.png``."""
+    """The activity feed mid-run, as JupyterLab draws it from the local agent server's event stream, the card's
+    style rule hiding the controls that do not apply (``panel-feed.png``), then the final card with its steps folded
+    (``panel-feed-final.png``)."""
     from playwright.sync_api import expect
 
     from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
     from .harness import NotebookPage
 
-    server = LocalOpenHandsServer(API_KEY, api="v1", timeline=Timeline(starting=0.5, running=120)).start()
+    timeline = Timeline(starting=0.5, running=12.0, steps=FEED_STEPS, cost=0.04, prompt_tokens=9000)
+    server = LocalOpenHandsServer(API_KEY, api="v1", timeline=timeline).start()
     try:
         cells = [cell.format(base_url=server.base_url) for cell in FEED_CELLS]
         jupyterlab.write_notebook("feed.ipynb", cells)
         notebook = NotebookPage(page, jupyterlab, "feed.ipynb").open(len(cells))
         notebook.run_cell(0)
         notebook.run_cell(1)
-        notebook.run_cell(2)
         card = notebook.card(1)
-        steps = card.locator(".openhands-step")
-        expect(steps).to_have_count(5, timeout=15_000)
+        expect(card.locator(".openhands-step", has_text="data/load.py")).to_be_visible(timeout=20_000)
         assert notebook.card_in_widget(1)
-        assert "7 steps · $0.04 · 10,234 tokens" in card.inner_text()
-        assert steps.nth(1).evaluate("e => getComputedStyle(e).color") == "rgb(197, 48, 48)"  # the failure in red
-        assert "<in 0.8s>" in steps.nth(1).inner_text()  # server text escaped, shown as text
+        text = card.inner_text()
+        assert "$ pytest -q tests/test_load.py" in text and "steps" in text, text
+        error = card.locator(".openhands-step", has_text="pytest failed")
+        assert error.evaluate("e => getComputedStyle(e).color") == "rgb(197, 48, 48)"  # the error in red
+        assert "<exit 1>" in error.inner_text()  # server text escaped, shown as text
         output = notebook.output(1)
         for label in ("Stop agent", "Pause", "Stop watching"):
             expect(output.get_by_role("button", name=label)).to_be_visible()
@@ -87,5 +77,16 @@ def test_a_running_panel_shows_its_feed_and_only_the_controls_that_apply(page, j
         page.mouse.move(0, 0)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         output.screenshot(path=ARTIFACTS / "panel-feed.png")
+
+        # It ends: the output becomes the static card, its steps folded into a collapsed "N steps".
+        expect(card.locator(".openhands-status")).to_have_text("FINISHED", timeout=30_000)
+        trajectory = card.locator("details.openhands-trajectory")
+        expect(trajectory.locator("summary")).to_contain_text("steps", timeout=10_000)
+        expect(trajectory.locator(".openhands-step").first).to_be_hidden()  # collapsed
+        assert not notebook.card_in_widget(1)  # the saved card, no widget left
+        trajectory.locator("summary").click()
+        expect(trajectory.locator(".openhands-step").first).to_be_visible()
+        page.mouse.move(0, 0)
+        output.screenshot(path=ARTIFACTS / "panel-feed-final.png")
     finally:
         server.stop()
