@@ -144,6 +144,9 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
         print(f"openhands: {error}", file=sys.stderr)
         _magics = OpenHandsMagics(ipython)
     ipython.register_magics(_magics)
+    from .completion import register
+
+    register(ipython)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
@@ -152,6 +155,9 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     if _magics is None:
         return
     _magics.close()
+    from .completion import unregister
+
+    unregister(ipython)
     ipython.magics_manager.magics["line"].pop("openhands", None)
     ipython.magics_manager.magics["cell"].pop("openhands", None)
     ipython.magics_manager.registry.pop("OpenHandsMagics", None)

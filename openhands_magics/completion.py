@@ -1,0 +1,124 @@
+"""Tab completion for ``%openhands`` and ``%%openhands``: options, command words, conversation ids and values.
+
+What is offered comes from the same tables the parser reads (:data:`~.arguments.OPTIONS`,
+:data:`~.arguments.COMMANDS`), so completion cannot offer what the magic would refuse: after ``%openhands`` the
+command words and the magic's options; after a command word its own options (``list --here``); after a word or an
+option that takes a conversation id (``pause``, ``--continue``, ``--watch``), the ids of this kernel's
+conversations, newest first; after ``--repo``, the repositories this kernel used; after ``--api``, its values.
+
+Completion runs on the kernel's thread while a person waits at the keyboard, so it never touches the network: it
+reads the session's history, which is in memory. (The server's search routes for repositories, branches and models
+are for a later step: they need a cache filled off the prompt's path.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["complete", "register"]
+
+#: Words after which a conversation id comes.
+_ID_WORDS = ("pause", "resume", "delete", "stop")
+#: At most this many ids are offered (the newest).
+MAX_IDS = 20
+
+
+def _history() -> list[Any]:
+    from . import session
+
+    current = session._session  # noqa: SLF001 - completion must not create a session (and its I/O thread)
+    return list(current.history()) if current is not None else []
+
+
+def _ids() -> list[str]:
+    seen: list[str] = []
+    for handle in reversed(_history()):
+        reference = handle.id or handle.task_id
+        if reference and reference not in seen:
+            seen.append(reference)
+        if len(seen) >= MAX_IDS:
+            break
+    return seen
+
+
+def _repositories() -> list[str]:
+    seen: list[str] = []
+    for handle in reversed(_history()):
+        repository = handle.conversation.selected_repository
+        if repository and repository not in seen:
+            seen.append(repository)
+    return seen
+
+
+def complete(line: str, symbol: str) -> list[str]:
+    """What may come at ``symbol`` (the word being typed, possibly empty) in the magic ``line`` typed so far."""
+    from .arguments import API_VALUES, COMMANDS, OPTIONS
+
+    words = line.split()
+    if words and words[0].lstrip("%") == "openhands":
+        words = words[1:]
+    before = words[:-1] if symbol and words and words[-1] == symbol else words
+    previous = before[-1] if before else ""
+    command = before[0] if before and any(c.word and c.name == before[0] for c in COMMANDS) else None
+
+    dashed = symbol.startswith("-")
+    if not dashed and (previous in _ID_WORDS or previous in ("--continue", "--watch")):
+        candidates = _ids()
+    elif not dashed and previous == "--repo":
+        candidates = _repositories()
+    elif not dashed and previous == "--api":
+        candidates = list(API_VALUES)
+    elif command is not None:
+        candidates = [flag for row in OPTIONS if command in row.applies for flag in row.flags]
+        if command == "fix":
+            candidates += [flag for row in OPTIONS if not row.applies for flag in row.flags]
+    else:
+        candidates = [flag for row in OPTIONS if not row.applies for flag in row.flags if flag != "--"]
+        if not before:
+            candidates = [c.name for c in COMMANDS if c.word and c.name != "dry-run"] + candidates
+    return [c for c in dict.fromkeys(candidates) if c.startswith(symbol)]
+
+
+def _line(text: str) -> str | None:
+    """The magic line being typed (the text before the cursor on its line), or None when it is no magic line."""
+    line = text.splitlines()[-1] if text else ""
+    return line if line.lstrip().startswith(("%openhands", "%%openhands")) else None
+
+
+def _matcher(context: Any) -> dict[str, Any]:
+    """IPython's completion API (a "context matcher"): ours alone on a magic line, nothing elsewhere."""
+    line = _line(context.line_with_cursor)
+    if line is None:
+        return {"completions": [], "suppress": False}
+    from IPython.core.completer import SimpleCompletion
+
+    symbol = "" if line.endswith((" ", "\t")) else line.split()[-1]
+    try:
+        offered = complete(line, symbol)
+    except Exception:  # noqa: BLE001 - a completion must never show a traceback at the prompt
+        offered = []
+    return {
+        "completions": [SimpleCompletion(text=text, type="openhands") for text in offered],
+        "matched_fragment": symbol,
+        "suppress": bool(offered),  # (nothing to offer: let IPython offer what it would)
+    }
+
+
+_matcher.matcher_api_version = 2  # type: ignore[attr-defined]  # (what IPython's @context_matcher() sets)
+_matcher.matcher_priority = 0  # type: ignore[attr-defined]
+_matcher.matcher_identifier = "openhands_magics"  # type: ignore[attr-defined]
+
+
+def register(shell: Any) -> None:
+    """Offer these completions for ``%openhands`` and ``%%openhands`` in ``shell`` (once, however often loaded)."""
+    unregister(shell)
+    completer = getattr(shell, "Completer", None)
+    if completer is not None and hasattr(completer, "custom_matchers"):
+        completer.custom_matchers.append(_matcher)
+
+
+def unregister(shell: Any) -> None:
+    """Take them back (``%unload_ext``)."""
+    matchers = getattr(getattr(shell, "Completer", None), "custom_matchers", None)
+    if matchers is not None:
+        matchers[:] = [m for m in matchers if m is not _matcher]
