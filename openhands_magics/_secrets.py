@@ -8,8 +8,9 @@ every :class:`~.errors.OpenHandsError`'s text), so no single caller has to remem
 
 Known keys are kept as the :class:`~.config.ApiKey` objects themselves, which refuse ``repr`` and ``pickle``; every
 other value is read when text is blanked (a key set with ``%env`` or in a cell a moment ago counts at once) and held
-only by :class:`Secrets`, which refuses to show itself too. A server's ``session_api_key`` is never kept: it is
-dropped on arrival (``models.SECRET_FIELDS``), so nothing of this package can print it.
+only by :class:`Secrets`, which refuses to show itself too. A server's ``session_api_key`` never enters a model: it is
+dropped on arrival (``models.SECRET_FIELDS``), and only the agent server's access (``_protocol.agent.Access``, which
+refuses ``repr`` and ``pickle`` too) keeps it, in memory, for the live event stream's header.
 
 This module imports nothing of the package, so :mod:`.errors` and :mod:`.config` can both use it.
 """

@@ -68,7 +68,8 @@ FINAL_STATUSES: frozenset[str] = frozenset(
     }
 )
 
-#: Fields of server answers that are secrets (the sandbox's key): dropped on arrival, never stored or shown.
+#: Fields of server answers that are secrets (the sandbox's key): never in a model, never shown (the V1 dialect hands
+#: the key to ``_protocol.agent`` first, which keeps it in memory for the agent server's header only).
 SECRET_FIELDS: frozenset[str] = frozenset({"session_api_key"})
 
 

@@ -12,6 +12,9 @@ it returned. Now the one source runs on the I/O thread (:mod:`._io`) for every w
 ``handle.wait()``, ``--wait`` and ``batch.wait()`` just wait for the tracker to settle the handle (a threading event
 the handle's change sets), so the other panels stay live, Ctrl-C still lands in the waiting thread, and there is
 one pace and one request budget for everything in flight.
+
+Beside it, a conversation whose live event stream is open (:mod:`.stream`) is read only every ``STREAMED_CHECK``
+seconds: the stream tells its changes at once, and this read catches only what the stream does not carry.
 """
 
 from __future__ import annotations

@@ -197,3 +197,17 @@ def test_a_network_cut_reconnects_and_no_step_is_counted_twice(session: Session)
         ]
     finally:
         server.stop()
+
+
+def test_a_v0_server_has_no_stream_and_says_so_once(session: Session) -> None:
+    server = LocalOpenHandsServer(SECRET, api="v0", timeline=Timeline(starting=0.2, running=1.0)).start()
+    try:
+        handle = _start(server, session)
+        notices: list[str | None] = []
+        handle.subscribe(lambda h: notices.append(h.activity.notice))
+        handle.wait(timeout=20)
+        assert handle.activity.notice == "live events unavailable (V0 server): polling"
+        assert handle.activity.source == "polling"
+        assert len({n for n in notices if n}) <= 1
+    finally:
+        server.stop()
