@@ -452,8 +452,21 @@ class Connection:
 
     def conclude(self, handle: ConversationHandle) -> Outcome | None:
         """Read what the agent did in its latest turn (answer, changed files) and keep it on the handle; the
-        tracker's owner does the same, in the I/O thread, when it sees a turn end."""
-        handle.set_outcome(self.client.outcome(handle.conversation))
+        tracker's owner does the same, in the I/O thread, when it sees a turn end. An answer the app server's events
+        do not hold yet (they arrive in batches) is asked of the agent server."""
+        outcome = self.client.outcome(handle.conversation)
+        if not outcome.answer and handle.conversation.api == "v1" and handle.id and not self._io.in_loop():
+            from ._protocol import agent
+
+            access = agent.access_for(self.endpoint.base_url, handle.id)
+            if access is not None and self.streaming and live_events_enabled():
+                try:
+                    answer = agent.read_final_response(self._control(agent.final_response(access), access))
+                except OpenHandsError:
+                    answer = None
+                if answer:
+                    outcome = dataclasses.replace(outcome, answer=answer)
+        handle.set_outcome(outcome)
         return handle.outcome
 
     def changes(self, handle: ConversationHandle) -> tuple[Change, ...]:

@@ -211,3 +211,19 @@ def test_a_v0_server_has_no_stream_and_says_so_once(session: Session) -> None:
         assert len({n for n in notices if n}) <= 1
     finally:
         server.stop()
+
+
+def test_a_finished_conversation_watched_later_gets_its_answer_from_the_agent_server(session: Session) -> None:
+    """The app server's events arrive in batches (here: not before 30 s): the answer is the agent server's."""
+    server = _serve(running=0.5, steps=("echo 1", "echo 2"), answer="All done.", search_batch=50, search_flush=30.0)
+    try:
+        first = _start(server, session)
+        first.wait(timeout=20)
+        later = Session(FAST)
+        try:
+            handle = later.attach(first.id or "", endpoint=first.endpoint)
+            assert handle.is_final and handle.answer == "All done."
+        finally:
+            later.close()
+    finally:
+        server.stop()
