@@ -378,7 +378,7 @@ def worth_showing(event: Event) -> bool:
     if event.kind == "status":
         return event.status in _SHOWN_STATUSES or event.summary in ("paused", "interrupted")
     if event.kind == "observation":
-        return event.is_error
+        return event.is_error or event.source_kind == "UserRejectObservation"
     return True
 
 
