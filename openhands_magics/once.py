@@ -29,5 +29,5 @@ def once_id(base_url: str, notebook: str | None, message: str, options: Iterable
     """The conversation id (32 hex) for this task on this server from this notebook, with these options."""
     parts = [SCHEME, base_url.rstrip("/"), notebook or "", message]
     parts += [f"{name}={value}" for name, value in sorted(options) if value is not None]
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
     return uuid.UUID(bytes=digest[:16], version=5).hex

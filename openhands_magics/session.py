@@ -34,7 +34,7 @@ from .errors import ValidationError
 from .handle import ConversationHandle
 from .models import Conversation, ConversationStatus
 from .polling import PollingSource, PollSchedule
-from .validation import validate_repository
+from .validation import validate_message, validate_repository
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
@@ -166,7 +166,9 @@ class Session:
             raise ValidationError("once and new must be True or False.")
         endpoint = self._endpoint(endpoint)
         client = self.client(endpoint)
-        key = once_id(endpoint.base_url, self.notebook, message, [("repository", repository)])
+        if isinstance(message, str):  # (anything else is refused by the client, below, in its own words)
+            validate_message(message)  # before anything is looked up: a message no request can carry sends nothing
+        key = once_id(endpoint.base_url, self.notebook, str(message), [("repository", repository)])
         running = None if new else self._same_task.get(key)
         if running is not None and not running.is_final:
             running.set_note(
