@@ -21,12 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", default=DEMO_API_KEY, help="the API key the server accepts")
     parser.add_argument("--starting", type=float, default=2.0, help="seconds a conversation takes to start")
     parser.add_argument("--running", type=float, default=20.0, help="seconds the agent then works")
+    parser.add_argument(
+        "--step", action="append", default=[], help="a shell command the agent runs (again for more; 'edit:PATH')"
+    )
     args = parser.parse_args(argv)
-    timeline = Timeline(starting=args.starting, running=args.running)
+    timeline = Timeline(starting=args.starting, running=args.running, steps=tuple(args.step))
     with LocalOpenHandsServer(args.key, api=args.api, auth=args.auth, timeline=timeline, port=args.port) as server:
         print(f"Local OpenHands server ({args.api}) at {server.base_url} (demo key: {server.api_key})")
         print(f"  export OPENHANDS_BASE_URL={server.base_url}")
         print(f"  export OPENHANDS_API_KEY={server.api_key}")
+        if args.api == "v1":
+            print(f"  agent server (WebSocket /sockets/events/ID) at {server.agent_url}")
         print("Ctrl-C stops it.", flush=True)
         try:
             while True:

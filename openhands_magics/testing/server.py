@@ -8,11 +8,17 @@ results (:meth:`LocalOpenHandsServer.set_result`) and inject faults (5xx, malfor
 connections) on the next matching requests. Its time is a clock the caller may give (``clock=``, default
 ``time.monotonic``): with a :class:`ManualClock` a test moves every timeline itself (``clock.advance(5)``) instead of
 sleeping on the wall clock. V1 also answers what a client does after the start: follow-up messages,
-pausing and resuming the sandbox, deleting, the agent's events, its git changes and diffs. Standard library only, so
-it costs nothing to import and runs wherever the package runs.
+pending messages, pausing and resuming the sandbox, deleting, the agent's events, its git changes and diffs; and it
+has an agent server (``agent_url``, where ``conversation_url`` points) whose WebSocket streams each conversation's
+events live, in the shapes recorded from the real 1.11.0 (``recorded/``), with its REST (interrupt, run,
+confirmation, final response). Standard library only, but for that WebSocket (the ``websockets`` package, imported
+when a socket opens), so it costs nothing to import and runs wherever the package runs.
 
 Layout: :mod:`._http` (sockets, recording, faults, auth), :mod:`._fastapi` (how the real server's framework
-answers), :mod:`.v1` and :mod:`.v0` (routes and JSON per API), this module (the public server, timeline, state).
+answers), :mod:`.v1` and :mod:`.v0` (routes and JSON per API), :mod:`._agent` (what a V1 conversation's agent does,
+event by event: the one source of its status and events), :mod:`.agent` (the agent server's socket and routes),
+:mod:`._websocket` (the WebSocket over the HTTP server's own sockets), this module (the public server, timeline,
+state).
 """
 
 from __future__ import annotations
