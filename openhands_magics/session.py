@@ -156,10 +156,8 @@ class Session:
 
         ``once`` (V1): the new conversation's id is derived from the server, this notebook, the message and the
         repository (:mod:`.once`), and when a conversation with that id exists, its handle is given instead of a new
-        run (its card says so). Whatever ``once`` says, the same task still running from this session is given
-        again rather than started twice; ``new=True`` starts another all the same."""
+        run (its card says so); ``new=True`` starts another all the same."""
         from .handle import validate_max_cost
-        from .once import once_id
 
         budget = validate_max_cost(max_cost)
         if not isinstance(once, bool) or not isinstance(new, bool):
@@ -168,14 +166,7 @@ class Session:
         client = self.client(endpoint)
         if isinstance(message, str):  # (anything else is refused by the client, below, in its own words)
             validate_message(message)  # before anything is looked up: a message no request can carry sends nothing
-        key = once_id(endpoint.base_url, self.notebook, str(message), [("repository", repository)])
-        running = None if new else self._same_task.get(key)
-        if running is not None and not running.is_final:
-            running.set_note(
-                "this same task is still running from this notebook: shown again, not started twice "
-                "(--new starts another)"
-            )
-            return running
+        key = self._task_key(message, repository, endpoint)
         chosen = key if once and not new and client.dialect().name == "v1" else None
         if chosen is not None:
             (found,) = client.read([Conversation(chosen)])
@@ -195,6 +186,20 @@ class Session:
             )
         self._same_task[key] = handle
         return handle
+
+    def same_task(
+        self, message: str, repository: str | None = None, *, endpoint: Endpoint | None = None
+    ) -> ConversationHandle | None:
+        """The conversation this session started for the same task (message, repository, server, notebook) and
+        that is not over yet, if any: a notebook cell run again while its task runs shows it instead of paying for
+        a second run (the magic asks; a script that starts the same task twice gets two)."""
+        handle = self._same_task.get(self._task_key(message, repository, self._endpoint(endpoint)))
+        return handle if handle is not None and not handle.is_final else None
+
+    def _task_key(self, message: object, repository: str | None, endpoint: Endpoint) -> str:
+        from .once import once_id
+
+        return once_id(endpoint.base_url, self.notebook, str(message), [("repository", repository)])
 
     def attach(self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False) -> ConversationHandle:
         """The handle of an existing conversation (the one this session has, else a new one): its id, its link,

@@ -22,6 +22,10 @@ log = logging.getLogger("openhands_magics")
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
     # The client refuses an empty message or a bad --repo before sending anything.
     message = compose_message(context, invocation)
+    running = None if invocation.new else context.session.same_task(message, invocation.repo, endpoint=context.server)
+    if running is not None:  # the cell ran again while its task runs: the same conversation, not a second bill
+        running.set_note("this same task is still running from this notebook: shown again (--new starts another)")
+        return present(context, invocation, running)
     handle = context.session.start(
         message, invocation.repo, endpoint=context.server, once=once(context, invocation), new=invocation.new
     )
