@@ -8,11 +8,13 @@ validate ids differently (422 vs 400), as on the real server. A conversation has
 stays RUNNING after the agent ended, ``execution_status`` is the agent's (``null`` while the sandbox is not
 RUNNING). Every ``/api/conversations`` (V0) route is gone: 404.
 
-After the start: ``send-message`` (a follow-up; with ``run`` the agent runs again at once), pausing and resuming the
-sandbox (``/api/v1/sandboxes/{id}/pause``), DELETE, the agent's events (``/api/v1/conversation/{id}/events/search``:
-messages, the finish action and its observation, execution status changes) and what it left in the workspace
-(``git/changes``, ``git/diff``, ``file``), each with the real server's errors. Pausing does not stop the agent's
-clock: a run whose time passed while paused reads as ended after the resume.
+After the start: ``send-message`` (a follow-up; with ``run`` the agent runs again at once), ``pending-messages``
+(queued while starting; only ``task-{task id}`` is delivered, at READY), pausing and resuming the sandbox
+(``/api/v1/sandboxes/{id}/pause``), DELETE, the agent's events (``/api/v1/conversation/{id}/events/search``: see
+:func:`events`, with the real agent server's batching lag when the timeline has steps) and what it left in the
+workspace (``git/changes``, ``git/diff``, ``file``), each with the real server's errors. The agent's status and events
+come from :mod:`._agent` (so they agree with the agent server's WebSocket). Pausing the sandbox does not stop the
+agent's clock: a run whose time passed while paused reads as ended after the resume.
 
 Quirks of the real server a client must read right: deleting a conversation's sandbox (``DELETE
 /api/v1/sandboxes/{id}?sandbox_id={id}``: the real route reads the id from the query) leaves the conversation with
