@@ -473,10 +473,10 @@ class Connection:
         return self.client.changes(handle.conversation)
 
     def diff(self, handle: ConversationHandle, path: str | None = None) -> Diff:
-        from .handle import Diff
+        from .diffs import Diff
 
         paths = [path] if path is not None else [c.path for c in handle.changes()]
-        return Diff("".join(self.client.diff(handle.conversation, p).unified() for p in paths))
+        return Diff.join(self.client.diff(handle.conversation, p).unified() for p in paths)
 
     # ------------------------------------------------------------------ steering
     def send(self, handle: ConversationHandle, text: str) -> None:

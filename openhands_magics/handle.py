@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .diffs import Diff
 from .errors import ValidationError
 from .events import EMPTY_ACTIVITY, Activity, Trajectory
 from .models import Change, Conversation, Cost, Outcome, PullRequest
@@ -49,25 +50,6 @@ def validate_max_cost(value: object) -> float | None:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-class Diff(str):
-    """A unified diff: prints as itself, and a notebook shows it as a highlighted ``diff`` block."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return str(self) or "(no changes)"
-
-    def _repr_markdown_(self) -> str:
-        fence = "`" * max(3, 1 + max((len(run) for run in _backtick_runs(self)), default=0))
-        return f"{fence}diff\n{self}\n{fence}" if self else "*(no changes)*"
-
-
-def _backtick_runs(text: str) -> list[str]:
-    import re
-
-    return re.findall(r"`+", text)
 
 
 class ConversationHandle:

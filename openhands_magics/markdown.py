@@ -59,3 +59,30 @@ def render_markdown(text: str) -> str:
     except ImportError:
         return html.escape(text).replace("\n", "<br>")
     return str(md.render(text))
+
+
+def split_blocks(text: str, max_lines: int, max_chars: int) -> tuple[str, str]:
+    """``text`` cut between two top-level Markdown blocks (never inside a code block, a list or a table): the
+    first blocks that fit in ``max_lines`` lines and ``max_chars`` characters (at least one), and the rest ("" when
+    everything fits). Without markdown-it-py, cut at a line."""
+    lines = text.split("\n")
+    try:
+        tokens = _renderer().parse(text)
+    except ImportError:
+        ends = list(range(1, len(lines) + 1))
+    else:
+        ends = [t.map[1] for t in tokens if t.level == 0 and t.map and t.nesting in (0, -1) or _opens_block(t)]
+    cut = 0
+    for end in sorted(set(ends)):
+        if cut and (end > max_lines or len("\n".join(lines[:end])) > max_chars):
+            break
+        cut = end
+        if end >= max_lines or len("\n".join(lines[:end])) >= max_chars:
+            break
+    head, tail = "\n".join(lines[:cut]).rstrip(), "\n".join(lines[cut:]).strip("\n")
+    return head, tail
+
+
+def _opens_block(token: Any) -> bool:
+    """A top-level block that opens (a list, a quote, a table): its end is where its map ends."""
+    return bool(token.level == 0 and token.nesting == 1 and token.map)

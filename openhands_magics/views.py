@@ -86,8 +86,8 @@ BADGE_COLORS: dict[str, str] = {
 }
 
 #: The answer's visible part in the card; the rest is one click away ("show more").
-ANSWER_PREVIEW_CHARS = 280
-ANSWER_PREVIEW_LINES = 4
+ANSWER_PREVIEW_CHARS = 400
+ANSWER_PREVIEW_LINES = 6
 #: Past this even the unfolded answer is cut: the card travels to the browser whole, on every redraw.
 ANSWER_FULL_CHARS = 20_000
 #: The answer's excerpt on the second line of the text summary.
@@ -595,30 +595,49 @@ def _activity(card: Card, *, live: bool) -> str:
     )
 
 
+#: The answer's Markdown inside a card: tight margins, code and tables that scroll rather than widen the card.
+_ANSWER_STYLE = (
+    "<style>.openhands-answer p,.openhands-answer ul,.openhands-answer ol,.openhands-answer pre,"
+    ".openhands-answer table,.openhands-answer blockquote{margin:2px 0}"
+    ".openhands-answer h1,.openhands-answer h2,.openhands-answer h3,.openhands-answer h4"
+    "{font-size:1em;margin:4px 0 2px}"
+    ".openhands-answer pre{overflow:auto;padding:2px 4px;background:var(--jp-layout-color3,#e5e7eb)}"
+    ".openhands-answer table{display:block;overflow:auto;border-collapse:collapse}"
+    ".openhands-answer td,.openhands-answer th{border:1px solid var(--jp-border-color2,#ccc);padding:1px 4px}"
+    ".openhands-answer details:not([open]) .openhands-less,.openhands-answer details[open] .openhands-more"
+    "{display:none}</style>"
+)
+
+
 def _answer_block(text: str) -> str:
-    """The answer's first lines; the rest, if any, one click away ("show more") right after them, so the opened
-    card reads as one text and nothing is shown twice."""
-    e = html.escape
+    """The answer rendered from its Markdown (:func:`~.markdown.render_markdown`: no raw HTML, safe links): its
+    first blocks, and the rest, if any, one click away, cut between two blocks (never inside a list, a table or a
+    code block); the switch reads "show more" while closed and "show less" while open."""
+    from .markdown import render_markdown, split_blocks
+
     text = text.strip("\n")
-    short, cut = _preview(text)
+    short, rest = split_blocks(text, ANSWER_PREVIEW_LINES, ANSWER_PREVIEW_CHARS)
+    if short.count("\n") >= ANSWER_PREVIEW_LINES or len(short) > ANSWER_PREVIEW_CHARS:
+        short, _ = _preview(text)  # the first block alone is too long: cut it at a line (or a space), as text is
+        rest = text[len(short) :].lstrip(" \t")  # (the preview was cut at a space, or at the end of a line)
+        rest = rest[1:] if rest.startswith("\n") else rest
     box = (
-        "white-space:pre-wrap;overflow-wrap:anywhere;background:var(--jp-layout-color2,#f3f4f6);"
-        "border-radius:3px;padding:2px 6px;margin:2px 0"
+        "overflow-wrap:anywhere;background:var(--jp-layout-color2,#f3f4f6);border-radius:3px;padding:2px 6px;"
+        "margin:2px 0"
     )
-    if not cut:
-        return f'<div class="openhands-answer" style="{box}">{e(short)}</div>'
-    rest = text[len(short) :]
-    rest = rest.lstrip(" \t")  # (the preview was cut at a space, or at the end of a line)
-    rest = rest[1:] if rest.startswith("\n") else rest
+    if not rest:
+        return f'{_ANSWER_STYLE}<div class="openhands-answer" style="{box}">{render_markdown(short)}</div>'
     if len(rest) > ANSWER_FULL_CHARS:
-        rest = rest[:ANSWER_FULL_CHARS] + "\n… (cut here: the whole answer is in .answer)"
+        rest = rest[:ANSWER_FULL_CHARS] + "\n\n… (cut here: the whole answer is in `.answer`)"
     more = rest.count("\n") + 1
+    switch = (
+        f'<span class="openhands-more">show more ({more} more line{"s" if more != 1 else ""})</span>'
+        '<span class="openhands-less">show less</span>'
+    )
     return (
-        f'<div class="openhands-answer" style="{box}">{e(short)}'
+        f'{_ANSWER_STYLE}<div class="openhands-answer" style="{box}">{render_markdown(short)}'
         f'<details><summary style="cursor:pointer;color:var(--jp-content-font-color2,#4a5568);font-size:90%">'
-        f"show more ({more} more "
-        f'line{"s" if more != 1 else ""})</summary><div style="max-height:24em;overflow:auto">{e(rest)}</div>'
-        "</details></div>"
+        f'{switch}</summary><div style="max-height:24em;overflow:auto">{render_markdown(rest)}</div></details></div>'
     )
 
 

@@ -58,7 +58,7 @@ def test_wait_prints_the_answer_and_the_handle_has_the_results(
     diff = handle.diff()
     assert "--- a/demo/data/load.py" in diff and "+new line" in diff and "-old line" in diff
     assert handle.diff("demo/data/load.py") == diff
-    assert diff._repr_markdown_().startswith("```diff\n")
+    assert diff.files[0].path == "demo/data/load.py" and "<details open" in diff._repr_html_()  # a section per file
 
 
 # ---------------------------------------------------------------------------------------------------- follow-ups

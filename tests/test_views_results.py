@@ -78,27 +78,41 @@ def test_a_short_answer_is_shown_whole_and_a_long_one_folds_the_rest_under_show_
 ) -> None:
     _finish(handle, Outcome(answer="All tests pass.\nNothing else to do."))
     card = html_card(handle)
-    assert "All tests pass.\nNothing else to do.</div>" in card and "white-space:pre-wrap" in card
+    assert "<p>All tests pass.\nNothing else to do.</p>\n</div>" in card
     assert "<details>" not in card and "show more" not in card
 
-    long_answer = "\n".join(f"line {i}: " + "word " * 10 for i in range(12)) + "\nTHE END"
+    long_answer = "\n".join(f"line {i}: " + "word " * 10 for i in range(12)) + "\nTHE END"  # one long paragraph
     handle.set_outcome(Outcome(answer=long_answer))
     card = html_card(handle)
     visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)<details>', card, re.S)
     assert visible is not None
-    assert visible.group(1).count("\n") == 3  # four lines
-    assert "THE END" not in visible.group(1) and "line 4:" not in visible.group(1)
-    folded = re.search(r"<details><summary[^>]*>show more \(9 more lines\)</summary>(.*?)</details>", card, re.S)
-    assert folded is not None and "THE END" in folded.group(1) and folded.group(1).count("line 11:") == 1
-    assert "line 3:" not in folded.group(1)  # the rest only: opened, the card reads as one text, nothing twice
+    assert visible.group(1).count("\n") == 6 and visible.group(1).endswith("</p>\n")  # six lines, one paragraph
+    assert "THE END" not in visible.group(1) and "line 6:" not in visible.group(1)
+    folded = re.search(r"<details><summary[^>]*>(.*?)</summary>(.*?)</details>", card, re.S)
+    assert folded is not None and "THE END" in folded.group(2) and folded.group(2).count("line 11:") == 1
+    assert '<span class="openhands-more">show more (7 more lines)</span>' in folded.group(1)
+    assert '<span class="openhands-less">show less</span>' in folded.group(1)  # what the switch reads once open
+    assert "details[open] .openhands-more{display:none}" in card.replace(",.openhands-answer ", " ")
+    assert "line 5:" not in folded.group(2)  # the rest only: opened, the card reads as one text, nothing twice
     assert "<script" not in card  # the fold needs no script
 
-    one_long_line = "x" * 250 + " " + "y" * 100
+    one_long_line = "x" * 390 + " " + "y" * 100
     handle.set_outcome(Outcome(answer=one_long_line))
     card = html_card(handle)
     visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)<details>', card, re.S)
-    assert visible is not None and visible.group(1) == "x" * 250  # cut at the space before 280
-    assert ">" + "y" * 100 + "</div></details>" in card  # and the rest goes on from there
+    assert visible is not None and visible.group(1) == "<p>" + "x" * 390 + "</p>\n"  # cut at the space before 400
+    assert "<p>" + "y" * 100 + "</p>\n</div></details>" in card  # and the rest goes on from there
+
+
+def test_an_answer_in_markdown_folds_between_blocks_never_inside_a_list_or_code(handle: ConversationHandle) -> None:
+    answer = "## Done\n\nI cleaned the loader:\n\n- one\n- two\n- three\n\n```python\nx = 1\ny = 2\n```\n\nThat is all."
+    _finish(handle, Outcome(answer=answer))
+    card = html_card(handle)
+    visible = re.search(r'<div class="openhands-answer" style="[^"]*">(.*?)<details>', card, re.S)
+    assert visible is not None and "<h2>Done</h2>" in visible.group(1) and "<li>" not in visible.group(1)
+    fold = card.split("<details>")[1]
+    assert fold.count("<li>") == 3 and "<pre><code" in fold  # the list and the code block whole, in the fold
+    assert "##" not in card and "```" not in card
 
 
 def test_the_text_summary_keeps_its_first_line_and_adds_the_answer_on_a_second(handle: ConversationHandle) -> None:

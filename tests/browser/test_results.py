@@ -186,6 +186,8 @@ def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterL
     opened = card.inner_text()
     assert FOLDED_LINE in folded.inner_text() and FOLDED_LINE in opened, opened
     assert opened.count(FIRST_LINE) == 1, f"the opened answer shows its first lines twice: {opened!r}"
+    switch = card.locator("summary").inner_text()
+    assert "show less" in switch and "show more" not in switch, switch  # what it reads once open
     _shot(notebook, 1, "final-card")
 
     # Told when it is done: the tab's title is marked while the page has no focus, and given back on focus.
