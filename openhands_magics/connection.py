@@ -213,7 +213,21 @@ class Connection:
             final = await self._final_response(handle)
             return final if final is not None else await client.answer(handle.conversation)
 
-        answered, changed = await asyncio.gather(answer(), client.changes(handle.conversation), return_exceptions=True)
+        async def facts() -> None:
+            # The stream says when the agent is done, the app server what the conversation is: its title, its pull
+            # requests, its cost. Read once now, so the final card has them at once (its status stays the
+            # stream's: the app server may still say "running" for a moment).
+            (fresh,) = await client.read([handle.conversation])
+            if fresh is not None:
+                kept = _with_facts(handle.conversation, fresh)
+                if kept != handle.conversation:
+                    handle.update(kept, note=handle.note)
+
+        answered, changed, read = await asyncio.gather(
+            answer(), client.changes(handle.conversation), facts(), return_exceptions=True
+        )
+        if isinstance(read, asyncio.CancelledError):
+            raise read  # (a failed read of the facts is no problem of the outcome: the late reads try again)
         problems = []
         for name, part in (("answer", answered), ("changes", changed)):
             if isinstance(part, asyncio.CancelledError):
@@ -298,15 +312,7 @@ class Connection:
         if fresh is None or not handle.is_final or handle in self.tracker:
             return
         old = handle.conversation
-        cost = old.cost
-        if fresh.cost is not None and not (old.cost is not None and _lower(fresh.cost, old.cost)):
-            cost = fresh.cost  # (the app server's metrics arrive in batches: a lower figure is an older one)
-        kept = dataclasses.replace(
-            old,
-            title=fresh.title or old.title,
-            cost=cost,
-            pr_numbers=fresh.pr_numbers or old.pr_numbers,
-        )
+        kept = _with_facts(old, fresh)
         if kept != old:
             handle.update(kept, note=handle.note)
         outcome = handle.outcome
@@ -591,3 +597,13 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.endpoint.base_url} watching {len(self.tracker)}>"
+
+
+def _with_facts(old: Conversation, fresh: Conversation) -> Conversation:
+    """``old`` with what a fresh read knows better: the title (the real one is made late), the pull requests, and
+    the cost (never a lower one: the app server's metrics arrive in batches, so a lower figure is an older one)."""
+    cost = old.cost
+    if fresh.cost is not None and not (old.cost is not None and _lower(fresh.cost, old.cost)):
+        cost = fresh.cost
+    title = old.title if fresh.title is None or (_DEFAULT_TITLE.fullmatch(fresh.title) and old.title) else fresh.title
+    return dataclasses.replace(old, title=title, cost=cost, pr_numbers=fresh.pr_numbers or old.pr_numbers)

@@ -227,3 +227,20 @@ def test_a_finished_conversation_watched_later_gets_its_answer_from_the_agent_se
             later.close()
     finally:
         server.stop()
+
+
+def test_a_streamed_finish_has_the_title_pull_requests_and_cost_of_the_app_server_at_once(session: Session) -> None:
+    server = _serve(running=1.0, pr_numbers=(42,), cost=0.12, prompt_tokens=1000, completion_tokens=234)
+    try:
+        handle = session.start(
+            "fix the loader", repository="octo/demo", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET)
+        )
+        handle.watch()
+        handle.wait(timeout=20)
+        assert handle.activity.source == "stream"
+        # When wait() returns (the stream said finished), what the app server knows is on the handle already:
+        # the final card shows it at once, not after a late read.
+        assert [pr.number for pr in handle.pull_requests] == [42]
+        assert handle.title == "fix the loader" and handle.cost is not None and handle.cost.usd == 0.12
+    finally:
+        server.stop()
