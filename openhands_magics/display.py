@@ -131,8 +131,25 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                 state["phase"] = "done"
             h.unsubscribe(follow)
             _forget(key)
+            with lock:
+                state["card"] = Card.of(h)
             shown.update(static_card(h), raw=True, metadata=metadata_for(h))
             widget.close()
+            h.subscribe(late)
+
+        def late(h: ConversationHandle) -> None:
+            # What arrives after the end (the real title is made after the finish; cost and pull requests may
+            # follow) redraws the static card in place, so the saved card is not left with "Conversation 3c356".
+            # A follow-up shows a panel of its own: this output keeps the turn it showed.
+            if not h.is_final:
+                h.unsubscribe(late)
+                return
+            card = Card.of(h)
+            with lock:
+                if card == state.get("card"):
+                    return
+                state["card"] = card
+                shown.update(static_card(h), raw=True, metadata=metadata_for(h))
 
         def follow(h: ConversationHandle) -> None:
             with lock:

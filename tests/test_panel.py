@@ -404,8 +404,9 @@ def test_against_the_local_agent_server_approve_and_reject_answer_the_pending_ac
     ) as server:
         session, handle, panel = _local_run(server)
         try:
-            wait_until(lambda: "Approve" in panel.shown_buttons, timeout=10)
-            assert "waiting for your confirmation: <code>$ echo step 1</code>" in panel.card.value
+            # (the buttons and the card's HTML are two traits the I/O thread sets one after the other: wait for both)
+            pending = "waiting for your confirmation: <code>$ echo step 1</code>"
+            wait_until(lambda: "Approve" in panel.shown_buttons and pending in panel.card.value, timeout=10)
             panel.buttons["Approve"].click()
             wait_until(lambda: "$ echo step 2" in panel.card.value and "Approve" in panel.shown_buttons, timeout=10)
             panel.buttons["Reject"].click()

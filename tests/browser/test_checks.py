@@ -48,9 +48,10 @@ def test_stop_watching_freezes_the_card_where_it_was(page, jupyterlab: JupyterLa
 
 def test_a_hostile_title_is_shown_as_text_and_runs_nothing(page, jupyterlab: JupyterLab) -> None:  # type: ignore[no-untyped-def]
     notebook = _run(page, jupyterlab, "hostile.ipynb", ["%load_ext openhands_magics", f"%openhands {HOSTILE}"])
-    wait_until(lambda: notebook.badge_text(1) == "FINISHED" or None, 45, "FINISHED")  # the title is set by then
+    wait_until(lambda: notebook.badge_text(1) == "FINISHED" or None, 45, "FINISHED")
     card = notebook.card(1)
-    assert HOSTILE[:40] in card.inner_text()
+    # The title is made after the finish (as the real server does): the final card is redrawn with it in place.
+    wait_until(lambda: HOSTILE[:40] in card.inner_text() or None, 20, "the title, read after the finish")
     assert card.locator("img, script").count() == 0
     assert page.evaluate("window.__pwned") is None
     _shot(notebook, 1, "hostile-title")

@@ -50,20 +50,26 @@ def test_a_running_panel_shows_its_feed_and_only_the_controls_that_apply(page, j
     (``panel-feed-final.png``)."""
     from playwright.sync_api import expect
 
-    from openhands_magics.testing import LocalOpenHandsServer, Timeline
+    from openhands_magics.testing import LocalOpenHandsServer, ManualClock, Timeline
 
-    from .harness import NotebookPage
+    from .harness import NotebookPage, wait_until
 
+    # The test holds the server's clock: the conversation stays mid-run (every step done, not finished) until the
+    # live panel has been looked at, however slowly the machine draws it; then it ends.
+    clock = ManualClock()
     timeline = Timeline(starting=0.5, running=12.0, steps=FEED_STEPS, cost=0.04, prompt_tokens=9000)
-    server = LocalOpenHandsServer(API_KEY, api="v1", timeline=timeline).start()
+    server = LocalOpenHandsServer(API_KEY, api="v1", timeline=timeline, clock=clock).start()
     try:
         cells = [cell.format(base_url=server.base_url) for cell in FEED_CELLS]
         jupyterlab.write_notebook("feed.ipynb", cells)
         notebook = NotebookPage(page, jupyterlab, "feed.ipynb").open(len(cells))
         notebook.run_cell(0)
         notebook.run_cell(1)
+        wait_until(lambda: server.posts() or None, 60, "the conversation to be started")
+        clock.advance(timeline.starting + 0.1)
+        clock.advance(timeline.running * 0.9)  # (step k of n is due at k/(n+1) of the run: all four are)
         card = notebook.card(1)
-        expect(card.locator(".openhands-step", has_text="data/load.py")).to_be_visible(timeout=20_000)
+        expect(card.locator(".openhands-step", has_text="data/load.py")).to_be_visible(timeout=30_000)
         assert notebook.card_in_widget(1)
         text = card.inner_text()
         assert "$ pytest -q tests/test_load.py" in text and "steps" in text, text
@@ -79,11 +85,12 @@ def test_a_running_panel_shows_its_feed_and_only_the_controls_that_apply(page, j
         output.screenshot(path=ARTIFACTS / "panel-feed.png")
 
         # It ends: the output becomes the static card, its steps folded into a collapsed "N steps".
+        clock.advance(timeline.running)
         expect(card.locator(".openhands-status")).to_have_text("FINISHED", timeout=30_000)
         trajectory = card.locator("details.openhands-trajectory")
         expect(trajectory.locator("summary")).to_contain_text("steps", timeout=10_000)
         expect(trajectory.locator(".openhands-step").first).to_be_hidden()  # collapsed
-        assert not notebook.card_in_widget(1)  # the saved card, no widget left
+        wait_until(lambda: not notebook.card_in_widget(1) or None, 15, "the saved card, no widget left")
         trajectory.locator("summary").click()
         expect(trajectory.locator(".openhands-step").first).to_be_visible()
         page.mouse.move(0, 0)

@@ -30,14 +30,20 @@ pytestmark = pytest.mark.skipif(
 
 FIRST_LINE = "Made load_csv 2.3x faster by reading the file in chunks."
 FOLDED_LINE = "This last line is only in the folded part of the answer."
-#: Six lines: the card shows four and folds the rest; the markup must reach the page as text.
+#: Markdown in three blocks: the card shows the first two (a paragraph and a list) and folds the third; the markup
+#: must reach the page as text.
 ANSWER = "\n".join(
     [
         FIRST_LINE,
-        "What changed:",
+        "",
         "- <b>not bold</b> is shown as typed, never as markup",
         "- the header is parsed once",
+        "",
+        "Details:",
+        "",
         "- no copy of every row any more",
+        "- memory use stays flat",
+        "",
         FOLDED_LINE,
     ]
 )
@@ -178,7 +184,7 @@ def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterL
     assert card.evaluate(_BORDER_JS) == ["4px", FINISHED_BORDER]
 
     # The rest of the answer is folded until "show more" is clicked.
-    folded = card.locator("details > div")
+    folded = card.locator(".openhands-answer details > div")
     assert FOLDED_LINE in folded.text_content() and not folded.is_visible()
     assert FOLDED_LINE not in card.locator(".openhands-answer").inner_text()
     card.get_by_text("show more").click()
@@ -186,7 +192,7 @@ def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterL
     opened = card.inner_text()
     assert FOLDED_LINE in folded.inner_text() and FOLDED_LINE in opened, opened
     assert opened.count(FIRST_LINE) == 1, f"the opened answer shows its first lines twice: {opened!r}"
-    switch = card.locator("summary").inner_text()
+    switch = card.locator(".openhands-answer summary").inner_text()
     assert "show less" in switch and "show more" not in switch, switch  # what it reads once open
     _shot(notebook, 1, "final-card")
 
@@ -214,11 +220,11 @@ def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server,
             wait_until(lambda: not notebook.card_in_widget(1) or None, 15, "the panel to give way to the final card")
             card = notebook.card(1)
             card.get_by_text("show more").click()
-            card.locator("details > div").wait_for(state="visible", timeout=5000)
+            card.locator(".openhands-answer details > div").wait_for(state="visible", timeout=5000)
             parts = {
                 "answer": ".openhands-answer",
-                "unfolded answer": "details > div",
-                "show more": "summary",
+                "unfolded answer": ".openhands-answer details > div",
+                "show more": ".openhands-answer summary",
                 "PR link": ".openhands-results a",
                 "changed file": ".openhands-results code",
             }
