@@ -323,26 +323,14 @@ class V1(Dialect):
         page_id: str | None = None
         for _ in range(ANSWER_PAGES):
             params = (("sort_order", "TIMESTAMP_DESC"), ("limit", "100")) + ((("page_id", page_id),) if page_id else ())
-            call = Call(
-                "GET",
-                item_path(EVENTS_PATH, conversation_id, "conversation id"),
-                params=params,
-                route="item",
-                api=self.name,
-            )
-            body = expect_json((yield call), call, self.base_url)
-            items = body.get("items") if isinstance(body, Mapping) else None
-            if not isinstance(items, list):
-                raise ProtocolError("The server's events answer has no list of items: is it an OpenHands server?")
-            for event in items:
-                if not isinstance(event, Mapping):
-                    continue
+            page = yield from self._events_page(conversation_id, params)
+            for event in page.items:
                 if event.get("kind") == "MessageEvent" and event.get("source") == "user":
                     return None  # the latest turn has no answer yet
                 text = agent_text(event)
                 if text is not None:
                     return text
-            page_id = body.get("next_page_id") if isinstance(body.get("next_page_id"), str) else None
+            page_id = page.next_page_id
             if not page_id:
                 break
         return None
@@ -358,6 +346,10 @@ class V1(Dialect):
             params += (("timestamp__gte", since),)
         if page_id:
             params += (("page_id", page_id),)
+        return (yield from self._events_page(conversation_id, params))
+
+    def _events_page(self, conversation_id: str, params: tuple[tuple[str, str], ...]) -> Operation[EventsPage]:
+        """One page of ``events/search`` with these parameters: its events (mappings only) and the next page's id."""
         call = Call(
             "GET",
             item_path(EVENTS_PATH, conversation_id, "conversation id"),
