@@ -316,7 +316,22 @@ def test_a_wait_running_when_the_extension_unloads_ends_with_one_clear_line(
         monkeypatch.setenv(name, value)
     shell.run_line_magic("config", "OpenHandsMagics.poll_interval = 0.1")
     shell.run_line_magic("config", "OpenHandsMagics.max_poll_interval = 0.1")
-    threading.Timer(0.5, lambda: openhands_magics.unload_ipython_extension(shell)).start()
+    from openhands_magics.handle import ConversationHandle
+
+    waiting, wait = threading.Event(), ConversationHandle.wait
+
+    def wait_and_say(self: ConversationHandle, *args: object, **kwargs: object) -> object:
+        waiting.set()
+        return wait(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ConversationHandle, "wait", wait_and_say)
+
+    def unload_while_it_waits() -> None:  # (not on a timer: a slow start would unload before the wait began)
+        if waiting.wait(10):
+            time.sleep(0.3)
+            openhands_magics.unload_ipython_extension(shell)
+
+    threading.Thread(target=unload_while_it_waits, daemon=True).start()
     error, took = _timed(lambda: shell.run_line_magic("openhands", "--wait --timeout 10 unloaded under me"))
     _, err = capsys.readouterr()
     assert error is None and took < 3

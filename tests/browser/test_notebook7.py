@@ -40,6 +40,9 @@ def test_a_saved_notebook_reopened_in_notebook_7_shows_the_final_card(page, note
     notebook.run_cell(0)
     notebook.run_cell(1)
     wait_until(lambda: notebook.badge_text(1) == "FINISHED" or None, 45, "the panel to show FINISHED")
+    # The badge turns FINISHED in the live widget first; the output becomes the static card (what is saved) once
+    # what the agent did is read. Save after that, not between the two.
+    wait_until(lambda: not notebook.card_in_widget(1) or None, 15, "the panel to give way to the final card")
     notebook.save()  # (returns once the save completed: reading the file during it can meet it half written)
     assert "FINISHED" in (notebook7.root_dir / name).read_text()
     for kernel in json.load(notebook7._request("/api/kernels")):  # noqa: SLF001
