@@ -8,8 +8,8 @@ searches it or prints it keeps working; the sections are parsed from that same t
 Why a cap: a notebook output is kept in the saved file and drawn by the browser, and an agent that rewrote a data
 file can produce a diff of millions of lines. The view draws at most :data:`SHOWN_LINES` lines and says what it left
 out; ``str(diff)`` always holds all of it. Everything from the server (paths, lines) is escaped where it is written
-into HTML, and its control characters are shown as marks (:func:`~.views.plain`'s rule), so a diff cannot draw
-markup, move the cursor or ring the bell.
+into HTML, and its control and format characters are written out (:func:`~.validation.written_out`), so a diff
+cannot draw markup, move the cursor, reorder text or ring the bell.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .validation import written_out
+
 __all__ = ["SHOWN_LINES", "Diff", "FilePatch"]
 
 #: The notebook view draws at most this many diff lines in all (``str(diff)`` keeps every line).
 SHOWN_LINES = 2_000
 #: Sections start open when there are at most this many files (more: a list of closed sections to open one by one).
 OPEN_FILES = 3
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _HEADER = re.compile(r"^--- (?P<old>.*)\n\+\+\+ (?P<new>.*)$(?=\n@@|\n?\Z)", re.M)
 #: How each status reads, and its mark (git's letters).
 _STATUS = {"added": "A", "deleted": "D", "modified": "M", "renamed": "R"}
@@ -39,11 +40,6 @@ _LINE_STYLE = {
     "@": "background:rgba(56,139,253,0.15);opacity:0.85;",
     "\\": "opacity:0.6;",
 }
-
-
-def _mark(text: str) -> str:
-    """Control characters written out (ESC as ``\\x1b``), so a line cannot steer a terminal or hide text."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class Diff(str):
         return f"{count} file{'s' if count != 1 else ''} changed, +{self.added} −{self.removed}"
 
     def __repr__(self) -> str:
-        return _mark(str(self)) or "(no changes)"
+        return written_out(str(self)) or "(no changes)"
 
     def _repr_html_(self) -> str:
         return diff_html(self)
@@ -165,7 +161,7 @@ def diff_html(diff: Diff, shown_lines: int = SHOWN_LINES, statuses: Mapping[str,
         sections.append(
             f'<details{" open" if opened else ""} style="{_BOX}">'
             f'<summary style="cursor:pointer;padding:3px 6px">'
-            f'<b title="{html.escape(status)}">{_STATUS.get(status, "M")}</b> {html.escape(_mark(patch.path))} '
+            f'<b title="{html.escape(status)}">{_STATUS.get(status, "M")}</b> {html.escape(written_out(patch.path))} '
             f'<span style="color:rgb(46,160,67)">+{patch.added}</span> '
             f'<span style="color:rgb(248,81,73)">−{patch.removed}</span></summary>'
             f'<div style="max-height:24em;overflow:auto;white-space:pre;padding:2px 0">{body}</div></details>'
@@ -183,4 +179,4 @@ def diff_html(diff: Diff, shown_lines: int = SHOWN_LINES, statuses: Mapping[str,
 
 def _line_html(line: str) -> str:
     style = _LINE_STYLE.get(line[:1], "")
-    return f'<div style="{style}padding:0 6px">{html.escape(_mark(line)) or " "}</div>'
+    return f'<div style="{style}padding:0 6px">{html.escape(written_out(line)) or " "}</div>'

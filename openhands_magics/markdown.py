@@ -19,9 +19,10 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from .validation import written_out
+
 __all__ = ["render_markdown"]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SAFE_LINK = re.compile(r"^(?:https?:|mailto:|#|/|\.{0,2}/|[^:/?#]*(?:[/?#]|$))", re.I)
 
 
@@ -53,7 +54,7 @@ def _renderer() -> Any:
 def render_markdown(text: str) -> str:
     """Safe HTML for Markdown ``text`` (see the module's docstring); escaped text with its line breaks when
     markdown-it-py is missing."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = written_out(text.replace("\r\n", "\n").replace("\r", "\n"))
     try:
         md = _renderer()
     except ImportError:

@@ -99,6 +99,20 @@ def validate_user_conversation_id(conversation_id: str) -> str:
     return candidate
 
 
+def written_out(text: str) -> str:
+    """Server text that keeps its line breaks and tabs, every other control or format character written out as its
+    code (ESC as ``\\x1b``, a right-to-left override as ``\\u202e``): nothing in it can steer a terminal, hide or
+    reorder text, and a reader still sees what was there. (Line by line: most lines are printable, one C call.)"""
+    return "\n".join(line if line.isprintable() else _write_out(line) for line in text.split("\n"))
+
+
+def _write_out(line: str) -> str:
+    return "".join(
+        c if c == "\t" or c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+        for c in line
+    )
+
+
 def printable(text: str) -> str:
     """Server text made safe for one line of a terminal: control characters (line breaks, escape sequences) become
     visible marks, so a title cannot forge a line or move the cursor."""

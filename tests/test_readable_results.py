@@ -128,3 +128,11 @@ def test_an_image_is_a_link_the_browser_does_not_fetch_when_the_card_draws() -> 
 def test_control_characters_in_an_answer_are_written_out() -> None:
     page = render_markdown("done \x1b[31mred\x07")
     assert "\x1b" not in page and "\x07" not in page and "\\x1b[31mred\\x07" in page
+
+
+def test_a_right_to_left_override_in_a_diff_or_an_answer_is_written_out_like_any_control_character() -> None:
+    tricky = FileDiff("invoice\u202efdp.exe", "a\n", "b\u202ec\n")
+    page, text = _diff(tricky)._repr_html_(), repr(_diff(tricky))
+    assert "\u202e" not in page and "\u202e" not in text and "invoice\\u202efdp.exe" in page
+    assert "\u202e" not in render_markdown("paid \u202eevil") and "\\u202e" in render_markdown("paid \u202eevil")
+    assert render_markdown("one\r\ntwo") == render_markdown("one\ntwo")  # (a CRLF answer reads as its lines)
