@@ -72,18 +72,14 @@ def split_blocks(text: str, max_lines: int, max_chars: int) -> tuple[str, str]:
     except ImportError:
         ends = list(range(1, len(lines) + 1))
     else:
-        ends = [t.map[1] for t in tokens if t.level == 0 and t.map and t.nesting in (0, -1) or _opens_block(t)]
+        ends = [t.map[1] for t in tokens if t.level == 0 and t.map]  # (a block's opening token, or a whole leaf)
     cut = 0
     for end in sorted(set(ends)):
-        if cut and (end > max_lines or len("\n".join(lines[:end])) > max_chars):
+        size = len("\n".join(lines[:end]))
+        if cut and (end > max_lines or size > max_chars):
             break
         cut = end
-        if end >= max_lines or len("\n".join(lines[:end])) >= max_chars:
+        if end >= max_lines or size >= max_chars:
             break
     head, tail = "\n".join(lines[:cut]).rstrip(), "\n".join(lines[cut:]).strip("\n")
     return head, tail
-
-
-def _opens_block(token: Any) -> bool:
-    """A top-level block that opens (a list, a quote, a table): its end is where its map ends."""
-    return bool(token.level == 0 and token.nesting == 1 and token.map)

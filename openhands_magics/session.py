@@ -164,11 +164,11 @@ class Session:
             raise ValidationError("once and new must be True or False.")
         endpoint = self._endpoint(endpoint)
         client = self.client(endpoint)
-        if isinstance(message, str):  # (anything else is refused by the client, below, in its own words)
-            validate_message(message)  # before anything is looked up: a message no request can carry sends nothing
         key = self._task_key(message, repository, endpoint)
         chosen = key if once and not new and client.dialect().name == "v1" else None
         if chosen is not None:
+            if isinstance(message, str):  # (anything else is refused by the client, below, in its own words)
+                validate_message(message)  # before the look-up: a message no request can carry sends nothing
             (found,) = client.read([Conversation(chosen)])
             if found is not None:
                 handle = self.record(found, endpoint, remember=True)
