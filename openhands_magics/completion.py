@@ -17,8 +17,6 @@ from typing import Any
 
 __all__ = ["complete", "register"]
 
-#: Words after which a conversation id comes.
-_ID_WORDS = ("pause", "resume", "delete", "stop")
 #: At most this many ids are offered (the newest).
 MAX_IDS = 20
 
@@ -30,24 +28,20 @@ def _history() -> list[Any]:
     return list(current.history()) if current is not None else []
 
 
-def _ids() -> list[str]:
-    seen: list[str] = []
-    for handle in reversed(_history()):
-        reference = handle.id or handle.task_id
-        if reference and reference not in seen:
-            seen.append(reference)
-        if len(seen) >= MAX_IDS:
-            break
-    return seen
+def _newest(values: Any, most: int | None = None) -> list[str]:
+    """The distinct non-empty values, newest first (the history is oldest first), at most ``most``."""
+    seen = list(dict.fromkeys(v for v in reversed(list(values)) if v))
+    return seen[:most] if most is not None else seen
 
 
-def _repositories() -> list[str]:
-    seen: list[str] = []
-    for handle in reversed(_history()):
-        repository = handle.conversation.selected_repository
-        if repository and repository not in seen:
-            seen.append(repository)
-    return seen
+def _takes_id(word: str) -> bool:
+    """Whether a conversation id comes after ``word``: an ``id`` command (``pause``) or an option whose value is an
+    id (``--continue``, ``--watch``), as the tables say."""
+    from .arguments import COMMANDS, OPTIONS
+
+    return any(c.takes == "id" and c.name == word for c in COMMANDS) or any(
+        row.reference and word in row.flags for row in OPTIONS
+    )
 
 
 def complete(line: str, symbol: str) -> list[str]:
@@ -62,10 +56,10 @@ def complete(line: str, symbol: str) -> list[str]:
     command = before[0] if before and any(c.word and c.name == before[0] for c in COMMANDS) else None
 
     dashed = symbol.startswith("-")
-    if not dashed and (previous in _ID_WORDS or previous in ("--continue", "--watch")):
-        candidates = _ids()
+    if not dashed and _takes_id(previous):
+        candidates = _newest((h.id or h.task_id for h in _history()), MAX_IDS)
     elif not dashed and previous == "--repo":
-        candidates = _repositories()
+        candidates = _newest(h.conversation.selected_repository for h in _history())
     elif not dashed and previous == "--api":
         candidates = list(API_VALUES)
     elif command is not None:
