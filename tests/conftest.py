@@ -117,6 +117,14 @@ def v0_server() -> Iterator[LocalOpenHandsServer]:
 
 
 @pytest.fixture
+def v0_env(v0_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch) -> LocalOpenHandsServer:
+    """A V0 server (OpenHands 1.6) that OPENHANDS_BASE_URL / OPENHANDS_API_KEY point at."""
+    for name, value in v0_server.environ().items():
+        monkeypatch.setenv(name, value)
+    return v0_server
+
+
+@pytest.fixture
 def server_env(server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch) -> LocalOpenHandsServer:
     """The server, with OPENHANDS_BASE_URL / OPENHANDS_API_KEY pointing at it (how users configure the magics)."""
     for name, value in server.environ().items():

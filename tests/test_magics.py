@@ -29,14 +29,6 @@ CHANGE_LINE = re.compile(
 )
 
 
-@pytest.fixture
-def v0_env(v0_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch) -> LocalOpenHandsServer:
-    """A V0 server (OpenHands 1.6) that OPENHANDS_BASE_URL / OPENHANDS_API_KEY point at."""
-    for name, value in v0_server.environ().items():
-        monkeypatch.setenv(name, value)
-    return v0_server
-
-
 def _text_of(request: Any) -> str:
     return request.body["initial_message"]["content"][0]["text"]
 

@@ -32,13 +32,6 @@ def _endpoint(server: LocalOpenHandsServer) -> Endpoint:
 
 
 @pytest.fixture
-def v0_env(v0_server: LocalOpenHandsServer, monkeypatch: pytest.MonkeyPatch) -> LocalOpenHandsServer:
-    for name, value in v0_server.environ().items():
-        monkeypatch.setenv(name, value)
-    return v0_server
-
-
-@pytest.fixture
 def quicker() -> LocalOpenHandsServer:
     with LocalOpenHandsServer(SECRET, timeline=QUICKER) as server:
         yield server
