@@ -118,7 +118,8 @@ def test_an_action_waiting_for_confirmation_is_pending_until_approved_or_rejecte
         )
         handle.reject("not now")
         wait_until(lambda: handle.activity.pending is None and handle.status == "IDLE", timeout=10)
-        assert handle.activity.recent[-1].summary == "rejected: not now"
+        # (the real server, and so the local one, sends the idle status first, then the rejection's observation)
+        wait_until(lambda: handle.activity.recent[-1].summary == "rejected: not now", timeout=10)
     finally:
         server.stop()
 
