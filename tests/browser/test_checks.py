@@ -90,7 +90,10 @@ def _contrast(a: str, b: str) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
-_COLORS_JS = """card => {
+# The card is redrawn on each update, so it is looked up inside the one synchronous function: a card resolved first and
+# measured after could be a detached element by then, whose computed colours are empty strings.
+_COLORS_JS = """output => {
+  const card = output.querySelector('.openhands-conversation');
   const bg = getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor;
   const color = el => getComputedStyle(el).color;
   return {bg, title: color(card.querySelector('b')), link: color(card.querySelector('a')),
@@ -103,7 +106,7 @@ def test_the_card_is_readable_in_the_dark_theme(browser, openhands_server, tmp_p
         page = browser.new_page()
         notebook = _run(page, lab, "dark.ipynb", ["%load_ext openhands_magics", "%openhands in the dark"])
         notebook.card(1).locator("a[href]").first.wait_for(timeout=30_000)
-        colors = notebook.card(1).evaluate(_COLORS_JS)
+        colors = notebook.output(1).evaluate(_COLORS_JS)
         _shot(notebook, 1, "dark")
         page.close()
     for part in ("title", "link", "details"):
