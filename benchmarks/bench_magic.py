@@ -11,7 +11,9 @@ not absolute times across runs.
    server, one after the other: the package's overhead per call. Measured twice: with the server in this process
    (as the tests run it: its handler threads share this process's GIL, so any Python work on either side is paid
    by both), and with the server in a process of its own, as a real server is (``--server-process``, the default
-   prints both).
+   prints both); or against a running server (``--base-url URL``, with ``OPENHANDS_API_KEY``), such as the real
+   OpenHands from ``../shared/real-openhands/up``: there each start is a real agent run, so keep ``--call-runs``
+   small (a process sandbox per conversation).
 """
 
 from __future__ import annotations
@@ -86,14 +88,22 @@ def _server(runs: int, own_process: bool) -> Iterator[tuple[str, str]]:
         child.wait(10)
 
 
-def bench_call(runs: int, own_process: bool = False) -> tuple[float, float]:
+@contextmanager
+def _given(base_url: str) -> Iterator[tuple[str, str]]:
+    import os
+
+    yield base_url, os.environ.get("OPENHANDS_API_KEY", "no-key-needed")
+
+
+def bench_call(runs: int, own_process: bool = False, base_url: str | None = None) -> tuple[float, float]:
     import os
 
     import httpx
     from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
-    with _server(runs, own_process) as (base_url, key), tempfile.TemporaryDirectory() as data:
+    server = _given(base_url) if base_url else _server(runs, own_process)
+    with server as (base_url, key), tempfile.TemporaryDirectory() as data:
         os.environ.update({"OPENHANDS_BASE_URL": base_url, "OPENHANDS_API_KEY": key})
         os.environ.setdefault("OPENHANDS_MAGICS_DATA_DIR", data)  # the record goes to a scratch directory
         start_ipython()
@@ -128,7 +138,15 @@ def main() -> None:
         default=None,
         help="measure only with the server in its own process (or, --no-server-process, in this one)",
     )
+    parser.add_argument("--base-url", help="measure the call against this running server only (no local one)")
     args = parser.parse_args()
+    if args.base_url:
+        magic, raw = bench_call(args.call_runs, base_url=args.base_url)
+        print(
+            f"%openhands (POST + record + output) median {magic * 1000:6.2f} ms  (n={args.call_runs}, {args.base_url})"
+        )
+        print(f"  bare httpx POST to the same server median {raw * 1000:6.2f} ms  -> magic/bare = {magic / raw:.2f}x")
+        return
 
     lazy, eager = bench_load(args.load_runs)
     print(f"%load_ext openhands_magics   median {lazy * 1000:7.1f} ms  (n={args.load_runs})")
