@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .errors import (
         AuthenticationError,
         BadRequestError,
+        ConcurrencyLimitError,
         ConfigurationError,
         ConflictError,
         NotFoundError,
@@ -64,6 +65,7 @@ _LAZY = {
             "BadRequestError",
             "NotFoundError",
             "RateLimitError",
+            "ConcurrencyLimitError",
             "ServerError",
             "TransportError",
             "ProtocolError",
@@ -102,6 +104,7 @@ __all__ = [
     "BadRequestError",
     "NotFoundError",
     "RateLimitError",
+    "ConcurrencyLimitError",
     "ServerError",
     "TransportError",
     "ProtocolError",

@@ -86,6 +86,21 @@ class Invocation:
     #: ``--once``: a re-run of the same task attaches to the conversation it started; ``--new``: start another.
     once: bool = False
     new: bool = False
+    #: The start's settings (:mod:`.start_options`): ``--branch``, ``--model``, ``--plan``, ``--instructions``
+    #: (its text, a file's read), ``--title``, ``--share``, ``--secret A,B`` (names only), ``--sandbox``; and
+    #: ``--org`` (``X-Org-Id``), ``--queue`` (wait for a place when the account runs its most), ``--save`` (with
+    #: ``--login``: keep the key in OpenHands' CLI file).
+    branch: str | None = None
+    model: str | None = None
+    plan: bool = False
+    instructions: str | None = None
+    title: str | None = None
+    share: bool = False
+    secret: str | tuple[str, ...] | None = None
+    sandbox: str | None = None
+    org: str | None = None
+    queue: bool = False
+    save: bool = False
     #: Id arguments written ``{expr}`` / ``$name``: field name (``target``, ``continue_id``, ``watch``) -> the token
     #: as typed, which the field holds until :func:`resolve_references` puts the id there.
     references: dict[str, str] = field(default_factory=dict)
@@ -237,6 +252,49 @@ def _check_once(value: Any, invocation: Invocation) -> bool:
     return bool(value)
 
 
+def _start_option(name: str) -> Check:
+    """The row's check: the value as :meth:`StartOptions.make` takes it (the Python API's check, so both agree)."""
+
+    def check(value: Any, _: Invocation) -> Any:
+        from .start_options import StartOptions
+
+        return getattr(StartOptions.make(**{name: value}), name)
+
+    return check
+
+
+def _check_instructions(value: Any, invocation: Invocation) -> str:
+    from .start_options import read_instructions
+
+    return str(_start_option("instructions")(read_instructions(str(value)), invocation))
+
+
+def _check_secret(value: Any, _: Invocation) -> tuple[str, ...]:
+    from .start_options import check_secret_names
+
+    return check_secret_names(str(value))
+
+
+def _check_org(value: Any, _: Invocation) -> str:
+    from .validation import validate_org
+
+    return validate_org(value)
+
+
+def _check_queue(value: Any, invocation: Invocation) -> bool:
+    if value and (invocation.watch is not None or invocation.follow_up or invocation.reattach):
+        raise ValidationError("--queue waits for a place to start a new conversation; it goes with a task only.")
+    if value and invocation.map_over is not None:
+        raise ValidationError("--queue is for one start: --map queues its items by itself (see --max-running).")
+    return bool(value)
+
+
+def _check_save(value: Any, invocation: Invocation) -> bool:
+    if value and not invocation.login:
+        raise ValidationError("--save goes with --login (it keeps the key in ~/.openhands/cloud/api_key.txt).")
+    return bool(value)
+
+
 def _check_limit(value: Any, _: Invocation) -> int:
     return _whole_number(value, "list --limit", 1, 1000, what="a whole number")
 
@@ -252,6 +310,50 @@ def _check_list(options: dict[str, Any], invocation: Invocation) -> None:
 #: Every option, in the order the help shows them and their checks run.
 OPTIONS: tuple[Option, ...] = (
     Option(("--repo",), "repo", "value", "repository the agent works on", "OWNER/REPO"),
+    Option(("--branch",), "branch", "value", "the branch of --repo to start from", "BRANCH", _start_option("branch")),
+    Option(
+        ("--model",),
+        "model",
+        "value",
+        "the LLM for this conversation (V1), as the server lists it",
+        "MODEL",
+        _start_option("model"),
+    ),
+    Option(("--plan",), "plan", "flag", "the planning agent: it writes a plan first (V1)"),
+    Option(
+        ("--instructions",),
+        "instructions",
+        "value",
+        "added to the agent's system message: the text, or @FILE for a file's",
+        "TEXT|@FILE",
+        _check_instructions,
+    ),
+    Option(("--title",), "title", "value", "the conversation's title (V1)", "TITLE", _start_option("title")),
+    Option(("--share",), "share", "flag", "make it public, with a share link on the card (V1)"),
+    Option(
+        ("--secret",),
+        "secret",
+        "value",
+        "give the agent these secrets, each the value of the environment variable of that name (V1; never shown)",
+        "NAME[,NAME]",
+        _check_secret,
+    ),
+    Option(
+        ("--sandbox",),
+        "sandbox",
+        "value",
+        "start in this existing sandbox (a warm one) instead of a new one (V1)",
+        "ID",
+        _start_option("sandbox"),
+    ),
+    Option(
+        ("--org",),
+        "org",
+        "value",
+        "the organisation to act in, for an account in several (X-Org-Id; or %config OpenHandsMagics.org)",
+        "ID",
+        _check_org,
+    ),
     Option(
         ("--base-url",),
         "base_url",
@@ -340,6 +442,13 @@ OPTIONS: tuple[Option, ...] = (
         _check_max_running,
     ),
     Option(
+        ("--queue",),
+        "queue",
+        "flag",
+        "when the account already runs its most conversations, wait and start this one as soon as one ends",
+        check=_check_queue,
+    ),
+    Option(
         ("--max-cost",),
         "max_cost",
         "value",
@@ -353,7 +462,19 @@ OPTIONS: tuple[Option, ...] = (
         "flag",
         "after a kernel restart: live panels again for the conversations this notebook started",
     ),
-    Option(("--login",), "login", "flag", "ask for the API key (kept in memory only, never in the notebook)"),
+    Option(
+        ("--login",),
+        "login",
+        "flag",
+        "log in: a device code to confirm in the browser (Cloud), else ask for the API key; kept in memory only",
+    ),
+    Option(
+        ("--save",),
+        "save",
+        "flag",
+        "with --login: also keep the key in ~/.openhands/cloud/api_key.txt (mode 0600), as OpenHands' CLI does",
+        check=_check_save,
+    ),
     Option(("--help", "-h"), "help", "flag", "this text"),
     Option(("--",), "message", "end", "end of options: everything after it is the message"),
     # the options of a command, read only after its word
@@ -404,6 +525,17 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 _TOKEN = re.compile(r"\S+")
+#: An option's value in quotes, spaces and all (``--title 'Login fix'``): a quote, anything but it, the same quote,
+#: then the end of the token.
+_QUOTED = re.compile(r"'[^']*'(?=\s|$)|\"[^\"]*\"(?=\s|$)")
+
+
+def _skip_space(line: str, position: int) -> int:
+    while position < len(line) and line[position].isspace():
+        position += 1
+    return position
+
+
 _HEX_ID = r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 #: What a command's argument must look like: an id or a conversation's link, never a word of a sentence.
 ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?")
@@ -548,8 +680,11 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
             )
         if has_equals:
             value = inline_value
+            quoted = _QUOTED.match(line, token.start() + len(name) + 1)  # --title='a b'
+            if quoted is not None and inline_value[:1] in "'\"":
+                value, position = quoted.group(), quoted.end()
         else:
-            value_token = _TOKEN.search(line, position)
+            value_token = _QUOTED.match(line, _skip_space(line, position)) or _TOKEN.search(line, position)
             value = value_token.group() if value_token else ""
             position = value_token.end() if value_token else position
         value = _unquote(value)

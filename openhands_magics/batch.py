@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._io import get_io
-from .errors import OpenHandsError, RateLimitError, ValidationError
+from .errors import ConcurrencyLimitError, OpenHandsError, RateLimitError, ValidationError
 from .models import ConversationStatus, Outcome
 from .polling import outcome_due
 from .validation import printable
@@ -225,12 +225,34 @@ class Batch:
         repository: str | None = None,
         max_running: int = 10,
         max_cost: float | None = None,
+        branch: str | None = None,
+        model: str | None = None,
+        plan: bool = False,
+        instructions: str | None = None,
+        title: str | None = None,
+        share: bool = False,
+        secrets: Any = None,
+        sandbox: str | None = None,
     ) -> None:
         """Every argument is checked here, before anything is sent (and before the endpoint is resolved from the
-        environment): a wrong one is one ValidationError line."""
-        from ._secrets import secrets
+        environment): a wrong one is one ValidationError line. ``branch`` ... ``sandbox``: every start's settings
+        (:class:`~.start_options.StartOptions`)."""
+        from ._secrets import secrets as known_secrets
         from .handle import validate_max_cost
+        from .start_options import StartOptions
         from .validation import validate_repository
+
+        #: Every start's settings (checked first: a secret missing from the environment starts nothing).
+        self.options = StartOptions.make(
+            branch=branch,
+            model=model,
+            plan=plan,
+            instructions=instructions,
+            title=title,
+            share=share,
+            secrets=secrets,
+            sandbox=sandbox,
+        )
 
         #: Each row's budget guard (``handle.max_cost``): its agent is interrupted once its live cost passes it.
         self.max_cost = validate_max_cost(max_cost)
@@ -247,13 +269,19 @@ class Batch:
         messages = _messages(task, listed)
         self._session, self.endpoint = session, session._endpoint(endpoint)  # (a URL string is not one)
         self.repository, self.max_running = repository, max_running
-        known = secrets()
+        known = known_secrets()
         self.rows = [
             Row(i, item, message, label=_label(item, known)) for i, (item, message) in enumerate(zip(listed, messages))
         ]
         self._connection = session.connection(self.endpoint)
         self._io = get_io()
         self._paused_until = 0.0
+        #: The account's limit as the first "too many running" 429 taught it (None: none seen); while ``_full``,
+        #: no start goes out until a row ends (or :data:`DEFAULT_RATE_PAUSE` passed: one may end elsewhere).
+        self.learned_limit: int | None = None
+        self._full = False
+        self._full_until = 0.0
+        self._ended_when_full = 0
         #: The batch's listeners, told (in the I/O loop) after every round of the queue: the grid, a blocking wait.
         self._views: list[Callable[[], None]] = []
         self._pump_due: asyncio.AbstractEventLoop | None = None  # the loop a round is due in
@@ -283,7 +311,11 @@ class Batch:
         )
         cancelled = sum(1 for r in self.rows if r.state == CANCELLED)
         line = f"{finished}/{len(self.rows)} finished · {running} running · {queued} queued · {failed} failed"
-        return line + (f" · {cancelled} cancelled" if cancelled else "")
+        line += f" · {cancelled} cancelled" if cancelled else ""
+        if self.learned_limit is not None and queued:
+            waiting = " · waiting for a slot" if self._full else ""
+            line += f"{waiting} (the account runs at most {self.learned_limit} at once)"
+        return line
 
     def results(self) -> list[dict[str, Any]]:
         """A record per item, in order: item, status, id, task_id, url, title, answer, error."""
@@ -357,9 +389,15 @@ class Batch:
             self._pump_due = None
 
     def _due(self) -> list[Row]:
-        """The queued rows that may start now: as many as there are free places, unless a 429 paused the queue."""
-        if time.monotonic() < self._paused_until:
+        """The queued rows that may start now: as many as there are free places, unless a 429 paused the queue or
+        the account is full (until one of its rows ends)."""
+        now = time.monotonic()
+        if now < self._paused_until:
             return []
+        if self._full:
+            if self._ended() == self._ended_when_full and now < self._full_until:
+                return []
+            self._full = False
         free = self.max_running - sum(1 for row in self.rows if row.running)
         return [row for row in self.rows if row.state == QUEUED][: max(0, free)]
 
@@ -396,6 +434,8 @@ class Batch:
                     later.append(row.asked + gap)
         if now < self._paused_until:
             later.append(self._paused_until)
+        if self._full:
+            later.append(self._full_until)
         for row in self._due():
             row.state = STARTING
             task = asyncio.get_running_loop().create_task(self._send_start(row), name="openhands-batch-start")
@@ -408,11 +448,14 @@ class Batch:
     async def _send_start(self, row: Row) -> None:
         """One POST, by the I/O loop's client: the row starts (recorded at once, then watched) or is refused."""
         try:
-            conversation = await self._connection.start_in_loop(row.message, self.repository)
+            conversation = await self._connection.start_in_loop(row.message, self.repository, self.options)
         except asyncio.CancelledError:  # the I/O thread stops: the server may have started it, so never again
             row.state, row.refusal = FAILED, INTERRUPTED
             self._tell()
             raise
+        except ConcurrencyLimitError as error:  # nothing was started: back in the queue, until a row ends
+            row.state = QUEUED
+            self._account_full(error)
         except RateLimitError as error:  # nothing was started: back in the queue, which pauses
             row.state = QUEUED
             self._paused_until = max(self._paused_until, time.monotonic() + rate_pause(error))
@@ -423,11 +466,27 @@ class Batch:
             row.state, row.refusal = FAILED, f"The start failed ({type(error).__name__}: {_said(error)})."
         else:
             handle = self._session.record(conversation, self.endpoint, remember=True)
+            handle.start_options = self.options or None
+            self._connection.report_ignored(handle, conversation)
             handle.max_cost = self.max_cost
             row.handle, row.state = handle, STARTED
             handle.subscribe(self._kick)
             self._connection.watch(handle)
         self._kick()
+
+    def _ended(self) -> int:
+        return sum(1 for row in self.rows if row.handle is not None and row.handle.is_final)
+
+    def _account_full(self, error: ConcurrencyLimitError) -> None:
+        """A start refused for too many running: the first one sets ``max_running`` to the number then running
+        (the server's count, else its limit, else this batch's running rows), and no start goes out again until
+        one of the rows ends, or after :data:`DEFAULT_RATE_PAUSE` (one may end outside this batch)."""
+        if self.learned_limit is None:
+            started = sum(1 for row in self.rows if row.handle is not None and not row.handle.is_final)
+            learned = error.running if error.running else error.limit if error.limit else max(1, started)
+            self.learned_limit = self.max_running = max(1, min(self.max_running, learned))
+        self._full, self._ended_when_full = True, self._ended()
+        self._full_until = time.monotonic() + (error.retry_after or DEFAULT_RATE_PAUSE)
 
     def _tell(self) -> None:
         for view in list(self._views):

@@ -11,7 +11,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -29,7 +29,17 @@ from .config import (
 )
 from .errors import ConfigurationError, OpenHandsError, ValidationError
 from .models import Change, Conversation, FileDiff, Outcome, not_found
-from .validation import is_id, printable, validate_message, validate_repository, validate_user_conversation_id
+from .validation import (
+    is_id,
+    printable,
+    validate_message,
+    validate_org,
+    validate_repository,
+    validate_user_conversation_id,
+)
+
+if TYPE_CHECKING:
+    from .start_options import StartOptions
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncOpenHandsClient", "OpenHandsClient", "forget_detected_apis"]
 
@@ -79,6 +89,7 @@ class _ClientSettings:
         ca_bundle: str | None = None,
         use_env_proxy: bool | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        org: str | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
@@ -103,7 +114,11 @@ class _ClientSettings:
                 "limits": httpx.Limits(
                     max_connections=20, max_keepalive_connections=10, keepalive_expiry=KEEPALIVE_SECONDS
                 ),
-                "headers": {"User-Agent": protocol.USER_AGENT, "Accept": "application/json"},
+                "headers": {
+                    "User-Agent": protocol.USER_AGENT,
+                    "Accept": "application/json",
+                    **({"X-Org-Id": validate_org(org)} if org else {}),  # (Cloud: which of the user's organisations)
+                },
                 "follow_redirects": False,  # a redirect could carry the key somewhere else
                 "trust_env": False,  # the environment's proxies only when asked for (self.proxy)
                 "verify": _trust(self.ca_bundle) if self.ca_bundle else True,
@@ -296,17 +311,22 @@ class OpenHandsClient(_ClientSettings):
         return self._dialect or self._remember(self._drive(lambda: protocol.detect(self.base_url)))
 
     def start_conversation(
-        self, message: str, repository: str | None = None, *, conversation_id: str | None = None
+        self,
+        message: str,
+        repository: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
     ) -> Conversation:
         """Start a conversation; returns at once with its first snapshot (V1: the start task, STARTING).
-        ``conversation_id`` (V1): the id it is to have (see :mod:`.once`).
+        ``conversation_id`` (V1): the id it is to have (see :mod:`.once`); ``options``: the branch, model, ...
 
         Never retried once the request may have reached the server, so a flaky network cannot start it twice.
         """
         message, repository = self._start_args(message, repository)
         dialect = self.dialect()  # asked with reads before anything is posted
         with protocol.warning_if_maybe_started(self.base_url):
-            return self._drive(lambda: dialect.start(message, repository, conversation_id))
+            return self._drive(lambda: dialect.start(message, repository, conversation_id, options))
 
     def get_conversation(self, reference: str) -> Conversation:
         """A conversation by id or link (on V1 a start task id works too)."""
@@ -480,12 +500,17 @@ class AsyncOpenHandsClient(_ClientSettings):
         return self._dialect or self._remember(await self._drive(lambda: protocol.detect(self.base_url)))
 
     async def start_conversation(
-        self, message: str, repository: str | None = None, *, conversation_id: str | None = None
+        self,
+        message: str,
+        repository: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
     ) -> Conversation:
         message, repository = self._start_args(message, repository)
         dialect = await self.dialect()
         with protocol.warning_if_maybe_started(self.base_url):
-            return await self._drive(lambda: dialect.start(message, repository, conversation_id))
+            return await self._drive(lambda: dialect.start(message, repository, conversation_id, options))
 
     async def get_conversation(self, reference: str) -> Conversation:
         self._reference(reference)
@@ -539,6 +564,10 @@ class AsyncOpenHandsClient(_ClientSettings):
 
     async def delete(self, snapshot: Conversation) -> None:
         return await self._act("delete", self._one(snapshot))
+
+    async def share(self, snapshot: Conversation) -> Conversation:
+        """V1: make it public (its share link ``/shared/conversations/ID``); the fresh snapshot."""
+        return await self._act("share", self._one(snapshot))
 
     async def answer(self, snapshot: Conversation) -> str | None:
         return await self._act("answer", self._one(snapshot))

@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._io import IOThread, get_io
 from ._transport import _closed
-from .errors import ConflictError, OpenHandsError, TransportError, ValidationError, WaitTimeout
+from .errors import ConcurrencyLimitError, ConflictError, OpenHandsError, TransportError, ValidationError, WaitTimeout
 from .models import Change, Conversation, ConversationStatus, Outcome
 from .polling import PollingSource, PollSchedule, outcome_due
+from .start_queue import StartQueue
 from .stream import StreamSource, _lower, live_events_enabled
 from .tracker import Tracker
 from .validation import printable, validate_seconds
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .events import Trajectory
     from .handle import ConversationHandle, Diff, Listener
     from .session import Endpoint, Session
+    from .start_options import StartOptions
 
 __all__ = ["Connection"]
 
@@ -108,6 +110,10 @@ class Connection:
         )
         #: Whether handles are streamed at all (``False``: polling only, as before the stream).
         self.streaming = True
+        #: ``--queue``: the starts waiting for a place, fed by the tracker (``_left``).
+        self.queue = StartQueue(self)
+        #: The start options this server was found to ignore, each said once (see :meth:`report_ignored`).
+        self._ignored_said: set[str] = set()
         self._waiters: dict[int, list[_Waiter]] = {}
         self._late: dict[int, object] = {}  # handle id -> its late reads' task (in the loop)
 
@@ -137,6 +143,8 @@ class Connection:
         if handle.is_final:  # nothing will change it (what it did is read when first asked for)
             return True
         handle.set_watching(True)
+        if handle.queued:  # nothing to read yet: the queue tracks it once its start went through
+            return True
         self._io.call(self._track, handle, self._session.schedule_for(self.endpoint))
         return True
 
@@ -162,7 +170,9 @@ class Connection:
         handle.set_watching(True)
         self._io.call(self._track, handle, self._session.schedule_for(self.endpoint))
 
-    async def start_in_loop(self, message: str, repository: str | None = None) -> Conversation:
+    async def start_in_loop(
+        self, message: str, repository: str | None = None, options: StartOptions | None = None
+    ) -> Conversation:
         """Start a conversation with the I/O loop's client (a batch's queue sends its starts this way, so no thread
         waits on a POST); in the loop only. Like every start, it is not retried once the request may have left."""
         import asyncio
@@ -176,7 +186,97 @@ class Connection:
             detecting = self._detecting = (loop, asyncio.Lock())
         async with detecting[1]:  # starts sent together detect the server's API once, not once each
             await client.dialect()
-        return await client.start_conversation(message, repository)
+        return await client.start_conversation(message, repository, options=options)
+
+    # ------------------------------------------------------------------ starts past the account's limit (--queue)
+    def queue_start(
+        self,
+        message: str,
+        repository: str | None,
+        options: StartOptions | None,
+        refusal: ConcurrencyLimitError,
+        budget: float | None = None,
+    ) -> ConversationHandle:
+        """A QUEUED handle for a start the server refused for too many running (:mod:`.start_queue`): it starts as
+        soon as one of them ends. In this kernel's record from now on (``last()``); on disk once it started."""
+        from .handle import ConversationHandle
+        from .start_queue import queued_conversation
+
+        api = self.client.api or "v1"
+        handle = ConversationHandle(
+            queued_conversation(len(self.queue) + 1, refusal.limit, api), self._session, self.endpoint
+        )
+        handle.max_cost = budget
+        self._session._keep(handle)  # noqa: SLF001
+        self.queue.add(handle, message, repository, options, refusal)
+        return handle
+
+    def begin_queued(
+        self, handle: ConversationHandle, conversation: Conversation, options: StartOptions | None = None
+    ) -> None:
+        """A queued start went through (in the loop): the handle takes its ids, is recorded, and is tracked if
+        anyone watches it."""
+        handle.update(conversation)
+        handle.start_options = options or None
+        self._session.adopt(handle)
+        self.report_ignored(handle, conversation)
+        if handle.watching:
+            self._track(handle, self._session.schedule_for(self.endpoint))
+
+    def _check_options(self, handle: ConversationHandle, tries: int = 0) -> None:
+        """Once the conversation exists (in the loop): what it shows of the start's options. ``--share`` is made
+        true with the web app's PATCH where the server took ``public`` without applying it (1.11.0 does so); any
+        other option the conversation does not show is said once per server (1.11.0 names conversations itself,
+        whatever ``title`` asked)."""
+        import asyncio
+
+        options, conversation = handle.start_options, handle.conversation
+        if options is None or handle.id is None:
+            return
+        if conversation.sandbox_status is None:  # (a start task's snapshot: the conversation is not read yet)
+            if tries < 5:
+                asyncio.get_running_loop().call_later(2.0, self._check_options, handle, tries + 1)
+            return
+        handle.start_options = None  # (checked once)
+        extra = conversation.extra
+        shown = {
+            "--branch": extra.get("selected_branch") == options.branch,
+            "--model": extra.get("llm_model") == options.model,
+            "--title": conversation.title == options.title,
+            "--sandbox": conversation.sandbox_id == options.sandbox,
+        }
+        given = {"--branch": options.branch, "--model": options.model, "--title": options.title}
+        given["--sandbox"] = options.sandbox
+        self.report_ignored(
+            handle,
+            dataclasses.replace(
+                conversation, ignored=tuple(flag for flag, value in given.items() if value and not shown[flag])
+            ),
+            "did not apply",
+        )
+        if options.share and extra.get("public") is not True:
+            asyncio.get_running_loop().create_task(self._share(handle), name="openhands-share")
+
+    async def _share(self, handle: ConversationHandle) -> None:
+        try:
+            fresh = await self._async_client().share(handle.conversation)
+        except OpenHandsError as error:
+            handle.set_note(f"--share: the server did not make it public ({error})", sticky=True)
+            return
+        if handle.is_same(fresh):  # (its status stays the tracker's: only the server's fields are taken)
+            handle.update(dataclasses.replace(handle.conversation, extra=fresh.extra), note=handle.note)
+
+    def report_ignored(self, handle: ConversationHandle, started: Conversation, how: str = "ignored") -> None:
+        """Say on the card, once per server and option, which start options the server did not take."""
+        new = [flag for flag in started.ignored if flag not in self._ignored_said]
+        if new:
+            self._ignored_said.update(new)
+            why = (
+                "it does not know the field: an older OpenHands?"
+                if how == "ignored"
+                else "its conversation shows another value"
+            )
+            handle.set_note(f"this server {how} {', '.join(new)} ({why})", sticky=True)
 
     def _read_outcome(self, handle: ConversationHandle) -> None:
         """The tracker asks: read what the agent did (in the loop), then tell it. A failure is a line in
@@ -260,13 +360,17 @@ class Connection:
         late = self._late.pop(id(handle), None)
         if late is not None:
             late.cancel()  # type: ignore[attr-defined]
+        if handle.start_options is not None:
+            self._check_options(handle)
         if self.streaming and live_events_enabled():
             self.stream.follow(handle)
 
     def _left(self, handle: ConversationHandle) -> None:
         """It is no longer watched: its socket closes (if no other handle of it listens); if its turn ended, the
-        title, cost and a missing answer are read again a few times."""
+        title, cost and a missing answer are read again a few times, and a queued start may have a place now."""
         self.stream.drop(handle)
+        if handle.is_final:
+            self.queue.slot_freed()
         if not (self.streaming and live_events_enabled()):
             return
         if handle.is_final and handle.id is not None and handle.status != ConversationStatus.DELETED:

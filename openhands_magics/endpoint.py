@@ -29,7 +29,7 @@ from .config import (
     resolve_env_proxy,
 )
 from .errors import ValidationError
-from .validation import validate_seconds
+from .validation import validate_org, validate_seconds
 
 __all__ = ["Endpoint"]
 
@@ -44,6 +44,8 @@ class Endpoint:
     timeout: float = DEFAULT_TIMEOUT
     ca_bundle: str | None = None
     use_env_proxy: bool = False
+    #: Cloud: the organisation the requests act in (``X-Org-Id``); None: the account's current one.
+    org: str | None = None
 
     @classmethod
     def resolve(
@@ -55,6 +57,7 @@ class Endpoint:
         timeout: float = DEFAULT_TIMEOUT,
         ca_bundle: str | None = None,
         use_env_proxy: bool | None = None,
+        org: str | None = None,
     ) -> Endpoint:
         """Fill in from the environment (``OPENHANDS_BASE_URL``, ``OPENHANDS_API_KEY`` or the ``--login`` key,
         ``OPENHANDS_API``, ``OPENHANDS_CA_BUNDLE``, ``OPENHANDS_USE_ENV_PROXY``); raises the one-line
@@ -66,7 +69,7 @@ class Endpoint:
         What is kept by holds no secret: the key is compared with the answer's own."""
         secret = api_key if api_key is not None else (config._session_key or os.environ.get(API_KEY_ENV))  # noqa: SLF001
         memo: tuple[Any, ...] | None = (
-            *((type(v), v) for v in (base_url, api, timeout, ca_bundle, use_env_proxy)),
+            *((type(v), v) for v in (base_url, api, timeout, ca_bundle, use_env_proxy, org)),
             type(api_key),
             config._session_key is None,
             *(os.environ.get(name) for name in _RESOLVED_FROM),
@@ -87,6 +90,7 @@ class Endpoint:
             seconds,
             resolve_ca_bundle(ca_bundle),
             resolve_env_proxy(use_env_proxy),
+            validate_org(org) if org is not None else None,
         )
         if memo is not None and endpoint.ca_bundle is None:
             if len(_resolved) >= 32:
@@ -102,6 +106,7 @@ class Endpoint:
             "api": self.api,
             "ca_bundle": self.ca_bundle,
             "use_env_proxy": self.use_env_proxy,
+            "org": self.org,
         }
 
 

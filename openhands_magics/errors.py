@@ -17,6 +17,7 @@ The tree::
       NotFoundError                 no such conversation
       ConflictError                 409/410: not now (a paused sandbox) or not any more (archived)
       RateLimitError                429, .retry_after
+        ConcurrencyLimitError       429 on a start: the account runs its most conversations (.limit, .running)
       ServerError                   5xx
       TransportError                no usable answer, .request_sent
       ProtocolError                 an answer this client cannot read
@@ -32,6 +33,7 @@ from ._secrets import blank
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "ConcurrencyLimitError",
     "ConfigurationError",
     "ConflictError",
     "NotFoundError",
@@ -104,6 +106,18 @@ class RateLimitError(OpenHandsError):
         self.retry_after = retry_after
 
     retryable = True
+
+
+class ConcurrencyLimitError(RateLimitError):
+    """429 on a start from Cloud (since April 2026): the account (its organisation) already runs as many
+    conversations as it may (``limit``: 3 for a personal one, 10 for a team; ``running``: how many now, as the
+    server counted). Nothing was started; a start goes through once one of them ends."""
+
+    def __init__(
+        self, message: str, *, limit: int | None = None, running: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.limit, self.running = limit, running
 
 
 class ServerError(OpenHandsError):

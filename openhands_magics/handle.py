@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from .diffs import Diff
 from .errors import ValidationError
 from .events import EMPTY_ACTIVITY, Activity, Trajectory
-from .models import Change, Conversation, Cost, Outcome, PullRequest
+from .models import Change, Conversation, ConversationStatus, Cost, Outcome, PullRequest
 
 if TYPE_CHECKING:
     from .connection import Connection
     from .session import Endpoint, Session
+    from .start_options import StartOptions
 
 __all__ = ["ConversationHandle", "Diff", "validate_max_cost"]
 
@@ -80,6 +81,9 @@ class ConversationHandle:
         self._activity: Activity = EMPTY_ACTIVITY
         #: The budget guard (``--max-cost``): past this many dollars of live cost the agent is interrupted, once.
         self.max_cost: float | None = None
+        #: The start's settings (``--branch``, ``--share``, ...), to check what the server applied (see
+        #: ``Connection._check_options``); None for a conversation not started here.
+        self.start_options: StartOptions | None = None
         self.budget_spent = False
         self._sticky_note: str | None = None
         self._skip_display_in: int | None = None
@@ -123,9 +127,21 @@ class ConversationHandle:
         return self._conversation.is_final
 
     @property
+    def share_url(self) -> str | None:
+        """The public link (``--share``), once the server says the conversation is public."""
+        public = self._conversation.extra.get("public") is True
+        return f"{self.endpoint.base_url}/shared/conversations/{self.id}" if public and self.id else None
+
+    @property
+    def queued(self) -> bool:
+        """``--queue``: its start waits for a place (no id yet); its first snapshot is the start's answer."""
+        c = self._conversation
+        return c.status == ConversationStatus.QUEUED and c.conversation_id is None and c.start_task_id is None
+
+    @property
     def reference(self) -> str:
         """The best id to name it by: the conversation's, else the start task's."""
-        return self.id or f"task {self.task_id}"
+        return self.id or (f"task {self.task_id}" if self.task_id else "a queued start")
 
     def elapsed(self, now: dt.datetime | None = None) -> float | None:
         """Seconds from creation (or from the latest follow-up) until now, or until it was seen final. None when
@@ -268,7 +284,7 @@ class ConversationHandle:
 
     def update(self, conversation: Conversation, note: str | None = None) -> bool:
         """Store a fresh snapshot; returns whether its status line changed (the poller slows down while it doesn't)."""
-        if not self.is_same(conversation):
+        if not self.is_same(conversation) and not self.queued:
             raise ValueError(f"a snapshot of {conversation.conversation_id} given to the handle of {self.reference}")
         with self._lock:
             before = self._conversation

@@ -112,6 +112,12 @@ class OpenHandsMagics(Magics):
         "attaches to it instead of starting (and paying for) a new run; default (None): on under papermill and "
         "nbconvert, off interactively (--once, --new per cell)",
     ).tag(config=True)
+    org = Unicode(
+        None,
+        allow_none=True,
+        help="Cloud: the organisation to act in (sent as X-Org-Id), for an account in several; --org per line; "
+        "default: the account's current one",
+    ).tag(config=True)
     timeout = Float(30.0, help=f"seconds one call may take in all, retries included (at least {MIN_INTERVAL:g})").tag(
         config=True
     )
@@ -137,6 +143,15 @@ class OpenHandsMagics(Magics):
         if not value >= MIN_INTERVAL or value == float("inf"):  # (NaN fails the first test too)
             self._refuse(proposal, f"must be a number of seconds from {MIN_INTERVAL:g} on")
         return value
+
+    @validate("org")
+    def _org(self, proposal: Any) -> str | None:
+        from .validation import is_org
+
+        value = proposal["value"]
+        if value and not is_org(value):
+            self._refuse(proposal, "must be an organisation id (letters, digits, - and _)")
+        return value.strip() if value else None
 
     @validate("api")
     def _api(self, proposal: Any) -> str | None:
@@ -265,6 +280,7 @@ class OpenHandsMagics(Magics):
             timeout=settings.timeout,
             ca_bundle=settings.ca_bundle,
             use_env_proxy=settings.use_env_proxy,
+            org=invocation.org or settings.org,
         )
 
     def _login(self) -> bool:

@@ -40,6 +40,7 @@ class ConversationStatus:
     """The statuses shown to people. Plain strings, not an Enum: a value this version does not know is shown as it
     is (upper-cased), never a crash of the poller."""
 
+    QUEUED = "QUEUED"  # --queue: not sent yet, waiting for one of the account's running conversations to end
     STARTING = "STARTING"  # the start task (V1) or the runtime (V0) is being set up; ``phase`` says which step
     RUNNING = "RUNNING"  # the agent works
     FINISHED = "FINISHED"  # the agent is done with the task
@@ -454,6 +455,9 @@ class Conversation:
     pr_numbers: tuple[int, ...] = ()
     cost: Cost | None = None
     extra: Mapping[str, Any] = field(default_factory=Extra, compare=False, repr=False)
+    #: The start's options the server did not take (missing from its start task's echo: ``--plan``), right after
+    #: the start only (see :func:`~.start_options.ignored`).
+    ignored: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def id(self) -> str | None:

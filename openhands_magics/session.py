@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import OpenHandsClient
 from .config import (
@@ -30,11 +30,14 @@ from .config import (
 )
 from .connection import Connection
 from .endpoint import Endpoint
-from .errors import ValidationError
+from .errors import ConcurrencyLimitError, OpenHandsError, ValidationError
 from .handle import ConversationHandle
 from .models import Conversation, ConversationStatus
 from .polling import PollingSource, PollSchedule
 from .validation import validate_message, validate_repository
+
+if TYPE_CHECKING:
+    from .start_options import StartOptions
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
@@ -150,21 +153,47 @@ class Session:
         max_cost: float | None = None,
         once: bool = False,
         new: bool = False,
+        branch: str | None = None,
+        model: str | None = None,
+        plan: bool = False,
+        instructions: str | None = None,
+        title: str | None = None,
+        share: bool = False,
+        secrets: Any = None,
+        sandbox: str | None = None,
+        queue: bool = False,
     ) -> ConversationHandle:
         """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``).
         ``max_cost``: interrupt the agent once its live cost passes this many dollars (``handle.max_cost``).
 
         ``once`` (V1): the new conversation's id is derived from the server, this notebook, the message and the
         repository (:mod:`.once`), and when a conversation with that id exists, its handle is given instead of a new
-        run (its card says so); ``new=True`` starts another all the same."""
+        run (its card says so); ``new=True`` starts another all the same.
+
+        The start's settings (:class:`~.start_options.StartOptions`, checked before anything is sent): ``branch``,
+        ``model``, ``plan`` (the planning agent), ``instructions`` (added to the system message), ``title``,
+        ``share`` (public, with a share link), ``secrets`` (names of environment variables, or a mapping of name to
+        value), ``sandbox`` (an existing sandbox's id). ``queue``: when the account already runs its most
+        conversations (429), the handle is QUEUED and starts as soon as one ends (:mod:`.start_queue`)."""
         from .handle import validate_max_cost
+        from .start_options import StartOptions
 
         budget = validate_max_cost(max_cost)
-        if not isinstance(once, bool) or not isinstance(new, bool):
-            raise ValidationError("once and new must be True or False.")
+        if not isinstance(once, bool) or not isinstance(new, bool) or not isinstance(queue, bool):
+            raise ValidationError("once, new and queue must be True or False.")
+        options = StartOptions.make(
+            branch=branch,
+            model=model,
+            plan=plan,
+            instructions=instructions,
+            title=title,
+            share=share,
+            secrets=secrets,
+            sandbox=sandbox,
+        )
         endpoint = self._endpoint(endpoint)
         client = self.client(endpoint)
-        key = self._task_key(message, repository, endpoint)
+        key = self._task_key(message, repository, endpoint, options)
         chosen = key if once and not new and client.dialect().name == "v1" else None
         if chosen is not None:
             if isinstance(message, str):  # (anything else is refused by the client, below, in its own words)
@@ -176,9 +205,19 @@ class Session:
                 handle.set_note(f"already started at {when}: attached, not started again (--new starts another)")
                 self._same_task[key] = handle
                 return handle
-        handle = self.record(
-            client.start_conversation(message, repository, conversation_id=chosen), endpoint, remember=True
-        )
+        try:
+            started = client.start_conversation(message, repository, conversation_id=chosen, options=options)
+        except ConcurrencyLimitError as error:
+            if not queue:
+                raise
+            for running in self.running(endpoint):  # (the tracker tells the queue when one of them ends)
+                running.watch()
+            handle = self.connection(endpoint).queue_start(message, repository, options, error, budget)
+            self._same_task[key] = handle
+            return handle
+        handle = self.record(started, endpoint, remember=True)
+        handle.start_options = options or None
+        self.connection(endpoint).report_ignored(handle, started)
         handle.max_cost = budget
         if once and not new and chosen is None:
             handle.set_note(
@@ -187,19 +226,35 @@ class Session:
         self._same_task[key] = handle
         return handle
 
+    def running(self, endpoint: Endpoint | None = None) -> builtins.list[ConversationHandle]:
+        """The account's conversations running now (the newest 20 of them), as handles; none when they cannot be
+        read (the line about a full account names them, and a queued start watches them, when it can)."""
+        try:
+            return builtins.list(self.list(endpoint=endpoint, running=True, limit=20))
+        except OpenHandsError:
+            return []
+
     def same_task(
-        self, message: str, repository: str | None = None, *, endpoint: Endpoint | None = None
+        self,
+        message: str,
+        repository: str | None = None,
+        *,
+        endpoint: Endpoint | None = None,
+        options: StartOptions | None = None,
     ) -> ConversationHandle | None:
         """The conversation this session started for the same task (message, repository, server, notebook) and
         that is not over yet, if any: a notebook cell run again while its task runs shows it instead of paying for
         a second run (the magic asks; a script that starts the same task twice gets two)."""
-        handle = self._same_task.get(self._task_key(message, repository, self._endpoint(endpoint)))
+        handle = self._same_task.get(self._task_key(message, repository, self._endpoint(endpoint), options))
         return handle if handle is not None and not handle.is_final else None
 
-    def _task_key(self, message: object, repository: str | None, endpoint: Endpoint) -> str:
+    def _task_key(
+        self, message: object, repository: str | None, endpoint: Endpoint, options: StartOptions | None = None
+    ) -> str:
         from .once import once_id
 
-        return once_id(endpoint.base_url, self.notebook, str(message), [("repository", repository)])
+        parts = [("repository", repository), *(options.once_parts() if options else ())]
+        return once_id(endpoint.base_url, self.notebook, str(message), parts)
 
     def attach(self, reference: str, *, endpoint: Endpoint | None = None, remember: bool = False) -> ConversationHandle:
         """The handle of an existing conversation (the one this session has, else a new one): its id, its link,
@@ -258,6 +313,17 @@ class Session:
                 log.warning("could not record conversation %s on disk", handle.reference, exc_info=True)
         return handle
 
+    def adopt(self, handle: ConversationHandle) -> None:
+        """A handle made before its conversation existed (a queued start) now has its ids: found by them from now
+        on, and recorded on disk as every start is."""
+        self._index(handle)
+        self._keep(handle)
+        if self.remember:
+            try:
+                self._remember(handle)
+            except Exception:  # (as in record: the record on disk never costs a started conversation)
+                log.warning("could not record conversation %s on disk", handle.reference, exc_info=True)
+
     def _keep(self, handle: ConversationHandle) -> bool:
         """In ``history()`` from now on (once); whether it was new there."""
         if id(handle) in self._in_history:
@@ -315,16 +381,26 @@ class Session:
         max_running: int = 10,
         endpoint: Endpoint | None = None,
         max_cost: float | None = None,
+        **options: Any,
     ) -> Any:
         """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
         ``max_running`` at a time; returns the :class:`~openhands_magics.batch.Batch` at once (its queue runs in the
         I/O thread from the start, in a kernel or a script; ``.wait()`` only waits for it). Every argument is
         checked by the batch before anything is sent, the endpoint (default: from the environment) last.
-        ``max_cost``: each conversation's budget guard, in dollars."""
+        ``max_cost``: each conversation's budget guard, in dollars. ``options``: every start's settings, as
+        :meth:`start` takes them (``branch``, ``model``, ``plan``, ``instructions``, ``title``, ``share``,
+        ``secrets``, ``sandbox``)."""
         from .batch import Batch
 
         return Batch(
-            self, task, items, endpoint=endpoint, repository=repository, max_running=max_running, max_cost=max_cost
+            self,
+            task,
+            items,
+            endpoint=endpoint,
+            repository=repository,
+            max_running=max_running,
+            max_cost=max_cost,
+            **options,
         ).start()
 
     def list(
@@ -446,8 +522,10 @@ def map(
     max_running: int = 10,  # noqa: A001
     endpoint: Endpoint | None = None,
     max_cost: float | None = None,
+    **options: Any,
 ) -> Any:
-    """One conversation per item, at most ``max_running`` at once: see :meth:`Session.map`."""
+    """One conversation per item, at most ``max_running`` at once: see :meth:`Session.map` (``branch=``,
+    ``model=``, ``plan=``, ... as :meth:`Session.start` takes them)."""
     return get_session().map(
-        task, items, repository=repository, max_running=max_running, endpoint=endpoint, max_cost=max_cost
+        task, items, repository=repository, max_running=max_running, endpoint=endpoint, max_cost=max_cost, **options
     )

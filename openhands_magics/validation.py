@@ -12,6 +12,7 @@ __all__ = [
     "printable",
     "validate_conversation_id",
     "validate_message",
+    "validate_org",
     "validate_repository",
     "validate_user_conversation_id",
 ]
@@ -58,6 +59,22 @@ def validate_repository(repository: str) -> str:
     if not _REPOSITORY.fullmatch(repository) or repository.split("/")[1] in {".", ".."}:
         raise ValidationError(f"--repo must look like owner/repo (e.g. octocat/hello-world), got {repository!r}.")
     return repository
+
+
+_ORG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def is_org(org: object) -> bool:
+    return isinstance(org, str) and bool(_ORG.fullmatch(org.strip()))
+
+
+def validate_org(org: object) -> str:
+    """An organisation id for ``X-Org-Id`` (``--org``, ``%config OpenHandsMagics.org``): it goes into a header, so
+    only letters, digits, ``-`` and ``_``."""
+    if not isinstance(org, str) or not is_org(org):
+        shown = repr(org)[:60] if isinstance(org, str) else type(org).__name__
+        raise ValidationError(f"--org takes an organisation id (letters, digits, - and _), got {shown}.")
+    return org.strip()
 
 
 def validate_seconds(value: object, name: str) -> float | None:

@@ -272,6 +272,8 @@ class Card:
     pending: str | None = None
     #: Whether the agent itself was stopped (its stream said ``paused``: Stop agent), not its sandbox.
     agent_stopped: bool = False
+    #: ``--share``: the public link (``/shared/conversations/ID``) once the server says the conversation is public.
+    share_url: str | None = None
 
     @classmethod
     def of(cls, handle: ConversationHandle) -> Card:
@@ -308,6 +310,7 @@ class Card:
             problem=one_line(outcome.problems[0], PROBLEM_CHARS) if outcome is not None and outcome.problems else None,
             cost=cost_text(conversation.cost) if final else None,
             watching=bool(handle.watching),
+            share_url=_text(handle.share_url),
             **_activity_fields(activity, final),
         )
 
@@ -408,6 +411,8 @@ def text_summary(shown: Shown) -> str:
         parts.append(f"({elapsed})")
     if card.url:
         parts.append(card.url)
+    if card.share_url:
+        parts.append(f"· shared: {card.share_url}")
     parts.extend(f"· PR {plain(str(pr))}" for pr in card.pull_requests)
     if card.files_count:
         parts.append(f"· {_files_changed(card.files_count)}")
@@ -541,6 +546,8 @@ def html_card(shown: Shown, *, live: bool = False) -> str:
         if card.url
         else f'<span style="{_MUTED}">the link appears when the conversation is created</span>'
     )
+    if card.share_url:
+        address += f" · {link(card.share_url, 'share link')}"
     note = f'<div style="color:#c05621">{e(card.note)}</div>' if card.note else ""
     # A final card has a bar in its status colour down its left side: someone who looked away sees at a glance that
     # it is over, and how, before reading a word.

@@ -15,6 +15,7 @@ from openhands_magics import AsyncOpenHandsClient, OpenHandsClient
 from openhands_magics._protocol import KeyAuth, RetryPolicy
 from openhands_magics.config import ApiKey
 from openhands_magics.errors import (
+    ConcurrencyLimitError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -29,6 +30,7 @@ from openhands_magics.errors import (
 )
 from openhands_magics.models import Conversation
 from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
+from openhands_magics.testing.server import TEAM_LIMIT
 
 from .conftest import FAST, QUICK_RETRY, SECRET
 
@@ -317,15 +319,25 @@ def test_other_400_is_a_bad_request_quoting_the_server(server: LocalOpenHandsSer
 # ---------------------------------------------------------------------------------------------------- failures
 
 
-def test_eleventh_running_conversation_is_rate_limited_with_retry_after() -> None:
-    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=60)) as server:
+def test_eleventh_running_conversation_of_a_team_is_refused_as_too_many_running() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=60), max_running=TEAM_LIMIT) as server:
         with OpenHandsClient(SECRET, base_url=server.base_url, api="v1") as client:
             for number in range(10):
                 client.start_conversation(f"task {number}")
-            with pytest.raises(RateLimitError, match="10 conversations at once.*retry in 30 s") as caught:
+            with pytest.raises(ConcurrencyLimitError, match="runs at most 10 at once and 10 run now") as caught:
                 client.start_conversation("one too many")
-    assert caught.value.retry_after == 30
+    assert (caught.value.limit, caught.value.running) == (10, 10)
     assert len(server.posts()) == 11  # the 429 POST was not retried
+
+
+def test_a_rate_limit_429_on_a_start_is_not_read_as_a_full_account(
+    server: LocalOpenHandsServer, client: OpenHandsClient
+) -> None:
+    client.dialect()
+    server.inject(status=429, body={"message": "Too many requests"}, headers={"Retry-After": "1"}, method="POST")
+    with pytest.raises(RateLimitError) as caught:
+        client.start_conversation("hi")
+    assert not isinstance(caught.value, ConcurrencyLimitError) and caught.value.retry_after == 1
 
 
 def test_reads_retry_5xx_and_malformed_json_then_succeed(server: LocalOpenHandsServer, client: OpenHandsClient) -> None:

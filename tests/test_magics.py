@@ -429,17 +429,23 @@ def test_server_trouble_on_start_is_one_clear_line(
     assert openhands_magics.history() == []
 
 
-def test_a_real_429_from_too_many_running_conversations_is_one_line(
+def test_a_start_past_the_accounts_limit_is_one_line_naming_the_running_ones_and_offering_queue(
     ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.1, running=30), max_running=1) as server:
         for name, value in server.environ().items():
             monkeypatch.setenv(name, value)
-        assert ip.run_line_magic("openhands", "first") is not None
+        first = ip.run_line_magic("openhands", "first")
+        assert first is not None
+        while first.refresh() is not None and first.id is None:  # ready, and running for 30 s: the account is full
+            time.sleep(0.05)
         output.read()
         assert ip.run_line_magic("openhands", "second") is None
         line = output.one_error_line()
-        assert "Too many requests (HTTP 429)" in line and "retry in 30 s" in line
+        assert "Too many conversations running (HTTP 429): this account runs at most 1 at once" in line
+        assert "Add --queue" in line
+        running = server.conversation_ids()[0]
+        assert f"{server.base_url}/conversations/{running}" in line  # the running one, by its link
         assert len(server.posts()) == 2 and server.running_count() == 1
 
 

@@ -581,7 +581,7 @@ def test_v1_set_state_forces_raw_fields(v1: Served) -> None:
         server.set_state(UNKNOWN, execution_status="finished")
 
 
-def test_v1_max_running_gives_429_until_an_agent_ends(serve_local: Serve) -> None:
+def test_v1_max_running_gives_clouds_concurrency_429_until_an_agent_ends(serve_local: Serve) -> None:
     server, http = serve_local(READY_AT_ONCE, max_running=2)
     first = start_ready(http)
     post_task(http, message("second"))
@@ -589,8 +589,9 @@ def test_v1_max_running_gives_429_until_an_agent_ends(serve_local: Serve) -> Non
     refused = http.post(V1, json=message("third"))
 
     assert refused.status_code == 429
-    assert refused.headers["Retry-After"] == "30"
-    assert refused.json()["error"].startswith("Rate limit exceeded: ")
+    detail = refused.json()["detail"]
+    assert (detail["error"], detail["limit"], detail["current"]) == ("CONCURRENCY_LIMIT_REACHED", 2, 2)
+    assert "Retry-After" not in refused.headers
     assert server.running_count() == 2 and len(server.task_ids()) == 2
     server.set_state(first, execution_status="finished")
     assert server.running_count() == 1
@@ -858,8 +859,8 @@ def test_v0_set_state_and_max_running(serve_local: Serve) -> None:
     server, http = serve_local(FROZEN, api="v0", max_running=2)
     first, _ = start_v0(http), start_v0(http)
     refused = http.post("/api/conversations", json={"initial_user_msg": "x"})
-    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "30")
-    assert refused.json()["error"].startswith("Rate limit exceeded: ")
+    assert refused.status_code == 429
+    assert refused.json()["detail"]["error"] == "CONCURRENCY_LIMIT_REACHED"
 
     server.set_state(first, status="RUNNING", agent_state="finished", title="Done")
 

@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +30,7 @@ from ..errors import (
     OpenHandsError,
     ProtocolError,
     RateLimitError,
+    ConcurrencyLimitError,
     ServerError,
     TransportError,
     UnsupportedApiError,
@@ -57,7 +58,7 @@ class Call:
     method: str
     path: str
     params: tuple[tuple[str, str], ...] = ()
-    json: Any = None
+    json: Any = field(default=None, repr=False)  # (a start's body holds its secrets' values)
     route: str = "read"  # "read" | "item" | "sandbox" | "agent" | "batch" | "start" | "probe"
     api: str = "v1"
     since: str | None = None
@@ -243,6 +244,34 @@ def server_said(response: httpx.Response) -> tuple[str, str | None]:
     return (text[:200] + "…" if len(text) > 200 else text), msg_id
 
 
+#: The ``error`` of Cloud's 429 on a start past the account's concurrency limit (OpenHands PR 14168, April 2026):
+#: ``{"detail": {"error": "CONCURRENCY_LIMIT_REACHED", "message": "...", "limit": 3, "current": 3}}``.
+CONCURRENCY_LIMIT_REACHED = "CONCURRENCY_LIMIT_REACHED"
+
+
+def concurrency_limit(response: httpx.Response) -> ConcurrencyLimitError | None:
+    """A start's 429 read as "too many running" when its body says so (Cloud's shape, above); else None (a rate
+    limit: too many requests, whatever runs)."""
+    body = _loads(response.content)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, dict) or detail.get("error") != CONCURRENCY_LIMIT_REACHED:
+        return None
+
+    def count(name: str) -> int | None:
+        value = detail.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 100_000 else None
+
+    limit, running = count("limit"), count("current")
+    most = f"at most {limit}" if limit is not None else "no more"
+    now = f" and {running} run now" if running is not None else ""
+    return ConcurrencyLimitError(
+        f"Too many conversations running (HTTP 429): this account runs {most} at once{now}; nothing was started.",
+        limit=limit,
+        running=running,
+        retry_after=retry_after(response),
+    )
+
+
 def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     try:
@@ -346,6 +375,10 @@ def error_for(response: httpx.Response, call: Call, base_url: str, *, repository
             else "The conversation is archived (HTTP 410): its sandbox no longer exists; start a new one"
         )
         return ConflictError(f"{what}{suffix}.", status_code=status)
+    if status == 429 and call.route == "start":
+        limited = concurrency_limit(response)
+        if limited is not None:
+            return limited
     if status == 429:
         wait = retry_after(response)
         when = f"; the server asks to retry in {wait:g} s" if wait is not None else ""

@@ -6,11 +6,14 @@ import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, OpenHandsError, ProtocolError, UnsupportedApiError
 from ..models import Change, Conversation, ConversationStatus, FileDiff, Outcome, not_found
 from .common import Call, Operation, Steps, Wait, expect_json
+
+if TYPE_CHECKING:
+    from ..start_options import StartOptions
 
 #: How long a follow-up waits (seconds, counted in the pauses it asks for) for a resumed sandbox to run again.
 RESUME_TIMEOUT = 60.0
@@ -50,10 +53,15 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def start(
-        self, message: str, repository: str | None, conversation_id: str | None = None
+        self,
+        message: str,
+        repository: str | None,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
     ) -> Operation[Conversation]:
         """POST a new conversation; the snapshot right after (V1: its start task's first phase). ``conversation_id``
-        (V1 only): the id the new conversation is to have, chosen by the client (``--once``)."""
+        (V1 only): the id the new conversation is to have, chosen by the client (``--once``). ``options``: the
+        branch, model, ... (:mod:`..start_options`), as fields this API has."""
 
     @abc.abstractmethod
     def read(self, snapshots: Sequence[Conversation]) -> Operation[list[Conversation | None]]:

@@ -9,7 +9,7 @@ RUNNING a read also fetches the latest events and takes the last ``agent_state_c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadRequestError, NotFoundError, ProtocolError, ValidationError
 from ..models import (
@@ -24,6 +24,9 @@ from ..models import (
 from ..validation import is_id, validate_conversation_id, validate_user_conversation_id
 from .common import Call, Operation, expect_json, item_path, server_said
 from .dialect import Dialect, Page
+
+if TYPE_CHECKING:
+    from ..start_options import StartOptions
 
 CONVERSATIONS_PATH = "/api/conversations"
 #: Events read back to find the agent's latest state; more than this since its last change means it is busy.
@@ -76,13 +79,19 @@ class V0(Dialect):
         return validate_user_conversation_id(reference)
 
     def start(
-        self, message: str, repository: str | None, conversation_id: str | None = None
+        self,
+        message: str,
+        repository: str | None,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
     ) -> Operation[Conversation]:
         if conversation_id is not None:  # (the session asks dialect.name first: only V1 takes an id)
             raise ValidationError("A V0 server (OpenHands before 1.7) cannot be given the new conversation's id.")
         payload = {"initial_user_msg": message}
         if repository:
             payload["repository"] = repository
+        if options:  # (1.6.0 forbids unknown fields with a 422: what it lacks is refused here, before the POST)
+            payload.update(options.v0_fields())
         call = Call("POST", CONVERSATIONS_PATH, json=payload, route="start", api=self.name)
         response = yield call
         body = expect_json(response, call, self.base_url, repository=repository)

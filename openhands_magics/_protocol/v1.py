@@ -27,6 +27,7 @@ from ..models import (
     public_fields,
     shared_fields,
 )
+from ..start_options import StartOptions, ignored
 from ..validation import validate_user_conversation_id
 from . import agent
 from .common import Call, Operation, error_for, expect_json, expect_list, item_path, server_said
@@ -150,11 +151,17 @@ class V1(Dialect):
         return hex_id
 
     def start(
-        self, message: str, repository: str | None, conversation_id: str | None = None
+        self,
+        message: str,
+        repository: str | None,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
     ) -> Operation[Conversation]:
         payload: dict[str, Any] = {"initial_message": {"content": [{"type": "text", "text": message}]}}
         if repository:
             payload["selected_repository"] = repository
+        if options:  # (every field is 1.11.0's: selected_branch, llm_model, agent_type, system_message_suffix, ...)
+            payload.update(options.v1_fields())
         if conversation_id is not None:  # honoured by the server (recorded on 1.11.0); a second start with it fails
             payload["conversation_id"] = self.normalize_id(conversation_id)
         call = Call("POST", START_PATH, json=payload, route="start", api=self.name)
@@ -162,7 +169,9 @@ class V1(Dialect):
         body = expect_json(response, call, self.base_url, repository=repository)
         if not isinstance(body, Mapping) or "id" not in body:
             raise ProtocolError("The server's answer to the new conversation has no start task id.")
-        return self.from_task(body, repository=repository)
+        started = self.from_task(body, repository=repository)
+        left_out = ignored(options, body.get("request")) if options else []
+        return dataclasses.replace(started, ignored=tuple(left_out)) if left_out else started
 
     def read(self, snapshots: Sequence[Conversation]) -> Operation[list[Conversation | None]]:
         """An id that is no UUID (from a saved notebook, the record, a hand-made snapshot) is not sent: the server
@@ -315,6 +324,15 @@ class V1(Dialect):
         conversation_id = _started(snapshot, "be deleted")
         call = Call("DELETE", item_path(ITEM_PATH, conversation_id, "conversation id"), route="item")
         expect_json((yield call), call, self.base_url)
+
+    def share(self, snapshot: Conversation) -> Operation[Conversation]:
+        """Make it public (``PATCH {"public": true}``, the web app's share switch): 1.11.0 takes ``public`` in the
+        start request but does not apply it, so ``--share`` sets it this way once the conversation exists."""
+        conversation_id = _started(snapshot, "be shared")
+        call = Call(
+            "PATCH", item_path(ITEM_PATH, conversation_id, "conversation id"), json={"public": True}, route="item"
+        )
+        return self.from_conversation(expect_json((yield call), call, self.base_url), previous=snapshot)
 
     def answer(self, snapshot: Conversation) -> Operation[str | None]:
         """Newest events first, back to the latest user message: the agent's finish message or its last message

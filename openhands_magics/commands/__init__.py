@@ -57,6 +57,7 @@ class Settings:
     expand: bool = False
     headless_wait: bool = True
     once: bool | None = None
+    org: str | None = None
 
 
 @dataclass(frozen=True)

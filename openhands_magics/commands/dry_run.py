@@ -22,6 +22,8 @@ def run(context: Context, invocation: Invocation) -> None:
     from .._secrets import blank
     from ..client import _detected
     from ..config import resolve_api, resolve_base_url
+    from ..start_options import StartOptions
+    from .start import start_keywords
     from ..validation import validate_message, validate_repository
 
     if invocation.watch is not None or invocation.reattach or invocation.command not in (None, "fix"):
@@ -31,6 +33,13 @@ def run(context: Context, invocation: Invocation) -> None:
     api = api if api != "auto" else _detected.get(base_url, "auto: asked of the server on the first real call")
     where = f" on {validate_repository(invocation.repo)}" if invocation.repo else ", no repository"
     server = f"  server: {base_url} (API {api})\n"
+    org = invocation.org or context.settings.org
+    if org:
+        server += f"  organisation: {org} (X-Org-Id)\n"
+    options = StartOptions.make(**start_keywords(invocation))  # (checked, secrets read: their names shown only)
+    server += "".join(f"  {line}\n" for line in options.described())
+    if options and api == "v0":
+        options.v0_fields()  # (what a V0 server cannot take is refused as the real start would refuse it)
     if invocation.map_over is not None:
         _dry_run_map(context, invocation, where, server)
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .compose import fan_out_task
+from .start import start_keywords
 
 if TYPE_CHECKING:
     from ..arguments import Invocation
@@ -23,6 +24,7 @@ def run(context: Context, invocation: Invocation) -> None:
         max_running=int(invocation.max_running or 10),
         endpoint=context.server,
         max_cost=invocation.max_cost,
+        **start_keywords(invocation),
     )
     display(batch)
     if invocation.wait or (context.settings.headless_wait and context.headless):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .compose import compose_message
-from .start import present
+from .start import present, start
 
 if TYPE_CHECKING:
     from ..arguments import Invocation
@@ -18,4 +18,4 @@ def run(context: Context, invocation: Invocation) -> ConversationHandle:
 
     task = notebook.last_error_task(context.shell, context.errors)
     message = compose_message(context, invocation, task)
-    return present(context, invocation, context.session.start(message, invocation.repo, endpoint=context.server))
+    return present(context, invocation, start(context, invocation, message))

@@ -5,9 +5,9 @@ waits for it."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..errors import OpenHandsError, WaitTimeout
+from ..errors import ConcurrencyLimitError, OpenHandsError, WaitTimeout
 from . import say
 from .compose import compose_message
 
@@ -20,16 +20,65 @@ log = logging.getLogger("openhands_magics")
 
 
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
-    # The client refuses an empty message or a bad --repo before sending anything.
+    # The client refuses an empty message or a bad --repo before sending anything; the start's options are checked
+    # (and the secrets read from the environment) before the message is made.
+    from ..start_options import StartOptions
+
+    options = StartOptions.make(**start_keywords(invocation))
     message = compose_message(context, invocation)
-    running = None if invocation.new else context.session.same_task(message, invocation.repo, endpoint=context.server)
+    running = (
+        None
+        if invocation.new
+        else context.session.same_task(message, invocation.repo, endpoint=context.server, options=options)
+    )
     if running is not None:  # the cell ran again while its task runs: the same conversation, not a second bill
         running.set_note("this same task is still running from this notebook: shown again (--new starts another)")
         return present(context, invocation, running)
-    handle = context.session.start(
-        message, invocation.repo, endpoint=context.server, once=once(context, invocation), new=invocation.new
-    )
+    handle = start(context, invocation, message, once=once(context, invocation))
     return present(context, invocation, handle)
+
+
+def start_keywords(invocation: Invocation) -> dict[str, Any]:
+    """The start's options of the magic line, as :meth:`Session.start` and ``map()`` take them."""
+    return {
+        "branch": invocation.branch,
+        "model": invocation.model,
+        "plan": invocation.plan,
+        "instructions": invocation.instructions,
+        "title": invocation.title,
+        "share": invocation.share,
+        "secrets": invocation.secret,
+        "sandbox": invocation.sandbox,
+    }
+
+
+def start(context: Context, invocation: Invocation, message: str, *, once: bool = False) -> ConversationHandle:
+    """The session's start with the line's options; a start the account has no place for is one line naming the
+    conversations that run (with their links) and offering ``--queue``."""
+    try:
+        return context.session.start(
+            message,
+            invocation.repo,
+            endpoint=context.server,
+            once=once,
+            new=invocation.new,
+            queue=invocation.queue,
+            **start_keywords(invocation),
+        )
+    except ConcurrencyLimitError as error:
+        raise ConcurrencyLimitError(full_account(error, context.session.running(context.server))) from None
+
+
+def full_account(error: ConcurrencyLimitError, running: list[ConversationHandle]) -> str:
+    """``Too many conversations running (HTTP 429): ...; running: "Fix the tests" <link>, ...; add --queue ...``"""
+    from ..views import one_line
+
+    named = ", ".join(f"{one_line(h.title or h.reference, 40)!r} {h.url or h.reference}" for h in running[:10])
+    more = f" and {len(running) - 10} more" if len(running) > 10 else ""
+    now = f" Running: {named}{more}." if named else ""
+    return (
+        f"{error}{now} Add --queue to start this one as soon as one of them ends, or stop one (`%openhands stop ID`)."
+    )
 
 
 def once(context: Context, invocation: Invocation) -> bool:

@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         default="bearer",
         help="bearer: Cloud's Authorization header; session-key: X-Session-API-Key; none: no auth",
     )
+    parser.add_argument(
+        "--max-running",
+        type=int,
+        default=10,
+        help="conversations running at once before a start is refused (Cloud: 3 personal, 10 team; default 10)",
+    )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--key", default=DEMO_API_KEY, help="the API key the server accepts")
     parser.add_argument("--starting", type=float, default=2.0, help="seconds a conversation takes to start")
@@ -26,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     timeline = Timeline(starting=args.starting, running=args.running, steps=tuple(args.step))
-    with LocalOpenHandsServer(args.key, api=args.api, auth=args.auth, timeline=timeline, port=args.port) as server:
+    with LocalOpenHandsServer(
+        args.key, api=args.api, auth=args.auth, timeline=timeline, port=args.port, max_running=args.max_running
+    ) as server:
         print(f"Local OpenHands server ({args.api}) at {server.base_url} (demo key: {server.api_key})")
         print(f"  export OPENHANDS_BASE_URL={server.base_url}")
         print(f"  export OPENHANDS_API_KEY={server.api_key}")

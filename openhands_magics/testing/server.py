@@ -161,6 +161,9 @@ class Conversation:
     follow_ups: list[tuple[float, str, bool]] = field(default_factory=list)
     paused: bool = False  #: V1: the sandbox was paused (and not resumed since)
     deleted: bool = False  #: V1: deleted; reads answer as for an unknown id
+    #: V1: ``public`` as the conversation has it: 1.11.0 takes it in the start request without applying it, so only
+    #: a PATCH (the web app's share switch) sets it.
+    public: bool | None = None
     results: dict[str, Any] = field(default_factory=dict)  #: V1: ``set_result`` overrides of the timeline's results
     #: V1: messages queued (``pending-messages``) for delivery at READY, as (when, text)
     pending: list[tuple[float, str]] = field(default_factory=list)
@@ -172,12 +175,18 @@ class Conversation:
         return self.created + self.timeline.starting
 
 
+#: Cloud's concurrency limits (OpenHands PR 14168): conversations running at once for a personal organisation, and
+#: the default for a team one. ``LocalOpenHandsServer(max_running=PERSONAL_LIMIT)`` answers as a personal account.
+PERSONAL_LIMIT, TEAM_LIMIT = 3, 10
+
+
 class LocalOpenHandsServer:
     """Start with ``with LocalOpenHandsServer() as server:`` or ``server.start()``; ``server.base_url`` is where.
 
     ``api``: "v1" (current) or "v0" (1.6.0, which also answers V1 reads). ``auth``: "bearer" (Cloud),
     "session-key" (self-hosted with ``SESSION_API_KEY``) or "none". Past ``max_running`` conversations whose agent
-    has not ended, a POST answers 429. ``repositories``: the repositories the key may use (``None``: any).
+    has not ended, a POST answers Cloud's 429 (``CONCURRENCY_LIMIT_REACHED``; Cloud's limits are
+    :data:`PERSONAL_LIMIT` and :data:`TEAM_LIMIT`). ``repositories``: the repositories the key may use (``None``: any).
     ``clock``: where its time comes from, in seconds (default ``time.monotonic``; a :class:`ManualClock` in tests);
     time stamps it sends are wall-clock times that move with it.
 
@@ -418,9 +427,21 @@ class LocalOpenHandsServer:
         return list(self._conversations), self.now()
 
     def _rate_limited(self) -> Reply:
-        """The answer to a POST past ``max_running``."""
-        error = f"Rate limit exceeded: {self.max_running} conversations running"
-        return Reply(429, {"error": error}, {"Retry-After": "30"})
+        """The answer to a POST past ``max_running``: Cloud's since April 2026 (OpenHands PR 14168, the shape its
+        web app reads, OpenHands issue 15469): 429 ``{"detail": {"error": "CONCURRENCY_LIMIT_REACHED", ...}}``."""
+        running = self.running_count()
+        detail = {
+            "error": "CONCURRENCY_LIMIT_REACHED",
+            "message": f"You have reached the maximum of {self.max_running} concurrent conversations.",
+            "limit": self.max_running,
+            "current": running,
+        }
+        return Reply(429, {"detail": detail})
+
+    def _sandbox_known(self, sandbox_id: str) -> bool:
+        """Whether a sandbox of that id exists (a start may reuse it: ``sandbox_id``)."""
+        with self._lock:
+            return any(c.sandbox_id == sandbox_id for c in self._conversations)
 
     # ------------------------------------------------------------------ internals
     def _agent(self) -> AgentServer:

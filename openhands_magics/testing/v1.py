@@ -4,7 +4,10 @@ A POST answers a *start task*, not a conversation. The task goes through the rea
 slices of ``timeline.starting`` and ends READY (with ``app_conversation_id``) or ERROR (with ``detail``, possibly
 empty: a repository the key cannot use shows up here, after a 200 POST). Unknown body fields are ignored, so a V0
 body starts an empty conversation. Reads are batched lists with ``null`` for unknown ids, and the two list routes
-validate ids differently (422 vs 400), as on the real server. A conversation has two statuses: ``sandbox_status``
+validate ids differently (422 vs 400), as on the real server. The start request's ``title`` and ``public`` are taken (echoed) but not applied, as on 1.11.0 (its conversations
+are named from the first message, and only ``PATCH`` makes one public); a ``sandbox_id`` is reused if it exists,
+else the task fails "Sandbox not found: ID". Past ``max_running`` a start is Cloud's 429. A conversation has two
+statuses: ``sandbox_status``
 stays RUNNING after the agent ended, ``execution_status`` is the agent's (``null`` while the sandbox is not
 RUNNING). Every ``/api/conversations`` (V0) route is gone: 404.
 
@@ -83,6 +86,8 @@ _REQUEST_DEFAULTS: dict[str, Any] = {  # AppConversationStartRequest as the task
     "plugins": None,
     "secrets": None,
 }
+#: ``AgentType``: the default agent, or the planning agent that writes a plan first.
+AGENT_TYPES = ("default", "plan")
 _ID = r"/api/v1/app-conversations"
 _ITEM = _ID + r"/(?P<conversation_id>[^/]+)"
 _HEX = frozenset(string.hexdigits)
@@ -243,7 +248,7 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
         },
         "parent_conversation_id": request["parent_conversation_id"],
         "sub_conversation_ids": [],
-        "public": request["public"],
+        "public": c.public,
         "tags": {"archiveworkspacepath": "."},
         "created_at": iso(c.ready_at),
         "updated_at": iso(c.ready_at),
@@ -301,7 +306,21 @@ def _start_request(body: Any) -> dict[str, Any]:
     """The start request as the task echoes it (unknown fields dropped), or the 422 for a mistyped field."""
     body = json_object(body)
     message = body.get("initial_message")
-    problems = string_problems(body, ("selected_repository", "selected_branch", "title", "llm_model"))
+    problems = string_problems(
+        body, ("selected_repository", "selected_branch", "title", "llm_model", "system_message_suffix", "sandbox_id")
+    )
+    if body.get("agent_type") is not None and body["agent_type"] not in AGENT_TYPES:
+        msg = "Input should be 'default' or 'plan'"
+        problems.append(
+            problem("enum", ["body", "agent_type"], msg, body["agent_type"], {"expected": "'default' or 'plan'"})
+        )
+    secrets_given = body.get("secrets")
+    if secrets_given is not None and (
+        not isinstance(secrets_given, dict) or not all(isinstance(v, str) for v in secrets_given.values())
+    ):
+        problems.append(problem("dict_type", ["body", "secrets"], "Input should be a valid dictionary", secrets_given))
+    if body.get("public") is not None:
+        boolean_field(body, "public", False, problems)
     if message is not None and not isinstance(message, dict):
         msg = "Input should be a valid dictionary or object to extract fields from"
         problems.append(problem("model_attributes_type", ["body", "initial_message"], msg, message))
@@ -311,6 +330,12 @@ def _start_request(body: Any) -> dict[str, Any]:
     if problems:
         raise HttpError(422, problems)
     request = {**_REQUEST_DEFAULTS, **{name: body[name] for name in _REQUEST_DEFAULTS if name in body}}
+    if request["agent_type"] is None:
+        request["agent_type"] = "default"
+    if isinstance(body.get("public"), (bool, int, str)):
+        request["public"] = boolean_field(body, "public", False, [])
+    if isinstance(secrets_given, dict):  # (SecretStr: the echo names each secret, never its value)
+        request["secrets"] = dict.fromkeys(secrets_given, "**********")
     if message is not None:
         content = [{"cache_prompt": False, **i} if isinstance(i, dict) else i for i in message.get("content", [])]
         request["initial_message"] = {"role": "user", **message, "content": content, "run": message.get("run", False)}
@@ -444,7 +469,7 @@ class V1Api:
             route(("GET",), _ITEM + "/git/diff", self.git_diff),
             route(("GET",), _ITEM + "/file", self.read_file),
             route(("DELETE",), _ITEM, self.delete),
-            route(("PATCH",), _ITEM, _not_modelled),
+            route(("PATCH",), _ITEM, self.update),
             route(("POST",), r"/api/v1/sandboxes/(?P<sandbox_id>[^/]+)/(?P<action>pause|resume)", self.sandbox),
             route(("DELETE",), r"/api/v1/sandboxes/(?P<path_id>[^/]+)", self.delete_sandbox),
             route(("GET",), r"/api/v1/conversation/(?P<conversation_id>[^/]+)/events/search", self.search_events),
@@ -483,6 +508,9 @@ class V1Api:
             fails_in, detail = "PREPARING_REPOSITORY", ""  # the clone fails; the real server says nothing more
         elif self.server.timeline.start_error is not None:
             fails_in, detail = PHASES[-1], self.server.timeline.start_error
+        sandbox_id = echo["sandbox_id"] or _sandbox_id()
+        if echo["sandbox_id"] and not self.server._sandbox_known(echo["sandbox_id"]):
+            fails_in, detail = "WAITING_FOR_SANDBOX", f"Sandbox not found: {echo['sandbox_id']}"
         chosen = _chosen_id(echo["conversation_id"])
         if chosen is not None and self.server._has(chosen):
             # The real 1.11.0 does not deduplicate: a new start task, which ends ERROR when the agent server
@@ -494,7 +522,7 @@ class V1Api:
             repository=repository,
             request=echo,
             task_id=uuid.uuid4().hex,
-            sandbox_id=_sandbox_id(),
+            sandbox_id=sandbox_id,
             agent_server_url=self.server.agent_url,
             fails_in=fails_in,
             detail=detail,
@@ -503,6 +531,24 @@ class V1Api:
             return self.server._rate_limited()
         with self.server._lock:
             return Reply(200, task_json(conversation, conversation.created, naive=False))
+
+    def update(self, request: RecordedRequest, conversation_id: str) -> Reply:
+        """``PATCH /api/v1/app-conversations/{id}`` (``AppConversationUpdateRequest``): the title and ``public``
+        (the web app's share switch) of a conversation; the others (repository, branch) are not modelled."""
+        body = json_object(request.body)
+        problems = string_problems(body, ("title", "selected_repository", "selected_branch"))
+        public = boolean_field(body, "public", False, problems) if body.get("public") is not None else None
+        if problems:
+            raise HttpError(422, problems)
+        conversation, now = self._find(conversation_id.replace("-", "").lower())
+        if conversation is None or not exists(conversation, now):
+            return Reply(404, {"detail": "unknown_app_conversation"})
+        with self.server._lock:
+            if body.get("title") is not None:
+                conversation.forced["title"] = body["title"]
+            if public is not None:
+                conversation.public = public
+            return Reply(200, conversation_json(conversation, now))
 
     def get_conversations(self, request: RecordedRequest) -> Reply:
         """``GET /api/v1/app-conversations?ids=...``: up to 99 ids (Python's ``UUID()`` parses them), ``null`` for
