@@ -466,7 +466,7 @@ OPTIONS: tuple[Option, ...] = (
         ("--login",),
         "login",
         "flag",
-        "log in: a device code to confirm in the browser (Cloud), else ask for the API key; kept in memory only",
+        "ask for the API key (kept in memory only); without one, OPENHANDS_API_KEY or OpenHands' CLI key is used",
     ),
     Option(
         ("--save",),

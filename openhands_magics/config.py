@@ -95,7 +95,8 @@ def clear_session_api_key() -> None:
 
 
 def resolve_api_key(explicit: str | ApiKey | None = None) -> ApiKey:
-    """Explicit argument, then the ``--login`` key, then ``OPENHANDS_API_KEY``; raise one clear line if none."""
+    """Explicit argument, then the ``--login`` key, then ``OPENHANDS_API_KEY``, then the key OpenHands' CLI keeps
+    (``~/.openhands/cloud/api_key.txt``, mode 0600: :mod:`.login`); raise one clear line if none."""
     if isinstance(explicit, ApiKey):
         return explicit
     if explicit is not None:
@@ -104,7 +105,12 @@ def resolve_api_key(explicit: str | ApiKey | None = None) -> ApiKey:
         return _session_key
     from_env = os.environ.get(API_KEY_ENV, "").strip()
     if not from_env:
-        raise ConfigurationError(NO_KEY_MESSAGE)
+        from .login import read_cli_key
+
+        from_cli = read_cli_key()  # the key OpenHands' CLI keeps (``openhands login``), when only its owner reads it
+        if from_cli is None:
+            raise ConfigurationError(NO_KEY_MESSAGE)
+        return ApiKey(from_cli)
     return ApiKey(from_env)
 
 

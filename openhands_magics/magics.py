@@ -237,7 +237,7 @@ class OpenHandsMagics(Magics):
                 return None
             if invocation.references:  # `pause {conv.id}`, `--watch $cid`: only the id argument is expanded
                 resolve_references(invocation, self.shell.user_ns if self.shell is not None else {})
-            if invocation.login and not self._login():
+            if invocation.login and not self._login(save=invocation.save):
                 return None
             if invocation.login and not invocation.message.strip() and invocation.watch is None:
                 return None
@@ -283,7 +283,7 @@ class OpenHandsMagics(Magics):
             org=invocation.org or settings.org,
         )
 
-    def _login(self) -> bool:
+    def _login(self, *, save: bool = False) -> bool:
         from .config import set_session_api_key
 
         try:
@@ -292,6 +292,14 @@ class OpenHandsMagics(Magics):
             commands.say("This front end cannot prompt for a key; set OPENHANDS_API_KEY in the environment instead.")
             return False
         set_session_api_key(key)
+        if save and key.strip():
+            from .login import save_cli_key
+
+            path = save_cli_key(key.strip())
+            commands.say(
+                f"API key kept in memory, and saved to {path} (mode 0600) as OpenHands' CLI does.", error=False
+            )
+            return True
         commands.say("API key kept in memory for this session.", error=False)
         return True
 

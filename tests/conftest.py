@@ -60,6 +60,7 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(config.API_KEY_ENV, raising=False)
     monkeypatch.delenv(config.BASE_URL_ENV, raising=False)
     monkeypatch.delenv(config.API_ENV, raising=False)
+    monkeypatch.setenv("OPENHANDS_PERSISTENCE_DIR", "/nonexistent/openhands-cli")  # (no CLI key file either)
     config.clear_session_api_key()
     forget_detected_apis()
     yield

@@ -387,7 +387,9 @@ def test_delete_then_reads_forget_it(serve: Callable[..., Served]) -> None:
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "Conversation not found"})
     bad = http.delete(f"{V1}/not-a-uuid")
     assert (bad.status_code, bad.json()) == (400, {"detail": "Invalid conversation ID format"})
-    assert http.patch(f"{V1}/{kept}", json={"title": "x"}).status_code == 501
+    renamed = http.patch(f"{V1}/{kept}", json={"title": "x", "public": True})  # (the web app's rename and share)
+    assert (renamed.status_code, renamed.json()["title"], renamed.json()["public"]) == (200, "x", True)
+    assert http.patch(f"{V1}/{deleted}", json={"title": "x"}).status_code == 404
     assert http.get(f"{V1}/{kept}").status_code == 405
 
 

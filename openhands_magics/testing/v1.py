@@ -4,11 +4,11 @@ A POST answers a *start task*, not a conversation. The task goes through the rea
 slices of ``timeline.starting`` and ends READY (with ``app_conversation_id``) or ERROR (with ``detail``, possibly
 empty: a repository the key cannot use shows up here, after a 200 POST). Unknown body fields are ignored, so a V0
 body starts an empty conversation. Reads are batched lists with ``null`` for unknown ids, and the two list routes
-validate ids differently (422 vs 400), as on the real server. The start request's ``title`` and ``public`` are taken (echoed) but not applied, as on 1.11.0 (its conversations
-are named from the first message, and only ``PATCH`` makes one public); a ``sandbox_id`` is reused if it exists,
-else the task fails "Sandbox not found: ID". Past ``max_running`` a start is Cloud's 429. A conversation has two
-statuses: ``sandbox_status``
-stays RUNNING after the agent ended, ``execution_status`` is the agent's (``null`` while the sandbox is not
+validate ids differently (422 vs 400), as on the real server. The start request's ``title`` and ``public`` are
+taken (echoed) but not applied, as on 1.11.0 (its conversations are named from the first message, and only
+``PATCH`` makes one public); a ``sandbox_id`` is reused if it exists, else the task fails "Sandbox not found: ID".
+Past ``max_running`` a start is Cloud's 429. A conversation has two statuses: ``sandbox_status`` stays RUNNING
+after the agent ended, ``execution_status`` is the agent's (``null`` while the sandbox is not
 RUNNING). Every ``/api/conversations`` (V0) route is gone: 404.
 
 After the start: ``send-message`` (a follow-up; with ``run`` the agent runs again at once), ``pending-messages``
@@ -828,7 +828,3 @@ def _paging(request: RecordedRequest) -> tuple[int, str | None]:
     query.check()
     return limit or 100, query.text("page_id")
 
-
-def _not_modelled(request: RecordedRequest, conversation_id: str) -> Reply:
-    """Routes the real server has on ``/{id}`` (so that GET there is a 405) but this server does not model."""
-    return Reply(501, {"detail": "Not modelled by the local OpenHands server"})
