@@ -827,4 +827,3 @@ def _paging(request: RecordedRequest) -> tuple[int, str | None]:
     limit = query.integer("limit", 100, gt=0, le=100)
     query.check()
     return limit or 100, query.text("page_id")
-
