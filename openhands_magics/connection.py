@@ -223,47 +223,52 @@ class Connection:
         if handle.watching:
             self._track(handle, self._session.schedule_for(self.endpoint))
 
-    def _check_options(self, handle: ConversationHandle, tries: int = 0) -> None:
-        """Once the conversation exists (in the loop): what it shows of the start's options. ``--share`` is made
-        true with the web app's PATCH where the server took ``public`` without applying it (1.11.0 does so); any
-        other option the conversation does not show is said once per server (1.11.0 names conversations itself,
-        whatever ``title`` asked)."""
+    def _check_options(self, handle: ConversationHandle) -> None:
+        """Once the conversation exists (in the loop): check, once, what it shows of the start's options."""
         import asyncio
 
-        options, conversation = handle.start_options, handle.conversation
+        options = handle.start_options
         if options is None or handle.id is None:
             return
-        if conversation.sandbox_status is None:  # (a start task's snapshot: the conversation is not read yet)
-            if tries < 5:
-                asyncio.get_running_loop().call_later(2.0, self._check_options, handle, tries + 1)
+        handle.start_options = None
+        asyncio.get_running_loop().create_task(self._apply_options(handle, options), name="openhands-options")
+
+    async def _apply_options(self, handle: ConversationHandle, options: StartOptions) -> None:
+        """What the conversation shows of the start's options, from a fresh read (a streamed snapshot has none of
+        the server's fields). ``--share`` is made true with the web app's PATCH where the server took ``public``
+        without applying it (1.11.0 does so); any other option the conversation does not show is said once per
+        server (1.11.0 names conversations itself, whatever ``title`` asked)."""
+        import asyncio
+
+        fresh: Conversation | None = None
+        for _ in range(5):  # (a conversation whose task just turned READY may not be readable for a moment)
+            try:
+                (fresh,) = await self._async_client().read([handle.conversation])
+            except OpenHandsError:
+                fresh = None
+            if fresh is not None and fresh.sandbox_status is not None:
+                break
+            await asyncio.sleep(2.0)
+        if fresh is None or fresh.sandbox_status is None:
             return
-        handle.start_options = None  # (checked once)
-        extra = conversation.extra
-        shown = {
-            "--branch": extra.get("selected_branch") == options.branch,
-            "--model": extra.get("llm_model") == options.model,
-            "--title": conversation.title == options.title,
-            "--sandbox": conversation.sandbox_id == options.sandbox,
-        }
+        extra = fresh.extra
         given = {"--branch": options.branch, "--model": options.model, "--title": options.title}
         given["--sandbox"] = options.sandbox
-        self.report_ignored(
-            handle,
-            dataclasses.replace(
-                conversation, ignored=tuple(flag for flag, value in given.items() if value and not shown[flag])
-            ),
-            "did not apply",
-        )
+        shown = {
+            "--branch": extra.get("selected_branch"),
+            "--model": extra.get("llm_model"),
+            "--title": fresh.title,
+            "--sandbox": fresh.sandbox_id,
+        }
+        missed = tuple(flag for flag, value in given.items() if value and shown[flag] != value)
+        self.report_ignored(handle, dataclasses.replace(fresh, ignored=missed), "did not apply")
         if options.share and extra.get("public") is not True:
-            asyncio.get_running_loop().create_task(self._share(handle), name="openhands-share")
-
-    async def _share(self, handle: ConversationHandle) -> None:
-        try:
-            fresh = await self._async_client().share(handle.conversation)
-        except OpenHandsError as error:
-            handle.set_note(f"--share: the server did not make it public ({error})", sticky=True)
-            return
-        if handle.is_same(fresh):  # (its status stays the tracker's: only the server's fields are taken)
+            try:
+                fresh = await self._async_client().share(handle.conversation)
+            except OpenHandsError as error:
+                handle.set_note(f"--share: the server did not make it public ({error})", sticky=True)
+                return
+        if handle.is_same(fresh):  # (its status stays the tracker's: only the server's other fields are taken)
             handle.update(dataclasses.replace(handle.conversation, extra=fresh.extra), note=handle.note)
 
     def report_ignored(self, handle: ConversationHandle, started: Conversation, how: str = "ignored") -> None:
@@ -710,4 +715,10 @@ def _with_facts(old: Conversation, fresh: Conversation) -> Conversation:
     if fresh.cost is not None and not (old.cost is not None and _lower(fresh.cost, old.cost)):
         cost = fresh.cost
     title = old.title if fresh.title is None or (_DEFAULT_TITLE.fullmatch(fresh.title) and old.title) else fresh.title
-    return dataclasses.replace(old, title=title, cost=cost, pr_numbers=fresh.pr_numbers or old.pr_numbers)
+    return dataclasses.replace(
+        old,
+        title=title,
+        cost=cost,
+        pr_numbers=fresh.pr_numbers or old.pr_numbers,
+        extra=fresh.extra or old.extra,  # (a streamed snapshot has none of the server's other fields: public, ...)
+    )

@@ -63,7 +63,7 @@ def test_every_row_sets_a_field_of_the_invocation_and_the_parser_reads_it() -> N
         if row.applies or row.kind != "flag":
             continue
         for flag in row.flags:  # every flag of the table, as the table spells it, is read off the line
-            invocation = parse_invocation(flag)  # (--reattach takes no message)
+            invocation = parse_invocation(("--login " if flag == "--save" else "") + flag)  # (--save: with --login)
             assert getattr(invocation, row.attribute) is True and invocation.message == "", flag
     values = {
         "repo": "octo/demo",

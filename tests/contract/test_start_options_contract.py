@@ -1,0 +1,85 @@
+"""Issue 18 against the real 1.11.0: which start options it takes (its start task echoes them), which it applies
+(its conversation shows them), and what the magic does about the rest (V1 only)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from openhands_magics.polling import PollSchedule
+from openhands_magics.session import Session
+
+from .conftest import Live
+from .test_contract import FINISH_WITHIN
+
+SECRET_VALUE = "contract-secret-value-0123456789"
+
+
+@pytest.fixture
+def session(live: Live) -> Session:
+    session = Session(PollSchedule(interval=1.0, max_interval=2.0))
+    if session.client(live.endpoint()).dialect().name != "v1":
+        pytest.skip("start options are V1's")
+    return session
+
+
+def _task_request(live: Live, task_id: str) -> dict[str, object]:
+    answer = httpx.get(
+        f"{live.base_url}/api/v1/app-conversations/start-tasks",
+        params={"ids": task_id},
+        headers={"Authorization": f"Bearer {live.api_key}"},
+        timeout=30,
+    )
+    (task,) = answer.json()
+    request: dict[str, object] = task["request"]
+    return request
+
+
+def test_the_real_server_takes_every_start_option_and_applies_model_plan_and_a_warm_sandbox(
+    live: Live, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTRACT_TOKEN", SECRET_VALUE)
+    endpoint = live.endpoint()
+    first = session.start("say hello", endpoint=endpoint)
+    first.wait(FINISH_WITHIN)
+    model = session.client(endpoint).refresh(first.conversation).extra.get("llm_model")
+    assert isinstance(model, str) and model  # (the model the server runs: the fake LLM's)
+    handle = session.start(
+        "say hello",
+        endpoint=endpoint,
+        model=model,
+        plan=True,
+        instructions="Answer in one word.",
+        title="Contract title",
+        share=True,
+        secrets="CONTRACT_TOKEN",
+        sandbox=first.conversation.sandbox_id,
+    )
+    assert handle.conversation.ignored == ()  # 1.11.0 knows every field
+    request = _task_request(live, handle.task_id or "")
+    assert (request["llm_model"], request["agent_type"]) == (model, "plan")
+    assert request["system_message_suffix"] == "Answer in one word."
+    assert (request["title"], request["public"], request["sandbox_id"]) == (
+        "Contract title",
+        True,
+        first.conversation.sandbox_id,
+    )
+    assert request["secrets"] == {"CONTRACT_TOKEN": "**********"}  # (SecretStr: the value never comes back)
+    handle.wait(FINISH_WITHIN)
+    assert handle.status == "FINISHED", handle.conversation.status_line
+    assert handle.conversation.sandbox_id == first.conversation.sandbox_id  # the warm sandbox was reused
+    assert handle.conversation.extra.get("llm_model") == model
+    # 1.11.0 takes `public` without applying it: the magic's PATCH makes it public, and the card links it
+    fresh = session.client(endpoint).refresh(handle.conversation)
+    assert fresh.extra.get("public") is True
+    assert handle.share_url == f"{live.base_url}/shared/conversations/{handle.id}"
+    # ... and names the conversation itself: the --title it took is said not applied, once
+    assert handle.note is not None and "--title" in handle.note
+    session.close()
+
+
+def test_an_unknown_sandbox_fails_the_start_with_the_servers_reason(live: Live, session: Session) -> None:
+    handle = session.start("say hello", endpoint=live.endpoint(), sandbox="no-such-sandbox")
+    handle.wait(FINISH_WITHIN)
+    assert handle.status == "ERROR" and "Sandbox not found" in (handle.conversation.phase or "")
+    session.close()
