@@ -237,7 +237,7 @@ class OpenHandsMagics(Magics):
                 return None
             if invocation.references:  # `pause {conv.id}`, `--watch $cid`: only the id argument is expanded
                 resolve_references(invocation, self.shell.user_ns if self.shell is not None else {})
-            if invocation.login and not self._login(save=invocation.save):
+            if invocation.login and not self._login(invocation):
                 return None
             if invocation.login and not invocation.message.strip() and invocation.watch is None:
                 return None
@@ -283,9 +283,21 @@ class OpenHandsMagics(Magics):
             org=invocation.org or settings.org,
         )
 
-    def _login(self, *, save: bool = False) -> bool:
-        from .config import set_session_api_key
+    def _login(self, invocation: Invocation) -> bool:
+        """``--login``: the device flow where the server has it (the code and link shown, the key polled for in the
+        I/O thread: :mod:`.login`), else a prompt for the key. True when a key is there now (a task on the same
+        line goes on)."""
+        from .config import resolve_base_url, set_session_api_key
+        from .login import authorize
 
+        settings, save = self.settings, invocation.save
+        base_url = resolve_base_url(invocation.base_url or settings.base_url)
+        code = authorize(base_url, ca_bundle=settings.ca_bundle, use_env_proxy=settings.use_env_proxy)
+        if code is not None:
+            self._device_login(base_url, code, save)
+            if invocation.message.strip():
+                commands.say("The task was not sent: run it again once you are logged in.")
+            return False
         try:
             key = getpass.getpass("OpenHands API key (kept in memory only): ")
         except Exception:  # StdinNotImplementedError where the front end cannot prompt (nbconvert, papermill)
@@ -302,6 +314,25 @@ class OpenHandsMagics(Magics):
             return True
         commands.say("API key kept in memory for this session.", error=False)
         return True
+
+    def _device_login(self, base_url: str, code: Any, save: bool) -> None:
+        from IPython.display import display
+
+        from .login import code_lines, start_device_login
+
+        text, markup = code_lines(code)
+        shown = display({"text/plain": text, "text/html": markup}, raw=True, display_id=True)
+
+        def tell(line: str, html: str) -> None:  # (in the I/O thread: the shown code becomes the outcome)
+            if shown is not None:
+                shown.update({"text/plain": line, "text/html": html}, raw=True)
+            else:
+                print(line)
+
+        settings = self.settings
+        start_device_login(
+            base_url, code, save=save, ca_bundle=settings.ca_bundle, use_env_proxy=settings.use_env_proxy, tell=tell
+        )
 
     def close(self) -> None:
         """Stop every poller and close every connection (``%unload_ext``); the record of conversations stays."""

@@ -66,6 +66,7 @@ def logged_in(
     monkeypatch.setattr("getpass.getpass", lambda prompt="": LOGIN_KEY)
     ip.run_line_magic("openhands", "--login")
     assert "kept in memory" in output.read()[0]
+    login_server.requests.clear()  # (the question whether it has Cloud's device login: no, so it prompted)
     return login_server
 
 

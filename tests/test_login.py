@@ -6,14 +6,16 @@ from __future__ import annotations
 import getpass
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from openhands_magics import config
 from openhands_magics.testing import LocalOpenHandsServer
 
-from .conftest import SECRET, Output
+from .conftest import SECRET, Output, wait_until
 
 
 def _cli_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -71,3 +73,41 @@ def test_login_save_writes_the_key_where_the_cli_reads_it_readable_by_its_owner_
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     out, err = output.read()
     assert f"saved to {key_file} (mode 0600)" in out and SECRET not in out + err
+
+
+def test_login_on_cloud_shows_the_device_code_returns_at_once_and_takes_the_key_once_confirmed(
+    ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key_file = _cli_dir(tmp_path, monkeypatch)
+    with LocalOpenHandsServer(SECRET, device_flow=True) as server:
+        assert server.device is not None
+        server.device.interval = 0.1
+        monkeypatch.setenv("OPENHANDS_BASE_URL", server.base_url)
+        began = time.monotonic()
+        assert ip.run_line_magic("openhands", "--login --save") is None
+        assert time.monotonic() - began < 2.0  # the cell returns; the polling goes on in the I/O thread
+        (user_code,) = server.device.user_codes
+        out, _ = output.read()
+        assert user_code in out and f"{server.base_url}/oauth/device/verify?user_code={user_code}" in out
+        assert config._session_key is None  # not yet confirmed
+        server.device.confirm(user_code)
+        wait_until(lambda: config._session_key is not None)
+        wait_until(lambda: "Logged in to" in output.read()[0])
+        assert ip.run_line_magic("openhands", "--no-panel Fix it") is not None
+        assert [r.authorization for r in server.posts() if r.path.startswith("/api/")] == [f"Bearer {SECRET}"]
+        assert key_file.read_text() == SECRET and stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        tokens = [r for r in server.requests if r.path == "/oauth/device/token"]
+        assert tokens and all(r.body == f"device_code={r.body.split('=', 1)[1]}" for r in tokens)
+
+
+def test_a_denied_device_login_is_one_line_and_keeps_no_key(
+    ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalOpenHandsServer(SECRET, device_flow=True) as server:
+        assert server.device is not None
+        server.device.interval = 0.1
+        monkeypatch.setenv("OPENHANDS_BASE_URL", server.base_url)
+        ip.run_line_magic("openhands", "--login")
+        server.device.deny()
+        wait_until(lambda: "Login failed: the request was denied in the browser." in output.read()[0])
+        assert config._session_key is None

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _agent, v0, v1
+from ._device import DeviceFlow
 from ._http import AUTH_STYLES, Fault, HttpServer, RecordedRequest, Reply
 from .agent import AgentServer
 
@@ -194,7 +195,8 @@ class LocalOpenHandsServer:
     points (key ``PLANTED_SESSION_KEY``): its WebSocket streams each conversation's events. ``max_subscribers``:
     sockets one conversation takes (the real 50; one more closes with 1013). ``socket_auth_timeout``: how long a
     socket opened without a key waits for its first-frame auth (the real 10 s). See :meth:`block_websockets`,
-    :meth:`drop_sockets`, :meth:`sockets` and :meth:`events`.
+    :meth:`drop_sockets`, :meth:`sockets` and :meth:`events`. ``device_flow``: Cloud's device-code login
+    (``server.device.confirm()`` plays the user confirming the code; see :mod:`._device`).
     """
 
     def __init__(
@@ -211,6 +213,7 @@ class LocalOpenHandsServer:
         clock: Callable[[], float] = time.monotonic,
         max_subscribers: int = 50,
         socket_auth_timeout: float = 10.0,
+        device_flow: bool = False,
     ) -> None:
         if api not in ("v1", "v0"):
             raise ValueError(f"api must be 'v1' or 'v0', not {api!r}")
@@ -249,6 +252,8 @@ class LocalOpenHandsServer:
         self.requests: list[RecordedRequest] = self._httpd.requests
         host, port = self._httpd.socket.getsockname()[:2]
         self._base_url = f"http://{host}:{port}"
+        #: ``device_flow=True``: Cloud's device-code login (:mod:`._device`), as OpenHands' CLI uses it.
+        self.device: DeviceFlow | None = DeviceFlow(self._base_url, api_key) if device_flow else None
         self._thread: threading.Thread | None = None
         if isinstance(clock, ManualClock):
             clock.on_advance(self._clock_moved)
@@ -336,8 +341,8 @@ class LocalOpenHandsServer:
             return [_agent.render(conversation, e, now) for e in _agent.stored(conversation, now)]
 
     def posts(self) -> list[RecordedRequest]:
-        """The POST requests received so far."""
-        return [r for r in self.requests if r.method == "POST"]
+        """The POST requests to the API received so far (not the device login's ``/oauth/`` ones)."""
+        return [r for r in self.requests if r.method == "POST" and not r.path.startswith("/oauth/")]
 
     def conversation_ids(self) -> list[str]:
         """Ids of the conversations that exist now (V1: once their start task is READY), oldest first."""
@@ -470,6 +475,8 @@ class LocalOpenHandsServer:
         page = _PAGE_PATH.fullmatch(request.path)
         if request.method == "GET" and page:
             return self._page(page.group(1))
+        if self.device is not None and request.path.startswith("/oauth/device/"):
+            return self.device.answer(request)
         if request.path.startswith("/api/"):
             try:
                 return self._api.answer(request)
