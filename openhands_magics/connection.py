@@ -24,6 +24,7 @@ order. ``handle.watching`` is set at once in the caller's thread, so a panel sta
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
 import threading
@@ -59,6 +60,8 @@ LATE_READS = (3.0, 10.0, 35.0)
 _DEFAULT_TITLE = re.compile(r"Conversation [0-9a-f]{5}")
 #: How long a blocking agent control (interrupt, confirm) waits for its answer.
 CONTROL_TIMEOUT = 30.0
+#: How long a blocking download (or an upload) may take.
+FILE_TIMEOUT = 600.0
 
 
 class _Waiter:
@@ -675,14 +678,71 @@ class Connection:
         return access
 
     def _control(self, request: Any, access: Any) -> Any:
+        return self._blocking(self.stream.agent_call(request, access), access)
+
+    def _blocking(self, work: Any, access: Any, timeout: float = CONTROL_TIMEOUT) -> Any:
+        """Run an agent-server coroutine in the I/O loop and wait here for its value (at most ``timeout`` s)."""
         if self._io.in_loop():
+            work.close()
             raise ValidationError("The agent's controls cannot be used from a view or a listener; use them in a cell.")
-        future = self._io.submit(self.stream.agent_call(request, access))
+        future = self._io.submit(work)
         try:
-            return future.result(CONTROL_TIMEOUT)
+            return future.result(timeout)
         except TimeoutError:
             future.cancel()
-            raise TransportError(f"The agent server at {access.base} did not answer within {CONTROL_TIMEOUT:g} s.")
+            raise TransportError(f"The agent server at {access.base} did not answer within {timeout:g} s.") from None
+
+    # ------------------------------------------------------------------ the agent's workspace (agent server)
+    async def workspace_in_loop(self, handle: ConversationHandle, access: Any) -> str:
+        """The absolute path of the agent's workspace (asked once per handle: it does not move)."""
+        from ._protocol import agent
+
+        if handle.workspace_dir is None:
+            handle.workspace_dir = await self.stream.run_agent(agent.workspace(access), access)
+        return handle.workspace_dir
+
+    async def files_in_loop(self, handle: ConversationHandle, access: Any) -> tuple[str, ...]:
+        from ._protocol import agent
+
+        root = await self.workspace_in_loop(handle, access)
+        started = handle.conversation.created_at
+        since = started.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if started else None
+        return await self.stream.run_agent(agent.list_files(access, root, since), access)
+
+    async def download_in_loop(self, handle: ConversationHandle, access: Any, path: str, max_bytes: int) -> bytes:
+        """The bytes of a file in the workspace (``path`` relative to it, or absolute inside it: else refused)."""
+        from ._protocol import agent
+        from .errors import NotFoundError
+        from .files import workspace_path
+
+        target = workspace_path(await self.workspace_in_loop(handle, access), path)
+        try:
+            data: bytes = await self.stream.agent_call(agent.download(access, target, max_bytes), access)
+        except NotFoundError:
+            raise NotFoundError(
+                f"There is no file {printable(path[:200])!r} in the agent's workspace (conv.files() lists its files)."
+            ) from None
+        return data
+
+    async def upload_in_loop(self, handle: ConversationHandle, access: Any, uploads: Any) -> None:
+        """Put each :class:`~.files.Upload` in the workspace, at its path there."""
+        from ._protocol import agent
+        from .files import workspace_path
+
+        root = await self.workspace_in_loop(handle, access)
+        for item in uploads:
+            await self.stream.agent_call(agent.upload(access, workspace_path(root, item.path), item.data), access)
+
+    def files(self, handle: ConversationHandle) -> tuple[str, ...]:
+        access = self._access(handle, "list its files")
+        return self._blocking(self.files_in_loop(handle, access), access)
+
+    def download(self, handle: ConversationHandle, path: str) -> bytes:
+        from .files import MAX_DOWNLOAD_BYTES
+
+        access = self._access(handle, "download its files")
+        work = self.download_in_loop(handle, access, path, MAX_DOWNLOAD_BYTES)
+        return self._blocking(work, access, FILE_TIMEOUT)
 
     def interrupt(self, handle: ConversationHandle) -> None:
         """Stop the agent at once (its agent server's ``interrupt``); the conversation stays."""

@@ -1,11 +1,11 @@
 """``ConversationHandle``: what ``conv = %openhands ...`` returns.
 
-A record of one conversation that owns its verbs: ``refresh``, ``wait``, ``send``, ``pause``, ``resume``,
-``delete``, ``changes``, ``diff`` and ``stop_watching`` are carried out through its server's connection
-(:mod:`.connection`), as ipyparallel's ``AsyncResult.abort()`` calls its client. The session's tracker writes fresh
-snapshots into it from the I/O thread while the kernel's thread reads it, so what crosses is guarded: one lock for
-the snapshot and its companions (note, watching, outcome) and for the listeners; listeners are called outside it,
-in the thread that made the change (views tolerate the I/O thread: ipykernel sends widget messages from any thread).
+A record of one conversation that owns its verbs: ``refresh``, ``wait``, ``send``, ``pause``, ``resume``, ``delete``,
+``changes``, ``diff``, ``files``, ``download``, ``read`` and ``stop_watching`` are carried out through its server's
+connection (:mod:`.connection`), as ipyparallel's ``AsyncResult.abort()`` calls its client. The session's tracker writes
+fresh snapshots into it from the I/O thread while the kernel's thread reads it, so what crosses is guarded: one lock for
+the snapshot and its companions (note, watching, outcome) and for the listeners; listeners are called outside it, in the
+thread that made the change (views tolerate the I/O thread: ipykernel sends widget messages from any thread).
 It knows both ids: the start task's from the moment the server answered the start, the conversation's from the
 moment the start task is ready.
 """
@@ -56,10 +56,11 @@ def _now() -> dt.datetime:
 class ConversationHandle:
     """A live reference to one conversation.
 
-    Reading: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``, ``.refresh()``, ``.wait()``; live:
-    ``.activity``. What it did: ``.answer``, ``.pull_requests``, ``.cost``, ``.changes()``, ``.diff()``,
-    ``.events()``. Steering: ``.send(text)``, ``.interrupt()`` (stops the agent), ``.confirm()`` / ``.reject()``,
-    ``.pause()``, ``.resume()`` (the sandbox), ``.delete()``; ``.stop_watching()`` only stops this kernel listening.
+    Reading: ``.id``, ``.task_id``, ``.url``, ``.status``, ``.title``, ``.refresh()``, ``.wait()``; live: ``.activity``.
+    What it did: ``.answer``, ``.pull_requests``, ``.cost``, ``.changes()``, ``.diff()``, ``.events()``, ``.files()``,
+    ``.download(path)``, ``.read(path)``, ``.result`` (``--returns``). Steering: ``.send(text)``, ``.interrupt()``
+    (stops the agent), ``.confirm()`` / ``.reject()``, ``.pause()``, ``.resume()`` (the sandbox), ``.delete()``;
+    ``.stop_watching()`` only stops this kernel listening.
     """
 
     def __init__(self, conversation: Conversation, session: Session, endpoint: Endpoint) -> None:
@@ -86,6 +87,10 @@ class ConversationHandle:
         self.start_options: StartOptions | None = None
         self.budget_spent = False
         self._sticky_note: str | None = None
+        #: The absolute path of the agent's workspace, once its agent server said it.
+        self.workspace_dir: str | None = None
+        #: The schema of the structured result asked for (``--returns``), read and checked when a turn ends.
+        self.returns: Any = None
         self._skip_display_in: int | None = None
 
     @property
@@ -199,6 +204,45 @@ class ConversationHandle:
     def diff(self, path: str | None = None) -> Diff:
         """The unified diff of one changed file (a path as ``changes()`` lists it), or of all of them."""
         return self._connection.diff(self, path)
+
+    # ------------------------------------------------------------------ the agent's files (its agent server)
+    def files(self) -> tuple[str, ...]:
+        """The files the agent wrote in its workspace (created or changed since the conversation started; uploads
+        too), relative to the workspace, as ``download`` and ``read`` take them. Read now from its agent server."""
+        return self._connection.files(self)
+
+    def download(self, path: str, *, text: bool = False) -> bytes | str:
+        """A file of the agent's workspace (``path`` relative to it, as ``files()`` lists it): its bytes, or
+        with ``text=True`` its text (UTF-8). A path outside the workspace is refused; at most
+        ``files.MAX_DOWNLOAD_BYTES``."""
+        data = self._connection.download(self, path)
+        if not text:
+            return data
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError(f"{path!r} is not UTF-8 text; conv.download({path!r}) gives its bytes.") from None
+
+    def read(self, path: str) -> Any:
+        """A file of the agent's workspace as Python: a DataFrame for a CSV, TSV, Parquet or JSON table (pandas
+        installed), an image shown inline, text otherwise (bytes when it is not text)."""
+        from .files import decode_file
+
+        return decode_file(path, self._connection.download(self, path))
+
+    @property
+    def result(self) -> Any:
+        """The structured result the agent wrote (``--returns`` / ``returns=``), checked against the schema: a
+        dataclass instance for a dataclass schema, else a dict. None until the turn is over, or when it is missing
+        or invalid (``result_error`` says why)."""
+        outcome = self._outcome()
+        return outcome.result if outcome else None
+
+    @property
+    def result_error(self) -> str | None:
+        """Why there is no ``result`` (one line), when a schema was asked for and the turn is over."""
+        outcome = self._outcome()
+        return outcome.result_error if outcome else None
 
     def _outcome(self) -> Outcome | None:
         if self.outcome is None and self.is_final and self.id is not None:

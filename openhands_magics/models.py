@@ -402,6 +402,10 @@ class Outcome:
     answer: str | None = None
     changes: tuple[Change, ...] | None = None
     problems: tuple[str, ...] = ()
+    #: The structured result (``--returns``), checked; None when none was asked for, or it is missing or invalid.
+    result: Any = None
+    #: Why the result asked for is not there, in one line (also among ``problems``, so the card shows it).
+    result_error: str | None = None
 
 
 _PR_PAGES = {

@@ -37,7 +37,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _secrets
 from ._protocol import agent
@@ -66,6 +66,7 @@ def live_events_enabled() -> bool:
 
 
 log = logging.getLogger("openhands_magics")
+T = TypeVar("T")
 #: websockets' own logger: it prints the upgrade's headers (the session key) at DEBUG, so only errors pass, blanked.
 _ws_log = logging.getLogger("openhands_magics.websocket")
 _ws_log.setLevel(logging.ERROR)
@@ -478,15 +479,27 @@ class StreamSource:
         return self._http
 
     async def agent_call(self, request: agent.AgentRequest, access: agent.Access) -> Any:
-        """Send one agent-server request with the conversation's key; its JSON answer, or the typed error."""
+        """Send one agent-server request with the conversation's key; its JSON answer (a file's bytes for a
+        download, at most ``request.max_bytes``), or the typed error."""
         import httpx
 
+        headers = access.headers() if access.reveal() else None
+        files = {"file": request.upload} if request.upload is not None else None
+        # (an upload or a download of a large file takes longer than a control: the read may take minutes)
+        timeout: Any = (
+            httpx.Timeout(30.0, read=600.0, write=600.0) if files or request.max_bytes else httpx.USE_CLIENT_DEFAULT
+        )
         try:
+            if request.max_bytes:
+                return await self._download(request, access, headers, timeout)
             response = await self._agent_http().request(
                 request.method,
                 request.url,
                 json=request.json,
-                headers=access.headers() if access.reveal() else None,
+                params=request.params or None,
+                files=files,
+                headers=headers,
+                timeout=timeout,
             )
         except httpx.HTTPError as error:
             raise TransportError(
@@ -498,3 +511,34 @@ class StreamSource:
             return response.json() if response.content else None
         except ValueError:
             raise ProtocolError(f"The agent server's answer to {request.what} is not JSON.") from None
+
+    async def _download(self, request: agent.AgentRequest, access: agent.Access, headers: Any, timeout: Any) -> bytes:
+        """A file's bytes, read in chunks and refused (one line) once past ``request.max_bytes``."""
+        from .errors import ValidationError
+
+        async with self._agent_http().stream(
+            request.method, request.url, params=request.params or None, headers=headers, timeout=timeout
+        ) as response:
+            if not response.is_success:
+                await response.aread()
+                raise agent.error_for(response, request.what, access.base)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > request.max_bytes:
+                    raise ValidationError(
+                        f"Could not {request.what}: it is larger than {request.max_bytes / 1e6:.0f} MB, the most "
+                        "conv.download() reads."
+                    )
+            return bytes(body)
+
+    async def run_agent(self, operation: agent.AgentOperation[T], access: agent.Access) -> T:
+        """Drive an agent-server operation (:mod:`._protocol.agent`): each request it yields is sent with the
+        conversation's key, and its answer sent back in."""
+        answer: Any = None
+        try:
+            while True:
+                request = operation.send(answer)
+                answer = await self.agent_call(request, access)
+        except StopIteration as done:
+            return done.value

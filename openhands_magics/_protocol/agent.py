@@ -17,9 +17,9 @@ from __future__ import annotations
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..validation import is_id
 
@@ -35,6 +35,7 @@ REFUSED_CODES = {
     1013: "too many listeners",
 }
 
+T = TypeVar("T")
 _lock = threading.Lock()
 _access: OrderedDict[tuple[str, str], Access] = OrderedDict()
 
@@ -155,6 +156,12 @@ class AgentRequest:
     url: str
     json: Any = None
     what: str = ""
+    #: The query (``path=…`` of the file routes), kept apart from ``url`` so the driver encodes it.
+    params: tuple[tuple[str, str], ...] = ()
+    #: A file to send as the multipart field ``file``: (file name, bytes) (the upload route).
+    upload: tuple[str, bytes] | None = None
+    #: Whether the answer is the bytes of a file (at most this many), not JSON; 0: JSON.
+    max_bytes: int = 0
 
     def __repr__(self) -> str:
         return f"AgentRequest({self.method} {self.url})"
@@ -201,3 +208,91 @@ def error_for(response: Any, what: str, base: str) -> Exception:
     if status >= 500:
         return ServerError(f"Could not {what}: the agent server at {base} failed with {status}{tail}.")
     return BadRequestError(f"Could not {what}: the agent server at {base} answered {status}{tail}.", status_code=status)
+
+
+# ---------------------------------------------------------------------------------------------------- the workspace
+#: An agent-server operation: a generator that yields requests, is sent their answers (JSON, or the bytes of a
+#: file) and returns its value; the driver (:meth:`~..stream.StreamSource.run_agent`) adds the key and moves them.
+AgentOperation = Generator[AgentRequest, Any, T]
+#: The agent server's own files in a process sandbox's directory, never the agent's work.
+AGENT_SERVER_FILES = ("./workspace/conversations", "./bash_events", "./.openhands-agent-server.log")
+#: How many files ``files()`` lists at most (the listing is one command's output).
+MAX_LISTED = 1000
+
+
+def conversation_info(access: Access) -> AgentRequest:
+    return AgentRequest("GET", access.url("").rstrip("/"), what="read the agent's workspace")
+
+
+def run_command(access: Access, command: str, cwd: str | None = None, timeout: int = 60) -> AgentRequest:
+    """``POST /api/bash/execute_bash_command``: one shell command in the sandbox, its output once it ended."""
+    body: dict[str, Any] = {"command": command, "timeout": timeout}
+    if cwd is not None:
+        body["cwd"] = cwd
+    return AgentRequest("POST", f"{access.base}/api/bash/execute_bash_command", json=body, what="look in the workspace")
+
+
+def command_output(body: Any, what: str) -> str:
+    """A ``BashOutput``'s standard output; a ProtocolError for anything else or a command that failed."""
+    from ..errors import ProtocolError
+
+    if not isinstance(body, Mapping) or not isinstance(body.get("stdout", ""), (str, type(None))):
+        raise ProtocolError(f"The agent server's answer to {what} is not a command's output.")
+    if body.get("exit_code") not in (0, None):
+        raise ProtocolError(f"Could not {what}: the command failed with exit code {body.get('exit_code')}.")
+    return str(body.get("stdout") or "")
+
+
+def workspace(access: Access) -> AgentOperation[str]:
+    """The absolute path of the agent's workspace: its ``working_dir``, which a process sandbox gives relative
+    (``"."``: the agent server's own directory), joined to the agent server's directory (``pwd`` there)."""
+    from ..errors import ProtocolError
+    from ..files import workspace_path
+
+    info = yield conversation_info(access)
+    where = info.get("workspace") if isinstance(info, Mapping) else None
+    working_dir = where.get("working_dir") if isinstance(where, Mapping) else None
+    if not isinstance(working_dir, str) or not working_dir.isprintable() or "\x00" in working_dir:
+        raise ProtocolError("The agent server did not say where the agent's workspace is (no working_dir).")
+    if working_dir.startswith("/"):
+        return workspace_path(working_dir, ".")
+    root = command_output((yield run_command(access, "pwd")), "find the workspace").strip()
+    if not root.startswith("/") or "\n" in root:
+        raise ProtocolError("The agent server did not say where its directory is.")
+    return workspace_path(working_dir, ".", root)
+
+
+def list_files(access: Access, root: str, since: str | None) -> AgentOperation[tuple[str, ...]]:
+    """The files under the workspace ``root`` (relative to it, sorted) written since ``since`` (an ISO time, the
+    conversation's start: what the agent made or changed), without ``.git`` directories and the agent server's own
+    files; at most :data:`MAX_LISTED`."""
+    import shlex
+
+    prune = " -o ".join(f"-path {shlex.quote(p)}" for p in ("*/.git", *AGENT_SERVER_FILES))
+    newer = f" -newermt {shlex.quote(since)}" if since else ""
+    command = f"find . \\( {prune} \\) -prune -o -type f{newer} -print 2>/dev/null | head -n {MAX_LISTED}"
+    out = command_output((yield run_command(access, command, cwd=root)), "list the agent's files")
+    paths = {line[2:] for line in out.splitlines() if line.startswith("./") and line[2:].isprintable()}
+    return tuple(sorted(paths))
+
+
+def download(access: Access, path: str, max_bytes: int) -> AgentRequest:
+    """``GET /api/file/download?path=ABSOLUTE``: the file's bytes (404 when there is none)."""
+    return AgentRequest(
+        "GET",
+        f"{access.base}/api/file/download",
+        params=(("path", path),),
+        max_bytes=max_bytes,
+        what=f"download {path}",
+    )
+
+
+def upload(access: Access, path: str, data: bytes) -> AgentRequest:
+    """``POST /api/file/upload?path=ABSOLUTE`` with the multipart field ``file`` (its folders are made)."""
+    return AgentRequest(
+        "POST",
+        f"{access.base}/api/file/upload",
+        params=(("path", path),),
+        upload=(path.rsplit("/", 1)[-1], data),
+        what=f"upload {path}",
+    )

@@ -20,7 +20,9 @@ after the start) the outcome: ``finished`` (the ``FinishAction``, its observatio
 command (``"pytest -q"``: a ``TerminalAction``; ``echo`` prints its words, anything else prints nothing; the
 output is wrapped in the terminal's raw bracketed-paste escapes ``\\x1b[?2004l`` … ``\\x1b[?2004h``, as recorded),
 ``"edit:PATH"`` (a ``FileEditorAction`` ``str_replace`` of "old line" by "new line" in ``PATH``, relative to the
-workspace) or ``"error:TEXT"`` (an ``AgentErrorEvent``: a tool call that failed; the agent goes on).
+workspace) or ``"error:TEXT"`` (an ``AgentErrorEvent``: a tool call that failed; the agent goes on). A command
+that writes a file (``printf 'a,b\\n1,2\\n' > out.csv``, ``echo … > PATH``) writes it in the workspace, a real
+directory (:mod:`._workspace`), when its step happens.
 
 Interactions, as recorded on the real 1.11.0 (``recorded/README.md``): a follow-up with ``run`` during a run
 restarts it from the follow-up (the app server's rule: the run then ends ``running`` after it); ``interrupt`` stops
@@ -383,8 +385,18 @@ def _resume(c: Conversation, a: Agent, at: float) -> None:
         _emit(a, at, "observation", waiting)
 
 
+def working_dir(c: Conversation) -> str:
+    """The workspace as the agent server names it: relative to its directory, as a process sandbox's ``"."`` is
+    (here one agent server serves every sandbox, each in its own sub-directory: see :mod:`._workspace`)."""
+    return f"sandboxes/{c.sandbox_id}" if c.workspace else "."
+
+
 def _step(c: Conversation, a: Agent, at: float, step: int) -> None:
     a.calls += 1
+    if c.workspace:  # a step that writes a file (``printf … > PATH``) writes it, as the real agent's shell would
+        from ._workspace import write_step
+
+        write_step(c.workspace, c.timeline.steps[step])
     if c.timeline.steps[step].startswith("error:"):
         _emit(a, at, "agent_error", step)
         _emit(a, at, "stats", a.calls, stamp=at - TICK)
@@ -716,7 +728,7 @@ def full_state(c: Conversation, at: float) -> dict[str, Any]:
     return {
         "id": str(uuid.UUID(c.conversation_id)),
         "agent": agent_json(),
-        "workspace": {"working_dir": ".", "kind": "LocalWorkspace"},
+        "workspace": {"working_dir": working_dir(c), "kind": "LocalWorkspace"},
         "persistence_dir": f"workspace/conversations/{c.conversation_id}",
         "max_iterations": 30,
         "stuck_detection": True,

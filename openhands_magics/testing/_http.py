@@ -62,7 +62,7 @@ class RawBody(str):
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the server received it: ``headers`` have lower-case names, ``body`` is parsed JSON
-    (a :class:`RawBody` string if it was not JSON, ``None`` if empty)."""
+    (a :class:`RawBody` string if it was not JSON, the bytes of a multipart body, ``None`` if empty)."""
 
     method: str
     path: str
@@ -260,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if not raw:
             return None
+        if (self.headers.get("Content-Type") or "").startswith("multipart/"):
+            return raw  # (a file upload: its bytes as they came)
         try:
             return json.loads(raw)
         except ValueError as error:

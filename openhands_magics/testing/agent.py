@@ -19,7 +19,8 @@ port (127.0.0.1, started and stopped with the app server) serves every conversat
 - REST, same key header (a wrong one: ``401 {"detail": "Unauthorized"}``): ``GET /api/conversations/{id}`` (the
   conversation's state, ``workspace`` included), ``…/agent_final_response``, ``POST …/interrupt``, ``…/pause``,
   ``…/run``, ``…/events`` (a message), ``…/events/respond_to_confirmation``, ``…/confirmation_policy``, ``GET
-  …/events/search`` (every stored event at once: the agent server has no batching lag).
+  …/events/search`` (every stored event at once: the agent server has no batching lag); the workspace's routes
+  (``/api/bash/execute_bash_command``, ``/api/file/download``, ``/api/file/upload``: :mod:`._workspace`).
 
 Test controls (through :class:`~.server.LocalOpenHandsServer`): ``block_websockets()`` (a proxy that passes no
 WebSockets: the handshake gets a plain ``404``), ``drop_sockets()`` (every open socket is cut, without a closing
@@ -32,12 +33,15 @@ import contextlib
 import datetime as dt
 import json
 import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
-from . import _agent, v1
+from . import _agent, _workspace, v1
 from ._fastapi import HttpError, Query, boolean_field, dispatch, iso, json_object, page, problem, route
 from ._http import HttpServer, RecordedRequest, Reply
 
@@ -58,6 +62,9 @@ class AgentServer:
         self, server: LocalOpenHandsServer, host: str, *, max_subscribers: int, socket_auth_timeout: float
     ) -> None:
         self.server = server
+        #: The agent server's directory: each sandbox's workspace is a sub-directory (see :mod:`._workspace`).
+        self.root = tempfile.mkdtemp(prefix="openhands-local-agent-")
+        weakref.finalize(self, shutil.rmtree, self.root, True)  # (kept through a stop: a test may start it again)
         self.max_subscribers, self.socket_auth_timeout = max_subscribers, socket_auth_timeout
         self.blocked = False
         self._sockets: dict[str, list[WebSocket]] = {}  # open sessions by conversation id (hex); under server._lock
@@ -76,6 +83,9 @@ class AgentServer:
             route(("GET",), _ITEM + "/events/search", self.search_events),
             route(("POST",), _ITEM + "/events/respond_to_confirmation", self.respond),
             route(("POST",), _ITEM + "/confirmation_policy", self.confirmation_policy),
+            route(("POST",), "/api/bash/execute_bash_command", lambda r: _workspace.execute(self.root, r)),
+            route(("GET",), "/api/file/download", lambda r: _workspace.download(self.root, r)),
+            route(("POST",), "/api/file/upload", lambda r: _workspace.upload(self.root, r)),
         ]
 
     # ------------------------------------------------------------------ lifecycle

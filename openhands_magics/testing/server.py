@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import html
 import re
+import os
 import threading
 import time
 import uuid
@@ -155,6 +156,8 @@ class Conversation:
     task_id: str = ""  #: V1: the start task's id
     sandbox_id: str = ""
     agent_server_url: str = ""
+    #: V1: the workspace's directory on this machine (made when first written; see :mod:`._workspace`)
+    workspace: str = ""
     fails_in: str | None = None  #: V1: the start phase at whose end the task turns ERROR
     detail: str | None = None  #: V1: the ERROR task's ``detail``
     forced: dict[str, str] = field(default_factory=dict)
@@ -344,6 +347,10 @@ class LocalOpenHandsServer:
         """The POST requests to the API received so far (not the device login's ``/oauth/`` ones)."""
         return [r for r in self.requests if r.method == "POST" and not r.path.startswith("/oauth/")]
 
+    def agent_requests(self) -> list[RecordedRequest]:
+        """V1: the requests its agent server received so far (the workspace's routes, the controls)."""
+        return list(self._agent_server.requests) if self._agent_server is not None else []
+
     def conversation_ids(self) -> list[str]:
         """Ids of the conversations that exist now (V1: once their start task is READY), oldest first."""
         now = self.now()
@@ -426,6 +433,14 @@ class LocalOpenHandsServer:
             conversation = Conversation(chosen or uuid.uuid4().hex, now, self.timeline, **fields)
             self._conversations.append(conversation)
             return conversation
+
+    def _workspace_of(self, sandbox_id: str) -> str:
+        """V1: the directory of a new sandbox's workspace (under the agent server's: see :mod:`._workspace`)."""
+        if self._agent_server is None:
+            return ""
+        folder = os.path.join(self._agent_server.root, "sandboxes", sandbox_id)
+        os.makedirs(folder, exist_ok=True)
+        return folder
 
     def _snapshot(self) -> tuple[list[Conversation], float]:
         """The conversations (oldest first) and the time to read them at; hold ``_lock`` while rendering them."""

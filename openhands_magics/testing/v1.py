@@ -47,7 +47,7 @@ from ._fastapi import (
     route,
     string_problems,
 )
-from . import _agent
+from . import _agent, _workspace
 from ._agent import ENDED, WORKSPACE
 from ._http import RecordedRequest, Reply
 
@@ -524,6 +524,7 @@ class V1Api:
             task_id=uuid.uuid4().hex,
             sandbox_id=sandbox_id,
             agent_server_url=self.server.agent_url,
+            workspace=self.server._workspace_of(sandbox_id),
             fails_in=fails_in,
             detail=detail,
         )
@@ -702,10 +703,11 @@ class V1Api:
             conversation, now = self._find(uuid.UUID(conversation_id).hex)
             if conversation is None or _sandbox_status(conversation) != "RUNNING":
                 return Reply(200, "")
+            written = _workspace.read_text(conversation.workspace, file_path) if conversation.workspace else ""
             changed = {name: status for status, name in changes(conversation, now)}
             name = file_path[len(WORKSPACE) + 1 :] if file_path.startswith(WORKSPACE + "/") else None
             modified = diff(conversation, name, changed[name])[1] if name in changed else None
-        return Reply(200, modified or "")
+        return Reply(200, written or modified or "")
 
     def search_events(self, request: RecordedRequest, conversation_id: str) -> Reply:
         """``GET /api/v1/conversation/{id}/events/search?kind__eq=&sort_order=&page_id=&limit=``: the events, oldest
