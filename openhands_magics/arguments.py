@@ -83,6 +83,11 @@ class Invocation:
     max_running: str | int | None = None
     #: ``--max-cost USD``: the budget guard (the agent is interrupted once its live cost passes it).
     max_cost: float | None = None
+    #: ``--upload a,b``: notebook variables and files put in the workspace's ``data/`` before the agent runs.
+    upload: str | tuple[str, ...] | None = None
+    #: ``--returns SCHEMA``: fields (``rows:int,mean:float``) or a schema variable; the result is read into
+    #: ``conv.result``.
+    returns: str | None = None
     #: ``--once``: a re-run of the same task attaches to the conversation it started; ``--new``: start another.
     once: bool = False
     new: bool = False
@@ -295,6 +300,17 @@ def _check_save(value: Any, invocation: Invocation) -> bool:
     return bool(value)
 
 
+def _check_upload(value: Any, invocation: Invocation) -> tuple[str, ...]:
+    if invocation.follow_up or invocation.watch is not None or invocation.reattach:
+        raise ValidationError("--upload goes with a new task (the files are put in before it runs); nothing was sent.")
+    names = tuple(n.strip() for n in str(value).split(",") if n.strip())
+    if not names:
+        raise ValidationError(
+            "--upload takes notebook variables or files separated by commas, e.g. --upload df,raw.csv"
+        )
+    return names
+
+
 def _check_limit(value: Any, _: Invocation) -> int:
     return _whole_number(value, "list --limit", 1, 1000, what="a whole number")
 
@@ -414,6 +430,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         ("--cells",), "cells", "value", "append the source of the N cells above (and their errors)", "N", _check_cells
+    ),
+    Option(
+        ("--upload",),
+        "upload",
+        "value",
+        "put these DataFrames (as Parquet) and files in the workspace's data/ before the agent runs (V1)",
+        "A,B",
+        _check_upload,
+    ),
+    Option(
+        ("--returns",),
+        "returns",
+        "value",
+        "ask for a typed result (fields rows:int,mean:float or a schema variable): conv.result",
+        "SCHEMA",
     ),
     Option(("--dry-run",), "dry_run", "flag", "print exactly what would be sent; send nothing"),
     Option(

@@ -125,7 +125,9 @@ class Row:
     def running(self) -> bool:
         """Whether it holds one of the ``max_running`` places: its POST is on its way or its conversation is not
         final. A final one frees its place at once, while its answer is still being read."""
-        return self.state == STARTING or (self.handle is not None and not self.handle.is_final)
+        return self.state == STARTING or (
+            self.state == STARTED and self.handle is not None and not self.handle.is_final
+        )
 
     @property
     def over(self) -> bool:
@@ -233,10 +235,13 @@ class Batch:
         share: bool = False,
         secrets: Any = None,
         sandbox: str | None = None,
+        upload: Any = None,
+        returns: Any = None,
     ) -> None:
         """Every argument is checked here, before anything is sent (and before the endpoint is resolved from the
         environment): a wrong one is one ValidationError line. ``branch`` ... ``sandbox``: every start's settings
-        (:class:`~.start_options.StartOptions`)."""
+        (:class:`~.start_options.StartOptions`). ``upload``: files put in every conversation's workspace before its
+        agent runs; ``returns``: each one's structured result, a column per field."""
         from ._secrets import secrets as known_secrets
         from .handle import validate_max_cost
         from .start_options import StartOptions
@@ -265,8 +270,13 @@ class Batch:
         if repository is not None and not isinstance(repository, str):
             raise ValidationError(f"repository must be text like owner/repo, got {type(repository).__name__}.")
         repository = validate_repository(repository) if repository else None
+        from .results import schema_of
+        from .session import prepared_uploads, with_extras
+
+        #: What each conversation gets in its workspace (``upload=``), and the schema of its result (``returns=``).
+        self.uploads, self.schema = prepared_uploads(upload), schema_of(returns)
         listed = _items(items)
-        messages = _messages(task, listed)
+        messages = [with_extras(m, self.uploads, self.schema) for m in _messages(task, listed)]
         self._session, self.endpoint = session, session._endpoint(endpoint)  # (a URL string is not one)
         self.repository, self.max_running = repository, max_running
         known = known_secrets()
@@ -332,9 +342,19 @@ class Batch:
                     "title": h.title if h else None,
                     "answer": h.outcome.answer if h is not None and h.outcome is not None else None,
                     "error": row.error,
+                    **(self._result_columns(h) if self.schema is not None else {}),
                 }
             )
         return records
+
+    def _result_columns(self, handle: ConversationHandle | None) -> dict[str, Any]:
+        """A column per field of the result (``returns=``), and why a row has none."""
+        outcome = handle.outcome if handle is not None else None
+        assert self.schema is not None
+        return {
+            **self.schema.row(outcome.result if outcome is not None else None),
+            "result_error": outcome.result_error if outcome is not None else None,
+        }
 
     def to_dataframe(self) -> Any:
         try:
@@ -448,7 +468,8 @@ class Batch:
     async def _send_start(self, row: Row) -> None:
         """One POST, by the I/O loop's client: the row starts (recorded at once, then watched) or is refused."""
         try:
-            conversation = await self._connection.start_in_loop(row.message, self.repository, self.options)
+            first = None if self.uploads else row.message  # (with files: started idle, the task sent after them)
+            conversation = await self._connection.start_in_loop(first, self.repository, self.options)
         except asyncio.CancelledError:  # the I/O thread stops: the server may have started it, so never again
             row.state, row.refusal = FAILED, INTERRUPTED
             self._tell()
@@ -468,11 +489,23 @@ class Batch:
             handle = self._session.record(conversation, self.endpoint, remember=True)
             handle.start_options = self.options or None
             self._connection.report_ignored(handle, conversation)
-            handle.max_cost = self.max_cost
-            row.handle, row.state = handle, STARTED
-            handle.subscribe(self._kick)
-            self._connection.watch(handle)
+            handle.max_cost, handle.returns = self.max_cost, self.schema
+            problem = await self._deliver(handle, row.message) if self.uploads else None
+            row.handle, row.state = handle, STARTED if problem is None else FAILED
+            if problem is not None:
+                row.refusal = problem
+                handle.set_note(problem, sticky=True)
+            else:
+                handle.subscribe(self._kick)
+                self._connection.watch(handle)
         self._kick()
+
+    async def _deliver(self, handle: ConversationHandle, message: str) -> str | None:
+        try:
+            return await self._connection.deliver_in_loop(handle, self.uploads, message)
+        except Exception as error:  # a bug must not leave the row STARTING for ever
+            log.exception("uploading a batch's files failed")
+            return f"Uploading the files failed ({type(error).__name__}: {_said(error)}); it waits idle."
 
     def _ended(self) -> int:
         return sum(1 for row in self.rows if row.handle is not None and row.handle.is_final)

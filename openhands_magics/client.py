@@ -328,6 +328,20 @@ class OpenHandsClient(_ClientSettings):
         with protocol.warning_if_maybe_started(self.base_url):
             return self._drive(lambda: dialect.start(message, repository, conversation_id, options))
 
+    def start_idle_conversation(
+        self,
+        repository: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
+    ) -> Conversation:
+        """Start a conversation with no message (V1): once ready it waits ``idle``, so files can be put in its
+        workspace before ``send_message`` gives it its task. Never retried once the request may have left."""
+        repository = validate_repository(repository) if repository else None
+        dialect = self.dialect()
+        with protocol.warning_if_maybe_started(self.base_url):
+            return self._drive(lambda: dialect.start(None, repository, conversation_id, options))
+
     def get_conversation(self, reference: str) -> Conversation:
         """A conversation by id or link (on V1 a start task id works too)."""
         self._reference(reference)
@@ -511,6 +525,18 @@ class AsyncOpenHandsClient(_ClientSettings):
         dialect = await self.dialect()
         with protocol.warning_if_maybe_started(self.base_url):
             return await self._drive(lambda: dialect.start(message, repository, conversation_id, options))
+
+    async def start_idle_conversation(
+        self,
+        repository: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        options: StartOptions | None = None,
+    ) -> Conversation:
+        repository = validate_repository(repository) if repository else None
+        dialect = await self.dialect()
+        with protocol.warning_if_maybe_started(self.base_url):
+            return await self._drive(lambda: dialect.start(None, repository, conversation_id, options))
 
     async def get_conversation(self, reference: str) -> Conversation:
         self._reference(reference)

@@ -62,6 +62,9 @@ _DEFAULT_TITLE = re.compile(r"Conversation [0-9a-f]{5}")
 CONTROL_TIMEOUT = 30.0
 #: How long a blocking download (or an upload) may take.
 FILE_TIMEOUT = 600.0
+#: How long a start with files waits for its sandbox to be ready, and how often it looks.
+READY_TIMEOUT = 600.0
+READY_POLL = 1.0
 
 
 class _Waiter:
@@ -173,22 +176,28 @@ class Connection:
         handle.set_watching(True)
         self._io.call(self._track, handle, self._session.schedule_for(self.endpoint))
 
+    def _loop_client(self) -> AsyncOpenHandsClient:
+        """The I/O loop's client, for a call of the session's own (not the tracker's): it is closed with the loop."""
+        if not self._closer_registered:  # (the async client is closed when the I/O thread stops)
+            self._closer_registered = True
+            self._io.on_stop(self._shut)
+        return self._async_client()
+
     async def start_in_loop(
-        self, message: str, repository: str | None = None, options: StartOptions | None = None
+        self, message: str | None, repository: str | None = None, options: StartOptions | None = None
     ) -> Conversation:
         """Start a conversation with the I/O loop's client (a batch's queue sends its starts this way, so no thread
         waits on a POST); in the loop only. Like every start, it is not retried once the request may have left."""
         import asyncio
 
-        if not self._closer_registered:  # (the async client is closed when the I/O thread stops)
-            self._closer_registered = True
-            self._io.on_stop(self._shut)
-        client, loop = self._async_client(), asyncio.get_running_loop()
+        client, loop = self._loop_client(), asyncio.get_running_loop()
         detecting: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = getattr(self, "_detecting", None)
         if detecting is None or detecting[0] is not loop:  # (a lock of this loop: the I/O thread may have restarted)
             detecting = self._detecting = (loop, asyncio.Lock())
         async with detecting[1]:  # starts sent together detect the server's API once, not once each
             await client.dialect()
+        if message is None:  # (files go in before the task: it waits idle)
+            return await client.start_idle_conversation(repository, options=options)
         return await client.start_conversation(message, repository, options=options)
 
     # ------------------------------------------------------------------ starts past the account's limit (--queue)
@@ -306,6 +315,35 @@ class Connection:
         asyncio.get_running_loop().create_task(read(), name="openhands-outcome")
 
     async def _read_outcome_now(self, handle: ConversationHandle) -> Outcome:
+        """What the agent did, and the structured result when one was asked for (``--returns``)."""
+        outcome = await self._read_outcome_parts(handle)
+        if handle.returns is None:
+            return outcome
+        return with_result(outcome, await self.result_in_loop(handle))
+
+    async def result_in_loop(self, handle: ConversationHandle) -> tuple[Any, str | None]:
+        """(the result, None) or (None, why there is none: one line), read from the workspace and checked."""
+        from ._protocol import agent
+        from .errors import NotFoundError
+        from .results import MAX_RESULT_BYTES, RESULT_PATH
+
+        access = agent.access_for(self.endpoint.base_url, handle.id) if handle.conversation.api == "v1" else None
+        if access is None:
+            return None, "no result: its agent server is not reachable to read " + RESULT_PATH
+        try:
+            data = await self.download_in_loop(handle, access, RESULT_PATH, MAX_RESULT_BYTES)
+        except NotFoundError:
+            return None, f"no result: the agent did not write {RESULT_PATH}"
+        except OpenHandsError as error:
+            return None, f"no result: reading {RESULT_PATH} failed ({error})"
+        try:
+            return handle.returns.check(data), None
+        except ValueError as error:
+            return None, f"invalid result: {error}"
+        except Exception as error:  # a dataclass's own __init__/__post_init__ may refuse the values
+            return None, f"invalid result: {type(error).__name__}: {printable(str(error))[:200]}"
+
+    async def _read_outcome_parts(self, handle: ConversationHandle) -> Outcome:
         """The answer (the finish message the stream saw, else the agent server's final response, else the app
         server's events) and the changed files, read together."""
         import asyncio
@@ -584,6 +622,8 @@ class Connection:
                     answer = None
                 if answer:
                     outcome = dataclasses.replace(outcome, answer=answer)
+        if handle.returns is not None and not self._io.in_loop():
+            outcome = with_result(outcome, self._blocking(self.result_in_loop(handle), None, FILE_TIMEOUT))
         handle.set_outcome(outcome)
         return handle.outcome
 
@@ -690,7 +730,8 @@ class Connection:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
-            raise TransportError(f"The agent server at {access.base} did not answer within {timeout:g} s.") from None
+            where = f"The agent server at {access.base}" if access is not None else "The server"
+            raise TransportError(f"{where} did not answer within {timeout:g} s.") from None
 
     # ------------------------------------------------------------------ the agent's workspace (agent server)
     async def workspace_in_loop(self, handle: ConversationHandle, access: Any) -> str:
@@ -733,6 +774,53 @@ class Connection:
         for item in uploads:
             await self.stream.agent_call(agent.upload(access, workspace_path(root, item.path), item.data), access)
 
+    async def deliver_in_loop(self, handle: ConversationHandle, uploads: Any, message: str) -> str | None:
+        """The rest of a start with files (``--upload``), in the loop: once the idle conversation's sandbox is
+        ready, upload the files into its workspace, then send the task (``run``), and the turn begins. None when
+        the task was sent; else the line that says what failed, and how to go on (the conversation waits idle)."""
+        import asyncio
+
+        from ._protocol import agent
+
+        client = self._loop_client()
+        deadline = time.monotonic() + READY_TIMEOUT
+        where = "`conv.send(TASK)` or `%openhands --continue {} TASK` sends the task"
+        try:
+            access = None
+            while access is None:
+                if handle.is_final:  # (the start task failed: the card says why)
+                    return None
+                if handle.id is not None and handle.status != ConversationStatus.STARTING:
+                    access = agent.access_for(self.endpoint.base_url, handle.id)
+                    if access is not None:
+                        break
+                if time.monotonic() > deadline:
+                    raise TransportError(f"its sandbox was not ready after {READY_TIMEOUT:g} s")
+                await asyncio.sleep(READY_POLL)
+                try:
+                    (fresh,) = await client.read([handle.conversation])
+                except (TransportError, ConflictError):
+                    continue  # (a read that failed is tried again until the deadline)
+                if fresh is not None:
+                    handle.update(fresh)
+            await self.upload_in_loop(handle, access, uploads)
+        except OpenHandsError as error:
+            return f"Uploading the files failed ({error}); nothing was sent and it waits idle: " + where.format(
+                handle.id or handle.reference
+            )
+        try:
+            running = await client.follow_up(handle.conversation, message, interval=READY_POLL)
+        except OpenHandsError as error:
+            return f"Sending the task failed ({error}); the files are in its workspace and it waits idle: " + (
+                where.format(handle.id)
+            )
+        handle.begin_turn(running)
+        return None
+
+    def deliver(self, handle: ConversationHandle, uploads: Any, message: str) -> str | None:
+        """:meth:`deliver_in_loop`, waited for here."""
+        return self._blocking(self.deliver_in_loop(handle, uploads, message), None, READY_TIMEOUT + FILE_TIMEOUT)
+
     def files(self, handle: ConversationHandle) -> tuple[str, ...]:
         access = self._access(handle, "list its files")
         return self._blocking(self.files_in_loop(handle, access), access)
@@ -766,6 +854,13 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.endpoint.base_url} watching {len(self.tracker)}>"
+
+
+def with_result(outcome: Outcome, read: tuple[Any, str | None]) -> Outcome:
+    """The outcome with the structured result, or why there is none (also a problem line: the card shows it)."""
+    result, error = read
+    problems = outcome.problems + ((error,) if error else ())
+    return dataclasses.replace(outcome, result=result, result_error=error, problems=problems)
 
 
 def _with_facts(old: Conversation, fresh: Conversation) -> Conversation:

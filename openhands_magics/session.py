@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .client import OpenHandsClient
@@ -162,9 +163,18 @@ class Session:
         secrets: Any = None,
         sandbox: str | None = None,
         queue: bool = False,
+        upload: Any = None,
+        returns: Any = None,
     ) -> ConversationHandle:
         """Start a conversation and record it; returns at once (watch it with ``watch`` or wait with ``.wait()``).
         ``max_cost``: interrupt the agent once its live cost passes this many dollars (``handle.max_cost``).
+
+        ``upload`` (V1): DataFrames, bytes, text or file paths (a list; or a dict of names to values) put in the
+        workspace's ``data/`` before the agent runs: the conversation starts idle, the files are uploaded once its
+        sandbox is ready, then the task is sent with a note of where they are (this call waits for that). A failed
+        upload is a line on the handle's card (``handle.note``); the conversation then waits idle, with its ids
+        recorded. ``returns``: a schema (a dict of names to types, a dataclass, a JSON Schema); the agent is asked to
+        write its result to ``.openhands/result.json``, read when its turn ends into ``handle.result``.
 
         ``once`` (V1): the new conversation's id is derived from the server, this notebook, the message and the
         repository (:mod:`.once`), and when a conversation with that id exists, its handle is given instead of a new
@@ -177,6 +187,8 @@ class Session:
         conversations (429), the handle is QUEUED and starts as soon as one ends (:mod:`.start_queue`)."""
         from .handle import validate_max_cost
         from .start_options import StartOptions
+
+        from .results import schema_of
 
         budget = validate_max_cost(max_cost)
         if not isinstance(once, bool) or not isinstance(new, bool) or not isinstance(queue, bool):
@@ -191,8 +203,12 @@ class Session:
             secrets=secrets,
             sandbox=sandbox,
         )
+        uploads, schema = prepared_uploads(upload), schema_of(returns)
+        message = with_extras(message, uploads, schema)
         endpoint = self._endpoint(endpoint)
         client = self.client(endpoint)
+        if uploads and client.dialect().name != "v1":
+            raise ValidationError("--upload needs OpenHands 1.7 or later (the V1 API); nothing was sent.")
         key = self._task_key(message, repository, endpoint, options)
         chosen = key if once and not new and client.dialect().name == "v1" else None
         if chosen is not None:
@@ -205,20 +221,31 @@ class Session:
                 handle.set_note(f"already started at {when}: attached, not started again (--new starts another)")
                 self._same_task[key] = handle
                 return handle
+        if uploads and isinstance(message, str):
+            validate_message(message)  # (the task is sent after the start: it is checked before it)
         try:
-            started = client.start_conversation(message, repository, conversation_id=chosen, options=options)
+            started = (
+                client.start_idle_conversation(repository, conversation_id=chosen, options=options)
+                if uploads
+                else client.start_conversation(message, repository, conversation_id=chosen, options=options)
+            )
         except ConcurrencyLimitError as error:
-            if not queue:
+            if not queue or uploads:  # (a queued start sends its task at once: files cannot go in before it)
                 raise
             for running in self.running(endpoint):  # (the tracker tells the queue when one of them ends)
                 running.watch()
             handle = self.connection(endpoint).queue_start(message, repository, options, error, budget)
+            handle.returns = schema
             self._same_task[key] = handle
             return handle
         handle = self.record(started, endpoint, remember=True)
         handle.start_options = options or None
         self.connection(endpoint).report_ignored(handle, started)
-        handle.max_cost = budget
+        handle.max_cost, handle.returns = budget, schema
+        if uploads:  # (recorded above, the moment the server answered: a failed upload leaves it recoverable)
+            problem = self.connection(endpoint).deliver(handle, uploads, message)
+            if problem is not None:
+                handle.set_note(problem, sticky=True)
         if once and not new and chosen is None:
             handle.set_note(
                 "--once needs OpenHands 1.7 or later (the V1 API): started as a new conversation", sticky=True
@@ -381,6 +408,8 @@ class Session:
         max_running: int = 10,
         endpoint: Endpoint | None = None,
         max_cost: float | None = None,
+        upload: Any = None,
+        returns: Any = None,
         **options: Any,
     ) -> Any:
         """One conversation per item (``task`` a template with ``{item}``, or a function of the item), at most
@@ -389,7 +418,8 @@ class Session:
         checked by the batch before anything is sent, the endpoint (default: from the environment) last.
         ``max_cost``: each conversation's budget guard, in dollars. ``options``: every start's settings, as
         :meth:`start` takes them (``branch``, ``model``, ``plan``, ``instructions``, ``title``, ``share``,
-        ``secrets``, ``sandbox``)."""
+        ``secrets``, ``sandbox``). ``upload`` and ``returns`` as for :meth:`start`, for every conversation; with
+        ``returns``, ``to_dataframe()`` has a column per field of the result."""
         from .batch import Batch
 
         return Batch(
@@ -400,6 +430,8 @@ class Session:
             repository=repository,
             max_running=max_running,
             max_cost=max_cost,
+            upload=upload,
+            returns=returns,
             **options,
         ).start()
 
@@ -514,6 +546,36 @@ def last() -> ConversationHandle | None:
     return get_session().last()
 
 
+def prepared_uploads(upload: Any) -> tuple[Any, ...]:
+    """``upload=`` as the :class:`~.files.Upload` list to send: a list of values and paths, a dict of names to
+    values, or what ``prepare_uploads`` made (the magic's ``--upload``, read from the notebook)."""
+    from .files import Upload, prepare_uploads
+
+    if upload is None or (isinstance(upload, (list, tuple)) and not upload):
+        return ()
+    if isinstance(upload, tuple) and all(isinstance(u, Upload) for u in upload):
+        return upload
+    if isinstance(upload, Mapping):
+        return prepare_uploads(list(upload), dict(upload))
+    if isinstance(upload, (str, os.PathLike)) or not isinstance(upload, (list, tuple)):
+        upload = [upload]
+    return prepare_uploads(upload)
+
+
+def with_extras(message: Any, uploads: tuple[Any, ...], schema: Any) -> Any:
+    """The task with what it needs to say about its files (where they are) and its result (where to write it)."""
+    from .files import upload_note
+
+    if not isinstance(message, str):
+        return message  # (the client refuses it in its own words)
+    parts = [message.rstrip("\r\n")]
+    if uploads:
+        parts.append(upload_note(uploads))
+    if schema is not None:
+        parts.append(schema.instruction())
+    return "\n\n".join(parts) if len(parts) > 1 else message
+
+
 def map(
     task: Any,
     items: Any,
@@ -522,10 +584,20 @@ def map(
     max_running: int = 10,  # noqa: A001
     endpoint: Endpoint | None = None,
     max_cost: float | None = None,
+    upload: Any = None,
+    returns: Any = None,
     **options: Any,
 ) -> Any:
     """One conversation per item, at most ``max_running`` at once: see :meth:`Session.map` (``branch=``,
     ``model=``, ``plan=``, ... as :meth:`Session.start` takes them)."""
     return get_session().map(
-        task, items, repository=repository, max_running=max_running, endpoint=endpoint, max_cost=max_cost, **options
+        task,
+        items,
+        repository=repository,
+        max_running=max_running,
+        endpoint=endpoint,
+        max_cost=max_cost,
+        upload=upload,
+        returns=returns,
+        **options,
     )

@@ -21,7 +21,7 @@ def _offered(ip: InteractiveShell, line: str) -> list[str]:
 
 
 def test_options_and_command_words_come_from_the_option_table(ip: InteractiveShell) -> None:
-    assert set(_offered(ip, "%openhands --re")) == {"--repo", "--reattach"}
+    assert set(_offered(ip, "%openhands --re")) == {"--repo", "--reattach", "--returns"}
     assert set(_offered(ip, "%%openhands --ma")) == {"--map", "--max-running", "--max-cost"}
     assert {"list", "pause", "resume", "delete", "stop", "fix"} <= set(_offered(ip, "%openhands "))
     every = {flag for row in OPTIONS if not row.applies for flag in row.flags if flag.startswith("--")} - {"--"}

@@ -215,7 +215,7 @@ def error_for(response: Any, what: str, base: str) -> Exception:
 #: file) and returns its value; the driver (:meth:`~..stream.StreamSource.run_agent`) adds the key and moves them.
 AgentOperation = Generator[AgentRequest, Any, T]
 #: The agent server's own files in a process sandbox's directory, never the agent's work.
-AGENT_SERVER_FILES = ("./workspace/conversations", "./bash_events", "./.openhands-agent-server.log")
+AGENT_SERVER_FILES = ("./workspace/conversations", "./workspace/bash_events", "./.openhands-agent-server.log")
 #: How many files ``files()`` lists at most (the listing is one command's output).
 MAX_LISTED = 1000
 

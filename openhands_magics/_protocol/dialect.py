@@ -54,7 +54,7 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def start(
         self,
-        message: str,
+        message: str | None,
         repository: str | None,
         conversation_id: str | None = None,
         options: StartOptions | None = None,

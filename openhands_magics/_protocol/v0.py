@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadRequestError, NotFoundError, ProtocolError, ValidationError
+from ..errors import BadRequestError, NotFoundError, ProtocolError, UnsupportedApiError, ValidationError
 from ..models import (
     SHARED_FIELDS,
     Conversation,
@@ -80,11 +80,16 @@ class V0(Dialect):
 
     def start(
         self,
-        message: str,
+        message: str | None,
         repository: str | None,
         conversation_id: str | None = None,
         options: StartOptions | None = None,
     ) -> Operation[Conversation]:
+        if message is None:
+            raise UnsupportedApiError(
+                "This server speaks the V0 API (OpenHands 1.6 or older): it cannot start a conversation that waits for "
+                "its files (--upload); describe the data in the message (--context) instead."
+            )
         if conversation_id is not None:  # (the session asks dialect.name first: only V1 takes an id)
             raise ValidationError("A V0 server (OpenHands before 1.7) cannot be given the new conversation's id.")
         payload = {"initial_user_msg": message}

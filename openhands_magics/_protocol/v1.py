@@ -152,12 +152,16 @@ class V1(Dialect):
 
     def start(
         self,
-        message: str,
+        message: str | None,
         repository: str | None,
         conversation_id: str | None = None,
         options: StartOptions | None = None,
     ) -> Operation[Conversation]:
-        payload: dict[str, Any] = {"initial_message": {"content": [{"type": "text", "text": message}]}}
+        """``message`` None: no ``initial_message``, so the conversation waits ``idle`` once ready (files can be
+        uploaded, then ``send`` runs it); the real 1.11.0 runs an ``initial_message`` even with ``run: false``."""
+        payload: dict[str, Any] = {}
+        if message is not None:
+            payload["initial_message"] = {"content": [{"type": "text", "text": message}]}
         if repository:
             payload["selected_repository"] = repository
         if options:  # (every field is 1.11.0's: selected_branch, llm_model, agent_type, system_message_suffix, ...)

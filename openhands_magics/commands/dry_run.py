@@ -21,6 +21,8 @@ def run(context: Context, invocation: Invocation) -> None:
     from .. import context as notebook
     from .._secrets import blank
     from ..client import _detected
+    from ..session import with_extras
+    from .start import extras
     from ..config import resolve_api, resolve_base_url
     from ..start_options import StartOptions
     from .start import start_keywords
@@ -46,12 +48,15 @@ def run(context: Context, invocation: Invocation) -> None:
     task = notebook.last_error_task(context.shell, context.errors) if invocation.command == "fix" else None
     # Blanked as the client blanks what it sends (a key the package knows), so the count is what would be sent.
     message = validate_message(blank(compose_message(context, invocation, task), context.namespace))
+    uploads, schema = extras(context, invocation)
+    message = with_extras(message, uploads, schema)
+    files = "".join(f"  upload: {u.path} ({u.what}, {len(u.data):,} bytes)\n" for u in uploads)
     if invocation.follow_up:
         target = f"a follow-up to {invocation.continue_id or 'the latest conversation'}"
     else:
         target = f"a new conversation{where}"
     print(
-        f"openhands: dry run, nothing was sent. Would send {target}\n{server}"
+        f"openhands: dry run, nothing was sent. Would send {target}\n{server}{files}"
         f"  message ({len(message):,} characters):\n"
         "-----\n" + message + "\n-----"
     )

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 def run(context: Context, invocation: Invocation) -> None:
     from IPython.display import display
 
+    from .start import extras
+
     items, task = fan_out_task(context, invocation)
+    uploads, schema = extras(context, invocation)
     batch = context.session.map(
         task,
         items,
@@ -25,6 +28,8 @@ def run(context: Context, invocation: Invocation) -> None:
         endpoint=context.server,
         max_cost=invocation.max_cost,
         **start_keywords(invocation),
+        upload=uploads,
+        returns=schema,
     )
     display(batch)
     if invocation.wait or (context.settings.headless_wait and context.headless):

@@ -22,19 +22,28 @@ log = logging.getLogger("openhands_magics")
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
     # The client refuses an empty message or a bad --repo before sending anything; the start's options are checked
     # (and the secrets read from the environment) before the message is made.
+    from ..session import with_extras
     from ..start_options import StartOptions
 
     options = StartOptions.make(**start_keywords(invocation))
+    uploads, schema = extras(context, invocation)
     message = compose_message(context, invocation)
+    task = with_extras(message, uploads, schema)  # (what is sent, and what the same-task rule compares)
     running = (
         None
         if invocation.new
-        else context.session.same_task(message, invocation.repo, endpoint=context.server, options=options)
+        else context.session.same_task(task, invocation.repo, endpoint=context.server, options=options)
     )
     if running is not None:  # the cell ran again while its task runs: the same conversation, not a second bill
         running.set_note("this same task is still running from this notebook: shown again (--new starts another)")
         return present(context, invocation, running)
-    handle = start(context, invocation, message, once=once(context, invocation))
+    if uploads:
+        size = sum(len(u.data) for u in uploads)
+        plural = "s" * (len(uploads) > 1)
+        print(
+            f"OpenHands: uploading {len(uploads)} file{plural} ({size:,} bytes) once the sandbox is ready…", flush=True
+        )
+    handle = start(context, invocation, message, once=once(context, invocation), upload=uploads, returns=schema)
     return present(context, invocation, handle)
 
 
@@ -52,7 +61,15 @@ def start_keywords(invocation: Invocation) -> dict[str, Any]:
     }
 
 
-def start(context: Context, invocation: Invocation, message: str, *, once: bool = False) -> ConversationHandle:
+def start(
+    context: Context,
+    invocation: Invocation,
+    message: str,
+    *,
+    once: bool = False,
+    upload: tuple[Any, ...] = (),
+    returns: Any = None,
+) -> ConversationHandle:
     """The session's start with the line's options; a start the account has no place for is one line naming the
     conversations that run (with their links) and offering ``--queue``."""
     try:
@@ -63,6 +80,8 @@ def start(context: Context, invocation: Invocation, message: str, *, once: bool 
             once=once,
             new=invocation.new,
             queue=invocation.queue,
+            upload=upload,
+            returns=returns,
             **start_keywords(invocation),
         )
     except ConcurrencyLimitError as error:
@@ -79,6 +98,17 @@ def full_account(error: ConcurrencyLimitError, running: list[ConversationHandle]
     return (
         f"{error}{now} Add --queue to start this one as soon as one of them ends, or stop one (`%openhands stop ID`)."
     )
+
+
+def extras(context: Context, invocation: Invocation) -> tuple[tuple[Any, ...], Any]:
+    """``--upload`` read from the notebook (every size checked: nothing is sent if one is too large) and the
+    ``--returns`` schema."""
+    from ..files import prepare_uploads
+    from ..results import parse_returns
+
+    uploads = prepare_uploads(invocation.upload or (), context.namespace) if invocation.upload else ()
+    schema = parse_returns(invocation.returns, context.namespace) if invocation.returns else None
+    return uploads, schema
 
 
 def once(context: Context, invocation: Invocation) -> bool:
