@@ -182,3 +182,13 @@ def test_a_fan_out_with_an_upload_puts_the_file_in_every_workspace(local):
     assert batch.summary.startswith("2/2 finished")
     assert [h.download("data/raw") for h in batch.handles] == [b"1,2\n", b"1,2\n"]
     assert all("initial_message" not in r.body for r in server.posts() if r.path == "/api/v1/app-conversations")
+
+
+def test_the_card_says_why_a_result_is_missing_in_one_line(local):
+    from openhands_magics.views import html_card
+
+    _, session, endpoint = local
+    handle = session.start("Summarise", endpoint=endpoint, returns={"total": int})
+    handle.wait(10)
+    assert handle.result_error == "invalid result: the result has no field 'total'"
+    assert "invalid result: the result has no field &#x27;total&#x27;" in html_card(handle)
