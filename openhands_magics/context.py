@@ -513,12 +513,18 @@ class ErrorLog:
         self.entries.append(
             CellError(
                 execution_count=result.execution_count if stored else None,
-                error_type=type(error).__name__,
+                error_type=_public_name(type(error)),
                 message=_one_line(_redact(str(error)), 500),
                 traceback=text,
                 source=source.rstrip("\n"),
             )
         )
+
+
+def _public_name(cls: type) -> str:
+    """The exception's name as a person knows it: its first public class (Python 3.13 raises the private
+    ``_IncompleteInputError``, a SyntaxError, for an unclosed bracket)."""
+    return next((c.__name__ for c in cls.__mro__ if not c.__name__.startswith("_")), cls.__name__)
 
 
 def _format_exception(error: BaseException, tb: Any, *, only: bool = False) -> str:
