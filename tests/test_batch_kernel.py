@@ -7,9 +7,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from openhands_magics.testing import LocalOpenHandsServer
 
 from .test_kernel import KernelSession, kernel, kernel_server  # noqa: F401 - fixtures, used by name
+
+#: Starts Jupyter kernels in other processes: CI runs these on one Python only (docs/development.md).
+pytestmark = pytest.mark.kernel
 
 
 def test_a_fan_outs_final_grid_reaches_the_front_end_while_another_cell_computes(

@@ -34,6 +34,9 @@ from openhands_magics.testing import LocalOpenHandsServer, Timeline
 from .conftest import SECRET
 from .test_kernel import KernelSession
 
+#: Starts Jupyter kernels in other processes: CI runs these on one Python only (docs/development.md).
+pytestmark = pytest.mark.kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Quick, and leaving something for every result an example reads: an answer, a changed file, a PR, a cost.

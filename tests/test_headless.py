@@ -17,6 +17,9 @@ from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
 from .conftest import SECRET
 
+#: Starts Jupyter kernels in other processes: CI runs these on one Python only (docs/development.md).
+pytestmark = pytest.mark.kernel
+
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 

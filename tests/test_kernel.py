@@ -25,6 +25,9 @@ from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, 
 
 from .conftest import SECRET
 
+#: Starts Jupyter kernels in other processes: CI runs these on one Python only (docs/development.md).
+pytestmark = pytest.mark.kernel
+
 #: The kernel's default server (its environment points there).
 LIVE = Timeline(starting=0.6, running=1.6)
 POLL, MAX_POLL = 0.1, 0.2

@@ -137,6 +137,7 @@ def test_the_local_server_honours_a_chosen_id_and_a_second_start_with_it_ends_er
     assert second.status == "ERROR" and "500 Internal Server Error" in (second.phase or "")  # type: ignore[union-attr]
 
 
+@pytest.mark.kernel
 def test_a_notebook_run_twice_by_papermill_starts_each_conversation_once(tmp_path: Path) -> None:
     path = tmp_path / "twice.ipynb"
     cells = [
