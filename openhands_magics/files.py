@@ -152,15 +152,33 @@ def workspace_path(working_dir: str, path: str, root: str = "/") -> str:
     return target
 
 
+class SvgImage:
+    """An SVG the agent wrote, shown as an ``<img>`` of it: an SVG put in the page as markup could run its scripts,
+    an image cannot. ``.data`` is its bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        return f'<img alt="SVG image" src="data:image/svg+xml;base64,{base64.b64encode(self.data).decode()}">'
+
+    def __repr__(self) -> str:
+        return f"<SvgImage {len(self.data):,} bytes>"
+
+
 def decode_file(path: str, data: bytes) -> Any:
     """What a downloaded file is in Python: a DataFrame for a CSV/TSV/Parquet/JSON table (pandas installed), an
-    image (``IPython.display.Image``, shown inline) for PNG/JPEG/GIF/SVG/WebP, text when it decodes as UTF-8, else
-    the bytes."""
+    image (``IPython.display.Image``, shown inline) for PNG/JPEG/GIF/WebP, an :class:`SvgImage` for SVG, text when
+    it decodes as UTF-8, else the bytes."""
     extension = posixpath.splitext(path.lower())[1]
+    if extension == ".svg":
+        return SvgImage(data)
     if extension in _IMAGES:
-        from IPython.display import SVG, Image
+        from IPython.display import Image
 
-        return SVG(data=data) if extension == ".svg" else Image(data=data, format=_IMAGES[extension])
+        return Image(data=data, format=_IMAGES[extension])
     if extension in (*_TABLES, ".parquet", ".json", ".jsonl"):
         try:
             import pandas as pd

@@ -192,3 +192,24 @@ def test_the_card_says_why_a_result_is_missing_in_one_line(local):
     handle.wait(10)
     assert handle.result_error == "invalid result: the result has no field 'total'"
     assert "invalid result: the result has no field &#x27;total&#x27;" in html_card(handle)
+
+
+def test_an_svg_the_agent_wrote_shows_as_an_image_never_as_markup():
+    from openhands_magics.files import decode_file
+
+    shown = decode_file("plot.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    html = shown._repr_html_()
+    assert html.startswith('<img alt="SVG image" src="data:image/svg+xml;base64,') and "<script" not in html
+
+
+def test_returns_may_name_a_schema_in_the_notebook(ip, output, local_env):
+    ip.user_ns["Summary"] = Summary
+    handle = ip.run_line_magic("openhands", "--wait --no-panel --returns Summary Summarise")
+    assert handle.result == Summary(rows=3, mean=2.5, city="Paris")
+    output.read()
+
+
+def test_a_returns_field_of_an_unknown_type_is_one_line(ip, output, local_env):
+    ip.run_line_magic("openhands", "--returns rows:decimal Summarise")
+    assert "returns: the field 'rows' has the type 'decimal'" in output.one_error_line()
+    assert local_env.requests == []
