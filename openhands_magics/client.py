@@ -591,6 +591,10 @@ class AsyncOpenHandsClient(_ClientSettings):
     async def delete(self, snapshot: Conversation) -> None:
         return await self._act("delete", self._one(snapshot))
 
+    async def get_json(self, path: str, params: tuple[tuple[str, str], ...] = ()) -> Any:
+        """V1: one of the app server's lists (``/api/v1/git/...``, ``/api/v1/config/...``), decoded."""
+        return await self._act("lookup", path, params)
+
     async def share(self, snapshot: Conversation) -> Conversation:
         """V1: make it public (its share link ``/shared/conversations/ID``); the fresh snapshot."""
         return await self._act("share", self._one(snapshot))

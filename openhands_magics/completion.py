@@ -4,11 +4,13 @@ What is offered comes from the same tables the parser reads (:data:`~.arguments.
 :data:`~.arguments.COMMANDS`), so completion cannot offer what the magic would refuse: after ``%openhands`` the
 command words and the magic's options; after a command word its own options (``list --here``); after a word or an
 option that takes a conversation id (``pause``, ``--continue``, ``--watch``), the ids of this kernel's
-conversations, newest first; after ``--repo``, the repositories this kernel used; after ``--api``, its values.
+conversations, newest first; after ``--repo``, the repositories this kernel used and the user's repositories on
+the server; after ``--branch``, the branches of the line's ``--repo``; after ``--model``, the server's models; after
+``--api``, its values.
 
-Completion runs on the kernel's thread while a person waits at the keyboard, so it never touches the network: it
-reads the session's history, which is in memory. (The server's search routes for repositories, branches and models
-are for a later step: they need a cache filled off the prompt's path.)
+Completion runs on the kernel's thread while a person waits at the keyboard: the history is in memory, and the
+server's lists come from :mod:`.suggestions`, which answers from a cache per server and waits for the network a
+moment at most (the I/O thread fetches; offline, nothing is offered and nothing is said).
 """
 
 from __future__ import annotations
@@ -44,9 +46,20 @@ def _takes_id(word: str) -> bool:
     )
 
 
+def _repository_of(words: list[str]) -> str | None:
+    """The ``--repo`` value written on the line so far, if any (``--repo R`` or ``--repo=R``)."""
+    for i, word in enumerate(words):
+        if word == "--repo" and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith("--repo="):
+            return word.partition("=")[2] or None
+    return None
+
+
 def complete(line: str, symbol: str) -> list[str]:
     """What may come at ``symbol`` (the word being typed, possibly empty) in the magic ``line`` typed so far."""
     from .arguments import API_VALUES, COMMANDS, OPTIONS
+    from .suggestions import suggest
 
     words = line.split()
     if words and words[0].lstrip("%") == "openhands":
@@ -59,7 +72,11 @@ def complete(line: str, symbol: str) -> list[str]:
     if not dashed and _takes_id(previous):
         candidates = _newest((h.id or h.task_id for h in _history()), MAX_IDS)
     elif not dashed and previous == "--repo":
-        candidates = _newest(h.conversation.selected_repository for h in _history())
+        candidates = _newest(h.conversation.selected_repository for h in _history()) + suggest("repo")
+    elif not dashed and previous == "--branch":
+        candidates = suggest("branch", _repository_of(before))
+    elif not dashed and previous == "--model":
+        candidates = suggest("model")
     elif not dashed and previous == "--api":
         candidates = list(API_VALUES)
     elif command is not None:

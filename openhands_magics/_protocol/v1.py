@@ -329,6 +329,12 @@ class V1(Dialect):
         call = Call("DELETE", item_path(ITEM_PATH, conversation_id, "conversation id"), route="item")
         expect_json((yield call), call, self.base_url)
 
+    def lookup(self, path: str, params: tuple[tuple[str, str], ...]) -> Operation[Any]:
+        """A GET of one of the app server's lists (the user's repositories, a repository's branches, the models:
+        :mod:`..suggestions`), its decoded answer."""
+        call = Call("GET", path, params=params, route="probe", api=self.name)
+        return expect_json((yield call), call, self.base_url)
+
     def share(self, snapshot: Conversation) -> Operation[Conversation]:
         """Make it public (``PATCH {"public": true}``, the web app's share switch): 1.11.0 takes ``public`` in the
         start request but does not apply it, so ``--share`` sets it this way once the conversation exists."""

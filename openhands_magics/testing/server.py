@@ -243,6 +243,9 @@ class LocalOpenHandsServer:
         self.api_key, self.api, self.auth, self.timeline = api_key, api, auth, timeline
         self.max_running = max_running
         self.repositories = None if repositories is None else frozenset(repositories)
+        #: Whether the account has a git provider token (Cloud's users do; the real self-hosted server has none):
+        #: without one the repository and branch lists answer 403 (:mod:`._lists`).
+        self.git_token = True
         self._lock = threading.RLock()  # handler threads and the test's thread share the conversations
         self._conversations: list[Conversation] = []
         self._agent_server: AgentServer | None = None

@@ -47,7 +47,7 @@ from ._fastapi import (
     route,
     string_problems,
 )
-from . import _agent, _workspace
+from . import _agent, _lists, _workspace
 from ._agent import ENDED, WORKSPACE
 from ._http import RecordedRequest, Reply
 
@@ -474,6 +474,7 @@ class V1Api:
             route(("DELETE",), r"/api/v1/sandboxes/(?P<path_id>[^/]+)", self.delete_sandbox),
             route(("GET",), r"/api/v1/conversation/(?P<conversation_id>[^/]+)/events/search", self.search_events),
             route(("POST",), r"/api/v1/conversations/(?P<path_id>[^/]+)/pending-messages", self.pending_message),
+            *_lists.routes(server),
         ]
         if not reads_only:
             self.routes.insert(0, route(("POST",), _ID, self.start))

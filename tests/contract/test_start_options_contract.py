@@ -83,3 +83,22 @@ def test_an_unknown_sandbox_fails_the_start_with_the_servers_reason(live: Live, 
     handle.wait(FINISH_WITHIN)
     assert handle.status == "ERROR" and "Sandbox not found" in (handle.conversation.phase or "")
     session.close()
+
+
+def test_the_real_servers_model_list_completes_model_and_its_git_lists_say_nothing_without_a_token(
+    live: Live, session: Session
+) -> None:
+    from openhands_magics import session as sessions
+    from openhands_magics import suggestions
+
+    session.client(live.endpoint())  # (a connection: completion asks only a server this kernel talks to)
+    previous, sessions._session = sessions._session, session
+    suggestions.forget()
+    try:
+        models = suggestions.suggest("model", patience=30)
+        assert "anthropic/claude-sonnet-4-5" in models and all("/" in m for m in models)
+        assert suggestions.suggest("repo", patience=30) == []  # 1.11.0 without a git token: 403, silently
+        assert suggestions.suggest("branch", "octo/demo", patience=30) == []
+    finally:
+        sessions._session = previous
+        suggestions.forget()
