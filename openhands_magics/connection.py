@@ -253,7 +253,7 @@ class Connection:
         import asyncio
 
         fresh: Conversation | None = None
-        for _ in range(5):  # (a conversation whose task just turned READY may not be readable for a moment)
+        for _ in range(15):  # (a conversation whose task just turned READY may not be readable for a moment)
             try:
                 (fresh,) = await self._async_client().read([handle.conversation])
             except OpenHandsError:

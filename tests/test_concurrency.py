@@ -13,7 +13,7 @@ import openhands_magics
 from openhands_magics import Endpoint
 from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Session
-from openhands_magics.testing import LocalOpenHandsServer, Timeline
+from openhands_magics.testing import LocalOpenHandsServer, ManualClock, Timeline
 from openhands_magics.testing.server import PERSONAL_LIMIT
 
 from .conftest import SECRET, Output, wait_until
@@ -54,7 +54,9 @@ def test_a_twelve_task_fan_out_on_a_personal_account_never_runs_more_than_three_
 def test_a_single_start_past_the_limit_with_queue_starts_when_a_slot_frees(
     ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.05, running=1.0), max_running=1) as server:
+    clock = ManualClock()  # (the first one runs until the test says it ended)
+    timeline = Timeline(starting=0.0, running=10.0)
+    with LocalOpenHandsServer(SECRET, timeline=timeline, max_running=1, clock=clock) as server:
         for name, value in server.environ().items():
             monkeypatch.setenv(name, value)
         first = ip.run_line_magic("openhands", "--no-panel first")
@@ -63,7 +65,11 @@ def test_a_single_start_past_the_limit_with_queue_starts_when_a_slot_frees(
         assert queued.status == "QUEUED" and queued.id is None
         assert queued.conversation.phase == "1st in line: starts as soon as one of the 1 running ends"
         assert len(server.task_ids()) == 1  # refused: nothing started yet
-        queued.wait(20)
-        assert first.is_final and queued.status == "FINISHED" and queued.id is not None
-        assert len(server.task_ids()) == 2
+        assert first.watching  # (the tracker follows the running one: its end feeds the queue)
+        clock.advance(11)  # the first one ends
+        wait_until(lambda: queued.id is not None, timeout=20)
+        assert first.is_final and len(server.task_ids()) == 2
         assert openhands_magics.history()[-1] is queued  # one handle, in the record, now with its ids
+        clock.advance(11)
+        queued.wait(20)
+        assert queued.status == "FINISHED"

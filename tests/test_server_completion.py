@@ -12,7 +12,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from openhands_magics import suggestions
 from openhands_magics.testing import LocalOpenHandsServer
 
-from .conftest import Output
+from .conftest import Output, wait_until
 from .test_completion import _offered
 
 
@@ -31,7 +31,10 @@ def test_repositories_branches_and_models_come_from_the_server_once_and_then_fro
     ip: InteractiveShell, quick: LocalOpenHandsServer, output: Output
 ) -> None:
     ip.run_line_magic("openhands", "--no-panel --repo octo/demo one")  # (a server this kernel talks to)
-    assert {"octo/demo", "octo/tools"} <= set(_offered(ip, "%openhands --repo octo/"))
+    # (the first completion has the list if it came within the moment; else the next one has it)
+    wait_until(lambda: {"octo/demo", "octo/tools"} <= set(_offered(ip, "%openhands --repo octo/")))
+    for kind, repository in (("branch", "octo/demo"), ("model", None)):
+        wait_until(lambda: suggestions.suggest(kind, repository) != [])  # noqa: B023 - called at once
     assert set(_offered(ip, "%openhands --repo octo/demo --branch ")) == {"main", "dev", "feature/login"}
     assert _offered(ip, "%openhands --repo octo/demo --branch fe") == ["feature/login"]
     models = _offered(ip, "%openhands --model ")

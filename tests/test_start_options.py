@@ -53,7 +53,7 @@ def test_every_option_of_the_magic_line_is_a_field_of_the_v1_start_request(
     assert body["initial_message"]["content"][0]["text"] == "Fix the login form"
     handle.wait(10)
     # 1.11.0 takes `public` without applying it: the magic makes it public the web app's way, and the card links it
-    wait_until(lambda: handle.share_url is not None)
+    wait_until(lambda: handle.share_url is not None, timeout=30)  # (its read and PATCH, in the I/O thread)
     assert handle.share_url == f"{server_env.base_url}/shared/conversations/{handle.id}"
     patches = [r for r in server_env.requests if r.method == "PATCH"]
     assert [r.body for r in patches] == [{"public": True}]

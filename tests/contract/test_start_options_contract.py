@@ -35,20 +35,33 @@ def _task_request(live: Live, task_id: str) -> dict[str, object]:
     return request
 
 
-def test_the_real_server_takes_every_start_option_and_applies_model_plan_and_a_warm_sandbox(
+def _running_sandbox(live: Live) -> str | None:
+    """A RUNNING sandbox of the server, if it has one (None: the first start makes one)."""
+    answer = httpx.get(
+        f"{live.base_url}/api/v1/sandboxes/search",
+        params={"limit": "20"},
+        headers={"Authorization": f"Bearer {live.api_key}"},
+        timeout=30,
+    )
+    running = [s["id"] for s in answer.json().get("items", []) if s.get("status") == "RUNNING"]
+    return running[0] if running else None
+
+
+def test_the_real_server_takes_every_start_option_and_applies_the_model_instructions_and_a_warm_sandbox(
     live: Live, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CONTRACT_TOKEN", SECRET_VALUE)
     endpoint = live.endpoint()
-    first = session.start("say hello", endpoint=endpoint)
+    warm = _running_sandbox(live)  # (a warm one: starting an agent server takes the real one up to 30 s)
+    first = session.start("say hello", endpoint=endpoint, sandbox=warm)
     first.wait(FINISH_WITHIN)
+    assert first.status == "FINISHED", first.conversation.status_line
     model = session.client(endpoint).refresh(first.conversation).extra.get("llm_model")
     assert isinstance(model, str) and model  # (the model the server runs: the fake LLM's)
     handle = session.start(
         "say hello",
         endpoint=endpoint,
         model=model,
-        plan=True,
         instructions="Answer in one word.",
         title="Contract title",
         share=True,
@@ -57,7 +70,7 @@ def test_the_real_server_takes_every_start_option_and_applies_model_plan_and_a_w
     )
     assert handle.conversation.ignored == ()  # 1.11.0 knows every field
     request = _task_request(live, handle.task_id or "")
-    assert (request["llm_model"], request["agent_type"]) == (model, "plan")
+    assert (request["llm_model"], request["agent_type"]) == (model, "default")
     assert request["system_message_suffix"] == "Answer in one word."
     assert (request["title"], request["public"], request["sandbox_id"]) == (
         "Contract title",
@@ -75,6 +88,18 @@ def test_the_real_server_takes_every_start_option_and_applies_model_plan_and_a_w
     assert handle.share_url == f"{live.base_url}/shared/conversations/{handle.id}"
     # ... and names the conversation itself: the --title it took is said not applied, once
     assert handle.note is not None and "--title" in handle.note
+    session.close()
+
+
+def test_the_planning_agent_is_taken_but_fails_in_the_agent_server_of_a_self_hosted_1_11(
+    live: Live, session: Session
+) -> None:
+    """1.11.0 with process sandboxes: ``agent_type: plan`` is echoed, then the agent server answers its conversation
+    500, so the start task ends ERROR with that reason (and the sandbox it ran in is left in ERROR: a fresh one)."""
+    handle = session.start("say hello", endpoint=live.endpoint(), plan=True)
+    assert _task_request(live, handle.task_id or "")["agent_type"] == "plan"
+    handle.wait(FINISH_WITHIN)
+    assert handle.status == "ERROR" and "500" in (handle.conversation.phase or ""), handle.conversation.status_line
     session.close()
 
 
