@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ._io import IOThread, get_io
 from ._transport import _closed
 from .errors import ConcurrencyLimitError, ConflictError, OpenHandsError, TransportError, ValidationError, WaitTimeout
-from .models import Change, Conversation, ConversationStatus, Outcome
+from .models import Change, Conversation, ConversationStatus, Outcome, real_title
 from .polling import PollingSource, PollSchedule, outcome_due
 from .start_queue import StartQueue
 from .stream import StreamSource, _lower, live_events_enabled
@@ -56,8 +55,6 @@ WAIT_SLICE = 1.0
 #: After a turn ends, when (seconds from the end) the title, cost and a missing answer are read again: the real
 #: title is made after the finish, and the app server's events and metrics arrive in batches up to 30 s late.
 LATE_READS = (3.0, 10.0, 35.0)
-#: The title a V1 conversation has until its real one is made: "Conversation 3c356".
-_DEFAULT_TITLE = re.compile(r"Conversation [0-9a-f]{5}")
 #: How long a blocking agent control (interrupt, confirm) waits for its answer.
 CONTROL_TIMEOUT = 30.0
 #: How long a blocking download (or an upload) may take.
@@ -450,7 +447,7 @@ class Connection:
     @staticmethod
     def _final_values_known(handle: ConversationHandle) -> bool:
         title = handle.title or ""
-        return bool(title) and not _DEFAULT_TITLE.fullmatch(title) and (handle.outcome is None or bool(handle.answer))
+        return real_title(title) is not None and (handle.outcome is None or bool(handle.answer))
 
     async def _refresh_final(self, handle: ConversationHandle) -> None:
         """Read a final conversation again: its title, cost and PRs are taken (its status is the tracker's
@@ -650,7 +647,7 @@ class Connection:
         running = self.client.follow_up(
             handle.conversation, text, resume_timeout=self.resume_timeout, interval=interval
         )
-        handle.begin_turn(running)
+        handle.begin_turn(running, text)
         self.watch(handle)
 
     def pause(self, handle: ConversationHandle) -> None:
@@ -869,7 +866,7 @@ def _with_facts(old: Conversation, fresh: Conversation) -> Conversation:
     cost = old.cost
     if fresh.cost is not None and not (old.cost is not None and _lower(fresh.cost, old.cost)):
         cost = fresh.cost
-    title = old.title if fresh.title is None or (_DEFAULT_TITLE.fullmatch(fresh.title) and old.title) else fresh.title
+    title = old.title if fresh.title is None or (real_title(fresh.title) is None and old.title) else fresh.title
     return dataclasses.replace(
         old,
         title=title,

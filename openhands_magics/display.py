@@ -12,6 +12,14 @@ however many conversations end, at most ``REPLY_PANELS`` panels hold comms. It i
 headless-executed notebook (nbconvert, papermill) must keep the final card, not a widget it cannot draw, and a
 finished panel must leave no comm; a live panel shows its reply box while its turn is over and it is still watched.
 
+A live panel is two outputs: the widget, and below it a saved copy of the card (``text/html`` and the text line, with
+the ids in its metadata), hidden by the panel's style rule while the panel is there. A notebook saved while the panel
+was live and reopened later (or a kernel that died) has no widget model to draw: JupyterLab would show "Error
+displaying widget" for that output (it never falls back to another part of a widget output's bundle), so the copy's
+own rule hides that output, and the copy shows what was last seen ("last seen RUNNING at 16:42 UTC"). The copy is
+redrawn when the status, the name or an id changes, not for the feed; at the end the widget's output becomes the
+final card and the copy empties.
+
 What follows a handle here may be called from any thread (updates arrive on the I/O thread that watches, a button's
 click on the kernel's): each follower decides under its own lock, so a panel is replaced by its final card once, and
 a text line is never overwritten by an older one. ``DisplayHandle.update`` may be called from any thread in
@@ -76,10 +84,17 @@ def _shell() -> Any:
     return get_ipython()
 
 
-def static_card(handle: ConversationHandle) -> dict[str, str]:
-    """The card as plain HTML and text: what a front end without widgets, or without a kernel, can show."""
+def static_card(handle: ConversationHandle, *, saved_for: str | None = None) -> dict[str, str]:
+    """The card as plain HTML and text: what a front end without widgets, or without a kernel, can show.
+    ``saved_for``: the copy beside the live panel of that scope (:func:`.views.html_card`)."""
     card = Card.of(handle)
-    return {"text/html": html_card(card), "text/plain": text_summary(card)}
+    return {"text/html": html_card(card, saved_for=saved_for), "text/plain": text_summary(card)}
+
+
+def _saved_key(handle: ConversationHandle) -> tuple[object, ...]:
+    """What the saved copy shows but the feed: when it changes, the copy is redrawn."""
+    c = handle.conversation
+    return (c.status_line, c.title, c.conversation_id, c.start_task_id, handle.note, handle.follow_ups, handle.label)
 
 
 def done_cue(handle: ConversationHandle) -> dict[str, str]:
@@ -118,9 +133,21 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
             return
         widget = ConversationPanel(handle, reply_when_final=REPLY_PANELS > 0)
         shown = display(widget, display_id=True, metadata=metadata_for(handle))
+        copy = display(
+            static_card(handle, saved_for=widget.scope), raw=True, display_id=True, metadata=metadata_for(handle)
+        )
         lock = threading.Lock()
-        state: dict[str, Any] = {"id": handle.id, "phase": "live"}  # live, kept (for a reply), done
+        # phase: live, kept (for a reply), done; saved: what the copy last showed
+        state: dict[str, Any] = {"phase": "live", "saved": _saved_key(handle)}
         key = id(widget)
+
+        def save(h: ConversationHandle) -> None:  # (the copy beside the panel, when what it shows changed)
+            with lock:
+                saved = _saved_key(h)
+                if saved == state["saved"] or state["phase"] == "done":
+                    return
+                state["saved"] = saved
+                copy.update(static_card(h, saved_for=widget.scope), raw=True, metadata=metadata_for(h))
 
         def finish(h: ConversationHandle = handle) -> None:
             # The output becomes the static card, which every front end shows, with or without a kernel, so a saved
@@ -134,6 +161,7 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
             with lock:
                 state["card"] = Card.of(h)
             shown.update(static_card(h), raw=True, metadata=metadata_for(h))
+            copy.update({}, raw=True)  # (the final card is the widget's output now: one card, where the panel was)
             widget.close()
             h.subscribe(late)
 
@@ -156,8 +184,6 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                 phase = state["phase"]
                 over = not h.watching
                 ended = phase == "live" and over
-                named = not over and h.id != state["id"]
-                state["id"] = h.id
                 keep = ended and REPLY_PANELS > 0 and h.is_final and Card.of(h).can_reply and widget.comm is not None
                 if ended:
                     state["phase"] = "kept" if keep else "ending"
@@ -165,19 +191,17 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
                     state["phase"] = "live"
             if phase == "kept" and not over:
                 _forget(key)
+            if not ended or keep:  # (the copy names the conversation as soon as it exists, and follows its status)
+                save(h)
             if ended:
                 # Watching ended (final, stopped, or an error retrying cannot fix).
                 cue = session.notify and h.is_final and h.status != "DELETED"  # (deleting was done here: no cue)
                 if cue and widget.comm is not None:
                     shown.update(done_cue(h), raw=True)
-                if keep:  # the widget stays for a reply; what is saved beside it is the final card
-                    shown.update(widget, metadata=metadata_for(h))
+                if keep:  # the widget stays for a reply; what is saved beside it (its copy) is the final card
                     _keep(key, finish)
                 else:
                     finish(h)
-            elif named and widget.comm is not None:
-                # The fallback saved beside the widget names the conversation as soon as it exists.
-                shown.update(widget, metadata=metadata_for(h))
 
         handle.subscribe(follow)
         return

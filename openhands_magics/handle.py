@@ -92,6 +92,13 @@ class ConversationHandle:
         #: The schema of the structured result asked for (``--returns``), read and checked when a turn ends.
         self.returns: Any = None
         self._skip_display_in: int | None = None
+        #: The message it was started with, when this process started it (the card's name until the server's title).
+        self.task: str | None = None
+        #: A name this package gave it, shown before the server's title (``fix``: "Fix: KeyError in cell 12").
+        self.label: str | None = None
+        #: The latest follow-up sent from this process, and how many were sent (0: the first turn).
+        self.follow_up: str | None = None
+        self.follow_ups = 0
 
     @property
     def _connection(self) -> Connection:
@@ -339,11 +346,13 @@ class ConversationHandle:
         self._notify()
         return changed
 
-    def begin_turn(self, conversation: Conversation) -> None:
-        """A follow-up was accepted: the agent works again, from now; what it did before is the past."""
+    def begin_turn(self, conversation: Conversation, text: str | None = None) -> None:
+        """A follow-up (``text``) was accepted: the agent works again, from now; what it did before is the past."""
         with self._lock:
             self.turn_started_at, self.seen_final_at, self.outcome = _now(), None, None
             self._sticky_note = None
+            if text is not None:
+                self.follow_up, self.follow_ups = text, self.follow_ups + 1
         self.update(conversation)
 
     def set_outcome(self, outcome: Outcome | None) -> None:

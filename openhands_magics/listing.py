@@ -5,6 +5,11 @@ table: HTML in a notebook, fixed-width text in a terminal, and a pandas DataFram
 reads only what the snapshots already hold, so showing a list asks the server nothing; and it escapes (HTML) or
 neutralises (text) every string the server sent. Its links and its table are the card's and the grid's
 (:func:`.views.link`, :func:`.views.html_table`).
+
+Every list is newest first, by creation (``newest_first``: the server's list and this notebook's alike), and says
+when each was created in the kernel's local time with its zone, the UTC time on hover. A conversation is named as
+its card names it (the server's real title, else the first words of the task this process sent); the title is the
+link. In a narrow output the repository, PR and cost fold into a line under the title.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
-from .views import cost_text, html_table, link, plain, pr_links, status_badge
+from .models import real_title
+from .views import cost_text, html_table, id_html, link, plain, pr_links, status_badge, task_words, time_html
 
 if TYPE_CHECKING:
     from .handle import ConversationHandle
@@ -28,11 +34,18 @@ _TITLE_CHARS = 40
 _TEXT_COLUMN_CHARS = 30
 
 
-def _updated(handle: ConversationHandle) -> str:
-    """The last change in local time (the creation when the server gave no later one)."""
-    conversation = handle.conversation
-    moment: dt.datetime | None = conversation.updated_at or conversation.created_at
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else ""
+def _created(handle: ConversationHandle) -> dt.datetime | None:
+    return handle.conversation.started_at
+
+
+def _when(handle: ConversationHandle) -> str:
+    """When it was created, in local time with the zone."""
+    moment = _created(handle)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else ""
+
+
+def _name(handle: ConversationHandle) -> str | None:
+    return real_title(handle.conversation.title) or task_words(handle.task)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -47,6 +60,12 @@ class ConversationList(list["ConversationHandle"]):
         super().__init__(handles)
         self.source = source
 
+    @classmethod
+    def newest_first(cls, handles: Iterable[ConversationHandle], *, source: str = "") -> ConversationList:
+        """The handles sorted newest first by creation (those of unknown creation last, in the order given)."""
+        far = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        return cls(sorted(handles, key=lambda h: _created(h) or far, reverse=True), source=source)
+
     # ------------------------------------------------------------------ HTML
     def _repr_html_(self) -> str:
         if not self:
@@ -55,8 +74,11 @@ class ConversationList(list["ConversationHandle"]):
         rows = []
         for handle in self:
             conversation = handle.conversation
-            title = e(plain(conversation.title)) if conversation.title else '<i style="color:#718096">untitled</i>'
-            ident = plain(handle.id or handle.task_id or "")
+            name = _name(handle)
+            if handle.url:
+                title = link(handle.url, plain(name) if name else "open in OpenHands")
+            else:
+                title = e(plain(name)) if name else '<i style="color:#718096">not created yet</i>'
             rows.append(
                 [
                     status_badge(handle.status),
@@ -64,15 +86,16 @@ class ConversationList(list["ConversationHandle"]):
                     e(plain(conversation.selected_repository or "")),
                     pr_links(handle.pull_requests, prefix=""),
                     e(cost_text(handle.cost) or ""),
-                    e(_updated(handle)),
-                    link(handle.url, "open") if handle.url else "",
-                    f'<code title="{e(ident, quote=True)}">{e(ident[:8])}</code>' if ident else "",
+                    time_html(_created(handle)),
+                    id_html(plain(handle.id or handle.task_id or "")),
                 ]
             )
         count = f"{len(self)} conversation{'' if len(self) == 1 else 's'}"
         caption = f"{count} · {self.source}" if self.source else count
-        head = ("status", "title", "repository", "PR", "cost", "updated", "", "id")
-        return html_table(head, rows, css_class="openhands-conversations", caption=caption)
+        head = ("status", "title", "repository", "PR", "cost", "created", "id")
+        return html_table(
+            head, rows, css_class="openhands-conversations", caption=caption, secondary=(2, 3, 4), fold_into=1
+        )
 
     # ------------------------------------------------------------------ text
     def _text_rows(self) -> list[list[str]]:
@@ -82,11 +105,11 @@ class ConversationList(list["ConversationHandle"]):
             rows.append(
                 [
                     plain(handle.status or "?"),
-                    _cut(plain(conversation.title or "untitled"), _TITLE_CHARS),
+                    _cut(plain(_name(handle) or "untitled"), _TITLE_CHARS),
                     _cut(plain(conversation.selected_repository or ""), _TEXT_COLUMN_CHARS),
                     " ".join(f"#{pr.number}" for pr in handle.pull_requests),
                     cost_text(handle.cost) or "",
-                    _updated(handle),
+                    _when(handle),
                     plain(handle.id or (f"task {handle.task_id}" if handle.task_id else "")),
                 ]
             )
@@ -95,7 +118,7 @@ class ConversationList(list["ConversationHandle"]):
     def __repr__(self) -> str:
         if not self:
             return _EMPTY
-        header = ["status", "title", "repository", "PR", "cost", "updated", "id"]
+        header = ["status", "title", "repository", "PR", "cost", "created", "id"]
         rows = [header, *self._text_rows()]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

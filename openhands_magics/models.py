@@ -13,6 +13,7 @@ before a model is built: they never reach ``extra``, a repr or a view.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -422,6 +423,15 @@ def pull_requests(numbers: tuple[int, ...], repository: str | None, provider: st
     return tuple(
         PullRequest(n, repository, page.format(repo=repository, n=n) if page and repository else None) for n in numbers
     )
+
+
+#: The title a V1 conversation has until its real one is made ("Conversation 3c356"): no title, for a person.
+PLACEHOLDER_TITLE = re.compile(r"Conversation [0-9a-f]{5}")
+
+
+def real_title(title: str | None) -> str | None:
+    """The server's title, or None while it is only the placeholder the server names every new conversation by."""
+    return None if not title or PLACEHOLDER_TITLE.fullmatch(title.strip()) else title
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,16 @@
 
 Imported only when a panel is shown, because ipywidgets is the slowest import in the package. It draws a
 :class:`~.views.Card` (the value of what the card shows, the activity feed included) and sends the browser a message
-only when that value changes, plus one a minute to resync the elapsed clock, which the browser draws itself:
-hundreds of panels cost no message per second.
+only when that value changes, plus one when the elapsed minutes change (a timer in the I/O thread's loop, at each
+minute of the conversation's clock): hundreds of panels cost no message per second, and the clock, drawn by the
+kernel, never goes back (a clock the browser ran restarted whenever the card was shown again).
+
+Narrow screens: the card takes the whole width of its row and may shrink (long names and ids wrap or are cut, never
+widen the output), and the controls wrap onto the lines below it.
+
+After a kernel restart the browser keeps the panel's last drawing; ipywidgets marks its views disconnected, and the
+card's style rule then shows its last known state as such ("last seen RUNNING at 16:42 UTC · no longer followed")
+instead of a live status, and hides the controls, which no kernel would carry out.
 
 What a change costs: **one widget message**. The card is a small ``HTML`` subclass (:class:`CardView`) that also
 carries the panel's synced facts (status, conversation id, start task id), so one ``hold_sync`` on one widget sends
@@ -33,9 +41,11 @@ Updates may arrive on any thread (the I/O thread that watches, the kernel's when
 compares and sends under the panel's lock, and a closed panel draws nothing. ipykernel sends comm messages from any
 thread.
 
-Besides the widget view, the panel's mime bundle carries the same card as ``text/html`` and a ``text/plain`` line,
-so a notebook executed by nbconvert/papermill, or opened where widgets cannot render, still shows the link and the
-status. Only escaped server data, the ids and the conversation URL are ever in the widget's state, never a key.
+The panel's mime bundle is the widget view alone (its ``text/plain`` is empty): JupyterLab draws a widget output
+with the widget even once its model is gone ("Error displaying widget"), never with a fallback in the same bundle,
+so the card a notebook without live widgets shows is a saved copy in an output of its own beside the panel
+(:mod:`.display`). Only escaped server data, the ids and the conversation URL are ever in the widget's state, never
+a key.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ import ipywidgets as widgets
 from traitlets import Unicode
 
 from .handle import ConversationHandle
-from .views import Card, html_card, text_summary
+from .views import Card, html_card, minutes_text
 
 __all__ = ["CardView", "ConversationPanel", "close_widgets"]
 
@@ -70,8 +80,8 @@ CONFIRM_BUTTONS = (
 SEND = ("Send", "Send this follow-up to the agent (it starts working again)")
 #: The shortest time between two redraws of a panel whose feed alone moved (at most two a second).
 FEED_GAP = 0.5
-#: While the clock runs, the card is sent again this often, so a view opened later starts near the right time.
-RESYNC_SECONDS = 60.0
+#: The elapsed clock is drawn in minutes: a running card is redrawn this long after each minute of its clock begins.
+TICK_SLACK = 0.05
 
 
 def _later(delay: float, function: Callable[[], None]) -> None:
@@ -140,6 +150,7 @@ class ConversationPanel(widgets.HBox):
         self._scope = "oh-p-" + uuid.uuid4().hex[:12]  # (the card's style rule hides controls in this panel only)
         card = Card.of(handle)
         self._drawn, self._drawn_at, self._flush_due = card, time.monotonic(), False
+        self._drawn_clock, self._tick_due = self._clock(card), False
         self._rules: dict[tuple[str, ...], str] = {}  # the style rule for each set of controls shown
         self._key: tuple[object, ...] = ()  # what the last Card was made from, but the feed
         self._button_layout = widgets.Layout(width="auto", flex="0 0 auto", margin="2px 8px 2px 0")
@@ -158,12 +169,12 @@ class ConversationPanel(widgets.HBox):
             conversation_id=card.conversation_id or "",
             task_id=card.task_id or "",
             status=card.status or "",
-            layout=widgets.Layout(flex="1 1 100%"),
+            layout=widgets.Layout(flex="1 1 100%", min_width="0", max_width="100%"),
         )
         # The initial state goes to the constructors, so the front end's first message (comm_open) is complete.
         super().__init__(
             children=self._children(),
-            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center", max_width="100%"),
             _dom_classes=("openhands-panel", self._scope),
             **kwargs,
         )
@@ -172,6 +183,7 @@ class ConversationPanel(widgets.HBox):
         for widget in (self, self._view):
             _ = (widget._property_lock, widget._states_to_send)
         handle.subscribe(self.render)
+        self._schedule_tick(card)
 
     # ------------------------------------------------------------------ the widgets
     def _button(self, name: str, tooltip: str) -> widgets.Button:
@@ -231,9 +243,18 @@ class ConversationPanel(widgets.HBox):
             hidden = [_css_class(name) for name in self.buttons if name not in shown]
             if self.reply is not None and "Send" not in shown:
                 hidden.append("oh-c-reply")
-            selectors = ",".join(f".{self._scope} .{name}" for name in hidden)
-            rule = self._rules[shown] = f"<style>{selectors}{{display:none!important}}</style>" if hidden else ""
+            # (and the saved copy beside the panel, while the panel is there to be seen)
+            selectors = ",".join(
+                [f".{self._scope} .{name}" for name in hidden]
+                + [f".oh-s-{self._scope}", f".jp-OutputArea-child:has(.oh-s-{self._scope})"]
+            )
+            rule = self._rules[shown] = f"<style>{selectors}{{display:none!important}}</style>"
         return html_card(card, live=True) + rule
+
+    @property
+    def scope(self) -> str:
+        """This panel's CSS class: its style rules apply to it alone (and to its saved copy, :mod:`.display`)."""
+        return self._scope
 
     @property
     def shown_buttons(self) -> tuple[str, ...]:
@@ -273,7 +294,7 @@ class ConversationPanel(widgets.HBox):
             now = time.monotonic()
             drawn = self._drawn
             if card == drawn:
-                if card.is_final or now - self._drawn_at < RESYNC_SECONDS:
+                if card.is_final or self._clock(card) == self._drawn_clock:
                     return
             elif card.same_but_feed(drawn) and now - self._drawn_at < FEED_GAP:
                 if not self._flush_due:
@@ -287,8 +308,29 @@ class ConversationPanel(widgets.HBox):
             self._flush_due = False
         self.render(self._handle)
 
+    @staticmethod
+    def _clock(card: Card) -> str | None:
+        """The elapsed minutes the card draws now (None when it draws none)."""
+        seconds = None if card.is_final else card.elapsed()
+        return None if seconds is None else minutes_text(seconds)
+
+    def _schedule_tick(self, card: Card) -> None:
+        """A redraw when the next minute of a running card's clock begins (one pending a panel)."""
+        seconds = None if card.is_final else card.elapsed()
+        if seconds is None or self._tick_due or self._closed:
+            return
+        self._tick_due = True
+        _later(60.0 - seconds % 60.0 + TICK_SLACK, self._tick)
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._tick_due = False
+        self.render(self._handle)
+        with self._lock:
+            self._schedule_tick(self._drawn)
+
     def _draw(self, card: Card, now: float) -> None:
-        self._drawn, self._drawn_at = card, now
+        self._drawn, self._drawn_at, self._drawn_clock = card, now, self._clock(card)
         grew = self._make_lazy(card)
         view = self._view
         with view.hold_sync():  # one message however many traits change
@@ -302,6 +344,7 @@ class ConversationPanel(widgets.HBox):
                     setattr(view, name, value or "")
         if grew:
             self.children = self._children()
+        self._schedule_tick(card)
 
     # ------------------------------------------------------------------ the verbs
     def _steer(self, verb: Callable[[], object]) -> None:
@@ -339,7 +382,7 @@ class ConversationPanel(widgets.HBox):
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:  # closed widget
             return None
-        card = Card.of(self._handle)
-        bundle["text/plain"] = text_summary(card)
-        bundle["text/html"] = html_card(card)
+        # No fallback of its own: the saved copy displayed beside it is the card a notebook without this widget
+        # shows (JupyterLab draws a widget output with the widget even when its model is gone: an error).
+        bundle["text/plain"] = ""
         return bundle

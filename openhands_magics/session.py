@@ -217,6 +217,7 @@ class Session:
             (found,) = client.read([Conversation(chosen)])
             if found is not None:
                 handle = self.record(found, endpoint, remember=True)
+                handle.task = handle.task or message
                 when = found.created_at.astimezone().strftime("%H:%M") if found.created_at else "before"
                 handle.set_note(f"already started at {when}: attached, not started again (--new starts another)")
                 self._same_task[key] = handle
@@ -235,13 +236,13 @@ class Session:
             for running in self.running(endpoint):  # (the tracker tells the queue when one of them ends)
                 running.watch()
             handle = self.connection(endpoint).queue_start(message, repository, options, error, budget)
-            handle.returns = schema
+            handle.returns, handle.task = schema, message
             self._same_task[key] = handle
             return handle
         handle = self.record(started, endpoint, remember=True)
         handle.start_options = options or None
         self.connection(endpoint).report_ignored(handle, started)
-        handle.max_cost, handle.returns = budget, schema
+        handle.max_cost, handle.returns, handle.task = budget, schema, message
         if uploads:  # (recorded above, the moment the server answered: a failed upload leaves it recoverable)
             problem = self.connection(endpoint).deliver(handle, uploads, message)
             if problem is not None:

@@ -13,8 +13,20 @@ Views read only what the handle already holds (``handle.outcome``, the snapshot'
 The card, the list (:mod:`.listing`) and the fan-out grid share one link helper (:func:`link`) and one table helper
 (:func:`html_table`), so a link opens the same way and a table looks the same everywhere.
 
-The live card's elapsed time is drawn by the browser (CSS animations of registered integer properties, started at
-the elapsed time the kernel knew), so a ticking clock costs no message from the kernel.
+The card is named for a person: the link's text is the conversation's title, or, until the server names it (its
+placeholder "Conversation 3c356" is no name), the first words of the task; the URL is on hover. Ids are shortened
+in the view, whole on hover and when copied. Times are the kernel's local time with the zone named and the UTC time
+on hover (HTML without scripts cannot know the browser's zone).
+
+The live card's elapsed time is whole minutes, redrawn by the panel when the minute changes (one message a minute
+while it runs). It used to tick in the browser, as a CSS animation started at the elapsed time the kernel knew; but
+a browser restarts an animation whenever its element is shown again (a theme switch, a tab switch, a folded output),
+so that clock jumped back to the kernel's last value. A clock drawn by the kernel never goes back.
+
+A live card knows it may outlive its kernel: it carries its last known state as words ("last seen RUNNING at 16:42
+UTC"), shown instead of its status by a style rule once ipywidgets marks the view disconnected (a kernel restart).
+The saved copy beside the live panel (:mod:`.display`) is drawn the same way: a notebook reopened later shows what
+was last seen, never a live status it cannot know.
 
 The activity feed (the agent's last few steps, from ``handle.activity``: :mod:`.events`) is part of the Card too: a
 live card lists them as one-liners under a step count and the live cost; a final card folds them into a collapsed
@@ -38,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from .models import real_title
 from .validation import printable
 
 if TYPE_CHECKING:
@@ -108,21 +121,29 @@ _MUTED = "color:#718096"
 LINK_STYLE = "color:var(--jp-content-link-color,#1a73e8);text-decoration:underline"
 #: One cell of every table the package draws (the list, the fan-out grid).
 CELL_STYLE = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid var(--jp-border-color2,#ddd)"
+#: The card's name (the link text) at most this long; the task's first words are cut at a word.
+NAME_CHARS = 80
+TASK_WORDS_CHARS = 60
+#: How many characters of an id the views show (the whole id is on hover and in what is copied).
+SHORT_ID = 8
 
-_CLOCK_STYLE = (
-    "<style>"
-    "@property --oh-h{syntax:'<integer>';inherits:false;initial-value:0}"
-    "@property --oh-m{syntax:'<integer>';inherits:false;initial-value:0}"
-    "@property --oh-s{syntax:'<integer>';inherits:false;initial-value:0}"
-    "@keyframes oh-h{to{--oh-h:10000}}@keyframes oh-m{to{--oh-m:60}}@keyframes oh-s{to{--oh-s:60}}"
-    "@keyframes oh-mm{to{--oh-m:10000}}"
-    ".oh-ms{animation:oh-mm 600000s steps(10000) forwards,oh-s 60s steps(60) infinite;"
-    "counter-reset:m var(--oh-m) s var(--oh-s)}"
-    '.oh-ms::after{content:counter(m) "m " counter(s,decimal-leading-zero) "s"}'
-    ".oh-hm{animation:oh-h 36000000s steps(10000) forwards,oh-m 3600s steps(60) infinite;"
-    "counter-reset:h var(--oh-h) m var(--oh-m)}"
-    '.oh-hm::after{content:counter(h) "h " counter(m,decimal-leading-zero) "m"}'
-    "</style>"
+#: What only a live card has: a card that may shrink to a narrow output (ipywidgets' HTML box would not), and its
+#: stale state, shown instead of its live one once ipywidgets marks the view disconnected (the kernel restarted or
+#: is gone); the panel's controls and ipywidgets' broken-link marks go then.
+_LIVE_STYLE = (
+    "<style>.openhands-panel .widget-html-content{min-width:0;max-width:100%}"
+    ".openhands-conversation .oh-stale{display:none}"
+    ".jupyter-widgets-disconnected .openhands-conversation .oh-stale{display:inline}"
+    ".jupyter-widgets-disconnected .openhands-conversation .oh-live,"
+    ".jupyter-widgets-disconnected .openhands-conversation .openhands-feed,"
+    ".openhands-panel.jupyter-widgets-disconnected .openhands-control{display:none!important}"
+    ".openhands-panel.jupyter-widgets-disconnected::before,"
+    ".openhands-panel .jupyter-widgets-disconnected::before{display:none!important}</style>"
+)
+#: A copyable id: a few characters shown, the whole id selected by one click, copied whole, and on hover.
+_ID_STYLE = (
+    "display:inline-block;max-width:9ch;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;"
+    "vertical-align:bottom;user-select:all;cursor:text;font-size:95%"
 )
 
 
@@ -193,6 +214,50 @@ def _now() -> dt.datetime:
 @functools.lru_cache(maxsize=4096)  # (a Card is made on every update: the creation time is formatted once)
 def _local_time(value: dt.datetime | None) -> str | None:
     return value.astimezone().strftime("%Y-%m-%d %H:%M %Z") if value else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_time(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else None
+
+
+def time_html(value: dt.datetime | None) -> str:
+    """A moment as the card and the list write it: the kernel's local time with its zone, the UTC time on hover."""
+    if value is None:
+        return ""
+    e = html.escape
+    return f'<span title="{e(_utc_time(value) or "", quote=True)}">{e(_local_time(value) or "")}</span>'
+
+
+def id_html(value: str | None) -> str:
+    """An id as the views show it: its first characters, the whole id on hover, selected whole by a click and
+    copied whole (the cut is drawn by the browser; a front end that drops the style shows it all)."""
+    if not value:
+        return ""
+    e = html.escape
+    return f'<code class="openhands-id" title="{e(value, quote=True)}" style="{_ID_STYLE}">{e(value)}</code>'
+
+
+def minutes_text(seconds: float) -> str:
+    """Elapsed time in whole minutes, as the live card draws it (it changes once a minute)."""
+    minutes = int(max(0, seconds)) // 60
+    if not minutes:
+        return "under 1m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def task_words(task: str | None) -> str | None:
+    """The first words of a task, on one line: the card's name until the server gives a title."""
+    if not task or not task.strip():
+        return None
+    first = next(line.strip() for line in task.strip().splitlines() if line.strip())
+    first = plain(first)
+    if len(first) <= TASK_WORDS_CHARS:
+        return first
+    cut = first[:TASK_WORDS_CHARS]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > TASK_WORDS_CHARS // 2 else cut).rstrip(" ,.;:") + "…"
 
 
 def _step_text(text: str | None) -> str:
@@ -274,6 +339,14 @@ class Card:
     agent_stopped: bool = False
     #: ``--share``: the public link (``/shared/conversations/ID``) once the server says the conversation is public.
     share_url: str | None = None
+    #: What the card is called: the package's label (``fix``), else the server's real title, else the task's first
+    #: words; None when none is known (a conversation attached by id before the server named it).
+    name: str | None = None
+    #: The creation time in UTC (shown on hover beside ``created``).
+    created_utc: str | None = None
+    #: The latest follow-up sent from this process (one line), and how many were sent (0: the first turn).
+    follow_up: str | None = None
+    follow_ups: int = 0
 
     @classmethod
     def of(cls, handle: ConversationHandle) -> Card:
@@ -285,13 +358,17 @@ class Card:
         changes = outcome.changes if outcome is not None else None
         started = conversation.started_at
         activity = handle.activity
+        title = _text(real_title(conversation.title))
+        label = _text(getattr(handle, "label", None))
+        follow_up = getattr(handle, "follow_up", None)
         return cls(
             status=_text(conversation.status),
             status_line=_text(conversation.status_line) or "",
             phase=_text(conversation.phase),
-            title=_text(conversation.title),
+            title=title,
             repository=_text(conversation.selected_repository),
             created=_local_time(started),
+            created_utc=_utc_time(started),
             url=_text(handle.url) if conversation_id else None,  # (of this snapshot, read on any thread)
             conversation_id=_text(conversation_id),
             task_id=_text(task_id),
@@ -312,6 +389,9 @@ class Card:
             watching=bool(handle.watching),
             share_url=_text(handle.share_url),
             **_activity_fields(activity, final),
+            name=one_line(label or title or task_words(getattr(handle, "task", None)) or "", NAME_CHARS) or None,
+            follow_up=one_line(follow_up, FEED_CHARS) if follow_up else None,
+            follow_ups=int(getattr(handle, "follow_ups", 0) or 0),
         )
 
     @property
@@ -464,35 +544,78 @@ class RedrawGate:
 
 # ---------------------------------------------------------------------------------------------------- shared HTML
 def link(url: str | None, text: str) -> str:
-    """``text`` as a link to ``url`` in a new tab with no opener; as escaped text when ``url`` is no web page
-    (a ``javascript:`` URL never becomes a link). The one place the package writes ``<a>``."""
+    """``text`` as a link to ``url`` (the URL on hover) in a new tab with no opener; as escaped text when ``url`` is
+    no web page (a ``javascript:`` URL never becomes a link). The one place the package writes ``<a>``."""
     e = html.escape
     if not _is_web_url(url):
         return e(text)
+    address = e(url or "", quote=True)
     return (
-        f'<a href="{e(url or "", quote=True)}" target="_blank" rel="noopener noreferrer" style="{LINK_STYLE}">'
+        f'<a href="{address}" title="{address}" target="_blank" rel="noopener noreferrer" style="{LINK_STYLE}">'
         f"{e(text)}</a>"
     )
 
 
+#: Narrower than this (the output's width, not the window's: a side-by-side layout counts), a table folds its
+#: secondary columns into a line under its main cell.
+FOLD_WIDTH_PX = 640
+_TABLE_STYLE = (
+    "<style>.openhands-table-wrap{container-type:inline-size;max-width:100%}"
+    ".openhands-table-wrap .oh-fold{display:none}"
+    f"@container (max-width:{FOLD_WIDTH_PX}px){{.openhands-table-wrap .oh-secondary{{display:none}}"
+    ".openhands-table-wrap .oh-fold{display:block}}</style>"
+)
+
+
 def html_table(
-    head: Sequence[str], rows: Iterable[Sequence[str]], *, css_class: str, caption: str | None = None
+    head: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    css_class: str,
+    caption: str | None = None,
+    secondary: Sequence[int] = (),
+    fold_into: int | None = None,
 ) -> str:
     """One table: ``head`` as plain words (escaped), each row's cells as markup already made safe, ``caption``
-    as plain text. The one place the package writes ``<table>``: the list and the fan-out grid look alike."""
+    as plain text. The one place the package writes ``<table>``: the list and the fan-out grid look alike.
+
+    ``secondary``: the columns that, in an output narrower than ``FOLD_WIDTH_PX``, are dropped, or, with
+    ``fold_into``, give way to one muted line under the cell of that column (a style rule on the output's width;
+    front ends that drop it show every column)."""
     e = html.escape
-    header = "".join(f'<th style="{CELL_STYLE};font-weight:600">{e(name)}</th>' for name in head)
-    body = "".join("<tr>" + "".join(f'<td style="{CELL_STYLE}">{cell}</td>' for cell in row) + "</tr>" for row in rows)
+    minor = set(secondary)
+
+    def cell(tag: str, index: int, content: str, style: str) -> str:
+        kind = ' class="oh-secondary"' if index in minor else ""
+        return f'<{tag}{kind} style="{style}">{content}</{tag}>'
+
+    def fold(row: Sequence[str]) -> str:
+        parts = [row[i] for i in sorted(minor) if i < len(row) and row[i]]
+        return f'<div class="oh-fold" style="{_MUTED};font-size:90%">{" · ".join(parts)}</div>' if parts else ""
+
+    header = "".join(
+        cell("th", i, e(name), f"{CELL_STYLE};font-weight:600;white-space:nowrap;overflow-wrap:normal")
+        for i, name in enumerate(head)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            cell("td", i, content + (fold(row) if i == fold_into else ""), CELL_STYLE) for i, content in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     top = (
         f'<caption style="caption-side:top;text-align:left;color:#718096;padding:2px 8px">{e(caption)}</caption>'
         if caption is not None
         else ""
     )
-    return (
+    table = (
         f'<table class="{e(css_class, quote=True)}" style="border-collapse:collapse;font-size:90%;'
-        f'font-family:var(--jp-ui-font-family,sans-serif)">{top}<thead><tr>{header}</tr></thead>'
-        f"<tbody>{body}</tbody></table>"
+        f'font-family:var(--jp-ui-font-family,sans-serif);overflow-wrap:anywhere">{top}<thead><tr>{header}</tr>'
+        f"</thead><tbody>{body}</tbody></table>"
     )
+    return f'{_TABLE_STYLE}<div class="openhands-table-wrap">{table}</div>' if minor else table
 
 
 def status_badge(status: str | None) -> str:
@@ -511,51 +634,105 @@ def pr_links(prs: Iterable[PullRequest], *, prefix: str = "PR ") -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- the card
-def _clock(seconds: float) -> str:
-    """A span that counts on from ``seconds`` in the browser (minutes and seconds; past an hour, hours and minutes)."""
-    whole = int(seconds)
-    kind = "oh-hm" if whole >= 3540 else "oh-ms"  # within a minute of an hour: the next resync switches anyway
-    delays = ",".join([f"-{whole}s"] * 2)
-    return f'{_CLOCK_STYLE}<span class="{kind}" style="animation-delay:{delays}" title="elapsed"></span>'
+def _clock_now() -> dt.datetime:
+    return _now()
 
 
-def html_card(shown: Shown, *, live: bool = False) -> str:
-    """The card. ``live`` draws the elapsed time as a browser-side clock (for the widget); otherwise as text (for
-    saved outputs, which front ends sanitise)."""
+def _name(card: Card) -> str:
+    """The card's name as the head shows it: the link (to the conversation, the URL on hover) once there is one."""
+    e = html.escape
+    if card.url:
+        return f'<b class="openhands-title">{link(card.url, card.name or "open in OpenHands")}</b>'
+    waiting = f'<span style="{_MUTED};font-size:90%">the link appears when the conversation is created</span>'
+    return f'<b class="openhands-title">{e(card.name)}</b> {waiting}' if card.name else waiting
+
+
+def _stale_head(card: Card) -> str:
+    """The last known state, as such: "last seen RUNNING at 16:42 UTC · no longer followed: …"."""
+    e = html.escape
+    badge = (
+        f'<span class="openhands-status" style="background:#a0aec0;color:#1a202c;border-radius:4px;padding:1px 7px;'
+        f'font-weight:600;font-size:85%;white-space:nowrap">{e(plain(card.status or "?"))}</span>'
+    )
+    now = _clock_now()
+    at = f'<span title="{e(_utc_time(now) or "", quote=True)}">{e(now.astimezone().strftime("%H:%M %Z"))}</span>'
+    return (
+        f'<span class="openhands-last-seen" style="{_MUTED}">last seen {badge} at {at} · not followed now '
+        f"(<code>%openhands --reattach</code>)</span>"
+    )
+
+
+def html_card(shown: Shown, *, live: bool = False, saved_for: str | None = None) -> str:
+    """The card. ``live`` (the widget): the elapsed minutes as the kernel knows them, and the last known state that
+    replaces the status once the view is disconnected from its kernel. Otherwise (saved outputs, which front ends
+    sanitise): a final card as it ended; one not final as what was last seen, since nothing follows it there.
+    ``saved_for`` (the live panel's scope): this is the saved copy beside that panel, hidden while the panel is
+    live, and hiding, where the panel's model is gone (a reopened notebook), the widget's error in its stead."""
     card = _card(shown)
     color = BADGE_COLORS.get(card.status or "?", BADGE_COLORS["?"])
     e = html.escape
-    title = e(card.title) if card.title else "<i>untitled yet</i>"
     phase = f' <span style="{_MUTED}">{e(card.phase)}</span>' if card.phase else ""
+    status = f"{status_badge(card.status)}{phase}"
+    stale = not live and not card.is_final
     seconds = card.elapsed()
     if seconds is None:
         elapsed = None
-    elif live and not card.is_final:
-        elapsed = _clock(seconds)
-    else:
+    elif card.is_final:
         elapsed = e(format_elapsed(seconds))
+    else:
+        elapsed = e(minutes_text(seconds))
+    ident = (
+        f"id {id_html(card.conversation_id)}"
+        if card.conversation_id
+        else (f"start task {id_html(card.task_id)}" if card.task_id else None)
+    )
+    utc = e(card.created_utc or "", quote=True)
+    created = f'<span title="{utc}">{e(card.created)}</span>' if card.created else None
     rows = [
         ("repository", e(card.repository) if card.repository else None),
-        ("created", e(card.created) if card.created else None),
+        ("created", created),
         ("elapsed", elapsed),
-        ("", e(_ids(card)) or None),
+        ("", ident),
     ]
     details = " · ".join(f"{name} {value}".strip() for name, value in rows if value)
-    address = (
-        link(card.url, card.url)
-        if card.url
-        else f'<span style="{_MUTED}">the link appears when the conversation is created</span>'
-    )
-    if card.share_url:
-        address += f" · {link(card.share_url, 'share link')}"
+    if live:
+        head = f'{_LIVE_STYLE}<span class="oh-live">{status}</span><span class="oh-stale">{_stale_head(card)}</span>'
+    else:
+        head = _stale_head(card) if stale else status
+    sent = ""
+    if card.follow_up:
+        of = f" of conversation {id_html(card.conversation_id)}" if card.conversation_id else ""
+        sent = (
+            f'<div class="openhands-sent" style="{_LINE_STYLE}">follow-up {card.follow_ups}{of} · you sent: '
+            f"<q>{e(card.follow_up)}</q></div>"
+        )
+    share = f" · {link(card.share_url, 'share link')}" if card.share_url else ""
     note = f'<div style="color:#c05621">{e(card.note)}</div>' if card.note else ""
     # A final card has a bar in its status colour down its left side: someone who looked away sees at a glance that
     # it is over, and how, before reading a word.
     frame = f";border-left:4px solid {color};padding-left:8px" if card.is_final else ""
+    saved = f" oh-s-{_scope(saved_for)}" if saved_for else ""
     return (
-        '<div class="openhands-conversation" style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.5'
-        f'{frame}">{status_badge(card.status)}{phase} <b>{title}</b><br>{address}'
+        f'<div class="openhands-conversation{saved}" style="font-family:var(--jp-ui-font-family,sans-serif);'
+        f'line-height:1.5;min-width:0;overflow-wrap:anywhere{frame}">{_saved_style(saved_for)}'
+        f'<div class="openhands-head">{head} {_name(card)}{share}</div>{sent}'
         f'<div style="{_MUTED};font-size:90%">{details}</div>{_activity(card, live=live)}{_results(card)}{note}</div>'
+    )
+
+
+def _scope(scope: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "", scope.lower())
+
+
+def _saved_style(scope: str | None) -> str:
+    """The saved copy's rule: where the live panel before it shows no panel (its model is gone: "Error displaying
+    widget", or "Loading widget..."), that output is hidden, and this card is what shows (JupyterLab's markup)."""
+    if not scope:
+        return ""
+    s = f"oh-s-{_scope(scope)}"
+    return (
+        f"<style>.jp-OutputArea-child:has(+ .jp-OutputArea-child .{s}):not(:has(.openhands-panel))"
+        "{display:none}</style>"
     )
 
 
@@ -679,29 +856,29 @@ def _results(card: Card) -> str:
 
 # ---------------------------------------------------------------------------------------------------- the grid
 def grid_html(batch: Any, *, live: bool = False) -> str:
-    """A batch as one table: the aggregate line, then a row per task (status, item, title, link, answer snippet or
-    error), every server text escaped."""
+    """A batch as one table: the aggregate line, then a row per task (status, item, its title as the link to it,
+    answer snippet or error), every server text escaped; a narrow output drops the number."""
     e = html.escape
     rows = []
     for row in batch.rows:
         h = row.handle
-        address = link(h.url, "open") if h is not None and h.url else ""
         answer = h.outcome.answer if h is not None and h.outcome is not None else None
         note = one_line(answer, 80) if answer else (one_line(row.error, 120) if row.error else "")
-        title = one_line(h.title, 50) if h is not None and h.title else ""
+        name = one_line(real_title(h.title) or task_words(h.task) or "", 50) if h is not None else ""
+        title = link(h.url, name or "open") if h is not None and h.url else e(name)
         rows.append(
             [
                 str(row.index),
                 status_badge(row.status),
                 f"<code>{e(one_line(row.label, 40))}</code>",
-                e(title),
-                address,
+                title,
                 f'<span style="color:var(--jp-content-font-color2,#4a5568)">{e(note)}</span>' if note else "",
             ]
         )
     frame = "" if live else ";border-left:4px solid var(--jp-border-color1,#999);padding-left:8px"
+    head = ("#", "status", "item", "title", "answer")
     return (
         f'<div class="openhands-batch" style="font-family:var(--jp-ui-font-family,sans-serif){frame}">'
         f'<div style="font-weight:600;margin:2px 0 4px">{e(plain(batch.summary))}</div>'
-        f"{html_table(('#', 'status', 'item', 'title', '', 'answer'), rows, css_class='openhands-grid')}</div>"
+        f"{html_table(head, rows, css_class='openhands-grid', secondary=(0,))}</div>"
     )

@@ -112,6 +112,44 @@ def test_a_card_of_many_changed_files_keeps_eight_and_the_count(handle: Conversa
     assert "and 29992 more" in html_card(card) and "30000 files changed" in text_summary(card)
 
 
+def test_a_card_is_named_by_its_title_else_the_first_words_of_its_task_never_by_a_placeholder(
+    handle: ConversationHandle,
+) -> None:
+    handle.task = "Make the loader read dates as UTC, then rerun every test of the loader and report\nmore"
+    handle.update(_conversation(title="Conversation 2c356"))  # (the real server's name for an untitled one)
+    card = Card.of(handle)
+    assert card.title is None and card.name == "Make the loader read dates as UTC, then rerun every test of…"
+    markup = html_card(card)
+    assert "Conversation 2c356" not in markup and "untitled" not in markup
+    assert f">{card.name}</a>" in markup and "Conversation 2c356" not in text_summary(card)
+    handle.update(_conversation(title="Loader dates in UTC"))
+    assert Card.of(handle).name == "Loader dates in UTC"
+    handle.label = "Fix: KeyError in cell 12"  # (what `fix` names it: the server's title is the same for every fix)
+    assert ">Fix: KeyError in cell 12</a>" in html_card(handle)
+
+
+def test_a_follow_ups_card_shows_the_message_sent_and_which_follow_up_it_is(handle: ConversationHandle) -> None:
+    assert "follow-up" not in html_card(handle)
+    handle.begin_turn(_conversation(), "now also <b>the writer</b>")
+    handle.begin_turn(_conversation(), "and the tests")
+    markup = html_card(handle)
+    assert "follow-up 2 of conversation" in markup and f'title="{CONV}"' in markup
+    assert "you sent: <q>and the tests</q>" in markup
+    handle.begin_turn(_conversation(), "<b>bold</b>\nsecond line")
+    assert "<q>&lt;b&gt;bold&lt;/b&gt; ⏎ second line</q>" in html_card(handle)
+
+
+def test_the_fix_label_names_the_error_and_its_cell() -> None:
+    from openhands_magics.commands.fix import label
+    from openhands_magics.context import CellError, ErrorLog
+
+    errors = ErrorLog()
+    errors.entries.append(CellError(12, "KeyError", "'x'", "KeyError: 'x'", "d['x']"))
+    assert label(errors) == "Fix: KeyError in cell 12"
+    errors.entries.append(CellError(None, "ValueError", "bad", "ValueError: bad", "int('a')"))
+    assert label(errors) == "Fix: ValueError"
+
+
 # ---------------------------------------------------------------------------------------------------- shared helpers
 def test_the_card_the_list_and_the_grid_draw_links_and_tables_with_the_same_helpers(
     session: Session, handle: ConversationHandle
@@ -121,8 +159,9 @@ def test_the_card_the_list_and_the_grid_draw_links_and_tables_with_the_same_help
     listed = ConversationList([handle])._repr_html_()
     row = SimpleNamespace(index=0, handle=handle, status="RUNNING", label="a.py", error=None)
     grid = grid_html(SimpleNamespace(rows=[row], summary="0/1 finished"))
-    assert link(handle.url, handle.url) in card
-    assert link(handle.url, "open") in listed and link(handle.url, "open") in grid
+    # The title is the link everywhere (the URL on hover).
+    assert link(handle.url, "Fix the bug") in card and 'title="https://openhands.example/conversations/' in card
+    assert link(handle.url, "Fix the bug") in listed and link(handle.url, "Fix the bug") in grid
     opening = '<table class="openhands-{}" style="border-collapse:collapse;font-size:90%;'
     assert opening.format("conversations") in listed and opening.format("grid") in grid
     cell = listed.split("<td ", 1)[1].split(">", 1)[0]
@@ -185,16 +224,28 @@ def test_a_closed_panel_leaves_no_widget_of_it_open(handle: ConversationHandle) 
     panel.close()  # twice is harmless
 
 
+class _Outputs(list):  # type: ignore[type-arg]
+    """The panels' outputs, and (``copies``) the saved copies displayed beside them."""
+
+    copies: list[tuple[Any, Any]]
+
+
 @pytest.fixture
 def shown_in_kernel(session: Session, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
-    """``display.show`` as in a kernel: each output's updates as (panel, [what it was updated with, ...])."""
+    """``display.show`` as in a kernel: each panel's output updates as (panel, [what it was updated with, ...]); the
+    saved copies beside them in ``copies``."""
     from openhands_magics import display as display_module
 
-    outputs: list[tuple[Any, Any]] = []
+    outputs = _Outputs()
+    copies: list[tuple[Any, Any]] = []
+    outputs.copies = copies
 
     def fake_display(obj: Any, **_: Any) -> Any:
         updates: list[Any] = []
-        outputs.append((obj, updates))
+        if isinstance(obj, ConversationPanel):  # (its saved copy, the output after it, is the test's below)
+            outputs.append((obj, updates))
+        else:
+            copies.append((obj, updates))
         return SimpleNamespace(update=lambda new, **__: updates.append(new))
 
     monkeypatch.setattr(display_module, "_shell", lambda: SimpleNamespace(kernel=object()))
@@ -219,6 +270,10 @@ def test_a_panel_that_ends_for_good_is_replaced_by_its_card_and_leaves_no_comm(
     assert _open_widgets() - before == set()
     [(_, updates)] = shown_in_kernel
     assert updates and "text/html" in updates[-1] and ">STOPPED</span>" in updates[-1]["text/html"]
+    # The saved copy beside the panel was its card while it lived, and empties at the end (one card, where it was).
+    [(first, copy_updates)] = shown_in_kernel.copies  # type: ignore[attr-defined]
+    assert ">RUNNING</span>" in first["text/html"] and "last seen" in first["text/html"]
+    assert copy_updates[-1] == {}
 
 
 def test_a_finished_panel_becomes_its_card_without_making_a_reply_box_first(

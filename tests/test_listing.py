@@ -27,7 +27,7 @@ HOSTILE_TITLE = '\x1b[2J<img src=x onerror="alert(1)">\nforged line, long enough
 
 
 def _local(moment: dt.datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 @pytest.fixture
@@ -76,17 +76,25 @@ def test_the_html_table_shows_each_column_escaped(handles: list[ConversationHand
     rows = re.findall(r"<tr>(.*?)</tr>", markup.split("<tbody>")[1], re.S)
     assert len(rows) == 3
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
-    assert all(len(row) == 8 for row in cells)
+    assert all(len(row) == 7 for row in cells)
     first = cells[0]
     assert ">FINISHED</span>" in first[0] and "background:#2f855a" in first[0]
-    assert first[1] == "Fix the flaky test" and first[2] == "octo/hello"
+    # The title is the link (the URL on hover); in a narrow output repository, PR and cost fold under it.
+    url = f"{BASE}/conversations/{'a' * 32}"
+    assert (
+        first[1].startswith(f'<a href="{url}" title="{url}" target="_blank"') and ">Fix the flaky test</a>" in first[1]
+    )
+    assert '<div class="oh-fold"' in first[1] and "octo/hello" in first[1].split("oh-fold")[1]
+    assert first[2] == "octo/hello"
     assert 'href="https://github.com/octo/hello/pull/12"' in first[3] and 'rel="noopener noreferrer"' in first[3]
-    assert first[4] == "$0.12 · 1,234 tokens" and first[5] == _local(UPDATED)
-    assert f'href="{BASE}/conversations/{"a" * 32}" target="_blank"' in first[6] and ">open</a>" in first[6]
-    assert first[7] == f'<code title="{"a" * 32}">aaaaaaaa</code>'
+    assert first[4] == "$0.12 · 1,234 tokens"
+    # Created, in local time with its zone, the UTC time on hover.
+    assert first[5] == f'<span title="2025-01-02 03:04:00 UTC">{_local(CREATED)}</span>'
+    assert f'title="{"a" * 32}"' in first[6] and f">{'a' * 32}</code>" in first[6] and "max-width:9ch" in first[6]
     second, third = cells[1], cells[2]
-    assert second[4] == "" and second[5] == _local(CREATED)  # a zero cost says nothing; no update: its creation
-    assert "untitled" in third[1] and third[3] == "#7, #8" and third[5] == ""  # no web page: numbers as text
+    assert second[4] == ""  # a zero cost says nothing
+    assert "open in OpenHands" in third[1] and third[3] == "#7, #8" and third[5] == ""  # no web page: numbers as text
+    assert "@container (max-width:640px)" in markup and markup.count('class="oh-secondary"') == 3 * 4
 
 
 def test_the_text_table_has_fixed_columns_and_no_control_characters(handles: list[ConversationHandle]) -> None:
@@ -94,10 +102,10 @@ def test_the_text_table_has_fixed_columns_and_no_control_characters(handles: lis
     lines = text.split("\n")
     assert len(lines) == 5 and lines[0] == "3 conversations · openhands.example · 3 shown"
     header = lines[1]
-    assert header.split() == ["status", "title", "repository", "PR", "cost", "updated", "id"]
+    assert header.split() == ["status", "title", "repository", "PR", "cost", "created", "id"]
     assert "\x1b" not in text and "\N{REPLACEMENT CHARACTER}[2J<img" in lines[3]
     assert '">\N{REPLACEMENT CHARACTER}forg' in lines[3]  # the title's line break did not make a line
-    starts = [header.index(name) for name in ("title", "repository", "PR", "cost", "updated", "id")]
+    starts = [header.index(name) for name in ("title", "repository", "PR", "cost", "created", "id")]
     for line, ident in zip(lines[2:], ("a", "b", "c")):
         assert line.endswith(ident * 32) and line.index(ident * 32) == starts[-1]  # aligned
     assert lines[2][starts[0] :].startswith("Fix the flaky test")
@@ -162,3 +170,17 @@ def test_session_list_returns_one_from_a_local_server(server: LocalOpenHandsServ
     assert all(isinstance(h, ConversationHandle) and h.id for h in listed)
     assert server.base_url in listed.source and "<table" in listed._repr_html_()
     assert all(h.id in repr(listed) for h in listed)
+
+
+def test_every_list_is_newest_first_and_a_placeholder_title_is_no_title(handles: list[ConversationHandle]) -> None:
+    older, newer = handles[1], handles[2]  # (created: 2025-01-02; unknown, last)
+    session, endpoint = Session(), Endpoint.resolve(BASE, api_key=SECRET)
+    newest = session.record(
+        Conversation("d" * 32, status="RUNNING", title="Conversation ddddd", created_at=UPDATED), endpoint
+    )
+    newest.task = "Count the rows of data.csv\nand say how many"
+    listed = ConversationList.newest_first([older, newer, newest, handles[0]], source="here")
+    assert [h.id for h in listed] == ["d" * 32, "b" * 32, "a" * 32, "c" * 32] and listed.source == "here"
+    markup = listed._repr_html_()
+    assert "Conversation ddddd" not in markup and ">Count the rows of data.csv</a>" in markup
+    assert "Count the rows of data.csv" in repr(listed) and "Conversation ddddd" not in repr(listed)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from openhands_magics.display import static_card
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.models import Change, Conversation, Cost, Outcome, PullRequest
 from openhands_magics.panel import ConversationPanel
@@ -62,7 +63,7 @@ def _results(markup: str) -> str:
 def test_the_answer_is_escaped_in_the_card_and_neutralised_in_the_text(handle: ConversationHandle) -> None:
     _finish(handle, Outcome(answer=HOSTILE_ANSWER, changes=()))
     panel = ConversationPanel(handle)
-    for markup in (html_card(handle), panel.children[0].value, panel._repr_mimebundle_()["text/html"]):
+    for markup in (html_card(handle), panel.children[0].value, static_card(handle, saved_for=panel.scope)["text/html"]):
         results = _results(markup)
         assert "<script>" not in results and "\x1b" not in results and "\x00" not in results and "\u202e" not in results
         assert "Done &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quoted&quot;" in results
@@ -70,7 +71,7 @@ def test_the_answer_is_escaped_in_the_card_and_neutralised_in_the_text(handle: C
     first, second = text.split("\n")
     assert second.startswith("answer: Done <script>") and "\x1b" not in second and "\x00" not in second
     assert "\u202e" not in second and "\N{REPLACEMENT CHARACTER}[31m" in second
-    assert panel._repr_mimebundle_()["text/plain"] == text
+    assert static_card(handle)["text/plain"] == text
 
 
 def test_a_short_answer_is_shown_whole_and_a_long_one_folds_the_rest_under_show_more(
@@ -135,7 +136,10 @@ def test_pull_requests_link_to_github_and_only_web_urls_become_links(session: Se
     github = session.record(_conversation(selected_repository="octo/hello", pr_numbers=(12, 13)), endpoint)
     card = html_card(github)
     assert (
-        ('<a href="https://github.com/octo/hello/pull/12" target="_blank" rel="noopener noreferrer"' in card)
+        (
+            '<a href="https://github.com/octo/hello/pull/12" title="https://github.com/octo/hello/pull/12" '
+            'target="_blank"' in card
+        )
         and ">PR #12</a>" in card
         and ">PR #13</a>" in card
     )
@@ -166,7 +170,8 @@ def test_pull_requests_link_to_github_and_only_web_urls_become_links(session: Se
     assert "<b>x" not in card and 'href="https://github.com/o/&quot;&gt;&lt;b&gt;x/pull/1"' in card
 
     assert pr_links([PullRequest(5, "o/r", "javascript:alert(1)"), PullRequest(6, "o/r", "HTTPS://git.example/6")]) == (
-        'PR #5, <a href="HTTPS://git.example/6" target="_blank" rel="noopener noreferrer" '
+        'PR #5, <a href="HTTPS://git.example/6" title="HTTPS://git.example/6" target="_blank" '
+        'rel="noopener noreferrer" '
         'style="color:var(--jp-content-link-color,#1a73e8);text-decoration:underline">PR #6</a>'
     )
 

@@ -1,7 +1,9 @@
-"""``%openhands fix``: the last error (its traceback and the cell that raised it) becomes the task."""
+"""``%openhands fix``: the last error (its traceback and the cell that raised it) becomes the task. Its card is named
+by the error (``Fix: KeyError in cell 12``), not by the task's first words, which are the same for every fix."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from .compose import compose_message
@@ -9,6 +11,7 @@ from .start import present, start
 
 if TYPE_CHECKING:
     from ..arguments import Invocation
+    from ..context import ErrorLog
     from ..handle import ConversationHandle
     from . import Context
 
@@ -18,4 +21,16 @@ def run(context: Context, invocation: Invocation) -> ConversationHandle:
 
     task = notebook.last_error_task(context.shell, context.errors)
     message = compose_message(context, invocation, task)
-    return present(context, invocation, start(context, invocation, message))
+    handle = start(context, invocation, message)
+    handle.label = label(context.errors)
+    return present(context, invocation, handle)
+
+
+def label(errors: ErrorLog | None) -> str:
+    """``Fix: KeyError in cell 12`` (the cell's number when the error log knows it), else ``Fix: KeyError``."""
+    entry = errors.last if errors is not None else None
+    if entry is not None:
+        where = f" in cell {entry.execution_count}" if entry.execution_count is not None else ""
+        return f"Fix: {entry.error_type}{where}"
+    value = getattr(sys, "last_value", None)
+    return f"Fix: {type(value).__name__}" if value is not None else "Fix: the last error"
