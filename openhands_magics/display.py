@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["REPLY_PANELS", "show"]
 
+#: What the saved copy beside a panel becomes at the end: nothing to see.
+EMPTY = {"text/plain": ""}
 #: How many final panels keep their reply box at once (the latest ones); 0: every panel becomes its card at the end.
 REPLY_PANELS = 0
 _kept: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
@@ -161,7 +163,9 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
             with lock:
                 state["card"] = Card.of(h)
             shown.update(static_card(h), raw=True, metadata=metadata_for(h))
-            copy.update({}, raw=True)  # (the final card is the widget's output now: one card, where the panel was)
+            # The final card is the widget's output now: one card, where the panel was. (An update with no data at all
+            # is not drawn by JupyterLab, which would keep the copy.)
+            copy.update(EMPTY, raw=True)
             widget.close()
             h.subscribe(late)
 

@@ -647,11 +647,13 @@ def _name(card: Card) -> str:
     return f'<b class="openhands-title">{e(card.name)}</b> {waiting}' if card.name else waiting
 
 
-def _stale_head(card: Card) -> str:
-    """The last known state, as such: "last seen RUNNING at 16:42 UTC · no longer followed: …"."""
+def _stale_head(card: Card, *, live: bool) -> str:
+    """The last known state, as such: "last seen RUNNING at 16:42 UTC · not followed now (…)". In a live card (the
+    alternative its style rule shows once disconnected) the badge is not the card's ``openhands-status``."""
     e = html.escape
+    kind = "openhands-last-status" if live else "openhands-status"
     badge = (
-        f'<span class="openhands-status" style="background:#a0aec0;color:#1a202c;border-radius:4px;padding:1px 7px;'
+        f'<span class="{kind}" style="background:#a0aec0;color:#1a202c;border-radius:4px;padding:1px 7px;'
         f'font-weight:600;font-size:85%;white-space:nowrap">{e(plain(card.status or "?"))}</span>'
     )
     now = _clock_now()
@@ -696,9 +698,10 @@ def html_card(shown: Shown, *, live: bool = False, saved_for: str | None = None)
     ]
     details = " · ".join(f"{name} {value}".strip() for name, value in rows if value)
     if live:
-        head = f'{_LIVE_STYLE}<span class="oh-live">{status}</span><span class="oh-stale">{_stale_head(card)}</span>'
+        last = _stale_head(card, live=True)
+        head = f'{_LIVE_STYLE}<span class="oh-live">{status}</span><span class="oh-stale">{last}</span>'
     else:
-        head = _stale_head(card) if stale else status
+        head = _stale_head(card, live=False) if stale else status
     sent = ""
     if card.follow_up:
         of = f" of conversation {id_html(card.conversation_id)}" if card.conversation_id else ""
@@ -711,7 +714,7 @@ def html_card(shown: Shown, *, live: bool = False, saved_for: str | None = None)
     # A final card has a bar in its status colour down its left side: someone who looked away sees at a glance that
     # it is over, and how, before reading a word.
     frame = f";border-left:4px solid {color};padding-left:8px" if card.is_final else ""
-    saved = f" oh-s-{_scope(saved_for)}" if saved_for else ""
+    saved = f" openhands-copy oh-s-{_scope(saved_for)}" if saved_for else ""
     return (
         f'<div class="openhands-conversation{saved}" style="font-family:var(--jp-ui-font-family,sans-serif);'
         f'line-height:1.5;min-width:0;overflow-wrap:anywhere{frame}">{_saved_style(saved_for)}'

@@ -273,7 +273,7 @@ def test_a_panel_that_ends_for_good_is_replaced_by_its_card_and_leaves_no_comm(
     # The saved copy beside the panel was its card while it lived, and empties at the end (one card, where it was).
     [(first, copy_updates)] = shown_in_kernel.copies  # type: ignore[attr-defined]
     assert ">RUNNING</span>" in first["text/html"] and "last seen" in first["text/html"]
-    assert copy_updates[-1] == {}
+    assert copy_updates[-1] == {"text/plain": ""}
 
 
 def test_a_finished_panel_becomes_its_card_without_making_a_reply_box_first(

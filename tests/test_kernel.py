@@ -275,9 +275,9 @@ def test_panel_status_goes_starting_running_finished_while_the_kernel_answers_ot
     def finals() -> list[str]:
         return [data["text/plain"] for data in updates(panel) if "text/plain" in data]
 
-    kernel.listen_until(lambda: finals() and updates(copy)[-1:] == [{}], what="the final card")
+    kernel.listen_until(lambda: finals() and updates(copy)[-1:] == [{"text/plain": ""}], what="the final card")
     assert len(finals()) == 1 and " FINISHED " in finals()[0] and f"start task {task_id}" in finals()[0]
-    copies = [data["text/plain"] for data in updates(copy) if data]
+    copies = [data["text/plain"] for data in updates(copy) if data.get("text/plain")]
     assert copies and all(f"start task {task_id}" in text for text in copies)
     assert any(conversation_id in text for text in copies)
     # Just before the final card, one script told the browser it ended (tab title); it is not what stays saved.

@@ -482,8 +482,14 @@ class NotebookPage:
 
     # -------------------------------------------------------------------------------- the %openhands panel
     def card(self, index: int) -> Locator:
-        """The conversation card in cell ``index``'s output (class ``openhands-conversation``)."""
-        return self.output(index).locator(".openhands-conversation").first
+        """The conversation card in cell ``index``'s output (class ``openhands-conversation``): the live panel's, or the
+        final card in its place; not the saved copy displayed beside a live panel (``openhands-copy``), which is what
+        a notebook shows only once the panel's widget is gone."""
+        return self.output(index).locator(".openhands-conversation:not(.openhands-copy)").first
+
+    def copy(self, index: int) -> Locator:
+        """The saved copy of the card beside a live panel in cell ``index``'s output."""
+        return self.output(index).locator(".openhands-conversation.openhands-copy").first
 
     def badge_text(self, index: int) -> str:
         return str(self.card(index).evaluate(_BADGE_TEXT_JS, timeout=5000))
@@ -549,6 +555,9 @@ def run_panel_notebook(
         ) from error
     first_status = wait_until(lambda: notebook.badge_text(1), 10, "the card's status badge to have text")
     shown_at = time.monotonic()
+    # Asked now, when the card first shows: on a loaded machine the conversation may be over by the end of this run,
+    # and the widget gave way to the final card.
+    rendered_by_widget = notebook.card_in_widget(1)
     screenshots = {"output-first": out_dir / f"{prefix}-output-first.png"}
     notebook.output(1).screenshot(path=screenshots["output-first"])
 
@@ -570,7 +579,7 @@ def run_panel_notebook(
         first_status=first_status,
         later_status=later_status,
         seconds_to_change=seconds_to_change,
-        rendered_by_widget=notebook.card_in_widget(1),
+        rendered_by_widget=rendered_by_widget,
         href=link.get_attribute("href", timeout=5000),
         target=link.get_attribute("target", timeout=5000),
         card_text=card.inner_text(timeout=5000),
