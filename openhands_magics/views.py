@@ -733,8 +733,12 @@ def _saved_style(scope: str | None) -> str:
     if not scope:
         return ""
     s = f"oh-s-{_scope(scope)}"
+    # (and where the output before it is a card after all, the final one saved before the copy emptied: the copy
+    # hides itself instead)
     return (
         f"<style>.jp-OutputArea-child:has(+ .jp-OutputArea-child .{s}):not(:has(.openhands-panel))"
+        ":not(:has(.openhands-conversation)){display:none}"
+        f".jp-OutputArea-child:has(.openhands-conversation:not(.openhands-copy)) + .jp-OutputArea-child:has(.{s})"
         "{display:none}</style>"
     )
 
