@@ -753,8 +753,17 @@ def _command(invocation: Invocation, rest: str) -> bool:
     command = next((c for c in COMMANDS if c.word and words and c.name == words[0]), None)
     if command is None:
         return False
+    arguments, server = _server_options(command, invocation, words[1:])
+    if not _fits(command, invocation, arguments):
+        return False
+    for attribute, value in server.items():  # (only for a line that is the command: a task's words stay words)
+        setattr(invocation, attribute, value)
+    return True
+
+
+def _fits(command: Command, invocation: Invocation, arguments: list[str]) -> bool:
     if command.takes == "start-options":
-        return _start_options_command(command, invocation, words[1:])
+        return _start_options_command(command, invocation, arguments)
     if (
         invocation.follow_up
         or invocation.watch is not None
@@ -764,8 +773,41 @@ def _command(invocation: Invocation, rest: str) -> bool:
     ):
         return False  # options of a message came first: it is a message
     if command.takes == "options":
-        return _options_command(command, invocation, words[1:])
-    return _id_command(command, invocation, words[1:])
+        return _options_command(command, invocation, arguments)
+    return _id_command(command, invocation, arguments)
+
+
+#: The options that say which server, taken after a command's word as before it (``list --base-url URL``): left to
+#: the command's own parse, they made the line a task, and a task is a billed run.
+_SERVER_OPTIONS = ("--base-url", "--api")
+
+
+def _server_options(command: Command, invocation: Invocation, arguments: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``arguments`` without the server options, and their values by :class:`Invocation` field (for a command that
+    talks to a server)."""
+    values: dict[str, str] = {}
+    if not command.endpoint:
+        return arguments, values
+    rows = {flag: row for row in OPTIONS if row.flags[0] in _SERVER_OPTIONS for flag in row.flags}
+    rest: list[str] = []
+    i = 0
+    while i < len(arguments):
+        word, equals, inline = arguments[i].partition("=")
+        row = rows.get(word)
+        if row is None:
+            rest.append(arguments[i])
+            i += 1
+            continue
+        value = inline if equals else (arguments[i + 1] if i + 1 < len(arguments) else "")
+        i += 1 if equals else 2
+        if not value or value.startswith("--"):
+            raise ValidationError(f"{command.name} {word} needs a value; see `%openhands --help`.")
+        value = _unquote(value)
+        value = row.check(value, invocation) if row.check is not None else value
+        if {getattr(invocation, row.attribute), values.get(row.attribute)} - {None, value}:
+            raise ValidationError(f"{word} is given twice with two values; give it once.")
+        values[row.attribute] = value
+    return rest, values
 
 
 def _start_options_command(command: Command, invocation: Invocation, arguments: list[str]) -> bool:

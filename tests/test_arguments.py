@@ -251,6 +251,37 @@ def test_a_line_that_is_a_whole_command_is_that_command(line: str, expected: dic
     assert invocation.message == ""
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("list --base-url http://127.0.0.1:9", {"command": "list", "base_url": "http://127.0.0.1:9"}),
+        ("list --running --base-url=http://h:1 --api v1", {"command": "list", "running": True, "api": "v1"}),
+        (f"pause {HEX} --base-url http://h:1", {"command": "pause", "target": HEX, "base_url": "http://h:1"}),
+        (f"delete --api v0 {HEX} --yes", {"command": "delete", "target": HEX, "api": "v0", "yes": True}),
+        ("fix --base-url http://h:2", {"command": "fix", "base_url": "http://h:2"}),
+    ],
+)
+def test_the_server_options_after_a_command_word_belong_to_the_command_not_to_a_billed_task(
+    line: str, expected: dict[str, object]
+) -> None:
+    invocation = parse_invocation(line)
+
+    assert {key: getattr(invocation, key) for key in expected} == expected
+    assert invocation.message == ""
+
+
+def test_a_task_keeps_its_words_even_when_they_look_like_a_server_option() -> None:
+    invocation = parse_invocation("list the TODOs --base-url http://h")
+
+    assert (invocation.command, invocation.base_url) == (None, None)
+    assert invocation.message == "list the TODOs --base-url http://h"
+
+
+def test_a_server_given_before_and_after_a_command_word_with_two_values_is_refused() -> None:
+    with pytest.raises(ValidationError, match="given twice"):
+        parse_invocation("--base-url http://a:1 list --base-url http://b:2")
+
+
 @pytest.mark.parametrize("line", ["-- list", f"-- pause {HEX}", "--wait list"])
 def test_dashes_or_a_message_option_make_a_command_word_a_task(line: str) -> None:
     invocation = parse_invocation(line)
