@@ -370,10 +370,14 @@ def test_the_session_key_leaks_nowhere(
         from openhands_magics.panel import ConversationPanel, _tree, close_widgets
 
         panel = ConversationPanel(handle)  # (the live panel, with the feed that holds the echoed key's line)
-        time.sleep(0.6)  # (its coalesced redraw)
-        widget_state = [json.dumps(w.get_state(), default=str) for w in _tree([panel])]
+
+        def blanked() -> list[str] | None:
+            states = [json.dumps(w.get_state(), default=str) for w in _tree([panel])]
+            return states if any(_secrets.BLANK in state for state in states) else None
+
+        # (the feed shows the echo, blanked, once its coalesced redraw came: waited for, not slept for)
+        widget_state = wait_until(blanked)
         close_widgets(panel)
-        assert any(_secrets.BLANK in state for state in widget_state)  # (the feed shows the echo, blanked)
         errors = []
         for verb in (handle.interrupt, handle.confirm, lambda: handle.reject("no")):
             try:

@@ -172,7 +172,8 @@ def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterL
     _await_status(notebook, 1, "FINISHED", 45)
     wait_until(lambda: not notebook.card_in_widget(1) or None, 15, "the panel to give way to the final card")
     card = notebook.card(1)
-    text = card.inner_text()
+    # The answer is read once the turn is over, so the final card can be drawn a moment before it, then again with it.
+    text = wait_until(lambda: FIRST_LINE in card.inner_text() and card.inner_text(), 15, "the answer on the final card")
 
     # What the agent did: the start of its answer, its pull request on GitHub, the changed files, the cost.
     assert FIRST_LINE in text and "show more" in text, text
