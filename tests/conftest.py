@@ -6,6 +6,8 @@ Every test talks real HTTP to 127.0.0.1; nothing reaches an outside address.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +54,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
     return result
+
+
+def papermill_twice(notebook: Path, env: dict[str, str], timeout: float) -> tuple[Path, Path]:
+    """Execute ``notebook`` with papermill twice, as a scheduled re-run would, in fresh kernels with ``env``; the two
+    executed copies (``out0.ipynb`` and ``out1.ipynb`` beside it)."""
+    outputs = (notebook.parent / "out0.ipynb", notebook.parent / "out1.ipynb")
+    for output in outputs:
+        command = [sys.executable, "-m", "papermill", "--kernel", "python3", str(notebook), str(output)]
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=timeout, cwd=notebook.parent)
+    return outputs
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,6 @@ instead of started twice; ``--new`` starts another; and the local server honours
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from openhands_magics.once import once_id
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET, Output
+from .conftest import SECRET, Output, papermill_twice
 
 QUICKER = Timeline(starting=0.05, running=0.1)
 
@@ -151,18 +149,8 @@ def test_a_notebook_run_twice_by_papermill_starts_each_conversation_once(tmp_pat
     with LocalOpenHandsServer(SECRET, timeline=QUICKER) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENHANDS_")}
         env.update(server.environ(), IPYTHONDIR=str(tmp_path / "ipython"))
-        for run in range(2):
-            command = [
-                sys.executable,
-                "-m",
-                "papermill",
-                "--kernel",
-                "python3",
-                str(path),
-                str(tmp_path / f"out{run}.ipynb"),
-            ]
-            subprocess.run(command, env=env, check=True, capture_output=True, timeout=120, cwd=tmp_path)
+        _, second = papermill_twice(path, env, timeout=120)
         starts = _starts(server)
     assert len(starts) == 2 and all("conversation_id" in s for s in starts)
-    saved = (tmp_path / "out1.ipynb").read_text()
+    saved = second.read_text()
     assert "already started at" in saved and "FINISHED" in saved

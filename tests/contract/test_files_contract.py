@@ -9,8 +9,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from openhands_magics.polling import PollSchedule
 from openhands_magics.results import RESULT_PATH
 from openhands_magics.session import Session
 
+from ..conftest import papermill_twice
 from .conftest import Live
 from .test_contract import FINISH_WITHIN
 
@@ -116,18 +115,7 @@ def test_a_notebook_executed_twice_with_papermill_starts_its_conversation_once(s
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENHANDS_")}
     env.update(OPENHANDS_BASE_URL=scripted.base_url, OPENHANDS_API_KEY=scripted.api_key)
     env.update(IPYTHONDIR=str(tmp_path / "ipython"), JUPYTER_DATA_DIR=str(tmp_path / "data"))
-    for run in range(2):
-        command = [
-            sys.executable,
-            "-m",
-            "papermill",
-            "--kernel",
-            "python3",
-            str(path),
-            str(tmp_path / f"out{run}.ipynb"),
-        ]
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=300, cwd=tmp_path)
-    first, second = (_text_output(tmp_path / f"out{run}.ipynb") for run in range(2))
+    first, second = (_text_output(executed) for executed in papermill_twice(path, env, timeout=300))
     print(f"\nfirst run: {first}\nsecond run: {second}")
     assert "FINISHED" in first and "already started at" not in first and "already started at" in second
     assert _conversation_id(first) == _conversation_id(second) is not None
