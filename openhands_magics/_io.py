@@ -39,6 +39,9 @@ class IOThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        #: A stopped thread that may still be finishing (stopped from inside itself, or slow to join): the next
+        #: start waits for it, so two I/O threads never run at once.
+        self._ending: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -50,8 +53,13 @@ class IOThread:
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The loop, started on first use."""
+        ending = self._ending
+        if ending is not None and ending is not threading.current_thread():
+            ending.join(STOP_TIMEOUT)  # (outside the lock: a closer of the ending loop may take it)
         with self._lock:
             if self._loop is None or self._thread is None or not self._thread.is_alive():
+                if self._ending is ending and not (ending and ending.is_alive()):
+                    self._ending = None
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
                 thread = threading.Thread(target=self._main, args=(loop, ready), name=self.name, daemon=True)
@@ -99,6 +107,7 @@ class IOThread:
         with self._lock:
             loop, thread, closers = self._loop, self._thread, self._closers
             self._loop, self._thread, self._closers = None, None, []
+            self._ending = thread or self._ending
         if loop is None or thread is None:
             return
         if not thread.is_alive():
@@ -115,6 +124,9 @@ class IOThread:
         thread.join(STOP_TIMEOUT)
         if not thread.is_alive():
             loop.close()
+            with self._lock:
+                if self._ending is thread:
+                    self._ending = None
 
 
 async def _shut_down(closers: list[Callable[[], Awaitable[None]]]) -> None:

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from openhands_magics._io import get_io
+from openhands_magics._io import IOThread, get_io
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.models import ConversationStatus
 from openhands_magics.polling import PollSchedule
@@ -175,6 +175,20 @@ def test_close_stops_the_io_thread_closes_every_socket_and_handles_work_again_af
     wait_until(lambda: handles[0].is_final, timeout=10)
     session.close()
     assert _io_threads() == []
+
+
+def test_a_start_while_a_stopped_io_thread_is_still_ending_waits_for_it_so_two_never_run_at_once() -> None:
+    io = IOThread("openhands-io-ending")
+    stopped = threading.Event()
+    # Stopped from inside itself (a listener stopping everything), the thread ends only once its call returns.
+    io.call(lambda: (io.stop(), stopped.set(), time.sleep(0.4)))
+    assert stopped.wait(5) and not io.running
+
+    io.loop()  # started again from another thread meanwhile
+
+    assert [t.name for t in threading.enumerate()].count("openhands-io-ending") == 1
+    io.stop()
+    assert "openhands-io-ending" not in [t.name for t in threading.enumerate()]
 
 
 def test_a_script_that_exits_while_watching_stops_the_io_thread_at_exit_and_says_nothing(

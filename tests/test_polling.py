@@ -97,22 +97,25 @@ def test_a_hundred_and_twenty_conversations_cost_one_request_a_tick_never_more_t
         assert len({i for r in reads for i in r.query["ids"]}) == 120  # and every one of them is read
 
 
-def test_v0_reads_are_spread_over_the_interval(v0_server: LocalOpenHandsServer) -> None:
-    v0_server.inject(status=200, body=b"{}", path_prefix="/never")  # (keep the fault list in use: no effect)
-    session, endpoint = _session(v0_server, PollSchedule(interval=0.4, max_interval=0.4))
-    handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(4)]
-    v0_server.requests.clear()
+def test_v0_reads_are_spread_over_the_interval() -> None:
+    with LocalOpenHandsServer(
+        SECRET, api="v0", timeline=Timeline(starting=0.1, running=60)
+    ) as v0_server:  # (none ends)
+        v0_server.inject(status=200, body=b"{}", path_prefix="/never")  # (keep the fault list in use: no effect)
+        session, endpoint = _session(v0_server, PollSchedule(interval=0.4, max_interval=0.4))
+        handles = [session.start(f"task {i}", endpoint=endpoint) for i in range(4)]
+        v0_server.requests.clear()
 
-    def reads() -> list:
-        return [r for r in list(v0_server.requests) if r.method == "GET" and not r.path.endswith("/events")]
+        def reads() -> list:
+            return [r for r in list(v0_server.requests) if r.method == "GET" and not r.path.endswith("/events")]
 
-    # Until six reads were made (a busy machine makes them late, never closer: the gap counts from a read's end).
-    _run_watching(session, handles, seconds=15, until=lambda: len(reads()) >= 6)
+        # Until six reads were made (a busy machine makes them late, never closer: the gap counts from a read's end).
+        _run_watching(session, handles, seconds=15, until=lambda: len(reads()) >= 6)
 
-    times = [r.received for r in reads()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(times) >= 6
-    assert min(gaps) >= 0.4 / 4 * 0.8  # evenly apart, not a burst of four
+        times = [r.received for r in reads()]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert len(times) >= 6
+        assert min(gaps) >= 0.4 / 4 * 0.8  # evenly apart, not a burst of four
 
 
 def test_v0_finishes_when_the_agent_does(v0_server: LocalOpenHandsServer) -> None:
@@ -188,8 +191,13 @@ def test_wait_returns_within_one_poll_of_the_agent_finishing_with_a_true_elapsed
         final = handle.wait(timeout=10, on_change=lambda h: changes.append(h.conversation.status_line))
         returned = time.monotonic()
 
+        (conversation,), _ = server._snapshot()
+        finished_at = conversation.ready_at + timeline.running - server._epoch  # (its clock, not the epoch)
+        reads = [r.received for r in server.requests if r.method == "GET" and r.path == "/api/v1/app-conversations"]
+
     assert final.status == "FINISHED" and changes[-1] == "FINISHED"
-    assert returned - (posted + timeline.starting + timeline.running) < 2 * FAST_POLL.max_interval + 0.3
+    # Within one poll: the first read after the agent finished is the one the wait returns on, and the last one.
+    assert len([t for t in reads if t > finished_at]) == 1 and reads[-1] < returned
     elapsed = handle.elapsed()
     assert elapsed is not None and timeline.starting + timeline.running - 0.2 < elapsed < returned - posted + 0.5
     time.sleep(0.3)
