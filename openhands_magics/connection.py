@@ -55,6 +55,8 @@ WAIT_SLICE = 1.0
 #: After a turn ends, when (seconds from the end) the title, cost and a missing answer are read again: the real
 #: title is made after the finish, and the app server's events and metrics arrive in batches up to 30 s late.
 LATE_READS = (3.0, 10.0, 35.0)
+#: ``--share`` after a turn: how many times it is made public again, and how long each is given to hold.
+SHARE_ATTEMPTS, SHARE_SETTLE = 3, 2.0
 #: How long a blocking agent control (interrupt, confirm) waits for its answer.
 CONTROL_TIMEOUT = 30.0
 #: How long a blocking download (or an upload) may take.
@@ -240,13 +242,15 @@ class Connection:
         if options is None or handle.id is None:
             return
         handle.start_options = None
+        handle.shared = options.share
         asyncio.get_running_loop().create_task(self._apply_options(handle, options), name="openhands-options")
 
     async def _apply_options(self, handle: ConversationHandle, options: StartOptions) -> None:
         """What the conversation shows of the start's options, from a fresh read (a streamed snapshot has none of
-        the server's fields). ``--share`` is made true with the web app's PATCH where the server took ``public``
-        without applying it (1.11.0 does so); any other option the conversation does not show is said once per
-        server (1.11.0 names conversations itself, whatever ``title`` asked)."""
+        the server's fields). ``--share`` is made true with the web app's PATCH while the agent works, where the server
+        took ``public`` without applying it (1.11.0 does so; once a turn is over, :meth:`_keep_public` does it);
+        any other option the conversation does not show is said once per server (1.11.0 names conversations itself,
+        whatever ``title`` asked)."""
         import asyncio
 
         fresh: Conversation | None = None
@@ -271,7 +275,7 @@ class Connection:
         }
         missed = tuple(flag for flag, value in given.items() if value and shown[flag] != value)
         self.report_ignored(handle, dataclasses.replace(fresh, ignored=missed), "did not apply")
-        if options.share and extra.get("public") is not True:
+        if options.share and extra.get("public") is not True and not handle.is_final:  # (else: _keep_public)
             try:
                 fresh = await self._async_client().share(handle.conversation)
             except OpenHandsError as error:
@@ -310,6 +314,35 @@ class Connection:
             self.tracker.concluded(handle, outcome)
 
         asyncio.get_running_loop().create_task(read(), name="openhands-outcome")
+        if handle.start_options is not None:  # (its first read found it over already: never streamed)
+            self._check_options(handle)
+        if handle.shared:
+            asyncio.get_running_loop().create_task(self._keep_public(handle), name="openhands-share")
+
+    async def _keep_public(self, handle: ConversationHandle) -> None:
+        """``--share`` once a turn ended: 1.11.0's webhook saves the conversation afresh, without ``public``, at each
+        status change of its agent, so a share made while it ran is lost when it finishes. Made public again, and
+        checked a moment later (the finish's own save may land after the read that saw the finish)."""
+        import asyncio
+
+        client = self._async_client()
+        for attempt in range(SHARE_ATTEMPTS + 1):
+            try:
+                (fresh,) = await client.read([handle.conversation])
+                public = fresh is not None and fresh.extra.get("public") is True
+                if public and attempt:
+                    return  # it held past the finish
+                if attempt == SHARE_ATTEMPTS:
+                    break
+                if not public:
+                    fresh = await client.share(handle.conversation)
+            except OpenHandsError as error:
+                handle.set_note(f"--share: the server did not make it public ({error})", sticky=True)
+                return
+            if fresh is not None and handle.is_same(fresh):
+                handle.update(dataclasses.replace(handle.conversation, extra=fresh.extra), note=handle.note)
+            await asyncio.sleep(SHARE_SETTLE)
+        handle.set_note("--share: the server keeps making it private again; share it from the web app", sticky=True)
 
     async def _read_outcome_now(self, handle: ConversationHandle) -> Outcome:
         """What the agent did, and the structured result when one was asked for (``--returns``)."""

@@ -85,6 +85,8 @@ class ConversationHandle:
         #: The start's settings (``--branch``, ``--share``, ...), to check what the server applied (see
         #: ``Connection._check_options``); None for a conversation not started here.
         self.start_options: StartOptions | None = None
+        #: ``--share``: made public again when each turn ends (1.11.0 forgets it at each status change of its agent).
+        self.shared = False
         self.budget_spent = False
         self._sticky_note: str | None = None
         #: The absolute path of the agent's workspace, once its agent server said it.

@@ -85,3 +85,29 @@ def test_a_clock_only_moves_forward_and_a_server_needs_one_it_can_read() -> None
         clock.advance(float("nan"))
     with pytest.raises(ValueError, match="clock must be a function"):
         LocalOpenHandsServer(clock=5.0)  # type: ignore[arg-type]
+
+
+def test_a_share_made_while_the_agent_runs_is_forgotten_when_it_finishes_and_one_made_after_holds(
+    held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
+) -> None:
+    """As on 1.11.0: its webhook saves the conversation afresh, without ``public``, at each status change."""
+    import httpx
+
+    server, client = held
+    task = client.start_conversation("Fix the loader")
+    clock.advance(SLOW.starting)
+    running = client.refresh(task)
+    url = f"{server.base_url}/api/v1/app-conversations/{running.conversation_id}"
+    auth = {"Authorization": f"Bearer {SECRET}"}
+
+    def public() -> object:
+        return client.refresh(running).extra.get("public")
+
+    assert httpx.patch(url, json={"public": True}, headers=auth).json()["public"] is True
+    clock.advance(300.0)
+    assert public() is True  # held while the agent works
+    clock.advance(300.0)
+    assert client.refresh(running).status == ConversationStatus.FINISHED and public() is None  # lost at the finish
+    httpx.patch(url, json={"public": True}, headers=auth)
+    clock.advance(600.0)
+    assert public() is True  # nothing changes after the finish: it holds

@@ -14,7 +14,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from openhands_magics import Endpoint, ValidationError
 from openhands_magics.session import Session
 from openhands_magics.start_options import StartOptions, ignored
-from openhands_magics.testing import LocalOpenHandsServer
+from openhands_magics.polling import PollSchedule
+from openhands_magics.testing import LocalOpenHandsServer, Timeline
 from openhands_magics.views import html_card, text_summary
 
 from .conftest import SECRET, Output, wait_until
@@ -52,11 +53,12 @@ def test_every_option_of_the_magic_line_is_a_field_of_the_v1_start_request(
     assert "sandbox_id" not in body
     assert body["initial_message"]["content"][0]["text"] == "Fix the login form"
     handle.wait(10)
-    # 1.11.0 takes `public` without applying it: the magic makes it public the web app's way, and the card links it
-    wait_until(lambda: handle.share_url is not None, timeout=30)  # (its read and PATCH, in the I/O thread)
+    # 1.11.0 takes `public` without applying it, and forgets a share at each status change of its agent: the magic
+    # makes it public the web app's way, again once the turn is over, and the card links it
+    wait_until(lambda: handle.refresh().extra.get("public") is True, timeout=30)  # (PATCHed in the I/O thread)
     assert handle.share_url == f"{server_env.base_url}/shared/conversations/{handle.id}"
     patches = [r for r in server_env.requests if r.method == "PATCH"]
-    assert [r.body for r in patches] == [{"public": True}]
+    assert patches and all(r.body == {"public": True} for r in patches)
     card = html_card(handle)
     assert f'href="{handle.share_url}"' in card and "share link" in card
     assert f"shared: {handle.share_url}" in text_summary(handle)
@@ -64,6 +66,18 @@ def test_every_option_of_the_magic_line_is_a_field_of_the_v1_start_request(
     assert TOKEN_VALUE not in shown
     # 1.11.0 names conversations itself: a --title it took but does not show is said, once, on the card
     assert handle.note is not None and "--title" in handle.note
+
+
+def test_a_conversation_already_over_at_its_first_read_still_has_its_options_checked_and_is_shared() -> None:
+    timeline = Timeline(starting=0.2, running=0.05)  # (over before the first read of the conversation)
+    with LocalOpenHandsServer(SECRET, timeline=timeline) as server:
+        session = Session(PollSchedule(interval=1.0, max_interval=1.0))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        handle = session.start("Fix it", endpoint=endpoint, title="Login fix", share=True)
+        handle.wait(10)
+        wait_until(lambda: handle.refresh().extra.get("public") is True, timeout=15)
+        assert handle.note is not None and "--title" in handle.note
+        session.close()
 
 
 def test_the_python_api_and_map_take_the_same_options(server: LocalOpenHandsServer) -> None:

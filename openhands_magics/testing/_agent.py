@@ -238,6 +238,14 @@ def status_at(c: Conversation, now: float) -> str:
     return "idle"
 
 
+def last_change(c: Conversation, now: float) -> float:
+    """When the agent's status last changed by ``now`` (``-inf``: never): the moment the agent server posts the
+    conversation to the app server's webhook, which saves it afresh (see ``public`` in :mod:`.v1`)."""
+    a = catch_up(c, now)
+    code = _CODE["status"]
+    return max((a._at[i] for i in range(a.count) if a._tags[i] == code and a._at[i] <= now), default=float("-inf"))
+
+
 def ended_by(c: Conversation, now: float, delay: float = 0.0) -> bool:
     """Whether a run ended (finished, error, stuck) at least ``delay`` seconds before ``now``."""
     a = catch_up(c, now)

@@ -168,6 +168,7 @@ class Conversation:
     #: V1: ``public`` as the conversation has it: 1.11.0 takes it in the start request without applying it, so only
     #: a PATCH (the web app's share switch) sets it.
     public: bool | None = None
+    public_at: float = float("-inf")  #: V1: when a PATCH set ``public`` (the next status change forgets it)
     results: dict[str, Any] = field(default_factory=dict)  #: V1: ``set_result`` overrides of the timeline's results
     #: V1: messages queued (``pending-messages``) for delivery at READY, as (when, text)
     pending: list[tuple[float, str]] = field(default_factory=list)

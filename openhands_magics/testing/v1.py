@@ -6,7 +6,8 @@ empty: a repository the key cannot use shows up here, after a 200 POST). Unknown
 body starts an empty conversation. Reads are batched lists with ``null`` for unknown ids, and the two list routes
 validate ids differently (422 vs 400), as on the real server. The start request's ``title`` and ``public`` are
 taken (echoed) but not applied, as on 1.11.0 (its conversations are named from the first message, and only
-``PATCH`` makes one public); a ``sandbox_id`` is reused if it exists, else the task fails "Sandbox not found: ID".
+``PATCH`` makes one public, until its agent's status next changes: its webhook then saves the conversation afresh,
+without ``public``); a ``sandbox_id`` is reused if it exists, else the task fails "Sandbox not found: ID".
 Past ``max_running`` a start is Cloud's 429. A conversation has two statuses: ``sandbox_status`` stays RUNNING
 after the agent ended, ``execution_status`` is the agent's (``null`` while the sandbox is not
 RUNNING). Every ``/api/conversations`` (V0) route is gone: 404.
@@ -248,7 +249,9 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
         },
         "parent_conversation_id": request["parent_conversation_id"],
         "sub_conversation_ids": [],
-        "public": c.public,
+        # 1.11.0's webhook saves the conversation afresh, without ``public``, at each status change of its agent:
+        # a PATCH holds only until the next one (a share made while the agent runs is lost when it finishes).
+        "public": c.public if _agent.last_change(c, now) <= c.public_at else None,
         "tags": {"archiveworkspacepath": "."},
         "created_at": iso(c.ready_at),
         "updated_at": iso(c.ready_at),
@@ -549,7 +552,7 @@ class V1Api:
             if body.get("title") is not None:
                 conversation.forced["title"] = body["title"]
             if public is not None:
-                conversation.public = public
+                conversation.public, conversation.public_at = public, now
             return Reply(200, conversation_json(conversation, now))
 
     def get_conversations(self, request: RecordedRequest) -> Reply:

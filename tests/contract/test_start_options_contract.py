@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Session
 
+from ..conftest import wait_until
 from .conftest import Live
 from .test_contract import FINISH_WITHIN
 
@@ -82,9 +85,15 @@ def test_the_real_server_takes_every_start_option_and_applies_the_model_instruct
     assert handle.status == "FINISHED", handle.conversation.status_line
     assert handle.conversation.sandbox_id == first.conversation.sandbox_id  # the warm sandbox was reused
     assert handle.conversation.extra.get("llm_model") == model
-    # 1.11.0 takes `public` without applying it: the magic's PATCH makes it public, and the card links it
-    fresh = session.client(endpoint).refresh(handle.conversation)
-    assert fresh.extra.get("public") is True
+
+    # 1.11.0 takes `public` without applying it, and forgets it at each status change of the agent (its webhook
+    # saves the conversation afresh): the magic's PATCH makes it public again once the turn is over, and it holds
+    def public() -> bool:
+        return session.client(endpoint).refresh(handle.conversation).extra.get("public") is True
+
+    wait_until(public, timeout=15)
+    time.sleep(3)
+    assert public()
     assert handle.share_url == f"{live.base_url}/shared/conversations/{handle.id}"
     # ... and names the conversation itself: the --title it took is said not applied, once
     assert handle.note is not None and "--title" in handle.note
