@@ -5,9 +5,11 @@ Every test talks real HTTP to 127.0.0.1; nothing reaches an outside address.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +56,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
     return result
+
+
+@pytest.fixture
+def stop_button() -> Iterator[Callable[[], None]]:
+    """Press the kernel's stop button: SIGINT to the main thread, which raises KeyboardInterrupt there as in a kernel
+    (ipykernel installs Python's handler; a test run started in the background, as CI's 3.10 run is, starts with
+    SIGINT ignored, and the press would do nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield lambda: signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+    signal.signal(signal.SIGINT, previous)
 
 
 def papermill_twice(notebook: Path, env: dict[str, str], timeout: float) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ import gc
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -267,15 +267,15 @@ def test_remote_servers_are_never_polled_faster_than_once_a_second() -> None:
     assert session.schedule_for(local).interval == 0.05
 
 
-def test_ctrl_c_during_refresh_interrupts_it_and_the_next_call_works(long_server: LocalOpenHandsServer) -> None:
-    import signal
+def test_ctrl_c_during_refresh_interrupts_it_and_the_next_call_works(
+    long_server: LocalOpenHandsServer, stop_button: Callable[[], None]
+) -> None:
     import threading
 
     session = Session()
     handle = session.start("hi", endpoint=Endpoint.resolve(long_server.base_url, api_key=SECRET))
     long_server.inject(method="GET", delay=3.0)
-    main = threading.main_thread().ident
-    threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT)).start()  # the kernel's stop button
+    threading.Timer(0.3, stop_button).start()
     error, took = _timed(handle.refresh)
     assert isinstance(error, KeyboardInterrupt) and took < 1.5
     assert handle.refresh().start_task_id == handle.task_id  # the pool is not left broken

@@ -5,6 +5,7 @@ updates from any source, one handle per conversation, and closing leaves no thre
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 import time
 
 import psutil
@@ -95,16 +96,14 @@ def test_a_blocking_wait_makes_no_reads_of_its_own_one_batched_read_serves_both(
 
 
 def test_ctrl_c_in_a_blocking_wait_stops_the_wait_and_its_watch_not_the_conversation(
-    server: LocalOpenHandsServer,
+    server: LocalOpenHandsServer, stop_button: Callable[[], None]
 ) -> None:
-    import signal
-
     session = Session(FAST_POLL)
     handle = session.start("interrupt me", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
 
     def press() -> None:
         wait_until(lambda: handle.watching, timeout=10)
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        stop_button()
 
     threading.Thread(target=press, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):

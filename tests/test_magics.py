@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -161,11 +162,15 @@ def test_wait_on_a_v0_server_auto_detects_v0_and_ends_when_the_agent_does(
     assert v0_env.requests.index(post) > 0  # asked which API first, with reads only:
     assert all(r.method == "GET" for r in v0_env.requests[: v0_env.requests.index(post)])
     agent_done = post.received + FAST.starting + FAST.running
-    assert agent_done <= returned < agent_done + MAX_POLL + 0.25
+    assert agent_done <= returned
+    # It ends when the agent does: on the first read that could see it finished, the last one.
+    reads = [r.received for r in v0_env.requests if r.method == "GET" and r.path == f"/api/conversations/{handle.id}"]
+    assert len([t for t in reads if t > agent_done]) <= 1 and reads[-1] < returned  # (0: one sent just before)
     out, err = output.read()
     assert err == ""
     changes = _changes(out)
-    assert _collapsed([m["status"] for m in changes]) == ["STARTING", "RUNNING", "FINISHED"]
+    statuses = _collapsed([m["status"] for m in changes])  # (a slow machine's polls may miss the short RUNNING)
+    assert statuses in (["STARTING", "RUNNING", "FINISHED"], ["STARTING", "FINISHED"])
     assert {m["ref"] for m in changes} == {handle.id}
     assert handle.task_id is None and handle.url == f"{v0_env.base_url}/conversations/{handle.id}"
     assert v0_env.state_of(handle.id)["status"] == "RUNNING"  # V0's own status would have kept it waiting an hour
@@ -186,9 +191,8 @@ def test_wait_timeout_says_the_conversation_goes_on(
 
 
 def test_interrupting_wait_stops_waiting_not_the_conversation(
-    ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch
+    ip: InteractiveShell, output: Output, monkeypatch: pytest.MonkeyPatch, stop_button: Callable[[], None]
 ) -> None:
-    import signal
     import threading
 
     pressed: list[bool] = []
@@ -199,7 +203,7 @@ def test_interrupting_wait_stops_waiting_not_the_conversation(
             current = openhands_magics.last()
             if current is not None and current.status == "RUNNING":
                 pressed.append(True)
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                stop_button()
                 return
 
     with LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.2, running=30)) as server:

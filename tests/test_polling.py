@@ -196,8 +196,8 @@ def test_wait_returns_within_one_poll_of_the_agent_finishing_with_a_true_elapsed
         reads = [r.received for r in server.requests if r.method == "GET" and r.path == "/api/v1/app-conversations"]
 
     assert final.status == "FINISHED" and changes[-1] == "FINISHED"
-    # Within one poll: the first read after the agent finished is the one the wait returns on, and the last one.
-    assert len([t for t in reads if t > finished_at]) == 1 and reads[-1] < returned
+    # Within one poll: the first read that could see the finish is the one the wait returns on, and the last one.
+    assert len([t for t in reads if t > finished_at]) <= 1 and reads[-1] < returned  # (0: one sent just before)
     elapsed = handle.elapsed()
     assert elapsed is not None and timeline.starting + timeline.running - 0.2 < elapsed < returned - posted + 0.5
     time.sleep(0.3)

@@ -91,6 +91,8 @@ def test_a_running_panel_shows_its_feed_and_only_the_controls_that_apply(page, j
         expect(trajectory.locator("summary")).to_contain_text("steps", timeout=10_000)
         expect(trajectory.locator(".openhands-step").first).to_be_hidden()  # collapsed
         wait_until(lambda: not notebook.card_in_widget(1) or None, 15, "the saved card, no widget left")
+        # (what the agent did is read once it is over, and redraws the card, closing what was opened before it)
+        expect(card.locator(".openhands-results")).to_contain_text("no files changed", timeout=15_000)
         trajectory.locator("summary").click()
         expect(trajectory.locator(".openhands-step").first).to_be_visible()
         page.mouse.move(0, 0)
