@@ -55,6 +55,9 @@ WAIT_SLICE = 1.0
 #: After a turn ends, when (seconds from the end) the title, cost and a missing answer are read again: the real
 #: title is made after the finish, and the app server's events and metrics arrive in batches up to 30 s late.
 LATE_READS = (3.0, 10.0, 35.0)
+#: A card of its own expands to the diff of at most this many changed files (read when its turn ends; more: the
+#: files line alone, and ``conv.diff()``).
+CARD_DIFF_FILES = 10
 #: ``--share`` after a turn: how many times it is made public again, and how long each is given to hold.
 SHARE_ATTEMPTS, SHARE_SETTLE = 3, 2.0
 #: How long a blocking agent control (interrupt, confirm) waits for its answer.
@@ -374,6 +377,32 @@ class Connection:
             return None, f"invalid result: {type(error).__name__}: {printable(str(error))[:200]}"
 
     async def _read_outcome_parts(self, handle: ConversationHandle) -> Outcome:
+        """What the agent did (see :meth:`_read_what_it_did`) and, for a card of its own with a few files changed,
+        their diff (one read per file, together), so the final card expands to it."""
+        import asyncio
+
+        from .diffs import Diff
+
+        outcome = await self._read_what_it_did(handle)
+        changes = outcome.changes or ()
+        if not (handle.card_diff and 0 < len(changes) <= CARD_DIFF_FILES and handle.conversation.api == "v1"):
+            return outcome
+        client = self._async_client()
+        parts = await asyncio.gather(
+            *(client.diff(handle.conversation, c.path) for c in changes), return_exceptions=True
+        )
+        texts = []
+        for part in parts:
+            if isinstance(part, asyncio.CancelledError):
+                raise part
+            if isinstance(part, OpenHandsError):  # (the files line stays; conv.diff() may try again)
+                return dataclasses.replace(outcome, problems=(*outcome.problems, f"diff: {part}"))
+            if isinstance(part, BaseException):
+                raise part
+            texts.append(part.unified())
+        return dataclasses.replace(outcome, diff=Diff.join(texts))
+
+    async def _read_what_it_did(self, handle: ConversationHandle) -> Outcome:
         """The answer (the finish message the stream saw, else the agent server's final response, else the app
         server's events) and the changed files, read together."""
         import asyncio

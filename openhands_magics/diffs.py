@@ -138,8 +138,11 @@ class Diff(str):
         return (Diff, (str(self),))
 
 
-def diff_html(diff: Diff, shown_lines: int = SHOWN_LINES, statuses: Mapping[str, str] | None = None) -> str:
-    """The notebook view of a diff (see :class:`Diff`); ``statuses`` may name a file's status as the server gave it."""
+def diff_html(
+    diff: Diff, shown_lines: int = SHOWN_LINES, statuses: Mapping[str, str] | None = None, *, head: bool = True
+) -> str:
+    """The notebook view of a diff (see :class:`Diff`); ``statuses`` may name a file's status as the server gave it;
+    ``head=False`` leaves out its summary line (a card's files line says it already)."""
     if not diff.files:
         return '<div style="opacity:0.7"><em>no changes</em></div>'
     left = shown_lines
@@ -173,8 +176,8 @@ def diff_html(diff: Diff, shown_lines: int = SHOWN_LINES, statuses: Mapping[str,
             f'<div style="opacity:0.7;padding:2px 0">Showing the first {shown_lines:,} lines: {cut_lines:,} more'
             f"{files} not shown (<code>str(diff)</code> has all of it).</div>"
         )
-    head = f'<div style="padding:2px 0"><b>{html.escape(diff.summary())}</b></div>'
-    return f'<div class="openhands-diff">{head}{"".join(sections)}{note}</div>'
+    top = f'<div style="padding:2px 0"><b>{html.escape(diff.summary())}</b></div>' if head else ""
+    return f'<div class="openhands-diff">{top}{"".join(sections)}{note}</div>'
 
 
 def _line_html(line: str) -> str:

@@ -129,6 +129,7 @@ def show(session: Session, handle: ConversationHandle, *, panel: bool = True) ->
     if panel:
         from .panel import ConversationPanel
 
+        handle.card_diff = True
         watching = session.watch(handle) and handle.watching  # first, so the panel starts with its button
         if not watching:  # nothing will change it: the static card is all there is to show, and what is saved
             display(static_card(handle), raw=True, metadata=metadata_for(handle))

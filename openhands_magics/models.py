@@ -407,6 +407,9 @@ class Outcome:
     result: Any = None
     #: Why the result asked for is not there, in one line (also among ``problems``, so the card shows it).
     result_error: str | None = None
+    #: The diff of the changed files (a :class:`~.diffs.Diff`), read with the rest for a conversation shown as a
+    #: card of its own with a few files changed, so its final card expands to it; None otherwise.
+    diff: Any = None
 
 
 _PR_PAGES = {

@@ -107,6 +107,8 @@ ANSWER_FULL_CHARS = 20_000
 ANSWER_TEXT_CHARS = 200
 #: Changed files listed by path in the card; the others are counted.
 FILES_SHOWN = 8
+#: The diff a final card expands to shows at most this many lines (``conv.diff()`` shows more, ``str()`` all).
+CARD_DIFF_LINES = 400
 PROBLEM_CHARS = 160
 #: The feed's lines: the agent's last steps (``Activity.recent`` keeps five).
 FEED_LINES = 5
@@ -344,6 +346,9 @@ class Card:
     name: str | None = None
     #: The creation time in UTC (shown on hover beside ``created``).
     created_utc: str | None = None
+    #: The diff of the changed files (a :class:`~.diffs.Diff`), when it was read with the outcome: the files line
+    #: then expands to it.
+    diff: Any = None
     #: The latest follow-up sent from this process (one line), and how many were sent (0: the first turn).
     follow_up: str | None = None
     follow_ups: int = 0
@@ -392,6 +397,7 @@ class Card:
             name=one_line(label or title or task_words(getattr(handle, "task", None)) or "", NAME_CHARS) or None,
             follow_up=one_line(follow_up, FEED_CHARS) if follow_up else None,
             follow_ups=int(getattr(handle, "follow_ups", 0) or 0),
+            diff=outcome.diff if outcome is not None else None,
         )
 
     @property
@@ -495,7 +501,8 @@ def text_summary(shown: Shown) -> str:
         parts.append(f"· shared: {card.share_url}")
     parts.extend(f"· PR {plain(str(pr))}" for pr in card.pull_requests)
     if card.files_count:
-        parts.append(f"· {_files_changed(card.files_count)}")
+        counts = f" (+{card.diff.added} −{card.diff.removed})" if card.diff is not None and card.diff.files else ""
+        parts.append(f"· {_files_changed(card.files_count)}{counts}")
     if card.cost:
         parts.append(f"· {card.cost}")
     if card.task_id:
@@ -833,14 +840,36 @@ def _answer_block(text: str) -> str:
 
 
 def _files_block(card: Card) -> str:
-    """The changed files in one flowing line (eight paths at most): a card is a summary; ``.changes()`` has all."""
+    """The changed files in one flowing line (eight paths at most): a card is a summary; ``.changes()`` has all.
+    When the diff was read with them, the line opens it in place, coloured, capped at :data:`CARD_DIFF_LINES`."""
     if not card.files_count:
         return f'<div style="{_MUTED}">no files changed</div>'
     e = html.escape
     paths = [f"<code>{e(letter)}\N{NO-BREAK SPACE}{e(path)}</code>" for letter, path in card.files or ()]
     hidden = card.files_count - len(paths)
     more = f' <span style="{_MUTED}">and {hidden} more</span>' if hidden > 0 else ""
-    return f"<div>{_files_changed(card.files_count)}: {', '.join(paths)}{more}</div>"
+    line = f"{_files_changed(card.files_count)}: {', '.join(paths)}{more}"
+    if card.diff is None or not card.diff.files:
+        return f"<div>{line}</div>"
+    from .diffs import diff_html
+
+    diff = card.diff
+    switch = (
+        f'<span style="{_MUTED}"> · <span style="color:rgb(46,160,67)">+{diff.added}</span> '
+        f'<span style="color:rgb(248,81,73)">−{diff.removed}</span> · '
+        '<span class="openhands-more">show the diff</span><span class="openhands-less">hide the diff</span></span>'
+    )
+    return (
+        f'{_FILES_STYLE}<details class="openhands-files"><summary style="cursor:pointer">{line}{switch}</summary>'
+        f"{diff_html(diff, CARD_DIFF_LINES, head=False)}</details>"
+    )
+
+
+_FILES_STYLE = (
+    "<style>.openhands-files:not([open]) .openhands-less,.openhands-files[open] .openhands-more{display:none}"
+    ".openhands-files>summary>span .openhands-more,.openhands-files>summary>span .openhands-less"
+    "{text-decoration:underline}</style>"
+)
 
 
 def _results(card: Card) -> str:

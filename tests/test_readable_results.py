@@ -3,14 +3,22 @@ coloured, collapsible section per file that still prints, saves and compares as 
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 
 import pytest
 
 from openhands_magics.diffs import SHOWN_LINES, Diff, diff_html
+from openhands_magics.handle import ConversationHandle
 from openhands_magics.markdown import render_markdown
 from openhands_magics.models import FileDiff
+from openhands_magics.polling import PollSchedule
+from openhands_magics.session import Endpoint, Session
+from openhands_magics.testing import LocalOpenHandsServer
+from openhands_magics.views import html_card, text_summary
+
+from .conftest import SECRET, wait_until
 
 
 def _diff(*files: FileDiff) -> Diff:
@@ -136,3 +144,38 @@ def test_a_right_to_left_override_in_a_diff_or_an_answer_is_written_out_like_any
     assert "\u202e" not in page and "\u202e" not in text and "invoice\\u202efdp.exe" in page
     assert "\u202e" not in render_markdown("paid \u202eevil") and "\\u202e" in render_markdown("paid \u202eevil")
     assert render_markdown("one\r\ntwo") == render_markdown("one\ntwo")  # (a CRLF answer reads as its lines)
+
+
+def _finished(server: LocalOpenHandsServer, card: bool) -> ConversationHandle:
+    session = Session(PollSchedule(interval=0.1, max_interval=0.2))
+    handle = session.start("Clean up the loader", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+    handle.card_diff = card
+    handle.watch()
+    wait_until(lambda: handle.outcome is not None and not handle.watching, timeout=15)
+    session.close()
+    return handle
+
+
+def test_a_final_card_of_its_own_expands_to_the_coloured_diff_of_its_files(server: LocalOpenHandsServer) -> None:
+    server.timeline = dataclasses.replace(server.timeline, changes=(("UPDATED", "data/load.py"),))
+    handle = _finished(server, card=True)
+
+    card = html_card(handle)
+    fold = re.search(r'<details class="openhands-files"><summary[^>]*>(.*?)</summary>(.*)</details>', card, re.S)
+    assert fold is not None, card
+    assert "1 file changed" in fold[1] and "+1" in fold[1] and "−1" in fold[1] and "show the diff" in fold[1]
+    assert re.search(r"rgba\(46,160,67,0\.22\).*>\+new line<", fold[2]) and re.search(
+        r"rgba\(248,81,73.*>-old line<", fold[2]
+    )
+    assert str(handle.outcome.diff) == str(handle.diff())  # (what conv.diff() gives, read once)
+    assert "· 1 file changed (+1 −1) ·" in text_summary(handle)
+
+
+def test_a_fan_outs_row_reads_no_diff_and_its_card_keeps_the_files_line(server: LocalOpenHandsServer) -> None:
+    server.timeline = dataclasses.replace(server.timeline, changes=(("UPDATED", "data/load.py"),))
+    handle = _finished(server, card=False)
+
+    assert not [r for r in server.requests if r.path.endswith("/git/diff")]
+    assert handle.outcome.diff is None and "openhands-files" not in html_card(handle)
+    assert "1 file changed: <code>M\N{NO-BREAK SPACE}data/load.py</code>" in html_card(handle)
+    assert "· 1 file changed ·" in text_summary(handle)

@@ -135,6 +135,11 @@ def _conversation_id(notebook: NotebookPage, index: int) -> str:
     return (link.get_attribute("href") or "").rsplit("/", 1)[-1]
 
 
+#: Each diff line's text and background, as the browser draws them.
+_LINE_COLOURS_JS = """(diff) => Object.fromEntries([...diff.querySelectorAll('details div div')]
+    .map((line) => [line.textContent, getComputedStyle(line).backgroundColor]))"""
+
+
 def _shot(notebook: NotebookPage, index: int, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     notebook.page.mouse.move(0, 0)  # no hover highlight in the picture
@@ -195,6 +200,18 @@ def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterL
     assert opened.count(FIRST_LINE) == 1, f"the opened answer shows its first lines twice: {opened!r}"
     switch = card.locator(".openhands-answer summary").inner_text()
     assert "show less" in switch and "show more" not in switch, switch  # what it reads once open
+
+    # The files line opens the diff in place: a section per file, added lines green, removed ones red.
+    switch = card.locator("details.openhands-files > summary")
+    diff = card.locator("details.openhands-files .openhands-diff")
+    assert "show the diff" in switch.inner_text() and not diff.is_visible()
+    switch.get_by_text("show the diff").click()
+    diff.wait_for(state="visible", timeout=5000)
+    assert "hide the diff" in switch.inner_text()
+    sections = diff.locator("details")
+    assert sections.count() == 2 and "demo/data/load.py" in sections.nth(0).inner_text()
+    colours = diff.evaluate(_LINE_COLOURS_JS)
+    assert colours["+new line"] == "rgba(46, 160, 67, 0.22)" and colours["-old line"] == "rgba(248, 81, 73, 0.22)"
     _shot(notebook, 1, "final-card")
 
     # Told when it is done: the tab's title is marked while the page has no focus, and given back on focus.
