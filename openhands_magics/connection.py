@@ -58,6 +58,9 @@ LATE_READS = (3.0, 10.0, 35.0)
 #: A card of its own expands to the diff of at most this many changed files (read when its turn ends; more: the
 #: files line alone, and ``conv.diff()``).
 CARD_DIFF_FILES = 10
+#: What the result file holds between a follow-up and the agent's new result (``--returns``): the last turn's is
+#: overwritten with it, so a turn that writes none says so instead of giving the last one again.
+STALE_RESULT = b'{"openhands_magics": "no result was written for this message yet"}\n'
 #: ``--share`` after a turn: how many times it is made public again, and how long each is given to hold.
 SHARE_ATTEMPTS, SHARE_SETTLE = 3, 2.0
 #: How long a blocking agent control (interrupt, confirm) waits for its answer.
@@ -369,6 +372,8 @@ class Connection:
             return None, f"no result: the agent did not write {RESULT_PATH}"
         except OpenHandsError as error:
             return None, f"no result: reading {RESULT_PATH} failed ({error})"
+        if data == STALE_RESULT:
+            return None, f"no new result: the agent did not write {RESULT_PATH} again for this message"
         try:
             return handle.returns.check(data), None
         except ValueError as error:
@@ -706,11 +711,32 @@ class Connection:
             self.watch(handle)
             return
         interval = min(1.0, self._session.schedule.interval)
+        said = text
+        if (
+            handle.returns is not None
+        ):  # (asked again, and the last turn's file marked, so it is never taken for this one's)
+            said = f"{text.rstrip()}\n\n{handle.returns.instruction()}"
+            self._mark_result_stale(handle)
         running = self.client.follow_up(
-            handle.conversation, text, resume_timeout=self.resume_timeout, interval=interval
+            handle.conversation, said, resume_timeout=self.resume_timeout, interval=interval
         )
         handle.begin_turn(running, text)
         self.watch(handle)
+
+    def _mark_result_stale(self, handle: ConversationHandle) -> None:
+        """Overwrite the result file with :data:`STALE_RESULT` before a follow-up (at best: a paused sandbox has no
+        agent server to take it, and its last turn's file may then be read again)."""
+        from ._protocol import agent
+        from .files import Upload
+        from .results import RESULT_PATH
+
+        access = agent.access_for(self.endpoint.base_url, handle.id) if handle.conversation.api == "v1" else None
+        if access is None or handle.conversation.sandbox_status not in (None, "RUNNING"):
+            return
+        try:
+            self._blocking(self.upload_in_loop(handle, access, [Upload(RESULT_PATH, STALE_RESULT, "")]), access)
+        except OpenHandsError:
+            log.info("could not mark the result of %s as the last turn's", handle.reference)
 
     def pause(self, handle: ConversationHandle) -> None:
         self.client.pause(handle.conversation)

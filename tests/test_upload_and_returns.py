@@ -213,3 +213,27 @@ def test_a_returns_field_of_an_unknown_type_is_one_line(ip, output, local_env):
     ip.run_line_magic("openhands", "--returns rows:decimal Summarise")
     assert "returns: the field 'rows' has the type 'decimal'" in output.one_error_line()
     assert local_env.requests == []
+
+
+def test_a_follow_up_asks_for_the_result_again_and_reads_the_new_one(local):
+    server, session, endpoint = local
+    handle = session.start("Summarise", endpoint=endpoint, returns=Summary)
+    handle.wait(10)
+    handle.send("Summarise again")
+    handle.wait(10)
+    assert handle.result == Summary(rows=3, mean=2.5, city="Paris") and handle.result_error is None
+    follow_up = [r for r in server.posts() if r.path.endswith("/send-message")][-1]
+    assert follow_up.body["content"][0]["text"].startswith("Summarise again\n\nWhen you are done, write your result")
+
+
+def test_a_follow_up_whose_agent_writes_no_result_says_so_instead_of_giving_the_last_turns(local):
+    server, session, endpoint = local
+    handle = session.start("Summarise", endpoint=endpoint, returns=Summary)
+    handle.wait(10)
+    assert handle.result == Summary(rows=3, mean=2.5, city="Paris")
+    (conversation,), _ = server._snapshot()
+    conversation.timeline = dataclasses.replace(conversation.timeline, steps=())  # (its next turn writes nothing)
+    handle.send("Now only the mean")
+    handle.wait(10)
+    assert handle.result is None
+    assert handle.result_error == f"no new result: the agent did not write {RESULT_PATH} again for this message"
