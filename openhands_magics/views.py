@@ -484,8 +484,8 @@ def _ids(card: Card) -> str:
 # ---------------------------------------------------------------------------------------------------- text
 def text_summary(shown: Shown) -> str:
     """One line for terminals and saved outputs, with both ids: ``OpenHands conversation <id> FINISHED "title"
-    (1m 05s) <url> · PR <url> · 2 files changed · $0.12 · 3,456 tokens · start task <task id>``; and, once the agent
-    answered, a second line ``answer: <its first 200 characters>``.
+    (1m 05s) <url> · PR <url> · 2 files changed · $0.12 · 3,456 tokens · start task <task id>``; once the agent
+    answered, a line ``answer: <its first 200 characters>``; and one for what could not be read, as the card says.
 
     The start task stays last on the first line: ``saved.py`` reads both ids back from there after a restart."""
     card = _card(shown)
@@ -512,6 +512,8 @@ def text_summary(shown: Shown) -> str:
         line = f"{line} [{card.note}]"
     if card.answer:
         line = f"{line}\nanswer: {one_line(card.answer, ANSWER_TEXT_CHARS)}"
+    if card.problem:  # (as the card says it: a missing result, an answer that could not be read)
+        line = f"{line}\ndetails unavailable: {card.problem}"
     return line
 
 

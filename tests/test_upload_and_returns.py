@@ -184,14 +184,15 @@ def test_a_fan_out_with_an_upload_puts_the_file_in_every_workspace(local):
     assert all("initial_message" not in r.body for r in server.posts() if r.path == "/api/v1/app-conversations")
 
 
-def test_the_card_says_why_a_result_is_missing_in_one_line(local):
-    from openhands_magics.views import html_card
+def test_the_card_and_the_text_summary_say_why_a_result_is_missing_in_one_line(local):
+    from openhands_magics.views import html_card, text_summary
 
     _, session, endpoint = local
     handle = session.start("Summarise", endpoint=endpoint, returns={"total": int})
     handle.wait(10)
     assert handle.result_error == "invalid result: the result has no field 'total'"
     assert "invalid result: the result has no field &#x27;total&#x27;" in html_card(handle)
+    assert text_summary(handle).endswith("\ndetails unavailable: invalid result: the result has no field 'total'")
 
 
 def test_an_svg_the_agent_wrote_shows_as_an_image_never_as_markup():
