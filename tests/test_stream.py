@@ -25,7 +25,7 @@ from openhands_magics.events import Activity
 from openhands_magics.handle import ConversationHandle
 from openhands_magics.polling import PollSchedule
 from openhands_magics.session import Endpoint, Session
-from openhands_magics.testing import LocalOpenHandsServer, Timeline
+from openhands_magics.testing import LocalOpenHandsServer, ManualClock, Timeline
 from openhands_magics.testing.server import PLANTED_SESSION_KEY
 
 from .conftest import SECRET, wait_until
@@ -338,15 +338,17 @@ def test_a_proxy_refusing_the_websocket_falls_back_and_the_finish_still_comes_fr
     agent_server: FakeAgentServer,
 ) -> None:
     agent_server.refuse = 400
-    with LocalOpenHandsServer(api_key=SECRET, timeline=Timeline(starting=0.0, running=1.0)) as server:
+    clock = ManualClock()
+    with LocalOpenHandsServer(api_key=SECRET, timeline=Timeline(starting=0.0, running=1.0), clock=clock) as server:
         session = Session(FAST)
         handle = _start(server, agent_server, session)
+        handle.watch()
+        # (the agent finishes only when the test says: the socket is tried first, however slow the machine)
+        notice = wait_until(lambda: handle.activity.notice, timeout=15)
+        assert notice == "live events unavailable (the server answered 400 to the WebSocket upgrade): polling"
+        clock.advance(1.0)
         handle.wait(timeout=10)
         assert handle.status == "FINISHED" and handle.answer == "Done."
-        assert (
-            handle.activity.notice
-            == "live events unavailable (the server answered 400 to the WebSocket upgrade): polling"
-        )
 
 
 def test_the_session_key_leaks_nowhere(
@@ -376,7 +378,7 @@ def test_the_session_key_leaks_nowhere(
             return states if any(_secrets.BLANK in state for state in states) else None
 
         # (the feed shows the echo, blanked, once its coalesced redraw came: waited for, not slept for)
-        widget_state = wait_until(blanked)
+        widget_state = wait_until(blanked, timeout=15)
         close_widgets(panel)
         errors = []
         for verb in (handle.interrupt, handle.confirm, lambda: handle.reject("no")):
@@ -480,7 +482,7 @@ def test_closing_the_connection_closes_its_sockets_and_polling_takes_over(
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     session.connection(handle.endpoint).close()
-    wait_until(lambda: agent_server.open_sockets == 0)
+    wait_until(lambda: agent_server.open_sockets == 0, timeout=15)  # (a socket's close waits for the peer's answer)
     slow_server.requests.clear()
     wait_until(lambda: any(r.path == "/api/v1/app-conversations" for r in slow_server.requests), timeout=3)
 
