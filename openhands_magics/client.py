@@ -595,9 +595,9 @@ class AsyncOpenHandsClient(_ClientSettings):
         """V1: one of the app server's lists (``/api/v1/git/...``, ``/api/v1/config/...``), decoded."""
         return await self._act("lookup", path, params)
 
-    async def share(self, snapshot: Conversation) -> Conversation:
-        """V1: make it public (its share link ``/shared/conversations/ID``); the fresh snapshot."""
-        return await self._act("share", self._one(snapshot))
+    async def update(self, snapshot: Conversation, **fields: Any) -> Conversation:
+        """V1: ``public=True`` (its share link ``/shared/conversations/ID``), ``title=...``; the fresh snapshot."""
+        return await self._act("update", self._one(snapshot), fields)
 
     async def answer(self, snapshot: Conversation) -> str | None:
         return await self._act("answer", self._one(snapshot))

@@ -248,15 +248,15 @@ class Connection:
         if options is None or handle.id is None:
             return
         handle.start_options = None
-        handle.shared = options.share
+        handle.shared, handle.title_wanted = options.share, options.title
         asyncio.get_running_loop().create_task(self._apply_options(handle, options), name="openhands-options")
 
     async def _apply_options(self, handle: ConversationHandle, options: StartOptions) -> None:
         """What the conversation shows of the start's options, from a fresh read (a streamed snapshot has none of
         the server's fields). ``--share`` is made true with the web app's PATCH while the agent works, where the server
-        took ``public`` without applying it (1.11.0 does so; once a turn is over, :meth:`_keep_public` does it);
-        any other option the conversation does not show is said once per server (1.11.0 names conversations itself,
-        whatever ``title`` asked)."""
+        took ``public`` without applying it (1.11.0 does so; once a turn is over, :meth:`_keep_options` does it, and
+        gives the ``--title`` that 1.11.0 replaces with its own); any other option the conversation does not show is
+        said once per server."""
         import asyncio
 
         fresh: Conversation | None = None
@@ -271,19 +271,17 @@ class Connection:
         if fresh is None or fresh.sandbox_status is None:
             return
         extra = fresh.extra
-        given = {"--branch": options.branch, "--model": options.model, "--title": options.title}
-        given["--sandbox"] = options.sandbox
+        given = {"--branch": options.branch, "--model": options.model, "--sandbox": options.sandbox}
         shown = {
             "--branch": extra.get("selected_branch"),
             "--model": extra.get("llm_model"),
-            "--title": fresh.title,
             "--sandbox": fresh.sandbox_id,
         }
         missed = tuple(flag for flag, value in given.items() if value and shown[flag] != value)
         self.report_ignored(handle, dataclasses.replace(fresh, ignored=missed), "did not apply")
-        if options.share and extra.get("public") is not True and not handle.is_final:  # (else: _keep_public)
+        if options.share and extra.get("public") is not True and not handle.is_final:  # (else: _keep_options)
             try:
-                fresh = await self._async_client().share(handle.conversation)
+                fresh = await self._async_client().update(handle.conversation, public=True)
             except OpenHandsError as error:
                 handle.set_note(f"--share: the server did not make it public ({error})", sticky=True)
                 return
@@ -322,33 +320,46 @@ class Connection:
         asyncio.get_running_loop().create_task(read(), name="openhands-outcome")
         if handle.start_options is not None:  # (its first read found it over already: never streamed)
             self._check_options(handle)
-        if handle.shared:
-            asyncio.get_running_loop().create_task(self._keep_public(handle), name="openhands-share")
+        if handle.shared or handle.title_wanted:
+            asyncio.get_running_loop().create_task(self._keep_options(handle), name="openhands-keep-options")
 
-    async def _keep_public(self, handle: ConversationHandle) -> None:
-        """``--share`` once a turn ended: 1.11.0's webhook saves the conversation afresh, without ``public``, at each
-        status change of its agent, so a share made while it ran is lost when it finishes. Made public again, and
-        checked a moment later (the finish's own save may land after the read that saw the finish)."""
+    @staticmethod
+    def _kept_wrong(handle: ConversationHandle, fresh: Conversation | None) -> dict[str, Any]:
+        """What the conversation does not show of ``--share`` and ``--title``: the PATCH that gives it back."""
+        fields: dict[str, Any] = {}
+        if handle.shared and (fresh is None or fresh.extra.get("public") is not True):
+            fields["public"] = True
+        if handle.title_wanted and (fresh is None or fresh.title != handle.title_wanted):
+            fields["title"] = handle.title_wanted
+        return fields
+
+    async def _keep_options(self, handle: ConversationHandle) -> None:
+        """``--share`` and ``--title`` once a turn ended. 1.11.0 keeps neither: its webhook saves the conversation
+        afresh, without ``public``, at each status change of its agent (a share made while it ran is lost when it
+        finishes), and names the conversation itself after its first turn, over the title it was given. Both are
+        PATCHed back, and read back a moment later (the finish's own save may land after the read that saw it); a
+        title the server gives later still is put back by the late reads (:meth:`_refresh_final`)."""
         import asyncio
 
         client = self._async_client()
         for attempt in range(SHARE_ATTEMPTS + 1):
             try:
                 (fresh,) = await client.read([handle.conversation])
-                public = fresh is not None and fresh.extra.get("public") is True
-                if public and attempt:
+                wrong = self._kept_wrong(handle, fresh)
+                if not wrong and attempt:
                     return  # it held past the finish
                 if attempt == SHARE_ATTEMPTS:
                     break
-                if not public:
-                    fresh = await client.share(handle.conversation)
+                if wrong:
+                    fresh = await client.update(handle.conversation, **wrong)
             except OpenHandsError as error:
-                handle.set_note(f"--share: the server did not make it public ({error})", sticky=True)
+                handle.set_note(f"--share/--title: the server did not take them ({error})", sticky=True)
                 return
             if fresh is not None and handle.is_same(fresh):
-                handle.update(dataclasses.replace(handle.conversation, extra=fresh.extra), note=handle.note)
+                handle.update(_with_facts(handle.conversation, fresh), note=handle.note)
             await asyncio.sleep(SHARE_SETTLE)
-        handle.set_note("--share: the server keeps making it private again; share it from the web app", sticky=True)
+        lost = " and ".join(f"--{'share' if name == 'public' else name}" for name in wrong)
+        handle.set_note(f"this server keeps undoing {lost}; set it in the web app", sticky=True)
 
     async def _read_outcome_now(self, handle: ConversationHandle) -> Outcome:
         """What the agent did, and the structured result when one was asked for (``--returns``)."""
@@ -525,6 +536,12 @@ class Connection:
             return
         if fresh is None or not handle.is_final or handle in self.tracker:
             return
+        wrong = self._kept_wrong(handle, fresh) if real_title(fresh.title) is not None else {}
+        if wrong:  # (the server named it itself, late, over --title; or undid --share again)
+            try:
+                fresh = await self._async_client().update(handle.conversation, **wrong)
+            except OpenHandsError:
+                pass
         old = handle.conversation
         kept = _with_facts(old, fresh)
         if kept != old:

@@ -87,6 +87,8 @@ class ConversationHandle:
         self.start_options: StartOptions | None = None
         #: ``--share``: made public again when each turn ends (1.11.0 forgets it at each status change of its agent).
         self.shared = False
+        #: ``--title``: given back when each turn ends (1.11.0 names its conversations itself, over the one asked).
+        self.title_wanted: str | None = None
         #: Shown as a card of its own (not a fan-out's row): its final card expands to the diff, read with the rest.
         self.card_diff = False
         self.budget_spent = False

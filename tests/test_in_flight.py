@@ -96,10 +96,10 @@ def test_a_blocking_wait_makes_no_reads_of_its_own_one_batched_read_serves_both(
 
 
 def test_ctrl_c_in_a_blocking_wait_stops_the_wait_and_its_watch_not_the_conversation(
-    server: LocalOpenHandsServer, stop_button: Callable[[], None]
+    long_server: LocalOpenHandsServer, stop_button: Callable[[], None]
 ) -> None:
-    session = Session(FAST_POLL)
-    handle = session.start("interrupt me", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+    session = Session(FAST_POLL)  # (its agent works for a minute: the press always comes during the wait)
+    handle = session.start("interrupt me", endpoint=Endpoint.resolve(long_server.base_url, api_key=SECRET))
 
     def press() -> None:
         wait_until(lambda: handle.watching, timeout=10)

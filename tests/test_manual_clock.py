@@ -111,3 +111,25 @@ def test_a_share_made_while_the_agent_runs_is_forgotten_when_it_finishes_and_one
     httpx.patch(url, json={"public": True}, headers=auth)
     clock.advance(600.0)
     assert public() is True  # nothing changes after the finish: it holds
+
+
+def test_a_rename_before_the_server_names_the_conversation_is_replaced_and_one_after_holds(
+    held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
+) -> None:
+    """As on 1.11.0: its title callback names the conversation once, after the first turn, over any title."""
+    import httpx
+
+    server, client = held
+    task = client.start_conversation("Fix the loader")
+    clock.advance(SLOW.starting)
+    running = client.refresh(task)
+    url = f"{server.base_url}/api/v1/app-conversations/{running.conversation_id}"
+    auth = {"Authorization": f"Bearer {SECRET}"}
+
+    assert httpx.patch(url, json={"title": "Mine"}, headers=auth).json()["title"] == "Mine"
+    assert client.refresh(running).title == "Mine"  # held while the agent works
+    clock.advance(SLOW.running)
+    assert client.refresh(running).title == "Fix the loader"  # named by the server after its first turn
+    httpx.patch(url, json={"title": "Mine"}, headers=auth)
+    clock.advance(600.0)
+    assert client.refresh(running).title == "Mine"  # after the naming, a rename holds

@@ -149,7 +149,7 @@ def test_the_title_that_comes_after_the_finish_is_read(session: Session, monkeyp
         handle = _start(server, session)
         handle.wait(timeout=20)
         early = handle.title
-        wait_until(lambda: handle.title != early, timeout=6)
+        wait_until(lambda: handle.title != early, timeout=15)
         assert not (handle.title or "").startswith("Conversation ")
     finally:
         server.stop()

@@ -335,13 +335,12 @@ class V1(Dialect):
         call = Call("GET", path, params=params, route="probe", api=self.name)
         return expect_json((yield call), call, self.base_url)
 
-    def share(self, snapshot: Conversation) -> Operation[Conversation]:
-        """Make it public (``PATCH {"public": true}``, the web app's share switch): 1.11.0 takes ``public`` in the
-        start request but does not apply it, so ``--share`` sets it this way once the conversation exists."""
-        conversation_id = _started(snapshot, "be shared")
-        call = Call(
-            "PATCH", item_path(ITEM_PATH, conversation_id, "conversation id"), json={"public": True}, route="item"
-        )
+    def update(self, snapshot: Conversation, fields: Mapping[str, Any]) -> Operation[Conversation]:
+        """``PATCH`` what the web app changes: ``public`` (its share switch) and ``title`` (its rename). 1.11.0 takes
+        both in the start request without keeping them, so ``--share`` and ``--title`` are set this way (see
+        ``Connection._keep_options``)."""
+        conversation_id = _started(snapshot, "be changed")
+        call = Call("PATCH", item_path(ITEM_PATH, conversation_id, "conversation id"), json=dict(fields), route="item")
         return self.from_conversation(expect_json((yield call), call, self.base_url), previous=snapshot)
 
     def answer(self, snapshot: Conversation) -> Operation[str | None]:

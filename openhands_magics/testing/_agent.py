@@ -246,6 +246,13 @@ def last_change(c: Conversation, now: float) -> float:
     return max((a._at[i] for i in range(a.count) if a._tags[i] == code and a._at[i] <= now), default=float("-inf"))
 
 
+def first_end(c: Conversation, now: float) -> float | None:
+    """When a run first ended (finished, error, stuck) by ``now``; None if none has."""
+    a = catch_up(c, now)
+    code = _CODE["status"]
+    return min((a._at[i] for i in range(a.count) if a._tags[i] == code and a._data[i] in ENDED), default=None)
+
+
 def ended_by(c: Conversation, now: float, delay: float = 0.0) -> bool:
     """Whether a run ended (finished, error, stuck) at least ``delay`` seconds before ``now``."""
     a = catch_up(c, now)

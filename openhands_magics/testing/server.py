@@ -169,6 +169,8 @@ class Conversation:
     #: a PATCH (the web app's share switch) sets it.
     public: bool | None = None
     public_at: float = float("-inf")  #: V1: when a PATCH set ``public`` (the next status change forgets it)
+    #: V1: the title a PATCH gave, and when (the server's own naming, after the first turn, replaces an earlier one)
+    renamed: tuple[str, float] | None = None
     results: dict[str, Any] = field(default_factory=dict)  #: V1: ``set_result`` overrides of the timeline's results
     #: V1: messages queued (``pending-messages``) for delivery at READY, as (when, text)
     pending: list[tuple[float, str]] = field(default_factory=list)

@@ -221,8 +221,14 @@ def conversation_json(c: Conversation, now: float) -> dict[str, Any]:
     execution = execution_status(c, now)
     said = c.message if c.message is not None else next((text for _, text, _ in c.follow_ups), "")
     first_line = said.strip().splitlines()
-    named = _agent.ended_by(c, now, c.timeline.title_delay) or c.forced.get("execution_status", "").lower() in ENDED
+    ended_at = _agent.first_end(c, now)
+    named_at = None if ended_at is None else ended_at + c.timeline.title_delay
+    named = (named_at is not None and named_at <= now) or c.forced.get("execution_status", "").lower() in ENDED
     title = first_line[0][:60] if first_line and named else f"Conversation {c.conversation_id[:5]}"
+    # A rename holds, unless the server's own naming (1.11.0's title callback, once, after the first turn) came
+    # after it: that one saves its title over whatever the conversation had.
+    if c.renamed is not None and not (named and named_at is not None and c.renamed[1] < named_at):
+        title = c.renamed[0]
     ended = ended_once(c, now)
     counted = ended and c.timeline.keeps_events  # a server that keeps no events counts nothing
     usage = dict(_ZERO_TOKENS)
@@ -550,7 +556,7 @@ class V1Api:
             return Reply(404, {"detail": "unknown_app_conversation"})
         with self.server._lock:
             if body.get("title") is not None:
-                conversation.forced["title"] = body["title"]
+                conversation.renamed = (body["title"], now)
             if public is not None:
                 conversation.public, conversation.public_at = public, now
             return Reply(200, conversation_json(conversation, now))
