@@ -155,6 +155,9 @@ class _Subscription:
         self.replay_until: str | None = None
         self.live = False
         self.task: asyncio.Task[None] | None = None
+        #: Dropped (:meth:`StreamSource.stop`): its task was cancelled, and should that cancellation be lost (Python
+        #: 3.10's timeouts can swallow one that lands as a connect completes), the socket still closes.
+        self.stopped = False
 
     # ------------------------------------------------------------------ taking frames in
     def take(self, frame: Any, *, history: bool = False) -> None:
@@ -224,7 +227,7 @@ class _Subscription:
             raise _Fallback("the websockets package is not installed") from None
         failures, connected_once = 0, False
         pause = BACKOFF[0]
-        while True:
+        while not self.stopped:
             access = agent.access_for(self.source.base_url, self.conversation_id)
             if access is None:
                 raise _Fallback("no agent server address")
@@ -253,6 +256,9 @@ class _Subscription:
                 await asyncio.sleep(pause * random.uniform(0.8, 1.2))
                 pause = min(BACKOFF[2], pause * BACKOFF[1])
                 continue
+            if self.stopped:
+                await socket.close()
+                return
             connected_once, failures, pause = True, 0, BACKOFF[0]
             self.live = True
             self.source._live(self, True)
@@ -261,6 +267,8 @@ class _Subscription:
             code: int | None = None
             try:
                 async for message in socket:
+                    if self.stopped:
+                        break
                     try:
                         frame = json.loads(message)
                     except (ValueError, RecursionError):
@@ -392,6 +400,7 @@ class StreamSource:
                 subscription.handles.remove(handle)
                 if not subscription.handles:
                     del self._subscriptions[conversation_id]
+                    subscription.stopped = True
                     if subscription.task is not None:
                         subscription.task.cancel()
 
@@ -399,6 +408,7 @@ class StreamSource:
         """Close every socket; what the tracker still watches is polled at its own pace again."""
         subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
         for subscription in subscriptions:
+            subscription.stopped = True
             if subscription.task is not None:
                 subscription.task.cancel()
             if subscription.live:

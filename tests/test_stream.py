@@ -378,7 +378,19 @@ def test_the_session_key_leaks_nowhere(
             return states if any(_secrets.BLANK in state for state in states) else None
 
         # (the feed shows the echo, blanked, once its coalesced redraw came: waited for, not slept for)
-        widget_state = wait_until(blanked, timeout=15)
+        try:
+            widget_state = wait_until(blanked, timeout=15)
+        except AssertionError:  # (what the panel and the I/O thread were doing, to find the race CI's 3.10 run shows)
+            from openhands_magics._io import get_io
+
+            io = get_io()
+            raise AssertionError(
+                f"flush due {panel._flush_due}, tick due {panel._tick_due}, closed {panel._closed}, "
+                f"drawn feed {[s.summary for s in panel._drawn.feed]!r}, "
+                f"recent {[e.summary for e in handle.activity.recent]!r}, io running {io.running}, "
+                f"io thread {io._thread!r}, ending {io._ending!r}, "
+                f"threads {[t.name for t in threading.enumerate()]!r}"
+            ) from None
         close_widgets(panel)
         errors = []
         for verb in (handle.interrupt, handle.confirm, lambda: handle.reject("no")):
