@@ -5,12 +5,13 @@ races the wall clock, and nothing changes while it looks."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from openhands_magics.client import OpenHandsClient
-from openhands_magics.models import ConversationStatus
+from openhands_magics.models import Conversation, ConversationStatus
 from openhands_magics.testing import LocalOpenHandsServer, ManualClock, Timeline
 
 from .conftest import SECRET
@@ -87,10 +88,10 @@ def test_a_clock_only_moves_forward_and_a_server_needs_one_it_can_read() -> None
         LocalOpenHandsServer(clock=5.0)  # type: ignore[arg-type]
 
 
-def test_a_share_made_while_the_agent_runs_is_forgotten_when_it_finishes_and_one_made_after_holds(
+def _running_with_patch(
     held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
-) -> None:
-    """As on 1.11.0: its webhook saves the conversation afresh, without ``public``, at each status change."""
+) -> tuple[Conversation, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """A conversation whose agent just began, and the web app's PATCH of it (its answer's JSON)."""
     import httpx
 
     server, client = held
@@ -98,17 +99,30 @@ def test_a_share_made_while_the_agent_runs_is_forgotten_when_it_finishes_and_one
     clock.advance(SLOW.starting)
     running = client.refresh(task)
     url = f"{server.base_url}/api/v1/app-conversations/{running.conversation_id}"
-    auth = {"Authorization": f"Bearer {SECRET}"}
+
+    def patch(fields: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.patch(url, json=fields, headers={"Authorization": f"Bearer {SECRET}"}).json()
+        return answer
+
+    return running, patch
+
+
+def test_a_share_made_while_the_agent_runs_is_forgotten_when_it_finishes_and_one_made_after_holds(
+    held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
+) -> None:
+    """As on 1.11.0: its webhook saves the conversation afresh, without ``public``, at each status change."""
+    _, client = held
+    running, patch = _running_with_patch(held, clock)
 
     def public() -> object:
         return client.refresh(running).extra.get("public")
 
-    assert httpx.patch(url, json={"public": True}, headers=auth).json()["public"] is True
+    assert patch({"public": True})["public"] is True
     clock.advance(300.0)
     assert public() is True  # held while the agent works
     clock.advance(300.0)
     assert client.refresh(running).status == ConversationStatus.FINISHED and public() is None  # lost at the finish
-    httpx.patch(url, json={"public": True}, headers=auth)
+    patch({"public": True})
     clock.advance(600.0)
     assert public() is True  # nothing changes after the finish: it holds
 
@@ -117,19 +131,13 @@ def test_a_rename_before_the_server_names_the_conversation_is_replaced_and_one_a
     held: tuple[LocalOpenHandsServer, OpenHandsClient], clock: ManualClock
 ) -> None:
     """As on 1.11.0: its title callback names the conversation once, after the first turn, over any title."""
-    import httpx
+    _, client = held
+    running, patch = _running_with_patch(held, clock)
 
-    server, client = held
-    task = client.start_conversation("Fix the loader")
-    clock.advance(SLOW.starting)
-    running = client.refresh(task)
-    url = f"{server.base_url}/api/v1/app-conversations/{running.conversation_id}"
-    auth = {"Authorization": f"Bearer {SECRET}"}
-
-    assert httpx.patch(url, json={"title": "Mine"}, headers=auth).json()["title"] == "Mine"
+    assert patch({"title": "Mine"})["title"] == "Mine"
     assert client.refresh(running).title == "Mine"  # held while the agent works
     clock.advance(SLOW.running)
     assert client.refresh(running).title == "Fix the loader"  # named by the server after its first turn
-    httpx.patch(url, json={"title": "Mine"}, headers=auth)
+    patch({"title": "Mine"})
     clock.advance(600.0)
     assert client.refresh(running).title == "Mine"  # after the naming, a rename holds
