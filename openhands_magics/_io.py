@@ -58,7 +58,7 @@ class IOThread:
             ending.join(STOP_TIMEOUT)  # (outside the lock: a closer of the ending loop may take it)
         with self._lock:
             if self._loop is None or self._thread is None or not self._thread.is_alive():
-                if self._ending is ending and not (ending and ending.is_alive()):
+                if self._ending is not None and not self._ending.is_alive():
                     self._ending = None
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()

@@ -61,8 +61,8 @@ CARD_DIFF_FILES = 10
 #: What the result file holds between a follow-up and the agent's new result (``--returns``): the last turn's is
 #: overwritten with it, so a turn that writes none says so instead of giving the last one again.
 STALE_RESULT = b'{"openhands_magics": "no result was written for this message yet"}\n'
-#: ``--share`` after a turn: how many times it is made public again, and how long each is given to hold.
-SHARE_ATTEMPTS, SHARE_SETTLE = 3, 2.0
+#: ``--share`` and ``--title`` after a turn: how many times they are given back, and how long each is given to hold.
+KEEP_ATTEMPTS, KEEP_SETTLE = 3, 2.0
 #: How long a blocking agent control (interrupt, confirm) waits for its answer.
 CONTROL_TIMEOUT = 30.0
 #: How long a blocking download (or an upload) may take.
@@ -342,13 +342,13 @@ class Connection:
         import asyncio
 
         client = self._async_client()
-        for attempt in range(SHARE_ATTEMPTS + 1):
+        for attempt in range(KEEP_ATTEMPTS + 1):
             try:
                 (fresh,) = await client.read([handle.conversation])
                 wrong = self._kept_wrong(handle, fresh)
                 if not wrong and attempt:
                     return  # it held past the finish
-                if attempt == SHARE_ATTEMPTS:
+                if attempt == KEEP_ATTEMPTS:
                     break
                 if wrong:
                     fresh = await client.update(handle.conversation, **wrong)
@@ -357,7 +357,7 @@ class Connection:
                 return
             if fresh is not None and handle.is_same(fresh):
                 handle.update(_with_facts(handle.conversation, fresh), note=handle.note)
-            await asyncio.sleep(SHARE_SETTLE)
+            await asyncio.sleep(KEEP_SETTLE)
         lost = " and ".join(f"--{'share' if name == 'public' else name}" for name in wrong)
         handle.set_note(f"this server keeps undoing {lost}; set it in the web app", sticky=True)
 
@@ -729,9 +729,7 @@ class Connection:
             return
         interval = min(1.0, self._session.schedule.interval)
         said = text
-        if (
-            handle.returns is not None
-        ):  # (asked again, and the last turn's file marked, so it is never taken for this one's)
+        if handle.returns is not None:  # (asked again; the last turn's file is marked, never taken for this one's)
             said = f"{text.rstrip()}\n\n{handle.returns.instruction()}"
             self._mark_result_stale(handle)
         running = self.client.follow_up(

@@ -255,9 +255,8 @@ def first_end(c: Conversation, now: float) -> float | None:
 
 def ended_by(c: Conversation, now: float, delay: float = 0.0) -> bool:
     """Whether a run ended (finished, error, stuck) at least ``delay`` seconds before ``now``."""
-    a = catch_up(c, now)
-    code = _CODE["status"]
-    return any(a._tags[i] == code and a._data[i] in ENDED and a._at[i] + delay <= now for i in range(a.count))
+    ended = first_end(c, now)
+    return ended is not None and ended + delay <= now
 
 
 def stored(c: Conversation, now: float) -> list[Event]:
