@@ -178,6 +178,16 @@ def agent_server() -> Iterator[FakeAgentServer]:
 
 
 @pytest.fixture
+def session(agent_server: FakeAgentServer) -> Iterator[Session]:
+    """The test's session, closed before the fake agent server stops: a stream reconnecting while the server closes
+    trips Python 3.13.0's asyncio (a connection accepted as ``Server.close()`` runs fails ``Server._attach``'s
+    assertion, and its half-made transport is later collected as an unclosed socket, in whichever test runs then)."""
+    opened = Session(FAST)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def streaming(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENHANDS_LIVE_EVENTS", "1")
 
@@ -209,9 +219,8 @@ pytestmark = pytest.mark.usefixtures("streaming")
 
 
 def test_a_finish_on_the_stream_settles_the_handle_within_a_second(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     agent_server.push(RECORDED[6], RECORDED[7])  # step 1 and its output
@@ -227,10 +236,9 @@ def test_a_finish_on_the_stream_settles_the_handle_within_a_second(
 
 
 def test_the_activity_shows_the_recorded_commands_without_escape_sequences(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     agent_server.history = RECORDED[1:-3]  # the whole run but its end
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     wait_until(lambda: handle.activity.steps == 4)
@@ -247,9 +255,8 @@ def test_the_activity_shows_the_recorded_commands_without_escape_sequences(
 
 
 def test_one_socket_serves_every_panel_of_a_conversation(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     again = session.find(handle.id or "", endpoint=handle.endpoint)
@@ -260,8 +267,9 @@ def test_one_socket_serves_every_panel_of_a_conversation(
     assert agent_server.paths[0].endswith(f"/sockets/events/{handle.id}?resend_mode=all")
 
 
-def test_stop_watching_closes_the_socket(slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer) -> None:
-    session = Session(FAST)
+def test_stop_watching_closes_the_socket(
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
+) -> None:
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     handle.stop_watching()
@@ -269,9 +277,8 @@ def test_stop_watching_closes_the_socket(slow_server: LocalOpenHandsServer, agen
 
 
 def test_a_final_unwatched_conversation_closes_its_socket(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     agent_server.push(_status("finished"))
@@ -279,8 +286,9 @@ def test_a_final_unwatched_conversation_closes_its_socket(
     wait_until(lambda: agent_server.open_sockets == 0)
 
 
-def test_session_close_closes_every_socket(slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer) -> None:
-    session = Session(FAST)
+def test_session_close_closes_every_socket(
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
+) -> None:
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     session.close()
@@ -288,9 +296,8 @@ def test_session_close_closes_every_socket(slow_server: LocalOpenHandsServer, ag
 
 
 def test_a_streamed_conversation_is_not_polled_every_interval(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     time.sleep(0.3)
@@ -301,9 +308,8 @@ def test_a_streamed_conversation_is_not_polled_every_interval(
 
 
 def test_a_dropped_socket_reconnects_asking_for_what_came_since_the_last_event(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     agent_server.push(_action("echo one"))
@@ -318,10 +324,9 @@ def test_a_dropped_socket_reconnects_asking_for_what_came_since_the_last_event(
 
 @pytest.mark.parametrize("code", [4001, 4004, 1013])
 def test_a_refusing_close_code_falls_back_to_polling_and_says_so_once(
-    code: int, slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    code: int, slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     agent_server.close_with = code
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     handle.watch()
     wait_until(lambda: handle.activity.notice is not None, timeout=10)
@@ -335,12 +340,11 @@ def test_a_refusing_close_code_falls_back_to_polling_and_says_so_once(
 
 
 def test_a_proxy_refusing_the_websocket_falls_back_and_the_finish_still_comes_from_polling(
-    agent_server: FakeAgentServer,
+    agent_server: FakeAgentServer, session: Session
 ) -> None:
     agent_server.refuse = 400
     clock = ManualClock()
     with LocalOpenHandsServer(api_key=SECRET, timeline=Timeline(starting=0.0, running=1.0), clock=clock) as server:
-        session = Session(FAST)
         handle = _start(server, agent_server, session)
         handle.watch()
         # (the agent finishes only when the test says: the socket is tried first, however slow the machine)
@@ -356,6 +360,7 @@ def test_the_session_key_leaks_nowhere(
     agent_server: FakeAgentServer,
     caplog: pytest.LogCaptureFixture,
     private_data_dir: Any,
+    session: Session,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     logging.getLogger("openhands_magics.websocket").setLevel(logging.DEBUG)
@@ -364,7 +369,6 @@ def test_the_session_key_leaks_nowhere(
             *RECORDED[1:8],
             dict(RECORDED[7], id="echo", observation={"content": f"KEY={PLANTED_SESSION_KEY}", "is_error": True}),
         ]
-        session = Session(FAST)
         handle = _start(slow_server, agent_server, session)
         _streamed(handle)
         wait_until(lambda: handle.activity.steps == 1 and len(handle.activity.recent) >= 2)
@@ -435,9 +439,8 @@ def test_the_session_key_leaks_nowhere(
 
 
 def test_a_wrong_key_is_refused_and_the_error_names_no_key(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     agent.remember(
         handle.endpoint.base_url,
@@ -452,9 +455,8 @@ def test_a_wrong_key_is_refused_and_the_error_names_no_key(
 
 
 def test_the_budget_guard_interrupts_once_and_says_why(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, monkeypatch: pytest.MonkeyPatch
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, monkeypatch: pytest.MonkeyPatch, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     handle.max_cost = 0.5
     connection = session.connection(handle.endpoint)
@@ -488,9 +490,8 @@ def test_the_budget_guard_interrupts_once_and_says_why(
 
 
 def test_closing_the_connection_closes_its_sockets_and_polling_takes_over(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     session.connection(handle.endpoint).close()
@@ -500,9 +501,8 @@ def test_closing_the_connection_closes_its_sockets_and_polling_takes_over(
 
 
 def test_a_follow_up_is_not_ended_by_the_previous_turns_finish_on_connect(
-    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer
+    slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
-    session = Session(FAST)
     handle = _start(slow_server, agent_server, session)
     _streamed(handle)
     agent_server.push(_status("finished"))
