@@ -498,6 +498,14 @@ class NotebookPage:
         """True when the card is drawn by the ipywidgets view, not the static text/html fallback."""
         return bool(self.card(index).evaluate("card => card.closest('.jupyter-widgets') !== null", timeout=5000))
 
+    def badge_in_widget(self, index: int) -> tuple[str, bool]:
+        """The card's status and whether a widget draws it, read at one instant: a short run can end (and its
+        final card replace the panel) between two separate reads."""
+        badge, live = self.card(index).evaluate(
+            f"card => [({_BADGE_TEXT_JS})(card), card.closest('.jupyter-widgets') !== null]", timeout=5000
+        )
+        return str(badge), bool(live)
+
 
 # ---------------------------------------------------------------------------------------------------- the panel run
 PANEL_NOTEBOOK_CELLS = (

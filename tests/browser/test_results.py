@@ -276,8 +276,12 @@ def test_follow_up_runs_again_and_finishes_again(page, jupyterlab: JupyterLab, o
     notebook.run_cell(2)
 
     notebook.run_cell(3)
-    _await_status(notebook, 3, "RUNNING", 10)
-    assert notebook.card_in_widget(3), "the follow-up's panel is not live"
+    notebook.card(3).wait_for(timeout=30_000)
+    # (the follow-up runs 2 s: its RUNNING and where it is drawn are read together, before its final card comes)
+    _, live = wait_until(
+        lambda: (seen := notebook.badge_in_widget(3))[0] == "RUNNING" and seen, 10, "RUNNING in cell 3"
+    )
+    assert live, "the follow-up's panel is not live"
     _shot(notebook, 3, "follow-up-running")
     _await_status(notebook, 3, "FINISHED", 30)
     wait_until(lambda: not notebook.card_in_widget(3) or None, 15, "the follow-up's final card")
