@@ -221,7 +221,19 @@ def test_final_card_shows_answer_prs_changes_and_cost(page, jupyterlab: JupyterL
     assert page.title() == title_before, (page.title(), title_before)
 
 
-def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server, record_dir: Path, tmp_path) -> None:  # type: ignore[no-untyped-def]
+#: The live panel's title, link and details, each with the colour behind it, read in one synchronous function: the
+#: panel redraws on each update, so a card looked up first and measured after could be detached, its colours empty.
+_LIVE_PARTS_JS = f"""output => {{
+  const card = output.querySelector('.openhands-conversation:not(.openhands-copy)');
+  const measure = {TEXT_AND_BACKGROUND_JS};
+  return {{title: measure(card.querySelector('b')), link: measure(card.querySelector('a')),
+          details: measure(card.querySelector('div'))}};
+}}"""
+
+
+def test_the_live_panel_and_the_final_card_are_readable_in_the_dark_theme(  # type: ignore[no-untyped-def]
+    browser, openhands_server, record_dir: Path, tmp_path
+) -> None:
     environ = {**openhands_server.environ(), "OPENHANDS_MAGICS_DATA_DIR": str(record_dir)}
     with JupyterLab(tmp_path / "dark", environ=environ, dark=True) as lab:
         page = browser.new_page()
@@ -234,6 +246,9 @@ def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server,
             )
             notebook.run_cell(0)
             notebook.run_cell(1)
+            notebook.card(1).locator("a[href]").first.wait_for(timeout=30_000)
+            live = {f"live {name}": pair for name, pair in notebook.output(1).evaluate(_LIVE_PARTS_JS).items()}
+            _shot(notebook, 1, "live-card-dark")
             _await_status(notebook, 1, "FINISHED", 45)
             wait_until(lambda: not notebook.card_in_widget(1) or None, 15, "the panel to give way to the final card")
             card = notebook.card(1)
@@ -246,15 +261,17 @@ def test_the_final_card_is_readable_in_the_dark_theme(browser, openhands_server,
                 "PR link": ".openhands-results a",
                 "changed file": ".openhands-results code",
             }
-            colors = {
+            final = {
                 name: card.locator(selector).first.evaluate(TEXT_AND_BACKGROUND_JS) for name, selector in parts.items()
             }
             _shot(notebook, 1, "final-card-dark")
         finally:
             page.close()
-    # Body text to WCAG AA (4.5); the muted "show more" as secondary text (3).
+    # Body text to WCAG AA (4.5); the muted "show more" and the live panel's secondary lines as secondary text (3).
+    colors = {**live, **final}
     for name, (foreground, background) in colors.items():
-        assert contrast_ratio(foreground, background) >= (3.0 if name == "show more" else 4.5), (name, colors)
+        floor = 4.5 if name in ("answer", "unfolded answer", "PR link", "changed file") else 3.0
+        assert contrast_ratio(foreground, background) >= floor, (name, colors)
 
 
 def test_follow_up_runs_again_and_finishes_again(page, jupyterlab: JupyterLab, openhands_server) -> None:  # type: ignore[no-untyped-def]
