@@ -50,12 +50,14 @@ a key.
 
 from __future__ import annotations
 
+import collections
 import functools
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 from traitlets import Unicode
@@ -63,7 +65,12 @@ from traitlets import Unicode
 from .handle import ConversationHandle
 from .views import Card, html_card, minutes_text
 
+if TYPE_CHECKING:
+    import asyncio
+
 __all__ = ["CardView", "ConversationPanel", "close_widgets"]
+
+log = logging.getLogger("openhands_magics")
 
 #: The controls every panel has, in the order they show, each with its tooltip.
 BUTTONS = (
@@ -84,16 +91,60 @@ FEED_GAP = 0.5
 TICK_SLACK = 0.05
 
 
+#: Between two redraws that came due together, the I/O thread's loop waits this long (see :class:`_Turns`).
+PACE = 0.0005
+
+
+class _Turns:
+    """Redraws put off (a feed's, a clock's) come due together: a burst of events or a minute starting moves every
+    panel at once, and a hundred of them drawn back to back hold the GIL for a hundred milliseconds, which the kernel's
+    own loop (its cells' asyncio, ipykernel's) gets back only one switch interval (5 ms) at a time. So they are drawn
+    one at a time, oldest first, with a pause of :data:`PACE` between two: a wait in the loop's ``select`` lets go of
+    the GIL, and the kernel's thread runs then. Everything here runs in the I/O thread's loop."""
+
+    def __init__(self) -> None:
+        self._due: collections.deque[Callable[[], None]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+
+    def add(self, loop: asyncio.AbstractEventLoop, function: Callable[[], None]) -> None:
+        if loop is not self._loop:  # (a new I/O thread: what was due in the stopped one went with it)
+            self._due.clear()
+            self._loop, self._scheduled = loop, False
+        self._due.append(function)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._next)
+
+    def _next(self) -> None:
+        self._scheduled = False
+        if not self._due or self._loop is None:
+            return
+        function = self._due.popleft()
+        try:
+            function()
+        except Exception:  # (one broken redraw must not stop the others')
+            log.exception("a panel's redraw failed")
+        if self._due:
+            self._scheduled = True
+            self._loop.call_later(PACE, self._next)
+
+
+_turns = _Turns()
+
+
 def _later(delay: float, function: Callable[[], None]) -> None:
-    """Run ``function`` in ``delay`` seconds, in the I/O thread's loop (where updates arrive; no thread per timer)."""
+    """Run ``function`` in ``delay`` seconds, in the I/O thread's loop (where updates arrive; no thread per timer), in
+    its turn among the redraws that came due with it (:class:`_Turns`)."""
     from ._io import get_io
 
     io = get_io()
     loop = io.loop()
+    turn = functools.partial(_turns.add, loop, function)
     if io.in_loop():
-        loop.call_later(delay, function)
+        loop.call_later(delay, turn)
     else:
-        loop.call_soon_threadsafe(loop.call_later, delay, function)
+        loop.call_soon_threadsafe(loop.call_later, delay, turn)
 
 
 @functools.lru_cache(maxsize=64)
@@ -287,11 +338,16 @@ class ConversationPanel(widgets.HBox):
                 return
             activity = handle.activity
             key = (handle.conversation, handle.outcome, handle.note, handle.watching, activity.pending, activity.notice)
-            if self._flush_due and all(a is b for a, b in zip(key, self._key)):
-                return  # only the feed moved, and its redraw is already due: not even a Card to make
+            now = time.monotonic()
+            if len(key) == len(self._key) and all(a is b for a, b in zip(key, self._key)):
+                if self._flush_due:
+                    return  # only the feed moved, and its redraw is already due: not even a Card to make
+                if now - self._drawn_at < FEED_GAP:  # only the feed moved, just after a redraw: the next one is due
+                    self._flush_due = True
+                    _later(self._drawn_at + FEED_GAP - now, self._flush)
+                    return
             self._key = key
             card = Card.of(handle)  # (in the lock: two threads cannot draw an older card last)
-            now = time.monotonic()
             drawn = self._drawn
             if card == drawn:
                 if card.is_final or self._clock(card) == self._drawn_clock:

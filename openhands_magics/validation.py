@@ -132,5 +132,8 @@ def _write_out(line: str) -> str:
 
 def printable(text: str) -> str:
     """Server text made safe for one line of a terminal: control characters (line breaks, escape sequences) become
-    visible marks, so a title cannot forge a line or move the cursor."""
+    visible marks, so a title cannot forge a line or move the cursor. (Most text is printable already: checking that
+    is one C call, where marking walks every character.)"""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)

@@ -344,6 +344,51 @@ def test_a_burst_of_events_redraws_a_panel_at_most_twice_a_second_and_a_final_st
     assert len(drawn) == before + 1
 
 
+def test_redraws_that_come_due_together_are_drawn_one_at_a_time_with_the_loop_let_go_between_them() -> None:
+    from openhands_magics import panel as panel_module
+
+    turns = panel_module._Turns()
+    ran: list[tuple[str, float]] = []
+    selects: list[float | None] = []  # each wait of the loop's select between two redraws
+
+    def redraw(name: str) -> Any:
+        def run() -> None:
+            if name == "broken":
+                raise RuntimeError("a broken view")
+            ran.append((name, time.monotonic()))
+
+        return run
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        select = loop._selector.select  # type: ignore[attr-defined]
+
+        def watched(timeout: float | None = None) -> Any:
+            selects.append(timeout)
+            return select(timeout)
+
+        loop._selector.select = watched  # type: ignore[attr-defined]
+        for name in ("a", "broken", "b", "c"):
+            turns.add(loop, redraw(name))
+        assert ran == []  # (queued: the first is drawn in the loop's next turn, never inside the caller)
+        while len(ran) < 3:
+            await asyncio.sleep(0.001)
+
+    asyncio.run(main())
+    assert [name for name, _ in ran] == ["a", "b", "c"]  # oldest first; a broken one stops none of the others
+    gaps = [later - earlier for (_, earlier), (_, later) in zip(ran, ran[1:])]
+    assert all(gap >= panel_module.PACE for gap in gaps), gaps
+    assert sum(1 for t in selects if t is not None and t > 0) >= 3  # the loop waited (let go of the GIL) between
+
+    async def again() -> None:  # a new I/O thread's loop: nothing of the old one's queue is left to block it
+        turns.add(asyncio.get_running_loop(), redraw("d"))
+        while len(ran) < 4:
+            await asyncio.sleep(0.001)
+
+    asyncio.run(again())
+    assert ran[-1][0] == "d"
+
+
 # ---------------------------------------------------------------------------------------------------- controls
 def test_stop_agent_approve_reject_and_send_call_the_handles_verbs(
     handle: ConversationHandle, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
