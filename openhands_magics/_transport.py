@@ -3,8 +3,9 @@
 httpx's timeouts are per phase and per read: a server that sends one byte every half second keeps a request with
 ``timeout=1`` alive as long as it likes, and a body is read whole whatever its size. Here each request has a total
 deadline, connect to last byte: the sync client clamps every socket operation to the time left (a network backend
-under httpx's own transport), the async one runs the whole exchange under ``wait_for``. The body is streamed
-(decoded, so a compressed bomb counts at its real size) and cut off past a size limit.
+under httpx's own transport), the async one runs the whole exchange under ``asyncio.timeout`` (see
+:func:`_within`). The body is streamed (decoded, so a compressed bomb counts at its real size) and cut off past a
+size limit.
 
 Failures are *returned* as typed errors for the caller to raise: no frame that raises one holds the httpx request
 (whose headers carry the key), and no error chains to httpx's exception (whose request does).
@@ -13,9 +14,11 @@ Failures are *returned* as typed errors for the caller to raise: no frame that r
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from contextvars import ContextVar
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -24,6 +27,8 @@ from ._protocol import Call, timed_out, translate_transport_error
 from .errors import OpenHandsError, ProtocolError
 
 __all__ = ["DEFAULT_MAX_ANSWER_BYTES", "deadline_transport", "exchange", "exchange_async"]
+
+T = TypeVar("T")
 
 #: Answers larger than this are refused: a batch of 99 conversations is about 200 KB.
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -139,6 +144,18 @@ def exchange(
         _deadline.reset(token)
 
 
+async def _within(seconds: float, answer: Coroutine[Any, Any, T]) -> T:
+    """``answer`` within ``seconds``, else :class:`asyncio.TimeoutError`; never losing a cancellation from outside.
+    Before Python 3.12, ``wait_for`` swallows a cancellation that lands as the awaited call completes: the poller,
+    cancelled by a stopping I/O thread just as its read came back, went on to wait for its next read, and the stop
+    waited out its timeout. ``asyncio.timeout`` (3.11+) tells its own cancellation from another's; 3.10 has only
+    ``wait_for``, whose rare swallowed cancellation the stop survives (after its timeout)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await answer
+    return await asyncio.wait_for(answer, seconds)  # pragma: no cover - Python 3.10
+
+
 async def exchange_async(
     http: httpx.AsyncClient, call: Call, *, deadline: float, max_bytes: int, base_url: str, timeout: float
 ) -> httpx.Response | OpenHandsError:
@@ -158,7 +175,7 @@ async def exchange_async(
     if http.is_closed:
         return _closed()
     try:
-        return await asyncio.wait_for(whole(), max(0.0, deadline - time.monotonic()))
+        return await _within(max(0.0, deadline - time.monotonic()), whole())
     except asyncio.TimeoutError:
         return timed_out(base_url, timeout, call.once)
     except httpx.HTTPError as exc:

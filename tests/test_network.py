@@ -102,3 +102,29 @@ def test_a_company_ca_bundle_makes_tls_work(
         assert client.start_conversation("again").start_task_id in server.task_ids()
     with pytest.raises(ConfigurationError, match="is not a readable file"):
         OpenHandsClient(SECRET, base_url=url, ca_bundle=str(ca_file) + ".missing")
+
+
+def test_an_async_exchange_cancelled_as_its_answer_arrives_ends_cancelled_instead_of_going_on() -> None:
+    """Python 3.11's ``wait_for`` swallows this cancellation (the stopping I/O thread then waited on a poller that went
+    on to its next read); the exchange's deadline must not."""
+    from openhands_magics._transport import _within
+
+    async def main() -> bool:
+        answered = asyncio.Event()
+
+        async def answer() -> str:
+            await answered.wait()
+            return "answer"
+
+        async def caller() -> None:
+            await _within(10.0, answer())
+            await asyncio.sleep(10)  # (where a swallowed cancellation would leave it)
+
+        task = asyncio.create_task(caller())
+        await asyncio.sleep(0.01)
+        answered.set()
+        task.cancel()  # in the same turn of the loop as the answer
+        done, _ = await asyncio.wait({task}, timeout=2)
+        return task in done and task.cancelled()
+
+    assert asyncio.run(main())
