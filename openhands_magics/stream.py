@@ -140,6 +140,17 @@ class _Fallback(Exception):
         self.reason = reason
 
 
+async def _close(socket: Any) -> None:
+    """Close the socket (the closing handshake, within its ``close_timeout``); cancelled meanwhile (dropped twice, or
+    the I/O thread stopping), cut it instead: an interrupted close left the connection open, to the server and to
+    the garbage collector, after its loop was gone."""
+    try:
+        await socket.close()
+    except BaseException:
+        socket.transport.abort()
+        raise
+
+
 class _Subscription:
     """One conversation's socket (or its fallback), for every handle of it in this kernel."""
 
@@ -257,7 +268,7 @@ class _Subscription:
                 pause = min(BACKOFF[2], pause * BACKOFF[1])
                 continue
             if self.stopped:
-                await socket.close()
+                await _close(socket)
                 return
             connected_once, failures, pause = True, 0, BACKOFF[0]
             self.live = True
@@ -278,7 +289,7 @@ class _Subscription:
                 code = closed.rcvd.code if closed.rcvd is not None else None
             finally:
                 self.live = False
-                await socket.close()
+                await _close(socket)
             if code is None:
                 code = getattr(socket, "close_code", None)
             if code in agent.REFUSED_CODES:
