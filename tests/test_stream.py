@@ -143,11 +143,14 @@ class FakeAgentServer:
         return len(self._sockets)
 
     def push(self, *frames: dict[str, Any]) -> None:
-        """Send live frames to every open socket (and keep them for later connections)."""
+        """Send live frames to every open socket (and keep them for later connections); a status frame is the
+        state a later connection's ``full_state`` says, as on the real agent server."""
 
         async def send() -> None:
             for frame in frames:
                 self.history.append(frame)
+                if frame.get("key") == "execution_status":
+                    self.status = frame["value"]
                 for socket in list(self._sockets):
                     await socket.send(json.dumps(frame))
 
@@ -210,9 +213,11 @@ def _start(server: LocalOpenHandsServer, fake: FakeAgentServer, session: Session
     return handle
 
 
-def _streamed(handle: ConversationHandle) -> None:
+def _streamed(handle: ConversationHandle, fake: FakeAgentServer) -> None:
+    """Watched, and its socket open at both ends: the client says "stream" once its handshake is done, which can be
+    before the server's handler holds the socket (a frame pushed then reaches only the next connection's replay)."""
     handle.watch()
-    wait_until(lambda: handle.activity.source == "stream", timeout=10)
+    wait_until(lambda: handle.activity.source == "stream" and fake.open_sockets >= 1, timeout=10)
 
 
 pytestmark = pytest.mark.usefixtures("streaming")
@@ -222,7 +227,7 @@ def test_a_finish_on_the_stream_settles_the_handle_within_a_second(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     agent_server.push(RECORDED[6], RECORDED[7])  # step 1 and its output
     wait_until(lambda: handle.activity.steps == 1)
     finish = [f for f in RECORDED if f.get("action", {}).get("kind") == "FinishAction"][0]
@@ -240,7 +245,7 @@ def test_the_activity_shows_the_recorded_commands_without_escape_sequences(
 ) -> None:
     agent_server.history = RECORDED[1:-3]  # the whole run but its end
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     wait_until(lambda: handle.activity.steps == 4)
     activity = handle.activity
     assert isinstance(activity, Activity) and activity.source == "stream" and activity.notice is None
@@ -258,7 +263,7 @@ def test_one_socket_serves_every_panel_of_a_conversation(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     again = session.find(handle.id or "", endpoint=handle.endpoint)
     again.watch()
     handle.watch()
@@ -271,7 +276,7 @@ def test_stop_watching_closes_the_socket(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     handle.stop_watching()
     wait_until(lambda: agent_server.open_sockets == 0)
 
@@ -280,7 +285,7 @@ def test_a_final_unwatched_conversation_closes_its_socket(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     agent_server.push(_status("finished"))
     handle.wait(timeout=5)
     wait_until(lambda: agent_server.open_sockets == 0)
@@ -290,7 +295,7 @@ def test_session_close_closes_every_socket(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     session.close()
     wait_until(lambda: agent_server.open_sockets == 0)
 
@@ -299,7 +304,7 @@ def test_a_streamed_conversation_is_not_polled_every_interval(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     time.sleep(0.3)
     slow_server.requests.clear()
     time.sleep(2.0)  # ten intervals
@@ -311,7 +316,7 @@ def test_a_dropped_socket_reconnects_asking_for_what_came_since_the_last_event(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     agent_server.push(_action("echo one"))
     wait_until(lambda: handle.activity.steps == 1)
     agent_server.drop_all()
@@ -370,7 +375,7 @@ def test_the_session_key_leaks_nowhere(
             dict(RECORDED[7], id="echo", observation={"content": f"KEY={PLANTED_SESSION_KEY}", "is_error": True}),
         ]
         handle = _start(slow_server, agent_server, session)
-        _streamed(handle)
+        _streamed(handle, agent_server)
         wait_until(lambda: handle.activity.steps == 1 and len(handle.activity.recent) >= 2)
         assert agent_server.headers[0]["key"] == PLANTED_SESSION_KEY  # (it was sent, as a header)
         from openhands_magics.panel import ConversationPanel, _tree, close_widgets
@@ -467,7 +472,7 @@ def test_the_budget_guard_interrupts_once_and_says_why(
         return {"success": True}
 
     monkeypatch.setattr(connection.stream, "agent_call", agent_call)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     stats = next(f for f in RECORDED if f.get("key") == "stats")
 
     def costing(usd: float) -> dict[str, Any]:
@@ -493,7 +498,7 @@ def test_closing_the_connection_closes_its_sockets_and_polling_takes_over(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     session.connection(handle.endpoint).close()
     wait_until(lambda: agent_server.open_sockets == 0, timeout=15)  # (a socket's close waits for the peer's answer)
     slow_server.requests.clear()
@@ -504,7 +509,7 @@ def test_a_follow_up_is_not_ended_by_the_previous_turns_finish_on_connect(
     slow_server: LocalOpenHandsServer, agent_server: FakeAgentServer, session: Session
 ) -> None:
     handle = _start(slow_server, agent_server, session)
-    _streamed(handle)
+    _streamed(handle, agent_server)
     agent_server.push(_status("finished"))
     handle.wait(timeout=5)
     wait_until(lambda: agent_server.open_sockets == 0)
@@ -517,3 +522,29 @@ def test_a_follow_up_is_not_ended_by_the_previous_turns_finish_on_connect(
     agent_server.push(_status("finished"))
     handle.wait(timeout=5)
     assert handle.status == "FINISHED"
+
+
+def test_a_close_cancelled_midway_cuts_the_connection_instead_of_leaving_it_open() -> None:
+    from types import SimpleNamespace
+
+    from openhands_magics import stream
+
+    cut: list[bool] = []
+
+    class Unanswered:
+        """A socket whose server never answers the closing handshake."""
+
+        transport = SimpleNamespace(abort=lambda: cut.append(True))
+
+        async def close(self) -> None:
+            await asyncio.Event().wait()
+
+    async def main() -> None:
+        closing = asyncio.create_task(stream._close(Unanswered()))
+        await asyncio.sleep(0.01)
+        closing.cancel()  # (dropped again meanwhile, or the I/O thread stopping)
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+
+    asyncio.run(main())
+    assert cut == [True]
