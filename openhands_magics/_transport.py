@@ -148,12 +148,24 @@ async def _within(seconds: float, answer: Coroutine[Any, Any, T]) -> T:
     """``answer`` within ``seconds``, else :class:`asyncio.TimeoutError`; never losing a cancellation from outside.
     Before Python 3.12, ``wait_for`` swallows a cancellation that lands as the awaited call completes: the poller,
     cancelled by a stopping I/O thread just as its read came back, went on to wait for its next read, and the stop
-    waited out its timeout. ``asyncio.timeout`` (3.11+) tells its own cancellation from another's; 3.10 has only
-    ``wait_for``, whose rare swallowed cancellation the stop survives (after its timeout)."""
+    waited out its timeout. ``asyncio.timeout`` (3.11+) tells its own cancellation from another's; on 3.10 the call
+    runs as a task of its own, waited for with ``asyncio.wait`` (which never swallows one)."""
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(seconds):
             return await answer
-    return await asyncio.wait_for(answer, seconds)  # pragma: no cover - Python 3.10
+    call = asyncio.ensure_future(answer)  # pragma: no cover - Python 3.10
+    try:
+        done, _ = await asyncio.wait({call}, timeout=seconds)
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+    if not done:
+        call.cancel()
+        await asyncio.wait({call})  # (its end; a cancellation from outside meanwhile goes on up from here)
+        if not call.cancelled():
+            call.exception()  # (retrieved: an error it ended with instead is the timeout's, not a log line)
+        raise asyncio.TimeoutError
+    return call.result()
 
 
 async def exchange_async(

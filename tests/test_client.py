@@ -29,7 +29,7 @@ from openhands_magics.errors import (
     ValidationError,
 )
 from openhands_magics.models import Conversation
-from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, Timeline
+from openhands_magics.testing import PLANTED_SESSION_KEY, LocalOpenHandsServer, ManualClock, Timeline
 from openhands_magics.testing.server import TEAM_LIMIT
 
 from .conftest import FAST, QUICK_RETRY, SECRET
@@ -92,16 +92,25 @@ def test_auto_asks_with_reads_only_before_the_first_post_and_remembers_the_answe
     assert client.api == second.api == "v1"
 
 
-def test_a_v1_conversation_goes_through_the_start_phases_to_finished(
-    server: LocalOpenHandsServer, client: OpenHandsClient
-) -> None:
-    started = client.start_conversation("say hello")
-    seen = follow(client, started, "FINISHED")
+def test_a_v1_conversation_goes_through_the_start_phases_to_finished() -> None:
+    clock = ManualClock()  # (each phase a tenth of a second, read twice in each: none is missed, however slow)
+    with (
+        LocalOpenHandsServer(SECRET, timeline=Timeline(starting=0.7, running=0.6), clock=clock) as server,
+        OpenHandsClient(SECRET, base_url=server.base_url, timeout=2.0, retry=QUICK_RETRY) as client,
+    ):
+        started = snapshot = client.start_conversation("say hello")
+        seen = [started.status_line]
+        for _ in range(40):
+            if snapshot.status == "FINISHED":
+                break
+            clock.advance(0.05)
+            snapshot = client.refresh(snapshot)
+            if snapshot.status_line != seen[-1]:
+                seen.append(snapshot.status_line)
+        final = client.refresh(started)
 
-    assert seen[0] == "STARTING · preparing"
-    assert "STARTING · waiting for sandbox" in seen
+    assert seen[:3] == ["STARTING · preparing", "STARTING · waiting for sandbox", "STARTING · preparing repository"]
     assert "RUNNING" in seen and seen[-1] == "FINISHED"
-    final = client.refresh(started)
     assert final.conversation_id in server.conversation_ids()
     assert final.start_task_id == started.start_task_id  # both ids, on the same snapshot
     assert (final.sandbox_status, final.execution_status) == ("RUNNING", "finished")  # the sandbox stays up
