@@ -57,6 +57,8 @@ class Tracker:
         self._watches: dict[int, Watch] = {}
         #: Handles whose turn just ended, while what the agent did is read (their panel still says "watching").
         self._concluding: dict[int, ConversationHandle] = {}
+        #: The turn each conclusion's read is of (``turn_started_at`` when it began): a later one makes it old.
+        self._turn: dict[int, object] = {}
 
     def __len__(self) -> int:
         return len(self._watches) + len(self._concluding)
@@ -74,6 +76,7 @@ class Tracker:
         if schedule is not None:
             self.schedule = schedule
         self._concluding.pop(id(handle), None)  # a follow-up while the last turn's outcome was read: that one is old
+        self._turn.pop(id(handle), None)
         if id(handle) in self._watches:
             return
         if handle.is_final:  # (it got there before it was tracked: read what it did, or it is done)
@@ -84,6 +87,7 @@ class Tracker:
         self._started(handle)
 
     def untrack(self, handle: ConversationHandle) -> None:
+        self._turn.pop(id(handle), None)
         if self._watches.pop(id(handle), None) is not None or self._concluding.pop(id(handle), None) is not None:
             handle.set_watching(False)
             self._left(handle)
@@ -164,6 +168,10 @@ class Tracker:
         """What the agent did was read (``None``: the read broke; the card shows the status alone)."""
         if self._concluding.pop(id(handle), None) is None:  # a follow-up or untrack made this read old
             return
+        if handle.turn_started_at != self._turn.pop(id(handle), handle.turn_started_at):
+            # A follow-up began in the caller's thread while this read was on its way, and its watch is on its way
+            # to the loop: the read is the last turn's, and the new turn is watched (its panel must stay live).
+            return
         if outcome is not None:
             handle.set_outcome(outcome)
         handle.set_watching(False)
@@ -172,6 +180,7 @@ class Tracker:
     def _end(self, handle: ConversationHandle) -> None:
         if outcome_due(handle):
             self._concluding[id(handle)] = handle
+            self._turn[id(handle)] = handle.turn_started_at
             self._read_outcome(handle)
         else:
             handle.set_watching(False)

@@ -80,6 +80,22 @@ def test_a_follow_up_while_the_last_outcome_is_read_makes_that_read_old() -> Non
     assert handle.outcome is None and handle.watching and tracker.due(horizon=3) == [handle]
 
 
+def test_a_follow_up_whose_watch_has_not_reached_the_loop_yet_still_makes_the_last_read_old() -> None:
+    """The follow-up begins in the caller's thread and its watch is marshalled to the loop, where the last turn's
+    read may come back first: it must neither end the new turn's watching (its panel froze, RUNNING, as a static
+    card) nor put the last turn's answer on it."""
+    tracker, reads, _ = _tracker()
+    handle = _handle()
+    tracker.track(handle, now=0)
+    tracker.apply(handle, dataclasses.replace(CONVERSATION, status=ConversationStatus.FINISHED), now=1)
+    handle.begin_turn(CONVERSATION)  # accepted, in the caller's thread; the new turn's track is still on its way
+    handle.set_watching(True)
+    tracker.concluded(handle, Outcome(answer="the old turn's"))
+    assert handle.outcome is None and handle.watching
+    tracker.track(handle, now=2)  # (now it arrives)
+    assert tracker.due(horizon=3) == [handle]
+
+
 def test_an_update_for_a_handle_not_tracked_is_ignored() -> None:
     tracker, reads, _ = _tracker()
     handle = _handle()
