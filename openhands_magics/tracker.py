@@ -55,10 +55,9 @@ class Tracker:
         self._on_started = on_started
         self._on_left = on_left
         self._watches: dict[int, Watch] = {}
-        #: Handles whose turn just ended, while what the agent did is read (their panel still says "watching").
-        self._concluding: dict[int, ConversationHandle] = {}
-        #: The turn each conclusion's read is of (``turn_started_at`` when it began): a later one makes it old.
-        self._turn: dict[int, object] = {}
+        #: Handles whose turn just ended, while what the agent did is read (their panel still says "watching"), each
+        #: with the turn that read is of (``turn_started_at`` when it began): a later turn makes it old.
+        self._concluding: dict[int, tuple[ConversationHandle, object]] = {}
 
     def __len__(self) -> int:
         return len(self._watches) + len(self._concluding)
@@ -68,7 +67,7 @@ class Tracker:
 
     @property
     def handles(self) -> list[ConversationHandle]:
-        return [w.handle for w in self._watches.values()] + list(self._concluding.values())
+        return [w.handle for w in self._watches.values()] + [handle for handle, _ in self._concluding.values()]
 
     # ------------------------------------------------------------------ the owner's side
     def track(self, handle: ConversationHandle, now: float, schedule: PollSchedule | None = None) -> None:
@@ -76,7 +75,6 @@ class Tracker:
         if schedule is not None:
             self.schedule = schedule
         self._concluding.pop(id(handle), None)  # a follow-up while the last turn's outcome was read: that one is old
-        self._turn.pop(id(handle), None)
         if id(handle) in self._watches:
             return
         if handle.is_final:  # (it got there before it was tracked: read what it did, or it is done)
@@ -87,7 +85,6 @@ class Tracker:
         self._started(handle)
 
     def untrack(self, handle: ConversationHandle) -> None:
-        self._turn.pop(id(handle), None)
         if self._watches.pop(id(handle), None) is not None or self._concluding.pop(id(handle), None) is not None:
             handle.set_watching(False)
             self._left(handle)
@@ -166,9 +163,10 @@ class Tracker:
 
     def concluded(self, handle: ConversationHandle, outcome: Outcome | None) -> None:
         """What the agent did was read (``None``: the read broke; the card shows the status alone)."""
-        if self._concluding.pop(id(handle), None) is None:  # a follow-up or untrack made this read old
+        concluding = self._concluding.pop(id(handle), None)
+        if concluding is None:  # a follow-up or untrack made this read old
             return
-        if handle.turn_started_at != self._turn.pop(id(handle), handle.turn_started_at):
+        if handle.turn_started_at != concluding[1]:
             # A follow-up began in the caller's thread while this read was on its way, and its watch is on its way
             # to the loop: the read is the last turn's, and the new turn is watched (its panel must stay live).
             return
@@ -179,8 +177,7 @@ class Tracker:
 
     def _end(self, handle: ConversationHandle) -> None:
         if outcome_due(handle):
-            self._concluding[id(handle)] = handle
-            self._turn[id(handle)] = handle.turn_started_at
+            self._concluding[id(handle)] = (handle, handle.turn_started_at)
             self._read_outcome(handle)
         else:
             handle.set_watching(False)
