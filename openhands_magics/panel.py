@@ -343,8 +343,7 @@ class ConversationPanel(widgets.HBox):
                 if self._flush_due:
                     return  # only the feed moved, and its redraw is already due: not even a Card to make
                 if now - self._drawn_at < FEED_GAP:  # only the feed moved, just after a redraw: the next one is due
-                    self._flush_due = True
-                    _later(self._drawn_at + FEED_GAP - now, self._flush)
+                    self._put_off(now)
                     return
             self._key = key
             card = Card.of(handle)  # (in the lock: two threads cannot draw an older card last)
@@ -353,11 +352,15 @@ class ConversationPanel(widgets.HBox):
                 if card.is_final or self._clock(card) == self._drawn_clock:
                     return
             elif card.same_but_feed(drawn) and now - self._drawn_at < FEED_GAP:
-                if not self._flush_due:
-                    self._flush_due = True
-                    _later(self._drawn_at + FEED_GAP - now, self._flush)
+                self._put_off(now)
                 return
             self._draw(card, now)
+
+    def _put_off(self, now: float) -> None:
+        """Redraw ``FEED_GAP`` after the last redraw (once: a redraw already due is the one); in the lock."""
+        if not self._flush_due:
+            self._flush_due = True
+            _later(self._drawn_at + FEED_GAP - now, self._flush)
 
     def _flush(self) -> None:
         with self._lock:

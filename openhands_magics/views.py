@@ -186,11 +186,8 @@ def _is_web_url(url: str | None) -> bool:
 
 
 def _text(value: str | None) -> str | None:
-    """Server text for a Card: control characters as marks; None (or nothing) stays None. (Most text is printable
-    already: checking that is one C call, where marking walks every character.)"""
-    if not value:
-        return None
-    return value if value.isprintable() else printable(value)
+    """Server text for a Card: control characters as marks; None (or nothing) stays None."""
+    return printable(value) if value else None
 
 
 def cost_text(cost: Cost | None) -> str | None:
