@@ -66,8 +66,11 @@ def status(http: httpx.Client, conversation_id: str) -> tuple[str, str | None]:
     return conversation["sandbox_status"], conversation["execution_status"]
 
 
-def ended(http: httpx.Client, conversation_id: str) -> dict[str, Any]:
-    """Wait for the agent's current run to end; the conversation then."""
+def ended(http: httpx.Client, conversation_id: str, *, clock: ManualClock | None = None) -> dict[str, Any]:
+    """Wait for the agent's current run to end (on a server held by ``clock``: move it past the run); the
+    conversation then."""
+    if clock is not None:
+        clock.advance(SHORT.running + 0.01)
     return wait_until(lambda: (c := read(http, conversation_id)) and c["execution_status"] != "running" and c)
 
 
@@ -107,9 +110,10 @@ def summary(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def test_follow_up_runs_the_agent_again_at_once_then_ends(serve: Callable[..., Served]) -> None:
-    server, http = serve(SHORT)
-    conversation_id = start(http)
-    assert ended(http, conversation_id)["execution_status"] == "finished"
+    clock = ManualClock()  # (a wall clock's 0.3 s run can end, on a loaded machine, before its status is read)
+    server, http = serve(SHORT, clock=clock)
+    conversation_id = start(http, clock=clock)
+    assert ended(http, conversation_id, clock=clock)["execution_status"] == "finished"
     assert server.running_count() == 0
 
     response = send(http, conversation_id)
@@ -121,7 +125,7 @@ def test_follow_up_runs_the_agent_again_at_once_then_ends(serve: Callable[..., S
     assert status(http, conversation_id) == ("RUNNING", "running")
     assert server.state_of(conversation_id)["execution_status"] == "running"
     assert server.running_count() == 1
-    after = ended(http, conversation_id)
+    after = ended(http, conversation_id, clock=clock)
     assert (after["sandbox_status"], after["execution_status"]) == ("RUNNING", "finished")
     assert after["title"] == "Fix the loader"  # the first message's, through the follow-up too
     assert server.running_count() == 0
@@ -160,12 +164,13 @@ def test_follow_up_without_run_only_records_the_message(serve: Callable[..., Ser
 
 
 def test_follow_up_during_a_run_joins_it(serve: Callable[..., Served]) -> None:
-    _, http = serve(SHORT)
-    conversation_id = start(http)
+    clock = ManualClock()
+    _, http = serve(SHORT, clock=clock)
+    conversation_id = start(http, clock=clock)
     assert status(http, conversation_id) == ("RUNNING", "running")
 
     assert send(http, conversation_id, "Also this").status_code == 200
-    ended(http, conversation_id)
+    ended(http, conversation_id, clock=clock)
 
     assert [kind for kind, _ in summary(events(http, conversation_id)["items"])] == [
         "MessageEvent",
@@ -179,9 +184,11 @@ def test_follow_up_during_a_run_joins_it(serve: Callable[..., Served]) -> None:
 
 
 def test_follow_up_starts_an_empty_conversation(serve: Callable[..., Served]) -> None:
-    _, http = serve(SHORT)
+    clock = ManualClock()
+    _, http = serve(SHORT, clock=clock)
     response = http.post(V1, json={})
     task_id = response.json()["id"]
+    clock.advance(SHORT.starting)
     conversation_id = wait_until(
         lambda: http.get(f"{V1}/start-tasks", params={"ids": task_id}).json()[0]["app_conversation_id"]
     )
@@ -190,7 +197,7 @@ def test_follow_up_starts_an_empty_conversation(serve: Callable[..., Served]) ->
     assert send(http, conversation_id, "Now do something").status_code == 200
 
     assert status(http, conversation_id) == ("RUNNING", "running")
-    assert ended(http, conversation_id)["title"] == "Now do something"
+    assert ended(http, conversation_id, clock=clock)["title"] == "Now do something"
 
 
 def test_send_message_422_for_a_bad_id_or_body(serve: Callable[..., Served]) -> None:
