@@ -423,6 +423,13 @@ _BADGE_TEXT_JS = """card => {
 }"""
 
 
+#: On an output area: ``[status, drawn by a widget]`` of its card (not the saved copy), or null while it has none.
+_CARD_STATE_JS = f"""output => {{
+  const card = output.querySelector('.openhands-conversation:not(.openhands-copy)');
+  return card ? [({_BADGE_TEXT_JS})(card), card.closest('.jupyter-widgets') !== null] : null;
+}}"""
+
+
 class NotebookPage:
     """One notebook open in JupyterLab, driven through the UI."""
 
@@ -492,19 +499,26 @@ class NotebookPage:
         return self.output(index).locator(".openhands-conversation.openhands-copy").first
 
     def badge_text(self, index: int) -> str:
-        return str(self.card(index).evaluate(_BADGE_TEXT_JS, timeout=5000))
+        return self.badge_in_widget(index)[0]
 
     def card_in_widget(self, index: int) -> bool:
         """True when the card is drawn by the ipywidgets view, not the static text/html fallback."""
-        return bool(self.card(index).evaluate("card => card.closest('.jupyter-widgets') !== null", timeout=5000))
+        return self.badge_in_widget(index)[1]
 
-    def badge_in_widget(self, index: int) -> tuple[str, bool]:
-        """The card's status and whether a widget draws it, read at one instant: a short run can end (and its
-        final card replace the panel) between two separate reads."""
-        badge, live = self.card(index).evaluate(
-            f"card => [({_BADGE_TEXT_JS})(card), card.closest('.jupyter-widgets') !== null]", timeout=5000
-        )
-        return str(badge), bool(live)
+    def badge_in_widget(self, index: int, timeout: float = 5.0) -> tuple[str, bool]:
+        """The card's status and whether a widget draws it, read at one instant (a short run can end, and its final
+        card replace the panel, between two separate reads), once the output has a card.
+
+        Found and read in one evaluation of the output area: a card found first (a locator's element) and read in a
+        second step can be detached meanwhile by the panel's next redraw (its HTML view replaces its content), and a
+        detached card is inside no widget."""
+        output = self.output(index)
+
+        def read() -> tuple[str, bool] | None:
+            seen = output.evaluate(_CARD_STATE_JS, timeout=timeout * 1000)
+            return (str(seen[0]), bool(seen[1])) if seen else None
+
+        return wait_until(read, timeout, f"a card in cell {index}'s output")
 
 
 # ---------------------------------------------------------------------------------------------------- the panel run
@@ -561,11 +575,12 @@ def run_panel_notebook(
             f"no visible .openhands-conversation card after %openhands; the cell's output was:\n"
             f"{notebook.output_text(1)!r}\n(%load_ext printed {load_ext_output!r})"
         ) from error
-    first_status = wait_until(lambda: notebook.badge_text(1), 10, "the card's status badge to have text")
+    # Who draws the card is asked with its first status, in one evaluation: on a loaded machine the conversation (4 s)
+    # may be over soon after, and the widget gave way to the final card.
+    first_status, rendered_by_widget = wait_until(
+        lambda: seen if (seen := notebook.badge_in_widget(1))[0] else None, 10, "the card's status badge to have text"
+    )
     shown_at = time.monotonic()
-    # Asked now, when the card first shows: on a loaded machine the conversation may be over by the end of this run,
-    # and the widget gave way to the final card.
-    rendered_by_widget = notebook.card_in_widget(1)
     screenshots = {"output-first": out_dir / f"{prefix}-output-first.png"}
     notebook.output(1).screenshot(path=screenshots["output-first"])
 
