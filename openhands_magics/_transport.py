@@ -129,7 +129,8 @@ def exchange(
         return _closed()
     token = _deadline.set(deadline)
     try:
-        with http.stream(call.method, call.path, params=call.params, json=call.json) as response:
+        # (no params: None, not (): httpx parses the URL once more to merge even an empty set, a tenth of a POST)
+        with http.stream(call.method, call.path, params=call.params or None, json=call.json) as response:
             if _declared_too_large(response, max_bytes):
                 return _too_large(max_bytes, call)
             body = bytearray()
@@ -174,7 +175,7 @@ async def exchange_async(
     """Send ``call`` on the async client; the answer, or the error to raise."""
 
     async def whole() -> httpx.Response | OpenHandsError:
-        async with http.stream(call.method, call.path, params=call.params, json=call.json) as response:
+        async with http.stream(call.method, call.path, params=call.params or None, json=call.json) as response:
             if _declared_too_large(response, max_bytes):
                 return _too_large(max_bytes, call)
             body = bytearray()
