@@ -610,7 +610,10 @@ def test_with_confirm_each_step_waits_until_accepted_and_a_rejection_ends_the_ru
 
         accept = agent_rest(server, "POST", base + "/events/respond_to_confirmation", json={"accept": True})
         assert (accept.status_code, accept.json()) == (200, {"success": True})
-        assert [shape(f) for f in settle(ws, 2)] == ["State:execution_status=running", "Observation:TerminalObservation"]
+        assert [shape(f) for f in settle(ws, 2)] == [
+            "State:execution_status=running",
+            "Observation:TerminalObservation",
+        ]
         clock.advance(1.0)
         assert [shape(f) for f in settle(ws, len(waits))] == waits
         body = {"accept": False, "reason": "not this one"}
