@@ -53,6 +53,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+#: The card's line for a sandbox paused while this kernel did not ask for it: a self-hosted server pauses its oldest
+#: sandboxes to start or resume one past its limit (``max_num_sandboxes``, 5 with Docker), mid-run or not; or a
+#: person paused it in the web app.
+PAUSED_ELSEWHERE = (
+    "not paused from here: a server at its sandbox limit pauses the oldest to start another (or the web app did); "
+    "Resume goes on"
+)
+
+
+def _paused_elsewhere(before: Conversation, now: Conversation) -> bool:
+    """Its sandbox turned PAUSED between two snapshots (an agent stopped by ``interrupt`` reads PAUSED too, with its
+    sandbox running: not this)."""
+    return now.sandbox_status == "PAUSED" and before.sandbox_status not in ("PAUSED", None) and not now.is_final
+
+
 class ConversationHandle:
     """A live reference to one conversation.
 
@@ -93,6 +108,8 @@ class ConversationHandle:
         self.card_diff = False
         self.budget_spent = False
         self._sticky_note: str | None = None
+        #: Whether this kernel paused its sandbox (and did not resume it since): a pause it did not ask for is noted.
+        self._paused_here = False
         #: The absolute path of the agent's workspace, once its agent server said it.
         self.workspace_dir: str | None = None
         #: The schema of the structured result asked for (``--returns``), read and checked when a turn ends.
@@ -271,11 +288,17 @@ class ConversationHandle:
 
     def pause(self) -> ConversationHandle:
         """Pause its sandbox: the agent stops until ``resume()``. (``stop_watching()`` only stops polling.)"""
-        self._connection.pause(self)
+        self._paused_here = True
+        try:
+            self._connection.pause(self)
+        except BaseException:
+            self._paused_here = self._conversation.sandbox_status == "PAUSED"
+            raise
         return self
 
     def resume(self) -> ConversationHandle:
         self._connection.resume(self)
+        self._paused_here = False
         return self
 
     def interrupt(self) -> ConversationHandle:
@@ -348,6 +371,12 @@ class ConversationHandle:
             changed = conversation.status_line != before.status_line
             if conversation.is_final and not before.is_final:
                 self.seen_final_at = _now()
+            if _paused_elsewhere(before, conversation) and not self._paused_here:
+                self._sticky_note = PAUSED_ELSEWHERE
+            elif before.sandbox_status == "PAUSED" and conversation.sandbox_status not in ("PAUSED", None):
+                self._paused_here = False  # (resumed, from here or elsewhere)
+                if self._sticky_note == PAUSED_ELSEWHERE:
+                    self._sticky_note = None
             self._conversation, self.note = conversation, note if note is not None else self._sticky_note
         self._notify()
         return changed

@@ -193,7 +193,10 @@ class LocalOpenHandsServer:
     ``api``: "v1" (current) or "v0" (1.6.0, which also answers V1 reads). ``auth``: "bearer" (Cloud),
     "session-key" (self-hosted with ``SESSION_API_KEY``) or "none". Past ``max_running`` conversations whose agent
     has not ended, a POST answers Cloud's 429 (``CONCURRENCY_LIMIT_REACHED``; Cloud's limits are
-    :data:`PERSONAL_LIMIT` and :data:`TEAM_LIMIT`). ``repositories``: the repositories the key may use (``None``: any).
+    :data:`PERSONAL_LIMIT` and :data:`TEAM_LIMIT`). ``max_sandboxes`` (V1): a self-hosted server's sandbox limit
+    (Docker's ``max_num_sandboxes``, 5 by default there; ``None``: none): a start of a new sandbox, or a resume, first
+    pauses the oldest running sandboxes until it fits, whatever their agents are doing (the real
+    ``pause_old_sandboxes``), and answers as usual. ``repositories``: the repositories the key may use (``None``: any).
     ``clock``: where its time comes from, in seconds (default ``time.monotonic``; a :class:`ManualClock` in tests);
     time stamps it sends are wall-clock times that move with it.
 
@@ -213,6 +216,7 @@ class LocalOpenHandsServer:
         auth: str = "bearer",
         timeline: Timeline = DEFAULT_TIMELINE,
         max_running: int = 10,
+        max_sandboxes: int | None = None,
         repositories: Iterable[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -245,6 +249,9 @@ class LocalOpenHandsServer:
         self._epoch = time.time() - clock()
         self.api_key, self.api, self.auth, self.timeline = api_key, api, auth, timeline
         self.max_running = max_running
+        if max_sandboxes is not None and (api != "v1" or not isinstance(max_sandboxes, int) or max_sandboxes < 1):
+            raise ValueError(f"max_sandboxes is a V1 server's limit, a number above 0, not {max_sandboxes!r}")
+        self.max_sandboxes = max_sandboxes
         self.repositories = None if repositories is None else frozenset(repositories)
         #: Whether the account has a git provider token (Cloud's users do; the real self-hosted server has none):
         #: without one the repository and branch lists answer 403 (:mod:`._lists`).

@@ -526,6 +526,8 @@ class V1Api:
             # The real 1.11.0 does not deduplicate: a new start task, which ends ERROR when the agent server
             # refuses the id it already has (recorded in the API notes).
             fails_in, detail, chosen = PHASES[-1], DUPLICATE_ID_DETAIL, None
+        if not echo["sandbox_id"]:  # (a new sandbox, not one reused)
+            self._make_room()
         conversation = self.server._open(
             conversation_id=chosen,
             message=_message_text(echo),
@@ -651,9 +653,26 @@ class V1Api:
             found = [c for c in self._read(ready_only=True)[0] if c.sandbox_id == sandbox_id]
             if not found or any(_sandbox_status(c) == "MISSING" for c in found):
                 raise HttpError(404, "Not Found")
+            if action == "resume" and any(c.paused for c in found):
+                self._make_room()
             for conversation in found:
                 conversation.paused = action == "pause"
         return Reply(200, {"success": True})
+
+    def _make_room(self) -> None:
+        """Past ``max_sandboxes``, pause the oldest running sandboxes until one more fits (the real
+        ``pause_old_sandboxes(max_num_sandboxes - 1)``, before a sandbox starts or resumes)."""
+        limit = self.server.max_sandboxes
+        if limit is None:
+            return
+        with self.server._lock:
+            running: dict[str, list[Conversation]] = {}
+            for c in self._read(ready_only=True)[0]:  # (oldest first)
+                if not c.deleted and _sandbox_status(c) == "RUNNING":
+                    running.setdefault(c.sandbox_id, []).append(c)
+            for sandbox in list(running)[: max(0, len(running) - (limit - 1))]:
+                for c in running[sandbox]:
+                    c.paused = True
 
     def delete_sandbox(self, request: RecordedRequest, path_id: str) -> Reply:
         """``DELETE /api/v1/sandboxes/{id}?sandbox_id={id}``: the real route names its path parameter ``id`` but
