@@ -11,7 +11,9 @@ connection when a turn ends.
 A start refused with 429 goes back to the queue, which pauses for the server's ``Retry-After`` (at least
 :data:`MIN_RATE_PAUSE`): a 429 started nothing, so nothing is started twice. Any other failed start is a failed row
 with the server's reason in its ``error``, and the rest go on. Every id is recorded (on the handle, in ``history()``,
-on disk) the moment the server answers.
+on disk) the moment the server answers. A self-hosted server at its sandbox limit refuses nothing: it pauses its
+oldest sandboxes to start another, a running row's too; the first row paused so sets ``max_running`` to the rows
+still running (``learned_sandboxes``), and the paused rows are resumed, oldest first, as places free.
 
 A row is over (:attr:`Row.over`) however its conversation ends: finished, failed, stuck, its start task failed,
 deleted (the server answers ``null`` for it: :func:`~.polling.mark_gone`), and only once what the agent did has been
@@ -116,6 +118,8 @@ class Row:
     #: When, and how often, the batch asked the connection again for what the agent did (see ``Batch._pump``).
     asked: float = 0.0
     asks: int = 0
+    #: Its resume is on its way (a row the server paused: see ``Batch._pump``).
+    resuming: bool = False
 
     @property
     def status(self) -> str:
@@ -123,10 +127,31 @@ class Row:
 
     @property
     def running(self) -> bool:
-        """Whether it holds one of the ``max_running`` places: its POST is on its way or its conversation is not
-        final. A final one frees its place at once, while its answer is still being read."""
-        return self.state == STARTING or (
-            self.state == STARTED and self.handle is not None and not self.handle.is_final
+        """Whether it holds one of the ``max_running`` places: its POST (or its resume) is on its way, or its
+        conversation is not final and not set aside (:attr:`set_aside`). A final one frees its place at once, while
+        its answer is still being read."""
+        return (
+            self.state == STARTING
+            or self.resuming
+            or (
+                self.state == STARTED
+                and self.handle is not None
+                and not self.handle.is_final
+                and not self.handle.paused_elsewhere
+            )
+        )
+
+    @property
+    def set_aside(self) -> bool:
+        """Its sandbox was paused by the server (at its sandbox limit, it pauses its oldest to start another) and
+        waits for a place to be resumed in; it holds none meanwhile."""
+        handle = self.handle
+        return (
+            self.state == STARTED
+            and not self.resuming
+            and handle is not None
+            and handle.paused_elsewhere
+            and not handle.is_final
         )
 
     @property
@@ -289,6 +314,10 @@ class Batch:
         #: The account's limit as the first "too many running" 429 taught it (None: none seen); while ``_full``,
         #: no start goes out until a row ends (or :data:`DEFAULT_RATE_PAUSE` passed: one may end elsewhere).
         self.learned_limit: int | None = None
+        #: The server's sandbox limit as its first pause of a running row taught it (None: none seen): a self-hosted
+        #: server at its limit pauses its oldest sandboxes to start another instead of refusing it, so the batch runs
+        #: no more than were still running then, and resumes the rows it paused (oldest first) as places free.
+        self.learned_sandboxes: int | None = None
         self._full = False
         self._full_until = 0.0
         self._ended_when_full = 0
@@ -320,8 +349,12 @@ class Batch:
             if r.state == FAILED or (r.handle is not None and r.handle.is_final and r.handle.status != "FINISHED")
         )
         cancelled = sum(1 for r in self.rows if r.state == CANCELLED)
+        aside = sum(1 for r in self.rows if r.set_aside)
         line = f"{finished}/{len(self.rows)} finished · {running} running · {queued} queued · {failed} failed"
         line += f" · {cancelled} cancelled" if cancelled else ""
+        if self.learned_sandboxes is not None and (aside or queued):
+            paused = f" · {aside} paused by the server, resumed in turn" if aside else ""
+            line += f"{paused} (its sandboxes: at most {self.learned_sandboxes} at once)"
         if self.learned_limit is not None and queued:
             waiting = " · waiting for a slot" if self._full else ""
             line += f"{waiting} (the account runs at most {self.learned_limit} at once)"
@@ -409,8 +442,9 @@ class Batch:
             self._pump_due = None
 
     def _due(self) -> list[Row]:
-        """The queued rows that may start now: as many as there are free places, unless a 429 paused the queue or
-        the account is full (until one of its rows ends)."""
+        """The rows that may go on now, as many as there are free places: first those the server paused (to be
+        resumed, oldest first), then the queued ones (to be started); none while a 429 paused the queue or the
+        account is full (until one of its rows ends)."""
         now = time.monotonic()
         if now < self._paused_until:
             return []
@@ -418,8 +452,12 @@ class Batch:
             if self._ended() == self._ended_when_full and now < self._full_until:
                 return []
             self._full = False
+        if self.learned_sandboxes is None and any(row.set_aside for row in self.rows):
+            running = sum(1 for row in self.rows if row.running)
+            self.learned_sandboxes = self.max_running = max(1, min(self.max_running, running))
         free = self.max_running - sum(1 for row in self.rows if row.running)
-        return [row for row in self.rows if row.state == QUEUED][: max(0, free)]
+        waiting = [row for row in self.rows if row.set_aside] + [row for row in self.rows if row.state == QUEUED]
+        return waiting[: max(0, free)]
 
     def _pump(self) -> None:
         """One round: hand back to the tracker what nobody follows, send the starts there are places for, tell the
@@ -457,8 +495,12 @@ class Batch:
         if self._full:
             later.append(self._full_until)
         for row in self._due():
-            row.state = STARTING
-            task = asyncio.get_running_loop().create_task(self._send_start(row), name="openhands-batch-start")
+            if row.set_aside:
+                row.resuming = True
+                task = asyncio.get_running_loop().create_task(self._resume(row), name="openhands-batch-resume")
+            else:
+                row.state = STARTING
+                task = asyncio.get_running_loop().create_task(self._send_start(row), name="openhands-batch-start")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if later:
@@ -498,6 +540,22 @@ class Batch:
             else:
                 handle.subscribe(self._kick)
                 self._connection.watch(handle)
+        self._kick()
+
+    async def _resume(self, row: Row) -> None:
+        """Resume a row the server paused (which may pause the oldest sandbox again: a finished row's, first)."""
+        assert row.handle is not None
+        try:
+            await self._connection.resume_in_loop(row.handle)
+        except asyncio.CancelledError:
+            raise
+        except OpenHandsError as error:  # (tried again at the next round, after a slowest poll's gap)
+            log.info("resuming %s failed: %s", row.handle.reference, error)
+            self._paused_until = max(self._paused_until, time.monotonic() + DEFAULT_RATE_PAUSE / 6)
+        except Exception:
+            log.exception("resuming a batch's conversation failed")
+        finally:
+            row.resuming = False
         self._kick()
 
     async def _deliver(self, handle: ConversationHandle, message: str) -> str | None:

@@ -205,6 +205,16 @@ class Connection:
             return await client.start_idle_conversation(repository, options=options)
         return await client.start_conversation(message, repository, options=options)
 
+    async def resume_in_loop(self, handle: ConversationHandle) -> None:
+        """Resume its sandbox with the I/O loop's client (a batch's queue resumes a row the server paused), read it
+        again and watch it; in the loop only."""
+        client = self._loop_client()
+        await client.resume(handle.conversation)
+        (fresh,) = await client.read([handle.conversation])
+        if fresh is not None:
+            handle.update(fresh)
+        self.watch(handle)
+
     # ------------------------------------------------------------------ starts past the account's limit (--queue)
     def queue_start(
         self,

@@ -110,6 +110,8 @@ class ConversationHandle:
         self._sticky_note: str | None = None
         #: Whether this kernel paused its sandbox (and did not resume it since): a pause it did not ask for is noted.
         self._paused_here = False
+        #: Its sandbox was paused, not from here (a server at its sandbox limit, the web app), and is still paused.
+        self.paused_elsewhere = False
         #: The absolute path of the agent's workspace, once its agent server said it.
         self.workspace_dir: str | None = None
         #: The schema of the structured result asked for (``--returns``), read and checked when a turn ends.
@@ -372,9 +374,9 @@ class ConversationHandle:
             if conversation.is_final and not before.is_final:
                 self.seen_final_at = _now()
             if _paused_elsewhere(before, conversation) and not self._paused_here:
-                self._sticky_note = PAUSED_ELSEWHERE
+                self._sticky_note, self.paused_elsewhere = PAUSED_ELSEWHERE, True
             elif before.sandbox_status == "PAUSED" and conversation.sandbox_status not in ("PAUSED", None):
-                self._paused_here = False  # (resumed, from here or elsewhere)
+                self._paused_here = self.paused_elsewhere = False  # (resumed, from here or elsewhere)
                 if self._sticky_note == PAUSED_ELSEWHERE:
                     self._sticky_note = None
             self._conversation, self.note = conversation, note if note is not None else self._sticky_note

@@ -96,3 +96,27 @@ def test_a_pause_from_this_notebook_is_not_noted_as_the_servers() -> None:
             elsewhere.post(f"/api/v1/sandboxes/{handle.conversation.sandbox_id}/pause").raise_for_status()
         assert handle.refresh().status == ConversationStatus.PAUSED and handle.note == PAUSED_ELSEWHERE
         session.close()
+
+
+def test_a_fan_out_whose_running_row_the_server_paused_learns_the_limit_and_resumes_that_row_in_turn() -> None:
+    # Two rows run; a start from elsewhere (another notebook) makes the server pause the oldest: a running row, which
+    # would wait paused for ever. The batch runs no more than the one left running, and resumes the paused row when
+    # that one ends (the server then pauses the finished row's sandbox, the oldest).
+    timeline = Timeline(starting=0.05, running=3.0)
+    with LocalOpenHandsServer(SECRET, timeline=timeline, max_sandboxes=2) as server:
+        session = Session(PollSchedule(interval=0.1, max_interval=0.2))
+        endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
+        batch = session.map("task {item}", range(2), max_running=2, endpoint=endpoint)
+        wait_until(lambda: all(r.handle and r.handle.conversation.sandbox_status == "RUNNING" for r in batch.rows))
+        with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {SECRET}"}) as elsewhere:
+            body = {"initial_message": {"content": [{"type": "text", "text": "elsewhere"}]}}
+            elsewhere.post(V1, json=body).raise_for_status()
+
+        batch.wait(timeout=15)
+
+        assert [row.status for row in batch.rows] == ["FINISHED", "FINISHED"]
+        assert batch.learned_sandboxes == 1
+        resumed = [r.path for r in server.posts() if r.path.endswith("/resume")]
+        assert resumed == [f"/api/v1/sandboxes/{batch.rows[0].handle.conversation.sandbox_id}/resume"]  # type: ignore[union-attr]
+        assert len([r for r in server.posts() if r.path == V1]) == 3  # (two rows and the other start: none twice)
+        session.close()
