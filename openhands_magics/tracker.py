@@ -144,11 +144,23 @@ class Tracker:
         watch = self._watches.get(id(handle))
         if watch is None:  # untracked while the read was on its way
             return
+        was = handle.conversation.sandbox_status
         if not watch.succeeded(conversation, now):
             del self._watches[id(handle)]
             self._end(handle)
-        elif not watch.streamed:
+            return
+        if was != "RUNNING" and handle.conversation.sandbox_status == "RUNNING":
+            self._sandbox_up(handle, now)
+        if not watch.streamed:
             self._started(handle)
+
+    def _sandbox_up(self, handle: ConversationHandle, now: float) -> None:
+        """A sandbox of this server came up (a start, a resume). A self-hosted server at its limit pauses its oldest
+        sandboxes first, and a paused sandbox's stream tells nothing (its agent server is frozen): the streamed
+        conversations, read only rarely, are read now."""
+        for watch in self._watches.values():
+            if watch.streamed and watch.handle is not handle:
+                watch.next_due = min(watch.next_due, now)
 
     def failed(self, handle: ConversationHandle, error: OpenHandsError, now: float) -> None:
         """A read of a tracked handle failed: retried later, or (an error retrying cannot fix) watching ends."""

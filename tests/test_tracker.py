@@ -102,3 +102,23 @@ def test_an_update_for_a_handle_not_tracked_is_ignored() -> None:
     tracker.apply(handle, None, now=0)
     tracker.failed(handle, ServerError("boom"), now=0)
     assert handle.status == ConversationStatus.RUNNING and handle.note is None and reads == []
+
+
+def test_a_sandbox_coming_up_makes_the_streamed_conversations_due_at_once() -> None:
+    # (a self-hosted server at its sandbox limit pauses its oldest sandboxes to start one more, and a paused
+    # sandbox's stream goes quiet: only a read tells)
+    tracker, _, _ = _tracker()
+    streamed, polled, starting = _handle(), _handle(), _handle()
+    for handle in (streamed, polled, starting):
+        tracker.track(handle, now=0)
+    tracker.streamed(streamed, True, now=0)
+    starting.update(dataclasses.replace(CONVERSATION, sandbox_status="STARTING"))
+    assert streamed not in tracker.due(horizon=5)  # (read every two minutes while its stream is open)
+
+    tracker.apply(starting, dataclasses.replace(CONVERSATION, sandbox_status="STARTING"), now=1)
+    assert streamed not in tracker.due(horizon=2)
+    tracker.apply(starting, dataclasses.replace(CONVERSATION, sandbox_status="RUNNING"), now=2)
+    assert streamed in tracker.due(horizon=2)
+    tracker.apply(streamed, dataclasses.replace(CONVERSATION, sandbox_status="RUNNING"), now=2)
+    tracker.apply(starting, dataclasses.replace(CONVERSATION, sandbox_status="RUNNING"), now=3)  # (up already)
+    assert streamed not in tracker.due(horizon=10)
