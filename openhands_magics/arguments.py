@@ -301,8 +301,8 @@ def _check_save(value: Any, invocation: Invocation) -> bool:
 
 
 def _check_upload(value: Any, invocation: Invocation) -> tuple[str, ...]:
-    if invocation.follow_up or invocation.watch is not None or invocation.reattach:
-        raise ValidationError("--upload goes with a new task (the files are put in before it runs); nothing was sent.")
+    if invocation.watch is not None or invocation.reattach:
+        raise ValidationError("--upload goes with a task or a follow-up (the files go in before it); nothing was sent.")
     names = tuple(n.strip() for n in str(value).split(",") if n.strip())
     if not names:
         raise ValidationError(

@@ -728,17 +728,25 @@ class Connection:
         return Diff.join(self.client.diff(handle.conversation, p).unified() for p in paths)
 
     # ------------------------------------------------------------------ steering
-    def send(self, handle: ConversationHandle, text: str) -> None:
+    def send(self, handle: ConversationHandle, text: str, uploads: tuple[Any, ...] = ()) -> None:
         """A follow-up (one protocol operation: a paused sandbox is resumed and waited for, the message is taken at
         most once); the agent works again from now, and the handle is watched again at once. While the conversation
-        is still starting, the message is queued on the server for it instead (delivered once it is ready)."""
-        if handle.id is None and handle.task_id is not None and not handle.is_final:
+        is still starting, the message is queued on the server for it instead (delivered once it is ready).
+        ``uploads`` (:class:`~.files.Upload`): put in its workspace first (its sandbox resumed if paused); the
+        message then says where they are, and nothing is sent if one fails."""
+        if uploads:
+            self._upload_first(handle, uploads)
+        elif handle.id is None and handle.task_id is not None and not handle.is_final:
             self.client.queue_message(handle.conversation, text)
             handle.set_note("follow-up queued: it is sent once the conversation has started")
             self.watch(handle)
             return
         interval = min(1.0, self._session.schedule.interval)
         said = text
+        if uploads:
+            from .files import upload_note
+
+            said = f"{text.rstrip()}\n\n{upload_note(uploads)}"
         if handle.returns is not None:  # (asked again; the last turn's file is marked, never taken for this one's)
             said = f"{text.rstrip()}\n\n{handle.returns.instruction()}"
             self._mark_result_stale(handle)
@@ -747,6 +755,55 @@ class Connection:
         )
         handle.begin_turn(running, text)
         self.watch(handle)
+
+    def _upload_first(self, handle: ConversationHandle, uploads: tuple[Any, ...]) -> None:
+        """A follow-up's files, in its workspace before the message is sent (each call waits here)."""
+        if handle.conversation.api != "v1":
+            raise ValidationError("--upload needs OpenHands 1.7 or later (the V1 API); nothing was sent.")
+        if handle.id is None:
+            raise ValidationError(
+                f"{handle.reference} has no sandbox to put files in yet (it is still starting): nothing was sent."
+            )
+        if handle.conversation.sandbox_status == "PAUSED":  # (a paused sandbox's agent server takes no file)
+            self.resume(handle)
+        try:
+            self._blocking(self._upload_when_ready(handle, uploads), None, READY_TIMEOUT + FILE_TIMEOUT)
+        except OpenHandsError as error:
+            raise type(error)(f"Uploading the files failed ({error}); nothing was sent.") from None
+
+    async def _upload_when_ready(self, handle: ConversationHandle, uploads: tuple[Any, ...]) -> None:
+        access = await self._ready_access(handle, self._loop_client(), until_final=False)
+        await self.upload_in_loop(handle, access, uploads)
+
+    async def _ready_access(
+        self, handle: ConversationHandle, client: AsyncOpenHandsClient, *, until_final: bool
+    ) -> Any:
+        """Its agent server and key once its sandbox is ready (read again every :data:`READY_POLL` s, at most
+        :data:`READY_TIMEOUT` s); ``until_final``: None if it ends first (a start task that failed: the card says
+        why)."""
+        import asyncio
+
+        from ._protocol import agent
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if until_final and handle.is_final:
+                return None
+            if handle.conversation.sandbox_status in ("MISSING", "ERROR"):
+                raise ConflictError(f"its sandbox is {handle.conversation.sandbox_status.lower()}")
+            if handle.id is not None and handle.status != ConversationStatus.STARTING:
+                access = agent.access_for(self.endpoint.base_url, handle.id)
+                if access is not None and handle.conversation.sandbox_status in (None, "RUNNING"):
+                    return access
+            if time.monotonic() > deadline:
+                raise TransportError(f"its sandbox was not ready after {READY_TIMEOUT:g} s")
+            await asyncio.sleep(READY_POLL)
+            try:
+                (fresh,) = await client.read([handle.conversation])
+            except (TransportError, ConflictError):
+                continue  # (a read that failed is tried again until the deadline)
+            if fresh is not None:
+                handle.update(fresh)
 
     def _mark_result_stale(self, handle: ConversationHandle) -> None:
         """Overwrite the result file with :data:`STALE_RESULT` before a follow-up (at best: a paused sandbox has no
@@ -888,31 +945,12 @@ class Connection:
         """The rest of a start with files (``--upload``), in the loop: once the idle conversation's sandbox is
         ready, upload the files into its workspace, then send the task (``run``), and the turn begins. None when
         the task was sent; else the line that says what failed, and how to go on (the conversation waits idle)."""
-        import asyncio
-
-        from ._protocol import agent
-
         client = self._loop_client()
-        deadline = time.monotonic() + READY_TIMEOUT
         where = "`conv.send(TASK)` or `%openhands --continue {} TASK` sends the task"
         try:
-            access = None
-            while access is None:
-                if handle.is_final:  # (the start task failed: the card says why)
-                    return None
-                if handle.id is not None and handle.status != ConversationStatus.STARTING:
-                    access = agent.access_for(self.endpoint.base_url, handle.id)
-                    if access is not None:
-                        break
-                if time.monotonic() > deadline:
-                    raise TransportError(f"its sandbox was not ready after {READY_TIMEOUT:g} s")
-                await asyncio.sleep(READY_POLL)
-                try:
-                    (fresh,) = await client.read([handle.conversation])
-                except (TransportError, ConflictError):
-                    continue  # (a read that failed is tried again until the deadline)
-                if fresh is not None:
-                    handle.update(fresh)
+            access = await self._ready_access(handle, client, until_final=True)
+            if access is None:  # (the start task failed: the card says why)
+                return None
             await self.upload_in_loop(handle, access, uploads)
         except OpenHandsError as error:
             return f"Uploading the files failed ({error}); nothing was sent and it waits idle: " + where.format(

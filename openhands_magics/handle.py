@@ -282,10 +282,15 @@ class ConversationHandle:
         return self.outcome
 
     # ------------------------------------------------------------------ steering
-    def send(self, text: str) -> ConversationHandle:
+    def send(self, text: str, *, upload: Any = None) -> ConversationHandle:
         """A follow-up: the agent runs again with ``text`` (a paused sandbox is resumed first) and the handle is
-        watched again. Returns the handle, so a cell ending with ``conv.send(...)`` shows its live panel."""
-        self._connection.send(self, text)
+        watched again. Returns the handle, so a cell ending with ``conv.send(...)`` shows its live panel.
+        ``upload`` (V1): DataFrames, bytes, text or file paths (a list, or a dict of names to values) put in the
+        workspace's ``data/`` first, as a start's ``upload``; the message says where they are. Nothing is sent if
+        one cannot be read or put there."""
+        from .session import prepared_uploads
+
+        self._connection.send(self, text, prepared_uploads(upload))
         return self
 
     def pause(self) -> ConversationHandle:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from openhands_magics import Endpoint, Session
-from openhands_magics.errors import ValidationError
+from openhands_magics.errors import OpenHandsError, ValidationError
 from openhands_magics.results import RESULT_PATH
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
@@ -238,3 +238,66 @@ def test_a_follow_up_whose_agent_writes_no_result_says_so_instead_of_giving_the_
     handle.wait(10)
     assert handle.result is None
     assert handle.result_error == f"no new result: the agent did not write {RESULT_PATH} again for this message"
+
+
+# ------------------------------------------------------------------------------------------------ a follow-up's files
+def test_a_follow_ups_files_land_in_the_workspace_before_its_message_which_says_where(local):
+    server, session, endpoint = local
+    handle = session.start("Count the rows", endpoint=endpoint)
+    handle.wait(10)
+    frame = pd.DataFrame({"a": [4, 5]})
+
+    handle.send("Now these too", upload={"more": frame})
+
+    both = sorted(server.posts() + server.agent_requests(), key=lambda r: r.received)
+    posts = [r.path for r in both if r.method == "POST"]
+    follow_up = f"/api/v1/app-conversations/{handle.id}/send-message"
+    assert posts.index("/api/file/upload") < posts.index(follow_up) and posts.count(follow_up) == 1
+    said = [r for r in server.posts() if r.path == follow_up][0].body["content"][0]["text"]
+    name = "more.parquet" if importlib.util.find_spec("pyarrow") else "more.csv"
+    assert said.startswith("Now these too\n\nFiles for this task are in the workspace:\n") and f"data/{name}" in said
+    assert handle.follow_up == "Now these too"  # (the card shows what was typed; the agent got the note too)
+    handle.wait(10)
+    assert handle.read(f"data/{name}").equals(frame)
+
+
+def test_a_follow_ups_files_resume_a_paused_sandbox_first(local):
+    server, session, endpoint = local
+    handle = session.start("Count the rows", endpoint=endpoint)
+    handle.wait(10)
+    handle.pause()
+
+    handle.send("And this file", upload={"notes": "three rows"})
+
+    paths = [r.path for r in server.posts()]
+    assert paths[-2].endswith("/resume") and paths[-1].endswith("/send-message")
+    assert handle.wait(10).status == "FINISHED" and handle.read("data/notes.txt") == "three rows"
+
+
+def test_a_follow_up_whose_file_cannot_go_in_sends_nothing_and_says_so_in_one_line(local, monkeypatch):
+    server, session, endpoint = local
+    from openhands_magics.testing import _workspace
+
+    handle = session.start("Count the rows", endpoint=endpoint)
+    handle.wait(10)
+
+    def refuse(root, request):
+        from openhands_magics.testing._http import Reply
+
+        return Reply(500, {"detail": "Failed to upload file: disk full"})
+
+    monkeypatch.setattr(_workspace, "upload", refuse)
+    with pytest.raises(OpenHandsError, match=r"^Uploading the files failed \(.*disk full.*\); nothing was sent\.$"):
+        handle.send("And this file", upload={"notes": "three rows"})
+    assert not [r for r in server.posts() if r.path.endswith("/send-message")]
+
+
+def test_the_magic_continues_with_files(ip, output, local_env):
+    handle = ip.run_line_magic("openhands", "--wait --no-panel Count the rows")
+    ip.user_ns["df"] = pd.DataFrame({"a": [1, 2]})
+    ip.run_line_magic("openhands", f"--continue {handle.id} --wait --no-panel --upload df and these")
+    assert any(p.startswith("data/df.") for p in handle.files())
+    out, _ = output.read()
+    assert "OpenHands: uploading 1 file (" in out
+    said = [r for r in local_env.posts() if r.path.endswith("/send-message")][-1].body["content"][0]["text"]
+    assert said.startswith("and these\n\nFiles for this task are in the workspace:\n- data/df.")

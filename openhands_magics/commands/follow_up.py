@@ -1,5 +1,6 @@
 """``%openhands --continue [ID] MESSAGE``: the message goes to that conversation, or to the latest one of this
-notebook on this server (after a kernel restart: the latest this notebook recorded); a paused sandbox is resumed."""
+notebook on this server (after a kernel restart: the latest this notebook recorded); a paused sandbox is resumed.
+``--upload`` puts the files in its workspace first, and the message says where."""
 
 from __future__ import annotations
 
@@ -18,13 +19,19 @@ if TYPE_CHECKING:
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
     from ..validation import validate_message
 
-    # Refused before anything else is asked of the server.
+    from .start import extras
+
+    # Refused before anything else is asked of the server (a file too large, too).
     message = validate_message(compose_message(context, invocation))
+    uploads, _ = extras(context, invocation)
     if invocation.continue_id is not None:
         handle = context.session.find(invocation.continue_id, endpoint=context.server)
     else:
         handle = latest(context)
-    handle.send(message)
+    if uploads:
+        size = sum(len(u.data) for u in uploads)
+        print(f"OpenHands: uploading {len(uploads)} file{'s' * (len(uploads) > 1)} ({size:,} bytes)…", flush=True)
+    handle.send(message, upload=uploads)
     return present(context, invocation, handle)
 
 
