@@ -12,6 +12,7 @@ import pytest
 
 from openhands_magics import Endpoint, Session
 from openhands_magics.errors import OpenHandsError, ValidationError
+from openhands_magics.polling import PollSchedule
 from openhands_magics.results import RESULT_PATH
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
@@ -31,7 +32,7 @@ class Summary:
 @pytest.fixture
 def local():
     with LocalOpenHandsServer(SECRET, timeline=QUICK) as server:
-        session = Session()
+        session = Session(PollSchedule(interval=0.1, max_interval=0.2))  # (a wait ends within 0.2 s of the finish)
         yield server, session, Endpoint.resolve(server.base_url, api_key=SECRET)
         session.close()
 
