@@ -183,7 +183,7 @@ def test_org_goes_in_the_x_org_id_header_from_the_line_or_the_config(
 def test_a_warm_sandbox_is_reused_and_an_unknown_one_fails_the_start_with_the_servers_reason(
     server: LocalOpenHandsServer,
 ) -> None:
-    session = Session()
+    session = Session(PollSchedule(interval=0.1, max_interval=0.2))
     endpoint = Endpoint.resolve(server.base_url, api_key=SECRET)
     first = session.start("one", endpoint=endpoint)
     first.wait(10)
