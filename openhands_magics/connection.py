@@ -741,14 +741,12 @@ class Connection:
             handle.set_note("follow-up queued: it is sent once the conversation has started")
             self.watch(handle)
             return
-        interval = min(1.0, self._session.schedule.interval)
-        said = text
-        if uploads:
-            from .files import upload_note
+        from .session import with_extras
 
-            said = f"{text.rstrip()}\n\n{upload_note(uploads)}"
-        if handle.returns is not None:  # (asked again; the last turn's file is marked, never taken for this one's)
-            said = f"{text.rstrip()}\n\n{handle.returns.instruction()}"
+        interval = min(1.0, self._session.schedule.interval)
+        # Where the files are, and (asked again) where to write the result, as a start's message says them.
+        said = with_extras(text.rstrip(), uploads, handle.returns) if uploads or handle.returns is not None else text
+        if handle.returns is not None:  # (the last turn's result file is marked, never taken for this one's)
             self._mark_result_stale(handle)
         running = self.client.follow_up(
             handle.conversation, said, resume_timeout=self.resume_timeout, interval=interval

@@ -302,3 +302,15 @@ def test_the_magic_continues_with_files(ip, output, local_env):
     assert "OpenHands: uploading 1 file (" in out
     said = [r for r in local_env.posts() if r.path.endswith("/send-message")][-1].body["content"][0]["text"]
     assert said.startswith("and these\n\nFiles for this task are in the workspace:\n- data/df.")
+
+
+def test_a_follow_up_with_files_and_a_result_to_write_says_both(local):
+    server, session, endpoint = local
+    handle = session.start("Summarise", endpoint=endpoint, returns=Summary)
+    handle.wait(10)
+    handle.send("Summarise these too", upload={"notes": "three rows"})
+    said = [r for r in server.posts() if r.path.endswith("/send-message")][-1].body["content"][0]["text"]
+    assert said.startswith("Summarise these too\n\nFiles for this task are in the workspace:\n- data/notes.txt")
+    assert "When you are done, write your result" in said
+    handle.wait(10)
+    assert handle.result == Summary(rows=3, mean=2.5, city="Paris")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
     from ..validation import validate_message
 
-    from .start import extras
+    from .start import announce, extras
 
     # Refused before anything else is asked of the server (a file too large, too).
     message = validate_message(compose_message(context, invocation))
@@ -29,8 +29,7 @@ def run(context: Context, invocation: Invocation) -> ConversationHandle:
     else:
         handle = latest(context)
     if uploads:
-        size = sum(len(u.data) for u in uploads)
-        print(f"OpenHands: uploading {len(uploads)} file{'s' * (len(uploads) > 1)} ({size:,} bytes)…", flush=True)
+        announce(uploads)
     handle.send(message, upload=uploads)
     return present(context, invocation, handle)
 

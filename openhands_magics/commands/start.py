@@ -38,13 +38,16 @@ def run(context: Context, invocation: Invocation) -> ConversationHandle:
         running.set_note("this same task is still running from this notebook: shown again (--new starts another)")
         return present(context, invocation, running)
     if uploads:
-        size = sum(len(u.data) for u in uploads)
-        plural = "s" * (len(uploads) > 1)
-        print(
-            f"OpenHands: uploading {len(uploads)} file{plural} ({size:,} bytes) once the sandbox is ready…", flush=True
-        )
+        announce(uploads, " once the sandbox is ready")
     handle = start(context, invocation, message, once=once(context, invocation), upload=uploads, returns=schema)
     return present(context, invocation, handle)
+
+
+def announce(uploads: tuple[Any, ...], when: str = "") -> None:
+    """``OpenHands: uploading 2 files (1,234 bytes)…``, before the wait for them."""
+    size = sum(len(u.data) for u in uploads)
+    plural = "s" * (len(uploads) > 1)
+    print(f"OpenHands: uploading {len(uploads)} file{plural} ({size:,} bytes){when}…", flush=True)
 
 
 def start_keywords(invocation: Invocation) -> dict[str, Any]:
