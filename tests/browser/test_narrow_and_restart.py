@@ -119,6 +119,10 @@ def test_after_a_kernel_restart_the_old_panel_says_what_it_last_saw_and_reopened
     name = "restart.ipynb"
     cells = ["%load_ext openhands_magics", f"%openhands --base-url {held_server.base_url} {TASK}"]
     notebook = _running_panel(page, jupyterlab, held_server, name, cells)
+    # The saved copy beside the panel is an output of its own, updated after the badge: on a loaded machine it can
+    # still be on its way when the badge says RUNNING (CI: the restart then met "last seen STARTING").
+    copy = notebook.copy(1)
+    wait_until(lambda: "RUNNING" in (copy.text_content(timeout=5000) or "") or None, 30, "the copy to say RUNNING")
     card, output = notebook.card(1), notebook.output(1)
     stale = card.locator(".openhands-last-seen")
     expect(stale).to_be_hidden()
