@@ -502,8 +502,6 @@ class Connection:
         self.stream.drop(handle)
         if handle.is_final:
             self.queue.slot_freed()
-        if not (self.streaming and live_events_enabled()):
-            return
         if handle.is_final and handle.id is not None and handle.status != ConversationStatus.DELETED:
             import asyncio
 
@@ -600,15 +598,15 @@ class Connection:
         """In the loop, as it stops: every watch ends, the source stops, the async client closes."""
         self._closer_registered = False
         self.source.stop()
-        for task in list(self._late.values()):
-            task.cancel()  # type: ignore[attr-defined]
-        self._late.clear()
         await self.stream.aclose()
         with self._lock:  # a blocking wait ends with the line a closed client gives, not a wait for ever
             for waiter in [w for waiters in self._waiters.values() for w in waiters]:
                 waiter.error = _closed()
                 waiter.poke()
         self.tracker.close()
+        for task in list(self._late.values()):  # (after the tracker: its last handles' _left may start some)
+            task.cancel()  # type: ignore[attr-defined]
+        self._late.clear()
         client, self._aclient = self._aclient, None
         if client is not None:
             await client.aclose()

@@ -15,7 +15,7 @@ from openhands_magics.polling import PollSchedule, Watch
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer, Timeline
 
-from .conftest import SECRET
+from .conftest import SECRET, wait_until
 
 FAST_POLL = PollSchedule(interval=0.1, max_interval=0.2)
 
@@ -202,6 +202,26 @@ def test_wait_returns_within_one_poll_of_the_agent_finishing_with_a_true_elapsed
     assert elapsed is not None and timeline.starting + timeline.running - 0.2 < elapsed < returned - posted + 0.5
     time.sleep(0.3)
     assert handle.elapsed() == elapsed  # it stopped at the end, it does not grow
+
+
+def test_an_answer_the_app_server_holds_back_at_the_finish_is_read_later_by_polling_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app server's events come in batches (here: about 2.5 s after the finish); polling alone, with no stream to
+    say the finish message, still reads the answer once they are there, not left at None."""
+    from openhands_magics import connection
+
+    monkeypatch.setattr(connection, "LATE_READS", (0.5, 1.5, 4.0))
+    timeline = Timeline(starting=0.2, running=0.5, steps=("echo 1",), answer="Done.", search_batch=50, search_flush=3.0)
+    with LocalOpenHandsServer(SECRET, timeline=timeline) as server:
+        session, endpoint = _session(server)
+        try:
+            handle = session.start("hi", endpoint=endpoint)
+            handle.wait(timeout=10)
+            assert handle.status == "FINISHED" and handle.answer is None  # (not searchable yet)
+            wait_until(lambda: handle.answer == "Done.", timeout=8)
+        finally:
+            session.close()
 
 
 def test_wait_times_out_with_the_link_and_the_conversation_untouched() -> None:
