@@ -70,7 +70,9 @@ def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
 def test_at_800_px_the_panel_and_the_list_fit_their_output_and_fold_what_is_secondary(
     page, jupyterlab: JupyterLab, held_server
 ) -> None:  # type: ignore[no-untyped-def]
-    cells = ["%load_ext openhands_magics", f"%openhands --base-url {held_server.base_url} {TASK}",
+    # (a repository, so the list's row has a line to fold whenever it is drawn: the running agent's cost comes with
+    # its stream, and a list drawn before that, on a loaded machine, had nothing to fold)
+    cells = ["%load_ext openhands_magics", f"%openhands --base-url {held_server.base_url} --repo octo/loader {TASK}",
              f"%openhands --base-url {held_server.base_url} list"]  # fmt: skip
     notebook = _running_panel(page, jupyterlab, held_server, "narrow.ipynb", cells)
     notebook.run_cell(2)
@@ -104,7 +106,8 @@ def test_at_800_px_the_panel_and_the_list_fit_their_output_and_fold_what_is_seco
     assert (
         table.locator("th", has_text="repository").is_hidden() and table.locator("th", has_text="created").is_visible()
     )
-    assert table.locator(".oh-fold").first.is_visible()
+    fold = table.locator(".oh-fold").first
+    assert fold.is_visible() and "octo/loader" in fold.inner_text()
     assert notebook.output(2).locator(".jp-OutputArea-output").first.evaluate(_OVERFLOW_JS) <= 1
     assert table.locator("a[href]").first.inner_text().startswith("Make the CSV loader")
     assert "UTC" in table.locator("td span[title]").first.get_attribute("title")
