@@ -207,8 +207,8 @@ def test_wait_returns_within_one_poll_of_the_agent_finishing_with_a_true_elapsed
 def test_an_answer_the_app_server_holds_back_at_the_finish_is_read_later_by_polling_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The app server's events come in batches (here: about 2.5 s after the finish); polling alone, with no stream to
-    say the finish message, still reads the answer once they are there, not left at None."""
+    """The app server's events come in batches (here: the finish message is not searchable yet when the finish is
+    seen); polling alone, with no stream to say it, still reads the answer at a late read, not left at None."""
     from openhands_magics import connection
 
     monkeypatch.setattr(connection, "LATE_READS", (0.5, 1.5, 4.0))
