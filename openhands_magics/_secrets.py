@@ -25,6 +25,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._environ import stamp
+
 __all__ = ["BLANK", "Secrets", "blank", "remember", "secrets"]
 
 #: What a secret is replaced with.
@@ -87,26 +89,20 @@ def secrets(namespace: Mapping[str, Any] | None = None) -> Secrets:
     return Secrets(sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True))
 
 
-_environment_seen: object = None  # a copy of the environment's own mapping when its values were last read
-_environment_secrets: frozenset[str] = frozenset()
-_environment_lock = threading.Lock()
+_environment_read: tuple[int, frozenset[str]] = (0, frozenset())  # (the environment's stamp, its values then)
 
 
 def _environment_values() -> frozenset[str]:
     """The credential-like environment values, read again whenever the environment changed (``%env``,
-    ``os.environ[...] =``): telling is one comparison of the environment's own mapping with a copy, where reading
-    decodes every name and value (a third of a start's own time in the client)."""
-    global _environment_seen, _environment_secrets
-    data = getattr(os.environ, "_data", None)  # (CPython's encoded mapping behind os.environ)
-    if not isinstance(data, dict):
-        return _read_environment()
-    with _environment_lock:
-        if data == _environment_seen:
-            return _environment_secrets
-        seen = dict(data)  # (taken before reading: a change meanwhile makes the next call read again)
+    ``os.environ[...] =``): :func:`._environ.stamp` tells, where reading decodes every name and value (a third of a
+    start's own time in the client)."""
+    global _environment_read
+    now = stamp()  # (taken before reading: a change meanwhile makes the next call read again)
+    read_at, found = _environment_read
+    if read_at == now:
+        return found
     found = _read_environment()
-    with _environment_lock:
-        _environment_seen, _environment_secrets = seen, found
+    _environment_read = (now, found)
     return found
 
 
@@ -155,7 +151,7 @@ def _named_values(items: Iterable[tuple[Any, Any]]) -> Iterable[str]:
 
 def _shell_namespace() -> Mapping[str, Any] | None:
     """The running IPython's variables, if IPython is loaded and a shell runs (never imported here for it)."""
-    ipython = sys.modules.get("IPython")
+    ipython = sys.modules.get("IPython.core.getipython")  # (IPython 9 imports ``IPython.get_ipython`` on each use)
     get_ipython = getattr(ipython, "get_ipython", None)
     if get_ipython is None:
         return None

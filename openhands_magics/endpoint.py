@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config
+from ._environ import stamp as environ_stamp
 from .client import DEFAULT_TIMEOUT
 from .config import (
-    API_ENV,
     API_KEY_ENV,
-    BASE_URL_ENV,
-    CA_BUNDLE_ENV,
-    ENV_PROXY_ENV,
     ApiKey,
     resolve_api,
     resolve_api_key,
@@ -71,9 +68,9 @@ class Endpoint:
         memo: tuple[Any, ...] | None = (
             *((type(v), v) for v in (base_url, api, timeout, ca_bundle, use_env_proxy, org)),
             type(api_key),
-            config._session_key is None,
-            *(os.environ.get(name) for name in _RESOLVED_FROM),
-        )  # noqa: SLF001
+            config._session_key is None,  # noqa: SLF001
+            environ_stamp(),  # (the variables above: while it stays, so do they)
+        )
         try:
             found = _resolved.get(memo)  # type: ignore[arg-type]
         except TypeError:  # an unhashable argument: refused below, with its own line
@@ -112,7 +109,6 @@ class Endpoint:
 
 #: What :meth:`Endpoint.resolve` reads from the environment besides the key; while these and its arguments are
 #: unchanged (and the key is the one the answer holds), so is its answer, kept in ``_resolved``.
-_RESOLVED_FROM = (BASE_URL_ENV, API_ENV, CA_BUNDLE_ENV, ENV_PROXY_ENV)
 _resolved: dict[tuple[Any, ...], Endpoint] = {}
 
 

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._environ import stamp
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; single-line appends still do not interleave
@@ -808,22 +810,28 @@ _PATH_ENV = (
 )
 _store: ConversationStore | None = None
 _store_key: tuple[str | None, ...] | None = None
+_store_stamp = 0  # the environment's stamp (:mod:`._environ`) when ``_store_key`` was last read
 _store_lock = threading.Lock()
 
 
 def get_store() -> ConversationStore:
     """The process-wide store, following ``OPENHANDS_MAGICS_DATA_DIR`` (and the Jupyter data directory) if it
     changes."""
-    global _store, _store_key
+    global _store, _store_key, _store_stamp
+    now = stamp()
+    with _store_lock:
+        if _store is not None and now == _store_stamp:  # (nothing in the environment changed: nor did the path)
+            return _store
     key = tuple(os.environ.get(name) for name in _PATH_ENV)
     with _store_lock:
         if _store is not None and key == _store_key:
+            _store_stamp = now
             return _store
     path = default_path()
     with _store_lock:
         if _store is None or _store.path != path:
             _store = ConversationStore(path)
-        _store_key = key
+        _store_key, _store_stamp = key, now
         return _store
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from openhands_magics import _secrets, config, store
+from openhands_magics import _environ, _secrets, config, store
 from openhands_magics.models import Conversation
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer
@@ -98,6 +98,21 @@ def test_the_writer_thread_ends_by_itself_when_it_has_nothing_to_write(
     wait_until(lambda: not writer_threads())
     conversations.add_soon(base_url=URL, task_id=uuid.uuid4().hex)  # and starts again with the next line
     assert len(conversations.entries()) == 2
+
+
+def test_the_environment_stamp_stays_while_nothing_changes_and_moves_with_every_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = _environ.stamp()
+    assert _environ.stamp() == first
+    monkeypatch.setenv("OPENHANDS_MAGICS_TEST_VALUE", "one")
+    second = _environ.stamp()
+    assert second != first and _environ.stamp() == second
+    os.environ["OPENHANDS_MAGICS_TEST_VALUE"] = "two"  # (as %env does)
+    assert _environ.stamp() != second
+    third = _environ.stamp()
+    monkeypatch.delenv("OPENHANDS_MAGICS_TEST_VALUE")
+    assert _environ.stamp() != third
 
 
 def test_the_resolved_endpoint_follows_every_change_of_what_it_is_made_from(monkeypatch: pytest.MonkeyPatch) -> None:
