@@ -81,7 +81,7 @@ async def _finish_kept() -> None:
 
 
 def _shell() -> Any:
-    from IPython import get_ipython
+    from IPython.core.getipython import get_ipython  # (not IPython's own name: IPython 9 imports it on each use)
 
     return get_ipython()
 

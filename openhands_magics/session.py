@@ -22,7 +22,7 @@ import os
 import sys
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from .client import OpenHandsClient
 from .config import (
@@ -30,21 +30,40 @@ from .config import (
     is_loopback_url,
 )
 from .connection import Connection
+from .display import show
 from .endpoint import Endpoint
 from .errors import ConcurrencyLimitError, OpenHandsError, ValidationError
-from .handle import ConversationHandle
+from .files import Upload, prepare_uploads, upload_note
+from .handle import ConversationHandle, validate_max_cost
 from .models import Conversation, ConversationStatus
+from .once import once_id
 from .polling import PollingSource, PollSchedule
+from .results import schema_of
+from .start_options import StartOptions
+from .store import get_store
 from .validation import validate_message, validate_repository
-
-if TYPE_CHECKING:
-    from .start_options import StartOptions
 
 __all__ = ["Endpoint", "Session", "get_session", "history", "last", "map"]
 
 log = logging.getLogger("openhands_magics")
 #: ``list`` reads at most this many pages (of 100) looking for matches: a filter with few matches stays bounded.
 MAX_LIST_PAGES = 10
+
+
+class PreparedStart(NamedTuple):
+    """A start checked and made once, before anything is sent (:meth:`Session.prepare`): the task as it goes out
+    (with the notes on its files and its result), where, with which settings, and the key the same-task rule and
+    ``--once`` know it by. The magic asks :meth:`Session.same_task` with it, then :meth:`Session.launch` sends it:
+    nothing is checked or hashed twice on the way."""
+
+    task: Any
+    repository: str | None
+    endpoint: Endpoint
+    options: StartOptions
+    uploads: tuple[Any, ...]
+    schema: Any
+    budget: float | None
+    key: str
 
 
 class Session:
@@ -185,12 +204,6 @@ class Session:
         ``share`` (public, with a share link), ``secrets`` (names of environment variables, or a mapping of name to
         value), ``sandbox`` (an existing sandbox's id). ``queue``: when the account already runs its most
         conversations (429), the handle is QUEUED and starts as soon as one ends (:mod:`.start_queue`)."""
-        from .handle import validate_max_cost
-        from .start_options import StartOptions
-
-        from .results import schema_of
-
-        budget = validate_max_cost(max_cost)
         if not isinstance(once, bool) or not isinstance(new, bool) or not isinstance(queue, bool):
             raise ValidationError("once, new and queue must be True or False.")
         options = StartOptions.make(
@@ -203,13 +216,43 @@ class Session:
             secrets=secrets,
             sandbox=sandbox,
         )
+        ready = self.prepare(
+            message, repository, endpoint=endpoint, max_cost=max_cost, upload=upload, returns=returns, options=options
+        )
+        return self.launch(ready, once=once, new=new, queue=queue)
+
+    def prepare(
+        self,
+        message: str,
+        repository: str | None = None,
+        *,
+        endpoint: Endpoint | None = None,
+        max_cost: float | None = None,
+        upload: Any = None,
+        returns: Any = None,
+        options: StartOptions | None = None,
+    ) -> PreparedStart:
+        """A start checked, before anything is sent (``options``: its settings, made by ``StartOptions.make``): what
+        :meth:`launch` sends and :meth:`same_task` knows it by, made once."""
+        budget = validate_max_cost(max_cost)
+        if options is None:
+            options = StartOptions()
+        elif not isinstance(options, StartOptions):
+            raise ValidationError(f"options must be made by StartOptions.make, got {type(options).__name__}.")
         uploads, schema = prepared_uploads(upload), schema_of(returns)
-        message = with_extras(message, uploads, schema)
-        endpoint = self._endpoint(endpoint)
+        task = with_extras(message, uploads, schema)
+        where = self._endpoint(endpoint)
+        key = self._task_key(task, repository, where, options)
+        return PreparedStart(task, repository, where, options, uploads, schema, budget, key)
+
+    def launch(
+        self, ready: PreparedStart, *, once: bool = False, new: bool = False, queue: bool = False
+    ) -> ConversationHandle:
+        """Start what :meth:`prepare` made (see :meth:`start`, which is the two in one call)."""
+        message, repository, endpoint, options, uploads, schema, budget, key = ready
         client = self.client(endpoint)
         if uploads and client.dialect().name != "v1":
             raise ValidationError("--upload needs OpenHands 1.7 or later (the V1 API); nothing was sent.")
-        key = self._task_key(message, repository, endpoint, options)
         chosen = key if once and not new and client.dialect().name == "v1" else None
         if chosen is not None:
             if isinstance(message, str):  # (anything else is refused by the client, below, in its own words)
@@ -264,7 +307,7 @@ class Session:
 
     def same_task(
         self,
-        message: str,
+        message: str | PreparedStart,
         repository: str | None = None,
         *,
         endpoint: Endpoint | None = None,
@@ -272,15 +315,19 @@ class Session:
     ) -> ConversationHandle | None:
         """The conversation this session started for the same task (message, repository, server, notebook) and
         that is not over yet, if any: a notebook cell run again while its task runs shows it instead of paying for
-        a second run (the magic asks; a script that starts the same task twice gets two)."""
-        handle = self._same_task.get(self._task_key(message, repository, self._endpoint(endpoint), options))
+        a second run (the magic asks, with what :meth:`prepare` made; a script that starts the same task twice gets
+        two)."""
+        key = (
+            message.key
+            if isinstance(message, PreparedStart)
+            else self._task_key(message, repository, self._endpoint(endpoint), options)
+        )
+        handle = self._same_task.get(key)
         return handle if handle is not None and not handle.is_final else None
 
     def _task_key(
         self, message: object, repository: str | None, endpoint: Endpoint, options: StartOptions | None = None
     ) -> str:
-        from .once import once_id
-
         parts = [("repository", repository), *(options.once_parts() if options else ())]
         return once_id(endpoint.base_url, self.notebook, str(message), parts)
 
@@ -362,8 +409,6 @@ class Session:
 
     @staticmethod
     def _store() -> Any:
-        from .store import get_store
-
         return get_store()
 
     def _remember(self, handle: ConversationHandle) -> None:
@@ -499,8 +544,6 @@ class Session:
 
     def show(self, handle: ConversationHandle, *, panel: bool = True) -> None:
         """Display it the best way the front end allows, watched live where a front end shows widgets."""
-        from .display import show
-
         show(self, handle, panel=panel)
 
     def history(self) -> builtins.list[ConversationHandle]:
@@ -550,8 +593,6 @@ def last() -> ConversationHandle | None:
 def prepared_uploads(upload: Any) -> tuple[Any, ...]:
     """``upload=`` as the :class:`~.files.Upload` list to send: a list of values and paths, a dict of names to
     values, or what ``prepare_uploads`` made (the magic's ``--upload``, read from the notebook)."""
-    from .files import Upload, prepare_uploads
-
     if upload is None or (isinstance(upload, (list, tuple)) and not upload):
         return ()
     if isinstance(upload, tuple) and all(isinstance(u, Upload) for u in upload):
@@ -565,8 +606,6 @@ def prepared_uploads(upload: Any) -> tuple[Any, ...]:
 
 def with_extras(message: Any, uploads: tuple[Any, ...], schema: Any) -> Any:
     """The task with what it needs to say about its files (where they are) and its result (where to write it)."""
-    from .files import upload_note
-
     if not isinstance(message, str):
         return message  # (the client refuses it in its own words)
     parts = [message.rstrip("\r\n")]

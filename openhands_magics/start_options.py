@@ -23,6 +23,7 @@ from typing import Any
 
 from . import _secrets
 from .errors import ValidationError
+from .validation import validate_message
 
 __all__ = ["Secret", "StartOptions", "check_secret_names", "ignored", "read_instructions"]
 
@@ -131,7 +132,7 @@ class StartOptions:
         )
 
     def __bool__(self) -> bool:
-        return self != StartOptions()
+        return self != _NOTHING_ASKED
 
     def given(self) -> list[str]:
         """The options set, by their attribute names, in the table's order."""
@@ -198,6 +199,10 @@ class StartOptions:
         return parts
 
 
+#: The options of a start that asks for nothing (what ``bool()`` compares with).
+_NOTHING_ASKED = StartOptions()
+
+
 def ignored(options: StartOptions, echoed: Any) -> list[str]:
     """The options the server did not take: their field is missing from the request its start task echoes (the
     server drops fields it does not know). Nothing when there is no echo to tell by."""
@@ -248,8 +253,6 @@ def _title(value: Any) -> str | None:
 
 
 def _instructions(value: Any) -> str | None:
-    from .validation import validate_message
-
     if value is None:
         return None
     if not isinstance(value, str):

@@ -11,13 +11,19 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from IPython.core.interactiveshell import InteractiveShell
+
 from openhands_magics import _environ, _secrets, config, store
+from openhands_magics import session as session_module
 from openhands_magics.models import Conversation
 from openhands_magics.session import Endpoint, Session
 from openhands_magics.testing import LocalOpenHandsServer
+
+from .conftest import Output
 
 URL = "https://app.example.test"
 
@@ -168,3 +174,18 @@ def test_the_record_of_a_notebook_is_read_through_the_session_with_what_was_just
     session.remember = False
     assert session.recorded(endpoint, session.notebook) == []
     session.close()
+
+
+def test_a_start_from_the_magic_is_keyed_once_on_its_way_and_a_second_run_of_its_cell_still_finds_it(
+    ip: InteractiveShell, server_env: LocalOpenHandsServer, output: Output, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyed: list[tuple[Any, ...]] = []
+    real_key = session_module.once_id
+    monkeypatch.setattr(session_module, "once_id", lambda *a: keyed.append(a) or real_key(*a))
+
+    first = ip.run_line_magic("openhands", "--branch main Clean up the CSV loader")
+
+    assert len(keyed) == 1 and first.task_id  # (the same-task look-up and the start share the key)
+    again = ip.run_line_magic("openhands", "--branch main Clean up the CSV loader")  # the same task, still running
+    assert again is first and len(server_env.task_ids()) == 1
+    assert "this same task is still running" in output.read()[0]

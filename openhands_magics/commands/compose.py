@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import context as notebook
 from ..errors import ValidationError
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ __all__ = ["compose_message", "fan_out_task", "message_and_context"]
 def compose_message(context: Context, invocation: Invocation, message: str | None = None) -> str:
     """The text to send: ``message`` (default: the line's), ``{{name}}`` filled in when asked, then the described
     variables and the cells above, within a total size; a bad name is one line and nothing is sent."""
-    from .. import context as notebook
-
     message, sections = message_and_context(context, invocation, message)
     return notebook.compose(message, sections) if sections else message
 
@@ -30,8 +29,6 @@ def message_and_context(
     """The message (``{{name}}`` filled when asked; ``message`` given as it is, e.g. ``fix``'s last error) and the
     context sections to append to it. ``template``: the message is a ``--map`` template, so the filled values have
     their braces doubled (a dict's repr is a value, not a placeholder of the template)."""
-    from .. import context as notebook
-
     namespace = context.namespace
     if message is None:
         message = invocation.message
@@ -88,7 +85,6 @@ def fan_out_task(context: Context, invocation: Invocation) -> tuple[list[Any], C
     """``--map ITEMS``: the items, and the task as a function of the item. ``{item}`` is filled in the message
     first, then the context is appended: the context is the notebook's text (a dict's repr, an f-string in a
     cell), never part of the template, so its braces are left alone."""
-    from .. import context as notebook
     from ..batch import _messages
 
     namespace = context.namespace

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .compose import compose_message
-from .start import present, start
+from .start import prepare, present, start
 
 if TYPE_CHECKING:
     from ..arguments import Invocation
@@ -21,7 +21,7 @@ def run(context: Context, invocation: Invocation) -> ConversationHandle:
 
     task = notebook.last_error_task(context.shell, context.errors)
     message = compose_message(context, invocation, task)
-    handle = start(context, invocation, message)
+    handle = start(context, invocation, prepare(context, invocation, message))
     handle.label = label(context.errors)
     return present(context, invocation, handle)
 

@@ -8,6 +8,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConcurrencyLimitError, OpenHandsError, WaitTimeout
+from ..files import prepare_uploads
+from ..results import parse_returns
+from ..session import PreparedStart
+from ..start_options import StartOptions
 from . import say
 from .compose import compose_message
 
@@ -22,24 +26,16 @@ log = logging.getLogger("openhands_magics")
 def run(context: Context, invocation: Invocation) -> ConversationHandle:
     # The client refuses an empty message or a bad --repo before sending anything; the start's options are checked
     # (and the secrets read from the environment) before the message is made.
-    from ..session import with_extras
-    from ..start_options import StartOptions
-
     options = StartOptions.make(**start_keywords(invocation))
     uploads, schema = extras(context, invocation)
-    message = compose_message(context, invocation)
-    task = with_extras(message, uploads, schema)  # (what is sent, and what the same-task rule compares)
-    running = (
-        None
-        if invocation.new
-        else context.session.same_task(task, invocation.repo, endpoint=context.server, options=options)
-    )
+    ready = prepare(context, invocation, compose_message(context, invocation), uploads, schema, options)
+    running = None if invocation.new else context.session.same_task(ready)
     if running is not None:  # the cell ran again while its task runs: the same conversation, not a second bill
         running.set_note("this same task is still running from this notebook: shown again (--new starts another)")
         return present(context, invocation, running)
     if uploads:
         announce(uploads, " once the sandbox is ready")
-    handle = start(context, invocation, message, once=once(context, invocation), upload=uploads, returns=schema)
+    handle = start(context, invocation, ready, once=once(context, invocation))
     return present(context, invocation, handle)
 
 
@@ -64,29 +60,30 @@ def start_keywords(invocation: Invocation) -> dict[str, Any]:
     }
 
 
-def start(
+def prepare(
     context: Context,
     invocation: Invocation,
     message: str,
-    *,
-    once: bool = False,
-    upload: tuple[Any, ...] = (),
-    returns: Any = None,
-) -> ConversationHandle:
-    """The session's start with the line's options; a start the account has no place for is one line naming the
+    uploads: tuple[Any, ...] = (),
+    schema: Any = None,
+    options: StartOptions | None = None,
+) -> PreparedStart:
+    """The start of ``message`` with the line's options (``options``: made already), checked and made once."""
+    return context.session.prepare(
+        message,
+        invocation.repo,
+        endpoint=context.server,
+        upload=uploads,
+        returns=schema,
+        options=options if options is not None else StartOptions.make(**start_keywords(invocation)),
+    )
+
+
+def start(context: Context, invocation: Invocation, ready: PreparedStart, *, once: bool = False) -> ConversationHandle:
+    """The session's launch of a prepared start; a start the account has no place for is one line naming the
     conversations that run (with their links) and offering ``--queue``."""
     try:
-        return context.session.start(
-            message,
-            invocation.repo,
-            endpoint=context.server,
-            once=once,
-            new=invocation.new,
-            queue=invocation.queue,
-            upload=upload,
-            returns=returns,
-            **start_keywords(invocation),
-        )
+        return context.session.launch(ready, once=once, new=invocation.new, queue=invocation.queue)
     except ConcurrencyLimitError as error:
         raise ConcurrencyLimitError(full_account(error, context.session.running(context.server))) from None
 
@@ -106,9 +103,6 @@ def full_account(error: ConcurrencyLimitError, running: list[ConversationHandle]
 def extras(context: Context, invocation: Invocation) -> tuple[tuple[Any, ...], Any]:
     """``--upload`` read from the notebook (every size checked: nothing is sent if one is too large) and the
     ``--returns`` schema."""
-    from ..files import prepare_uploads
-    from ..results import parse_returns
-
     uploads = prepare_uploads(invocation.upload or (), context.namespace) if invocation.upload else ()
     schema = parse_returns(invocation.returns, context.namespace) if invocation.returns else None
     return uploads, schema
