@@ -116,9 +116,16 @@ def _declared_too_large(response: httpx.Response, max_bytes: int) -> bool:
     return declared.isdigit() and int(declared) > max_bytes
 
 
+#: The headers that describe the body as it came over the wire, not as it was read (decoded): see :func:`_detached`.
+_WIRE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
 def _detached(response: httpx.Response, body: bytes) -> httpx.Response:
-    """The answer without its request: what operations read carries no header of ours."""
-    return httpx.Response(response.status_code, headers=response.headers, content=body)
+    """The answer without its request: what operations read carries no header of ours. ``body`` is decoded already
+    (a proxy in front of the server may gzip it: nginx, a CDN), so the headers that described it on the wire go:
+    kept, they would have httpx decode it a second time, and fail."""
+    headers = [(name, value) for name, value in response.headers.raw if name.lower() not in _WIRE_HEADERS]
+    return httpx.Response(response.status_code, headers=headers, content=body)
 
 
 def exchange(

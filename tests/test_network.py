@@ -6,15 +6,17 @@ server behind TLS uses a certificate from a throwaway CA (trustme)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from openhands_magics import AsyncOpenHandsClient, OpenHandsClient
 from openhands_magics._protocol import RetryPolicy
-from openhands_magics.errors import ConfigurationError, TransportError
+from openhands_magics.errors import ConfigurationError, ProtocolError, TransportError
 from openhands_magics.testing import LocalOpenHandsServer
 
 from .conftest import FAST, SECRET
@@ -128,3 +130,32 @@ def test_an_async_exchange_cancelled_as_its_answer_arrives_ends_cancelled_instea
         return task in done and task.cancelled()
 
     assert asyncio.run(main())
+
+
+def test_answers_a_proxy_gzipped_are_read_as_the_server_sent_them_by_both_clients() -> None:
+    with LocalOpenHandsServer(SECRET, timeline=FAST, compress=True) as server:
+        raw = httpx.get(
+            f"{server.base_url}/api/v1/app-conversations/search", headers={"Authorization": f"Bearer {SECRET}"}
+        )
+        assert raw.headers["content-encoding"] == "gzip"  # (what the clients below are given)
+        with OpenHandsClient(SECRET, base_url=server.base_url, retry=ONCE) as client:
+            started = client.start_conversation("Clean up the CSV loader", repository="octo/loader")
+            assert started.start_task_id and started.selected_repository == "octo/loader"
+            assert client.refresh(started).start_task_id == started.start_task_id
+
+        async def read() -> str | None:
+            async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=ONCE) as client:
+                return (await client.refresh(started)).start_task_id
+
+        assert asyncio.run(read()) == started.start_task_id
+
+
+def test_a_gzipped_answer_counts_at_its_decoded_size_against_the_limit() -> None:
+    bomb = gzip.compress(b"[" + b" " * 5_000_000 + b"]")  # 5 MB of JSON in a few kilobytes
+    with LocalOpenHandsServer(SECRET, timeline=FAST) as server:
+        with OpenHandsClient(SECRET, base_url=server.base_url, retry=ONCE, max_answer_bytes=1_000_000) as client:
+            started = client.start_conversation("Clean up the CSV loader")
+            server.inject(method="GET", status=200, body=bomb, headers={"Content-Encoding": "gzip"})
+            with pytest.raises(ProtocolError, match="larger than 1 MB"):
+                client.refresh(started)
+    assert len(bomb) < 10_000

@@ -205,7 +205,8 @@ class LocalOpenHandsServer:
     sockets one conversation takes (the real 50; one more closes with 1013). ``socket_auth_timeout``: how long a
     socket opened without a key waits for its first-frame auth (the real 10 s). See :meth:`block_websockets`,
     :meth:`drop_sockets`, :meth:`sockets` and :meth:`events`. ``device_flow``: Cloud's device-code login
-    (``server.device.confirm()`` plays the user confirming the code; see :mod:`._device`).
+    (``server.device.confirm()`` plays the user confirming the code; see :mod:`._device`). ``compress``: its answers
+    are gzipped for a client that accepts it, as a reverse proxy in front of the server (nginx, a CDN) sends them.
     """
 
     def __init__(
@@ -224,6 +225,7 @@ class LocalOpenHandsServer:
         max_subscribers: int = 50,
         socket_auth_timeout: float = 10.0,
         device_flow: bool = False,
+        compress: bool = False,
     ) -> None:
         if api not in ("v1", "v0"):
             raise ValueError(f"api must be 'v1' or 'v0', not {api!r}")
@@ -264,7 +266,7 @@ class LocalOpenHandsServer:
                 self, host, max_subscribers=max_subscribers, socket_auth_timeout=socket_auth_timeout
             )
         self._api: v1.V1Api | v0.V0Api = api_class(self)
-        self._httpd = HttpServer((host, port), self._answer, auth=auth, key=api_key)
+        self._httpd = HttpServer((host, port), self._answer, auth=auth, key=api_key, compress=compress)
         self.requests: list[RecordedRequest] = self._httpd.requests
         host, port = self._httpd.socket.getsockname()[:2]
         self._base_url = f"http://{host}:{port}"
