@@ -162,11 +162,13 @@ def test_close_stops_the_io_thread_closes_every_socket_and_handles_work_again_af
     for handle in handles:
         handle.watch()
     wait_until(lambda: all(h.id for h in handles), timeout=10)
-    assert len(_io_threads()) == 1 and _sockets_to(server) >= 1
+    assert len(_io_threads()) == 1, _io_threads()
+    assert _sockets_to(server) >= 1
 
     session.close()
 
-    assert _io_threads() == [] and not get_io().running
+    assert _io_threads() == [], _io_threads()
+    assert not get_io().running
     wait_until(lambda: _sockets_to(server) == 0, timeout=3)
     assert not any(h.watching for h in handles)
     assert handles[0].refresh().id == handles[0].id  # clients open again on demand
