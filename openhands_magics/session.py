@@ -369,7 +369,7 @@ class Session:
         for probe, conversation in zip(probes, fresh):
             if conversation is None:
                 if self.remember:
-                    self._store().forget_soon(endpoint.base_url, probe.conversation_id or probe.start_task_id or "")
+                    get_store().forget_soon(endpoint.base_url, probe.conversation_id or probe.start_task_id or "")
                 continue
             handles.append(self.record(conversation, endpoint))
         return handles
@@ -407,14 +407,10 @@ class Session:
         self._history.append(handle)
         return True
 
-    @staticmethod
-    def _store() -> Any:
-        return get_store()
-
     def _remember(self, handle: ConversationHandle) -> None:
         """On disk (queued now for the store's writer thread: written before anything reads the record, on
         ``close`` and at exit), and again once the start task names the conversation (the store merges the two)."""
-        notebook, store = self.notebook, self._store()
+        notebook, store = self.notebook, get_store()
 
         def add(h: ConversationHandle) -> None:
             c = h.conversation
@@ -443,7 +439,7 @@ class Session:
         if self.remember:
             for reference in (handle.id, handle.task_id):
                 if reference:
-                    self._store().forget_soon(handle.endpoint.base_url, reference)
+                    get_store().forget_soon(handle.endpoint.base_url, reference)
 
     def map(
         self,
@@ -532,7 +528,7 @@ class Session:
         each), with what was just queued for the disk; none when the notebook is unknown or recording is off."""
         if notebook is None or not self.remember:
             return []
-        return self._store().entries(base_url=endpoint.base_url, notebook=notebook)
+        return get_store().entries(base_url=endpoint.base_url, notebook=notebook)
 
     def schedule_for(self, endpoint: Endpoint) -> PollSchedule:
         """The schedule, with a floor for servers off this machine (they rate-limit; a local one need not)."""
