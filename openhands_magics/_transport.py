@@ -7,6 +7,10 @@ under httpx's own transport), the async one runs the whole exchange under ``asyn
 :func:`_within`). The body is streamed (decoded, so a compressed bomb counts at its real size) and cut off past a
 size limit.
 
+Two things httpx does on every request are done once, or only when they matter (with them, httpx's own work is
+about a quarter more than the rest of a start's: see ``docs/benchmarks.md``): the call's path is joined to the base
+URL once per path (:func:`_url`), and an answer's cookies are read only when it sets one (:class:`_Cookies`).
+
 Failures are *returned* as typed errors for the caller to raise: no frame that raises one holds the httpx request
 (whose headers carry the key), and no error chains to httpx's exception (whose request does).
 """
@@ -26,7 +30,7 @@ import httpx
 from ._protocol import Call, timed_out, translate_transport_error
 from .errors import OpenHandsError, ProtocolError
 
-__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "deadline_transport", "exchange", "exchange_async"]
+__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "deadline_transport", "exchange", "exchange_async", "lean"]
 
 T = TypeVar("T")
 
@@ -99,6 +103,49 @@ def deadline_transport(**options: Any) -> httpx.HTTPTransport:
     return transport
 
 
+class _Cookies(httpx.Cookies):
+    """A client's cookies, read from an answer only when it sets one. httpx reads every answer through
+    ``http.cookiejar``, which first copies all its headers into an ``email`` message and wraps its request: a sixth of
+    a POST's own work on an answer that sets none (the app server's never do; a load balancer's sticky cookie is
+    still kept, and sent back)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+C = TypeVar("C", httpx.Client, httpx.AsyncClient)
+
+
+def lean(http: C) -> C:
+    """``http`` with its cookies read only when an answer sets one (:class:`_Cookies`). httpx offers no argument for
+    the jar's class (``cookies=`` is copied into its own); tests/test_network.py fails if this stops working."""
+    http._cookies = _Cookies(http.cookies)  # noqa: SLF001
+    return http
+
+
+#: Each path joined to its client's base URL, as httpx joins them (a tenth of a POST's own work, done once per path):
+#: by the base URL object's id and the path, with that object kept beside the URL (so its id is not reused meanwhile).
+_urls: dict[tuple[int, str], tuple[httpx.URL, httpx.URL]] = {}
+_MAX_URLS = 1024
+
+
+def _url(http: httpx.Client | httpx.AsyncClient, path: str) -> httpx.URL:
+    """``path`` on ``http``'s base URL, exactly as httpx's ``_merge_url`` makes it, remembered (ids in paths are
+    many: the memory is emptied past :data:`_MAX_URLS`)."""
+    base = http.base_url
+    known = _urls.get((id(base), path))
+    if known is not None and known[0] is base:
+        return known[1]
+    url = httpx.URL(path)
+    if url.is_relative_url:
+        url = base.copy_with(raw_path=base.raw_path + url.raw_path.lstrip(b"/"))
+    if len(_urls) >= _MAX_URLS:
+        _urls.clear()
+    _urls[(id(base), path)] = (base, url)
+    return url
+
+
 def _closed() -> OpenHandsError:
     return OpenHandsError(
         "This connection was closed (%unload_ext or %reload_ext ran); the conversation goes on: "
@@ -122,10 +169,16 @@ _WIRE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-en
 
 def _detached(response: httpx.Response, body: bytes) -> httpx.Response:
     """The answer without its request: what operations read carries no header of ours. ``body`` is decoded already
-    (a proxy in front of the server may gzip it: nginx, a CDN), so the headers that described it on the wire go:
-    kept, they would have httpx decode it a second time, and fail."""
-    headers = [(name, value) for name, value in response.headers.raw if name.lower() not in _WIRE_HEADERS]
-    return httpx.Response(response.status_code, headers=headers, content=body)
+    (a proxy in front of the server may gzip it: nginx, a CDN), so when it was, the headers that described it on the
+    wire go: kept, they would say a length and an encoding the body no longer has. The body is set as read (as
+    httpx's own ``read`` sets it): passed as ``content=``, httpx would run it through its decoders once more, a
+    tenth of a POST's own work (and, with the encoding kept, fail)."""
+    headers: Any = response.headers
+    if "content-encoding" in headers or "transfer-encoding" in headers:
+        headers = [(name, value) for name, value in headers.raw if name.lower() not in _WIRE_HEADERS]
+    answer = httpx.Response(response.status_code, headers=headers, stream=httpx.ByteStream(body))
+    answer._content = body  # noqa: SLF001 - see the docstring; every operation's test reads .content
+    return answer
 
 
 def exchange(
@@ -137,7 +190,7 @@ def exchange(
     token = _deadline.set(deadline)
     try:
         # (no params: None, not (): httpx parses the URL once more to merge even an empty set, a tenth of a POST)
-        with http.stream(call.method, call.path, params=call.params or None, json=call.json) as response:
+        with http.stream(call.method, _url(http, call.path), params=call.params or None, json=call.json) as response:
             if _declared_too_large(response, max_bytes):
                 return _too_large(max_bytes, call)
             body = bytearray()
@@ -182,7 +235,9 @@ async def exchange_async(
     """Send ``call`` on the async client; the answer, or the error to raise."""
 
     async def whole() -> httpx.Response | OpenHandsError:
-        async with http.stream(call.method, call.path, params=call.params or None, json=call.json) as response:
+        async with http.stream(
+            call.method, _url(http, call.path), params=call.params or None, json=call.json
+        ) as response:
             if _declared_too_large(response, max_bytes):
                 return _too_large(max_bytes, call)
             body = bytearray()

@@ -17,7 +17,7 @@ import httpx
 
 from . import _protocol as protocol
 from ._secrets import blank
-from ._transport import DEFAULT_MAX_ANSWER_BYTES, deadline_transport, exchange, exchange_async
+from ._transport import DEFAULT_MAX_ANSWER_BYTES, deadline_transport, exchange, exchange_async, lean
 from .config import (
     ApiKey,
     env_proxy_for,
@@ -251,7 +251,7 @@ class OpenHandsClient(_ClientSettings):
                 f"transport must be an httpx transport (httpx.MockTransport, httpx.HTTPTransport), "
                 f"got {type(transport).__name__}."
             )
-        return httpx.Client(**options, transport=transport or deadline_transport(**network))
+        return lean(httpx.Client(**options, transport=transport or deadline_transport(**network)))
 
     def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
         deadline = min(deadline, time.monotonic() + self.timeout)  # each request within ``timeout``, too
@@ -459,7 +459,7 @@ class AsyncOpenHandsClient(_ClientSettings):
             for name in ("limits", "verify", "proxy"):
                 options.pop(name)
             options["transport"] = transport
-        return httpx.AsyncClient(**options)
+        return lean(httpx.AsyncClient(**options))
 
     async def _send(self, call: protocol.Call, deadline: float) -> httpx.Response | OpenHandsError:
         deadline = min(deadline, time.monotonic() + self.timeout)

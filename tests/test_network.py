@@ -17,6 +17,7 @@ import pytest
 from openhands_magics import AsyncOpenHandsClient, OpenHandsClient
 from openhands_magics._protocol import RetryPolicy
 from openhands_magics.errors import ConfigurationError, ProtocolError, TransportError
+from openhands_magics.models import Conversation
 from openhands_magics.testing import LocalOpenHandsServer
 
 from .conftest import FAST, SECRET
@@ -159,3 +160,63 @@ def test_a_gzipped_answer_counts_at_its_decoded_size_against_the_limit() -> None
             with pytest.raises(ProtocolError, match="larger than 1 MB"):
                 client.refresh(started)
     assert len(bomb) < 10_000
+
+
+QUICK_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+
+
+def test_a_cookie_an_answer_sets_is_sent_back_by_both_clients() -> None:
+    # A load balancer in front of the server keeps a client on one backend with a cookie: the retry after its 503
+    # goes back with it, from the blocking client and from the poller's.
+    sticky = {"Set-Cookie": "AWSALB=backend-2; Path=/"}
+    with LocalOpenHandsServer(SECRET, timeline=FAST) as server:
+        with OpenHandsClient(SECRET, base_url=server.base_url, retry=QUICK_RETRY) as client:
+            started = client.start_conversation("Clean up the CSV loader")
+            server.inject(method="GET", status=503, body={"detail": "busy"}, headers=sticky)
+            assert client.refresh(started).start_task_id == started.start_task_id
+
+        async def read() -> None:
+            async with AsyncOpenHandsClient(SECRET, base_url=server.base_url, retry=QUICK_RETRY) as client:
+                server.inject(method="GET", status=503, body={"detail": "busy"}, headers=sticky)
+                await client.refresh(started)
+
+        asyncio.run(read())
+        reads = [r for r in server.requests if r.path.endswith("/start-tasks")]
+    assert [r.headers.get("cookie") for r in reads] == [None, "AWSALB=backend-2", None, "AWSALB=backend-2"]
+
+
+def test_an_answer_that_sets_no_cookie_is_not_read_through_the_cookie_jar(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx reads every answer through http.cookiejar (all its headers copied into an email message first): a sixth
+    # of a POST's own work, for answers the app server never puts a cookie in.
+    import http.cookiejar
+
+    read: list[object] = []
+    extract = http.cookiejar.CookieJar.extract_cookies
+    monkeypatch.setattr(
+        http.cookiejar.CookieJar, "extract_cookies", lambda jar, *a: (read.append(a), extract(jar, *a))[1]
+    )
+    with LocalOpenHandsServer(SECRET, timeline=FAST) as server:
+        with OpenHandsClient(SECRET, base_url=server.base_url, retry=ONCE) as client:
+            client.refresh(client.start_conversation("Clean up the CSV loader"))
+        with httpx.Client() as plain:  # (the count is real: httpx's own client does read through it)
+            plain.get(f"{server.base_url}/api/v1/app-conversations/search")
+    assert len(read) == 1
+
+
+@pytest.mark.parametrize("base_url", ["https://oh.example", "https://oh.example/openhands", "https://oh.example/a/b/"])
+def test_paths_are_joined_to_a_base_url_with_a_path_as_httpx_joins_them(base_url: str) -> None:
+    seen: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url).split("?")[0])
+        return httpx.Response(200, json=[None])
+
+    unknown = [Conversation("0" * 32)]
+    for url in (base_url, base_url, "https://other.example/x"):  # (the second: the joined URL remembered)
+        with OpenHandsClient(SECRET, base_url=url, api="v1", transport=httpx.MockTransport(server)) as client:
+            assert client.read(unknown) == [None]
+    expected = [
+        str(httpx.Client(base_url=url).build_request("GET", "/api/v1/app-conversations").url)
+        for url in (base_url, base_url, "https://other.example/x")
+    ]
+    assert seen == expected

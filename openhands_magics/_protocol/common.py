@@ -165,8 +165,6 @@ class KeyAuth(httpx.Auth):
         return "KeyAuth(ApiKey('********'))"
 
     def _apply(self, request: httpx.Request, style: str) -> None:
-        request.headers.pop("Authorization", None)
-        request.headers.pop(_SESSION_HEADER, None)
         if style == "session":
             request.headers[_SESSION_HEADER] = self._api_key.reveal()
         else:
@@ -179,6 +177,7 @@ class KeyAuth(httpx.Auth):
         response = yield request
         switched = response.status_code == 401 and known is None
         if switched:
+            del request.headers["Authorization"]  # (the request is sent again with the other header only)
             style = "session"
             self._apply(request, style)
             response = yield request
