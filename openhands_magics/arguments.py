@@ -574,6 +574,20 @@ ID_LIKE = re.compile(rf"(?:{_HEX_ID})|https?://\S+/conversations/(?:{_HEX_ID})/?
 _DOLLAR = re.compile(r"\$([^\W\d]\w*(?:\.[^\W\d]\w*)*)")
 #: The magic line's options by how they are written, and each command's own options by its word.
 _LINE_OPTIONS = {flag: row for row in OPTIONS if not row.applies for flag in row.flags}
+#: The magic line's options whose value is checked once read (as the line gives them, in the table's order).
+_CHECKED = tuple((row.attribute, row.check) for row in OPTIONS if row.check is not None and not row.applies)
+#: The commands that are a word (``list``, ``stop ID``) by that word (the first in the table for each), and the
+#: table they were read from: a table changed since (a plugin's row) is read again.
+_words: tuple[tuple[Command, ...], dict[str, Command]] = ((), {})
+
+
+def _word_command(word: str) -> Command | None:
+    global _words
+    table, by_word = _words
+    if table is not COMMANDS:
+        by_word = {command.name: command for command in reversed(COMMANDS) if command.word}
+        _words = (COMMANDS, by_word)
+    return by_word.get(word)
 
 
 def _options_of(word: str) -> dict[str, Option]:
@@ -724,9 +738,10 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
         setattr(invocation, row.attribute, value)
         if row.reference and _expression(value) is not None:
             invocation.references[row.attribute] = value
-    for row in OPTIONS:
-        if row.check is not None and not row.applies and getattr(invocation, row.attribute) is not None:
-            setattr(invocation, row.attribute, row.check(getattr(invocation, row.attribute), invocation))
+    for attribute, check in _CHECKED:
+        value = getattr(invocation, attribute)
+        if value is not None:
+            setattr(invocation, attribute, check(value, invocation))
     if cell is None and not dashed and _command(invocation, rest):
         return invocation
     if cell is not None:
@@ -750,7 +765,7 @@ def parse_invocation(line: str, cell: str | None = None) -> Invocation:
 def _command(invocation: Invocation, rest: str) -> bool:
     """Whether ``rest`` is a whole command (then ``invocation`` holds it); False leaves it a message."""
     words = rest.split()
-    command = next((c for c in COMMANDS if c.word and words and c.name == words[0]), None)
+    command = _word_command(words[0]) if words else None
     if command is None:
         return False
     arguments, server = _server_options(command, invocation, words[1:])

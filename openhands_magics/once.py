@@ -16,7 +16,6 @@ the hash cannot be turned back into the task.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable
 
 __all__ = ["once_id"]
@@ -29,5 +28,8 @@ def once_id(base_url: str, notebook: str | None, message: str, options: Iterable
     """The conversation id (32 hex) for this task on this server from this notebook, with these options."""
     parts = [SCHEME, base_url.rstrip("/"), notebook or "", message]
     parts += [f"{name}={value}" for name, value in sorted(options) if value is not None]
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
-    return uuid.UUID(bytes=digest[:16], version=5).hex
+    digest = bytearray(hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()[:16])
+    # A version-5 UUID's bits, as ``uuid.UUID(bytes=digest, version=5)`` sets them (tests/test_once.py checks it)
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()

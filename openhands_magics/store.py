@@ -179,7 +179,7 @@ class _Line:
 
     kind: Callable[..., dict[str, Any]]
     fields: dict[str, Any]
-    at: str
+    at: float
 
 
 class ConversationStore:
@@ -249,7 +249,7 @@ class ConversationStore:
         records = []
         for line in lines:
             try:
-                records.append(line.kind(**line.fields, at=line.at))
+                records.append(line.kind(**line.fields, at=_written_at(line.at)))
             except Exception as error:  # noqa: BLE001 - _Invalid, or a value nobody expected: never the caller's
                 log.debug("not writing a line of the record on disk: %s", error)
         if records:
@@ -485,8 +485,14 @@ def _parse(line: bytes) -> dict[str, Any]:
     return record
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+def _now() -> float:
+    """When a line is given: written as its ``at`` (:func:`_written_at`) by whoever writes it, off the caller's path
+    for ``add_soon``."""
+    return time.time()
+
+
+def _written_at(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="microseconds")
 
 
 def _time(value: Any) -> datetime:

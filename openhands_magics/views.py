@@ -303,7 +303,8 @@ class Card:
     phase: str | None
     title: str | None
     repository: str | None
-    created: str | None
+    #: When it was created (its ``created`` and ``created_utc`` are this, written for the card, when drawn).
+    started_at: dt.datetime | None
     url: str | None
     conversation_id: str | None
     task_id: str | None
@@ -341,8 +342,6 @@ class Card:
     #: What the card is called: the package's label (``fix``), else the server's real title, else the task's first
     #: words; None when none is known (a conversation attached by id before the server named it).
     name: str | None = None
-    #: The creation time in UTC (shown on hover beside ``created``).
-    created_utc: str | None = None
     #: The diff of the changed files (a :class:`~.diffs.Diff`), when it was read with the outcome: the files line
     #: then expands to it.
     diff: Any = None
@@ -369,8 +368,7 @@ class Card:
             phase=_text(conversation.phase),
             title=title,
             repository=_text(conversation.selected_repository),
-            created=_local_time(started),
-            created_utc=_utc_time(started),
+            started_at=started,
             url=_text(handle.url) if conversation_id else None,  # (of this snapshot, read on any thread)
             conversation_id=_text(conversation_id),
             task_id=_text(task_id),
@@ -396,6 +394,16 @@ class Card:
             follow_ups=int(getattr(handle, "follow_ups", 0) or 0),
             diff=outcome.diff if outcome is not None else None,
         )
+
+    @property
+    def created(self) -> str | None:
+        """The creation time in the kernel's local time, with its zone."""
+        return _local_time(self.started_at)
+
+    @property
+    def created_utc(self) -> str | None:
+        """The creation time in UTC (shown on hover beside ``created``)."""
+        return _utc_time(self.started_at)
 
     @property
     def reference(self) -> str:

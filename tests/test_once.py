@@ -5,6 +5,8 @@ instead of started twice; ``--new`` starts another; and the local server honours
 
 from __future__ import annotations
 
+import uuid
+
 import time
 from pathlib import Path
 
@@ -46,6 +48,14 @@ def test_the_id_depends_on_the_server_the_notebook_the_task_and_its_options_only
         once_id("https://app.all-hands.dev", "/home/me/a.ipynb", "Fix the loader", [("repository", "o/s")]),
     }
     assert one not in others and len(others) == 4
+
+
+def test_the_id_of_a_task_stays_the_same_from_one_version_to_the_next() -> None:
+    # A notebook re-run after an upgrade must still find the conversation its task started: a version-5 UUID of the
+    # scheme, the server, the notebook, the task and its options, whatever computes it.
+    one = once_id("https://app.all-hands.dev", "/home/me/a.ipynb", "Fix the loader", [("repository", "o/r")])
+    assert one == "e0214485ffea59f4932234b374b0e756"
+    assert uuid.UUID(one).version == 5 and uuid.UUID(one).variant == uuid.RFC_4122
 
 
 def test_a_second_session_running_the_same_task_once_attaches_and_starts_nothing(quicker: LocalOpenHandsServer) -> None:
