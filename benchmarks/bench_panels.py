@@ -242,7 +242,8 @@ class Frontend:
     comm_msg_methods: collections.Counter[str] = field(default_factory=collections.Counter)
     children: dict[str, set[str]] = field(default_factory=dict)  # every model a model's state ever referred to
     statuses: dict[str, str] = field(default_factory=dict)  # model id -> the latest synced ``status``
-    comm_msg_models: list[tuple[float, str]] = field(default_factory=list)  # (arrival, model id) of each comm_msg
+    #: (arrival, model id, whether it brought its model a new status) of each comm_msg
+    comm_msg_models: list[tuple[float, str, bool]] = field(default_factory=list)
     comm_closes: int = 0
     running_models: dict[str, float] = field(default_factory=dict)  # model id -> when it first showed RUNNING
     outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -264,7 +265,9 @@ class Frontend:
             if kind == "comm_msg":
                 self.raw_comm_msgs.append((arrived, comm_id, state))
                 self.comm_msg_arrivals.append(arrived)
-                self.comm_msg_models.append((arrived, comm_id))
+                status = state.get("status")
+                new = isinstance(status, str) and status != self.statuses.get(comm_id)
+                self.comm_msg_models.append((arrived, comm_id, new))
                 self.comm_msg_methods[(content.get("data") or {}).get("method", "?")] += 1
             text = json.dumps(state)
             self.children.setdefault(comm_id, set()).update(_MODEL_REF.findall(text))  # children, layout, style
@@ -338,12 +341,13 @@ class Frontend:
                 todo.extend(self.children.get(current, ()))
         return seen
 
-    def messages_by_panel(self, panel_ids: list[str], after: float) -> dict[str, int]:
-        """comm_msg messages that reached any model of each panel since ``after``."""
+    def messages_by_panel(self, panel_ids: list[str], after: float, *, new_status: bool = False) -> dict[str, int]:
+        """comm_msg messages that reached any model of each panel since ``after`` (``new_status``: only those that
+        brought it a status it did not show)."""
         owner = {model: panel for panel in panel_ids for model in self.subtree(panel)}
         counts = dict.fromkeys(panel_ids, 0)
-        for arrived, model in self.comm_msg_models:
-            if arrived > after and model in owner:
+        for arrived, model, new in self.comm_msg_models:
+            if arrived > after and model in owner and (new or not new_status):
                 counts[owner[model]] += 1
         return counts
 
@@ -513,7 +517,8 @@ def change_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: f
     reason: making the panels leaves CPython one full collection of the whole heap to pay later, whatever allocates
     next, and unsettled it landed in a change round (a 42 ms collection read as that round's lag). The collections
     inside the rounds are still counted and timed. A change phase longer than a minute also holds each panel's
-    once-a-minute clock redraw (500 panels: 1.25 messages per panel per change)."""
+    once-a-minute clock redraw (500 panels: 1.25 messages per panel per change): the messages that brought a panel
+    its new status are counted apart."""
     ids = server.conversation_ids()
     frontend.execute("import gc as _bench_gc_now; _bench_gc_now.collect()")
     frontend.execute(PROBE_START)
@@ -551,7 +556,9 @@ def change_all(server: Any, frontend: Frontend, panel_ids: list[str], timeout: f
         r["lag_max_ms"] = max([s for t, s in lag.get("spikes", []) if r["after"] <= t <= r["until"]], default=0.0)
     per_panel = frontend.messages_by_panel(panel_ids, started)
     values = sorted(per_panel.values())
+    bringing = frontend.messages_by_panel(panel_ids, started, new_status=True)
     return {
+        "status_msgs_per_panel_per_change": sum(bringing.values()) / len(bringing) / changes if bringing else None,
         "rounds": [{k: v for k, v in r.items() if k not in ("after", "until")} for r in rounds],
         "loop_lag_ms": lag,
         "msgs_per_panel_per_change": sum(values) / len(values) / changes if values else None,
@@ -640,7 +647,9 @@ def table(results: list[dict[str, Any]]) -> str:
             low, high = changes["msgs_per_panel_min_max"] or (float("nan"), float("nan"))
             extra.append(
                 f"N={r['panels']} changing at once: {changes['msgs_per_panel_per_change']:.2f} widget "
-                f"msgs per panel per change (min {low:.2f}, max {high:.2f}); "
+                f"msgs per panel per change (min {low:.2f}, max {high:.2f}; "
+                f"{changes['status_msgs_per_panel_per_change']:.2f} brought the new status, the rest redrew the "
+                "same one: the minute of its clock); "
                 f"loop lag p50 {lag.get('p50', 0):.2f} ms, p99 {lag.get('p99', 0):.2f} ms, "
                 f"max {lag.get('max', 0):.1f} ms; {_gc_text(lag)}; rounds "
                 + ", ".join(
