@@ -628,7 +628,7 @@ class Batch:
         final, the grid widget is closed with its layout and style, so no comm of it stays open."""
         import threading
 
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython  # (not IPython.get_ipython: IPython 9 imports it on each use)
         from IPython.display import display
 
         from .views import grid_html

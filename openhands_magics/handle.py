@@ -442,7 +442,7 @@ class ConversationHandle:
         self._skip_display_in = execution_count
 
     def _ipython_display_(self) -> None:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython  # (not IPython.get_ipython: IPython 9 imports it on each use)
 
         shell = get_ipython()
         if shell is not None and self._skip_display_in == shell.execution_count:

@@ -250,7 +250,7 @@ def kernel_display(monkeypatch: pytest.MonkeyPatch) -> _Shown:
     def display(obj: Any, *_: Any, display_id: bool = False, **__: Any) -> _Shown | None:
         return shown if display_id else None
 
-    monkeypatch.setattr("IPython.get_ipython", lambda: SimpleNamespace(kernel=object()))
+    monkeypatch.setattr("IPython.core.getipython.get_ipython", lambda: SimpleNamespace(kernel=object()))
     monkeypatch.setattr("IPython.display.display", display)
     return shown
 

@@ -334,7 +334,7 @@ def test_a_finished_grid_closes_its_widget_layout_and_style(monkeypatch: pytest.
     from openhands_magics.batch import Batch
 
     updates: list[Any] = []
-    monkeypatch.setattr("IPython.get_ipython", lambda: SimpleNamespace(kernel=object()))
+    monkeypatch.setattr("IPython.core.getipython.get_ipython", lambda: SimpleNamespace(kernel=object()))
     shown = SimpleNamespace(update=lambda obj, **_: updates.append(obj))
     monkeypatch.setattr("IPython.display.display", lambda *_, **__: shown)
     batch = SimpleNamespace(done=False, rows=[], summary="0/0", _views=[])
