@@ -162,12 +162,16 @@ class Connection:
     def unwatch(self, handle: ConversationHandle) -> None:
         handle.set_watching(False)
         if self._io.running:  # (else nothing tracks anything)
-            self._io.call(self.tracker.untrack, handle)
+            self._io.call(self.tracker.unwatched, handle)
 
     def _track(self, handle: ConversationHandle, schedule: PollSchedule) -> None:
+        """The loop's half of a watch. Whether it is watched is the caller's word, said in its own thread before this
+        half was sent (:meth:`watch`, :meth:`unwatch`): an unwatch since then stands, and this half does nothing."""
         if not self._closer_registered:
             self._closer_registered = True
             self._io.on_stop(self._shut)
+        if not handle.watching:
+            return
         self.tracker.track(handle, time.monotonic(), schedule)
         if handle in self.tracker:
             self.source.wake()

@@ -85,9 +85,21 @@ class Tracker:
         self._started(handle)
 
     def untrack(self, handle: ConversationHandle) -> None:
-        if self._watches.pop(id(handle), None) is not None or self._concluding.pop(id(handle), None) is not None:
+        """Watching ends (the server's client closed, the source broke, an error retrying cannot fix)."""
+        if self._drop(handle):
             handle.set_watching(False)
             self._left(handle)
+
+    def unwatched(self, handle: ConversationHandle) -> None:
+        """The loop's half of ``handle.stop_watching()``: its watch ends, unless the caller's thread said "watched"
+        again since (``handle.watch()`` again, a batch taking back a row nobody watches): whether it is watched is
+        the caller's word, and the watch goes on. So "Stop watching" does not vanish for a moment, and a handle
+        never says it is watched while nothing tracks it."""
+        if not handle.watching and self._drop(handle):
+            self._left(handle)
+
+    def _drop(self, handle: ConversationHandle) -> bool:
+        return self._watches.pop(id(handle), None) is not None or self._concluding.pop(id(handle), None) is not None
 
     def streamed(self, handle: ConversationHandle, live: bool, now: float) -> None:
         """The handle's event stream opened (``live``: it is read rarely, the stream tells its changes) or closed

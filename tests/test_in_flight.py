@@ -235,3 +235,32 @@ def test_a_blocking_batch_wait_is_served_by_the_one_poller_together_with_other_w
         assert batch.done and other.is_final
         assert max(len(r.query.get("ids", [])) for r in reads) == 3  # the rows and the other one in one read
         session.close()
+
+
+@pytest.mark.parametrize("rewatch", [False, True], ids=["stopped", "stopped-then-watched-again"])
+def test_what_the_callers_thread_last_said_of_watching_stands_whatever_the_loop_takes_after(rewatch: bool) -> None:
+    # A panel's "Stop watching" clicked before the loop took the watch (and, again, "watch" before it took the stop):
+    # each says its word in the caller's thread and sends its half to the loop. Held, the loop takes them all after.
+    with LocalOpenHandsServer(SECRET, timeline=LONG) as server:
+        session = Session(FAST_POLL)
+        release, held = threading.Event(), threading.Event()
+        try:
+            handle = session.start("held", endpoint=Endpoint.resolve(server.base_url, api_key=SECRET))
+            connection = session.connection(handle.endpoint)
+            seen: list[bool] = []
+            handle.subscribe(lambda h: seen.append(h.watching))
+            get_io().call(lambda: (held.set(), release.wait(10)))
+            assert held.wait(10)
+            assert handle.watch()
+            handle.stop_watching()
+            if rewatch:
+                handle.watch()
+            release.set()
+            done = threading.Event()
+            get_io().call(done.set)  # (after every half sent above)
+            assert done.wait(10)
+            assert handle.watching is rewatch and (handle in connection.tracker) is rewatch
+            assert seen == ([True, False, True] if rewatch else [True, False])  # never a word the caller did not say
+        finally:
+            release.set()
+            session.close()
