@@ -112,6 +112,16 @@ def test_a_card_of_many_changed_files_keeps_eight_and_the_count(handle: Conversa
     assert "and 29992 more" in html_card(card) and "30000 files changed" in text_summary(card)
 
 
+def test_a_card_says_when_it_was_created_in_local_time_with_utc_on_hover(handle: ConversationHandle) -> None:
+    created = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    handle.update(_conversation(requested_at=None, created_at=created))
+    card = Card.of(handle)
+    local = created.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    assert (card.created, card.created_utc) == (local, "2025-01-02 03:04:05 UTC")
+    assert f'<span title="2025-01-02 03:04:05 UTC">{local}</span>' in html_card(card)
+    assert Card.of(handle) == card  # (a card of the same moment is the same card: no redraw)
+
+
 def test_a_card_is_named_by_its_title_else_the_first_words_of_its_task_never_by_a_placeholder(
     handle: ConversationHandle,
 ) -> None:
