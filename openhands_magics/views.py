@@ -303,7 +303,7 @@ class Card:
     phase: str | None
     title: str | None
     repository: str | None
-    #: When it was created (its ``created`` and ``created_utc`` are this, written for the card, when drawn).
+    #: When it was created (written, in local time with UTC on hover, only when drawn: :func:`time_html`).
     started_at: dt.datetime | None
     url: str | None
     conversation_id: str | None
@@ -394,16 +394,6 @@ class Card:
             follow_ups=int(getattr(handle, "follow_ups", 0) or 0),
             diff=outcome.diff if outcome is not None else None,
         )
-
-    @property
-    def created(self) -> str | None:
-        """The creation time in the kernel's local time, with its zone."""
-        return _local_time(self.started_at)
-
-    @property
-    def created_utc(self) -> str | None:
-        """The creation time in UTC (shown on hover beside ``created``)."""
-        return _utc_time(self.started_at)
 
     @property
     def reference(self) -> str:
@@ -702,8 +692,7 @@ def html_card(shown: Shown, *, live: bool = False, saved_for: str | None = None)
         if card.conversation_id
         else (f"start task {id_html(card.task_id)}" if card.task_id else None)
     )
-    utc = e(card.created_utc or "", quote=True)
-    created = f'<span title="{utc}">{e(card.created)}</span>' if card.created else None
+    created = time_html(card.started_at) or None
     rows = [
         ("repository", e(card.repository) if card.repository else None),
         ("created", created),
