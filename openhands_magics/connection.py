@@ -165,14 +165,10 @@ class Connection:
             self._io.call(self.tracker.unwatched, handle)
 
     def _track(self, handle: ConversationHandle, schedule: PollSchedule) -> None:
-        """The loop's half of a watch. Whether it is watched is the caller's word, said in its own thread before this
-        half was sent (:meth:`watch`, :meth:`unwatch`): an unwatch since then stands, and this half does nothing."""
         if not self._closer_registered:
             self._closer_registered = True
             self._io.on_stop(self._shut)
-        if not handle.watching:
-            return
-        self.tracker.track(handle, time.monotonic(), schedule)
+        self.tracker.watched(handle, time.monotonic(), schedule)
         if handle in self.tracker:
             self.source.wake()
 

@@ -90,11 +90,18 @@ class Tracker:
             handle.set_watching(False)
             self._left(handle)
 
+    # The loop's halves of ``handle.watch()`` and ``handle.stop_watching()``. Whether a handle is watched is the word
+    # its caller's thread said last, before sending its half here; a half that comes after the other word was said
+    # does nothing. So "Stop watching" never vanishes for a moment, and a handle never says it is watched while
+    # nothing tracks it.
+    def watched(self, handle: ConversationHandle, now: float, schedule: PollSchedule | None = None) -> None:
+        """Track it, unless the caller said "not watched" since (a stop, whose half comes next)."""
+        if handle.watching:
+            self.track(handle, now, schedule)
+
     def unwatched(self, handle: ConversationHandle) -> None:
-        """The loop's half of ``handle.stop_watching()``: its watch ends, unless the caller's thread said "watched"
-        again since (``handle.watch()`` again, a batch taking back a row nobody watches): whether it is watched is
-        the caller's word, and the watch goes on. So "Stop watching" does not vanish for a moment, and a handle
-        never says it is watched while nothing tracks it."""
+        """Its watch ends, unless the caller said "watched" again since (``handle.watch()`` again, a batch taking
+        back a row nobody watches): then the watch goes on."""
         if not handle.watching and self._drop(handle):
             self._left(handle)
 

@@ -125,8 +125,8 @@ def test_a_sandbox_coming_up_makes_the_streamed_conversations_due_at_once() -> N
 
 
 def test_a_watch_again_before_the_loop_took_the_stop_stays_watched() -> None:
-    # conv.unwatch() then conv.watch() at once: each says so in the caller's thread and sends its half to the loop,
-    # which takes them in order, after both. The stop's half must not undo what the second watch said.
+    # conv.stop_watching() then conv.watch() at once: each says so in the caller's thread and sends its half to the
+    # loop, which takes them in order, after both. The stop's half must not undo what the second watch said.
     tracker, _, _ = _tracker()
     handle = _handle()
     tracker.track(handle, now=0)
@@ -136,8 +136,18 @@ def test_a_watch_again_before_the_loop_took_the_stop_stays_watched() -> None:
     handle.set_watching(True)  # watch(), the caller's half
     tracker.unwatched(handle)  # the loop takes the stop: the watch goes on ...
     assert handle.watching and handle in tracker
-    tracker.track(handle, now=1)  # ... and the watch's half finds it tracked
+    tracker.watched(handle, now=1)  # ... and the watch's half finds it tracked
     assert handle.watching and handle in tracker and seen == [False, True]
     handle.set_watching(False)  # a stop alone
     tracker.unwatched(handle)
+    assert not handle.watching and handle not in tracker
+
+
+def test_a_stop_before_the_loop_took_the_watch_leaves_nothing_tracked() -> None:
+    tracker, _, _ = _tracker()
+    handle = _handle()
+    handle.set_watching(True)  # watch(), the caller's half ...
+    handle.set_watching(False)  # ... and "Stop watching" before the loop took it
+    tracker.watched(handle, now=0)  # the watch's half does nothing ...
+    tracker.unwatched(handle)  # ... nor the stop's
     assert not handle.watching and handle not in tracker
