@@ -7,9 +7,10 @@ under httpx's own transport), the async one runs the whole exchange under ``asyn
 :func:`_within`). The body is streamed (decoded, so a compressed bomb counts at its real size) and cut off past a
 size limit.
 
-Two things httpx does on every request are done once, or only when they matter (with them, httpx's own work is
-about a quarter more than the rest of a start's: see ``docs/benchmarks.md``): the call's path is joined to the base
-URL once per path (:func:`_url`), and an answer's cookies are read only when it sets one (:class:`_Cookies`).
+Three things httpx does on every request are done once, or only when they matter (see ``docs/benchmarks.md``): the
+call's path is joined to the base URL once per path (:func:`_url`), an answer's cookies are read only when it sets
+one (:class:`_Cookies`), and the detached answer keeps the body as read instead of decoding it again
+(:func:`_detached`).
 
 Failures are *returned* as typed errors for the caller to raise: no frame that raises one holds the httpx request
 (whose headers carry the key), and no error chains to httpx's exception (whose request does).
